@@ -1,0 +1,137 @@
+/**
+ * The one error type of b158. Every failure a user can cause carries a stable code from
+ * `ERROR_CODES`; the code decides the process exit status, so scripts can branch on either.
+ *
+ * Library code throws `B158Error` and never prints. oclif's top-level handler is duck-typed
+ * (it reads `code`, `suggestions` and `oclif.exit`), so this class needs no oclif import.
+ * Codes are append-only: never rename or reuse one. The table is documented in docs/errors.md.
+ */
+
+/** Exit statuses by failure class. 1 is left to oclif/Node for unexpected crashes. */
+export const EXIT = {
+  usage: 2,
+  badInput: 3,
+  validationFailed: 4,
+  io: 5,
+  hub: 6,
+  unsupported: 7,
+  internal: 70,
+} as const;
+export type ExitClass = keyof typeof EXIT;
+
+export const ERROR_CODES = {
+  // usage and sources
+  E_USAGE: { exit: "usage", summary: "A flag or argument is invalid." },
+  E_SOURCE_NOT_FOUND: { exit: "badInput", summary: "The source path does not exist." },
+  E_SOURCE_UNRECOGNIZED: { exit: "badInput", summary: "The source is not a checkpoint directory or a .safetensors file." },
+  E_SOURCE_AMBIGUOUS: { exit: "badInput", summary: "The directory holds more than one candidate set of weights." },
+  E_IO: { exit: "io", summary: "Reading or writing a file failed." },
+
+  // safetensors
+  E_SAFETENSORS_TRUNCATED: { exit: "badInput", summary: "The file is shorter than its header says." },
+  E_SAFETENSORS_HEADER_SIZE: { exit: "badInput", summary: "The header length is zero, over 100 MiB or beyond the file." },
+  E_SAFETENSORS_HEADER_JSON: { exit: "badInput", summary: "The header is not a UTF-8 JSON object." },
+  E_SAFETENSORS_DUPLICATE: { exit: "badInput", summary: "A key appears twice in the header." },
+  E_SAFETENSORS_ENTRY: { exit: "badInput", summary: "A tensor entry lacks dtype, shape or data_offsets, or has extra fields." },
+  E_SAFETENSORS_DTYPE: { exit: "badInput", summary: "A tensor has an unknown dtype." },
+  E_SAFETENSORS_SHAPE: { exit: "badInput", summary: "A shape is not a list of non-negative safe integers." },
+  E_SAFETENSORS_OVERFLOW: { exit: "badInput", summary: "A tensor's byte size overflows." },
+  E_SAFETENSORS_BYTE_LENGTH: { exit: "badInput", summary: "A tensor's byte length does not match its shape and dtype." },
+  E_SAFETENSORS_OFFSETS: { exit: "badInput", summary: "data_offsets are out of range, overlap, leave gaps or leave bytes unindexed." },
+  E_SAFETENSORS_METADATA: { exit: "badInput", summary: "__metadata__ is not a string-to-string map." },
+  E_SAFETENSORS_TOO_MANY: { exit: "badInput", summary: "The header declares more tensors than b158 accepts." },
+
+  // sharded index
+  E_INDEX_JSON: { exit: "badInput", summary: "model.safetensors.index.json is not a valid index." },
+  E_INDEX_MISSING_SHARD: { exit: "badInput", summary: "The index names a shard file that is not there." },
+  E_INDEX_MISMATCH: { exit: "badInput", summary: "The index and the shard headers disagree." },
+
+  // config and model
+  E_CONFIG_MISSING: { exit: "badInput", summary: "config.json is missing." },
+  E_CONFIG_INVALID: { exit: "badInput", summary: "config.json is not valid JSON or breaks its schema." },
+  E_MODEL_FAMILY: { exit: "badInput", summary: "No BitNet family matches and no --ternarize glob was given." },
+  E_MODEL_UNSUPPORTED: { exit: "unsupported", summary: "The checkpoint uses a feature no target runtime can express." },
+  E_PACKED_NO_SCALE: { exit: "badInput", summary: "A packed U8 linear weight has no weight_scale sibling." },
+  E_PACKED_SHAPE: { exit: "badInput", summary: "A packed weight or its weight_scale has an impossible shape or dtype." },
+  E_PACKED_CODE: { exit: "badInput", summary: "A packed weight contains the unused 2-bit code 3." },
+  E_TENSOR_MISSING: { exit: "badInput", summary: "A tensor the operation needs is not in the checkpoint." },
+
+  // validation
+  E_VALIDATION_FAILED: { exit: "validationFailed", summary: "Validation found at least one error." },
+
+  // packing (pure code in src/pack)
+  E_LAYOUT_SHAPE: { exit: "badInput", summary: "A tensor's shape is not eligible for the requested layout." },
+  E_LAYOUT_UNKNOWN: { exit: "usage", summary: "The layout name is unknown." },
+  E_TILING: { exit: "badInput", summary: "A TL1/TL2 tiling is invalid for the tensor shape or the kernel config." },
+  E_KERNEL_CONFIG: { exit: "badInput", summary: "A kernel_config.ini file is malformed." },
+  E_NONFINITE: { exit: "badInput", summary: "A tensor contains NaN or infinite values." },
+  E_NOT_TERNARY: { exit: "badInput", summary: "A value outside {-1, 0, +1} reached a ternary packer." },
+  E_PAYLOAD_SIZE: { exit: "badInput", summary: "A packed payload has the wrong byte length for its shape." },
+
+  E_INTERNAL: { exit: "internal", summary: "A bug in b158: please report it." },
+} as const satisfies Record<string, { exit: ExitClass; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface B158ErrorOptions {
+  /** One actionable sentence: what the user can do next. */
+  hint?: string;
+  /** Machine-readable facts (file, tensor, observed, limit...). Shown in --json output. */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class B158Error extends Error {
+  override readonly name = "B158Error";
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown>;
+  /** Read by oclif's handler to choose the exit status. */
+  readonly oclif: { exit: number };
+  /** Read by oclif's pretty printer ("Try this: ..."). */
+  readonly suggestions: string[] | undefined;
+
+  constructor(code: ErrorCode, message: string, options: B158ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.exitCode = EXIT[ERROR_CODES[code].exit];
+    this.hint = options.hint;
+    this.details = options.details ?? {};
+    this.oclif = { exit: this.exitCode };
+    this.suggestions = options.hint === undefined ? undefined : [options.hint];
+  }
+
+  /** The shape --json consumers get: stable, no stack. */
+  toJSON(): { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown>; exit: number } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      details: this.details,
+      exit: this.exitCode,
+    };
+  }
+}
+
+export function isB158Error(value: unknown): value is B158Error {
+  return value instanceof B158Error;
+}
+
+/** Wraps a Node fs error as E_IO, naming the file; passes B158Errors through unchanged. */
+export function ioError(file: string, action: string, cause: unknown): B158Error {
+  if (cause instanceof B158Error) return cause;
+  const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const hint =
+    errno === "ENOSPC"
+      ? "The disk is full: free space or write elsewhere."
+      : errno === "EACCES" || errno === "EPERM"
+        ? "Check the file permissions."
+        : undefined;
+  return new B158Error("E_IO", `${file}: cannot ${action} (${reason})`, {
+    ...(hint === undefined ? {} : { hint }),
+    details: { file, errno },
+    cause,
+  });
+}
