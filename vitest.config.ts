@@ -6,6 +6,7 @@ export default defineConfig({
     // Command tests spawn the built CLI; give them room on a 2-core CI machine.
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    reporters: ["default"],
+    // The JSON results feed .ci/run's plain "N passed, N failed" closing line.
+    reporters: ["default", ["json", { outputFile: ".tmp/vitest-results.json" }]],
   },
 });

@@ -1,0 +1,85 @@
+import { readdir, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { B158Error, ioError } from "../errors.js";
+import { fileSource, type ByteSource } from "../io/byte-source.js";
+import type { CheckpointFiles } from "./files.js";
+
+/** Small JSON/text files above this are refused: no config or index comes close (CWE-770). */
+export const MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024;
+
+/** A local directory, or a single .safetensors file plus its directory's config and tokenizer files. */
+export async function localCheckpointFiles(path: string): Promise<CheckpointFiles> {
+  const absolute = resolve(path);
+  let info;
+  try {
+    info = await stat(absolute);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new B158Error("E_SOURCE_NOT_FOUND", `${path}: no such file or directory`, {
+        details: { source: path },
+        hint: "Pass a checkpoint directory (config.json + *.safetensors) or a .safetensors file.",
+      });
+    }
+    throw ioError(path, "stat", cause);
+  }
+  const directory = info.isDirectory() ? absolute : dirname(absolute);
+  const single = info.isDirectory() ? undefined : basename(absolute);
+  if (single !== undefined && !single.endsWith(".safetensors")) {
+    throw new B158Error("E_SOURCE_UNRECOGNIZED", `${path}: not a directory or a .safetensors file`, {
+      details: { source: path },
+      hint: "Pass a checkpoint directory or a .safetensors file.",
+    });
+  }
+
+  const full = (name: string): string => {
+    // Names come from index files we do not trust: refuse anything that leaves the directory.
+    if (name.includes("/") || name.includes("\\") || name === ".." || name === "." || name.length === 0) {
+      throw new B158Error("E_INDEX_JSON", `${path}: file name ${JSON.stringify(name)} is not a plain file name`, {
+        details: { source: path, name },
+      });
+    }
+    return join(directory, name);
+  };
+
+  return {
+    label: path,
+    origin: { kind: "local", path: absolute },
+    ...(single === undefined ? {} : { singleWeightsFile: single }),
+    async list() {
+      try {
+        const entries = await readdir(directory, { withFileTypes: true });
+        return entries.filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => e.name).sort();
+      } catch (cause) {
+        throw ioError(directory, "list", cause);
+      }
+    },
+    async has(name) {
+      try {
+        return (await stat(full(name))).isFile();
+      } catch {
+        return false;
+      }
+    },
+    async open(name): Promise<ByteSource> {
+      return fileSource(full(name));
+    },
+    async readText(name, maxBytes = MAX_TEXT_FILE_BYTES) {
+      const source = await fileSource(full(name));
+      try {
+        if (source.size > maxBytes) {
+          throw new B158Error("E_IO", `${source.name}: ${source.size} bytes is too large for a ${name} file (limit ${maxBytes})`, {
+            details: { file: source.name, size: source.size, limit: maxBytes },
+          });
+        }
+        const bytes = await source.read(0, source.size);
+        try {
+          return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+        } catch {
+          throw new B158Error("E_CONFIG_INVALID", `${source.name}: not valid UTF-8`, { details: { file: source.name } });
+        }
+      } finally {
+        await source.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,40 @@
+import { B158Error } from "../errors.js";
+import type { CheckpointFiles } from "./files.js";
+import { localCheckpointFiles } from "./local.js";
+
+/**
+ * Every command's `<source>` argument is resolved here and nowhere else. A resolver claims the
+ * spec strings it understands; the Hub resolver (hf://org/name@rev, org/name) registers in front
+ * of the local one later, without touching any command.
+ */
+export interface SourceResolver {
+  readonly name: string;
+  /** True when this resolver should handle `spec`; may look at the file system. */
+  claims(spec: string): Promise<boolean>;
+  resolve(spec: string): Promise<CheckpointFiles>;
+}
+
+const localResolver: SourceResolver = {
+  name: "local",
+  async claims(spec) {
+    return !spec.startsWith("hf://");
+  },
+  resolve: localCheckpointFiles,
+};
+
+const resolvers: SourceResolver[] = [localResolver];
+
+/** Adds a resolver that is consulted before the existing ones. */
+export function registerSourceResolver(resolver: SourceResolver): void {
+  resolvers.unshift(resolver);
+}
+
+export async function resolveSource(spec: string): Promise<CheckpointFiles> {
+  for (const resolver of resolvers) {
+    if (await resolver.claims(spec)) return resolver.resolve(spec);
+  }
+  throw new B158Error("E_SOURCE_UNRECOGNIZED", `${spec}: no source resolver understands this`, {
+    details: { source: spec },
+    hint: "Hub sources (hf://org/name) are not supported yet; pass a local directory or .safetensors file.",
+  });
+}

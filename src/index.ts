@@ -1,0 +1,34 @@
+/**
+ * b158's library API. Commands are thin wrappers over these; runtimes and scripts can use them
+ * directly. Nothing here prints.
+ */
+export { B158Error, ERROR_CODES, EXIT, isB158Error, type ErrorCode } from "./errors.js";
+export { fileSource, memorySource, type ByteSource } from "./io/byte-source.js";
+
+export { DTYPE_BYTES, type Dtype } from "./formats/safetensors/dtypes.js";
+export {
+  MAX_HEADER_BYTES,
+  parseSafetensorsHeader,
+  readSafetensorsHeader,
+  readTensorBytes,
+  readTensorChunks,
+  type SafetensorsHeader,
+  type SafetensorsTensor,
+} from "./formats/safetensors/read.js";
+export { parseSafetensorsIndex, type SafetensorsIndex } from "./formats/safetensors/index-file.js";
+export { parseHfConfig, type HfConfig, type HfQuantizationConfig } from "./formats/hf-config/read.js";
+
+export type { CheckpointFiles } from "./checkpoint/files.js";
+export { registerSourceResolver, resolveSource, type SourceResolver } from "./checkpoint/resolve.js";
+export { openCheckpoint, type Checkpoint, type CheckpointTensor } from "./checkpoint/open.js";
+
+export type { Diagnostic } from "./model/diagnostics.js";
+export { detectFamily, type Family, type FamilyId, type ScaleConvention } from "./model/family.js";
+export { buildPlan, type LayoutEstimate, type PlanEntry, type PlanOptions, type TensorAction, type TensorPlan, type TensorRole } from "./model/plan.js";
+export { scanCheckpoint, type ScanResult } from "./model/scan.js";
+export {
+  inspectCheckpoint,
+  validateCheckpoint,
+  type CheckpointReport,
+  type ValidateReport,
+} from "./report/checkpoint-report.js";

@@ -1,0 +1,60 @@
+/**
+ * Tensor names: which HF tensors are BitNet linears, and their GGUF names
+ * (llama.cpp gguf-py tensor_mapping; reference gguf-tq-and-hf-checkpoints.md §2).
+ */
+
+/** The seven linears BitNet b1.58 ternarizes in every layer. */
+export const BITNET_LINEAR = /^(?:model\.)?layers\.(\d+)\.(?:self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+export const WEIGHT_SCALE_SUFFIX = ".weight_scale";
+const LAYER = /^(?:model\.)?layers\.(\d+)\.(.+)$/;
+
+const PER_LAYER_GGUF: Readonly<Record<string, string>> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "self_attn.q_proj.weight": "attn_q.weight",
+  "self_attn.k_proj.weight": "attn_k.weight",
+  "self_attn.v_proj.weight": "attn_v.weight",
+  "self_attn.o_proj.weight": "attn_output.weight",
+  "self_attn.inner_attn_ln.weight": "attn_sub_norm.weight",
+  "self_attn.attn_sub_norm.weight": "attn_sub_norm.weight",
+  "mlp.gate_proj.weight": "ffn_gate.weight",
+  "mlp.up_proj.weight": "ffn_up.weight",
+  "mlp.down_proj.weight": "ffn_down.weight",
+  "mlp.ffn_layernorm.weight": "ffn_sub_norm.weight",
+  "mlp.ffn_sub_norm.weight": "ffn_sub_norm.weight",
+};
+
+const GLOBAL_GGUF: Readonly<Record<string, string>> = {
+  "model.embed_tokens.weight": "token_embd.weight",
+  "model.norm.weight": "output_norm.weight",
+  "lm_head.weight": "output.weight",
+};
+
+/** The GGUF tensor name, or undefined when the tensor has no GGUF counterpart (e.g. weight_scale). */
+export function ggufName(name: string): string | undefined {
+  const global = GLOBAL_GGUF[name];
+  if (global !== undefined) return global;
+  const match = LAYER.exec(name);
+  if (match === null) return undefined;
+  const mapped = PER_LAYER_GGUF[match[2]!];
+  return mapped === undefined ? undefined : `blk.${match[1]}.${mapped}`;
+}
+
+export function layerIndex(name: string): number | undefined {
+  const match = LAYER.exec(name);
+  return match === null ? undefined : Number(match[1]);
+}
+
+/**
+ * `--ternarize` globs: `*` matches any run of characters (dots included), `?` one character;
+ * everything else is literal. Whole-name match.
+ */
+export function globToRegExp(glob: string): RegExp {
+  let source = "";
+  for (const c of glob) {
+    if (c === "*") source += ".*";
+    else if (c === "?") source += ".";
+    else source += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${source.replace(/(\.\*)+/g, ".*")}$`);
+}

@@ -1,0 +1,309 @@
+import type { Checkpoint, CheckpointTensor } from "../checkpoint/open.js";
+import { DTYPE_BYTES, isFloatDtype, type Dtype } from "../formats/safetensors/dtypes.js";
+import { checkEligibility, LAYOUT_IDS, type Eligibility, type LayoutId } from "../pack/layouts.js";
+import type { Diagnostic } from "./diagnostics.js";
+import { expectedShape, modelDims, type ModelDims } from "./dims.js";
+import { detectFamily, type Family } from "./family.js";
+import { BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
+
+/**
+ * The tensor plan: the single source of truth for conversion. For every tensor: its role, what
+ * conversion will do with it, and, for ternary linears, which layouts can hold its shape and why not.
+ */
+
+export type TensorRole = "ternary-linear" | "embedding" | "lm-head" | "norm" | "scale" | "other";
+/**
+ * - ternarize: latent float weights, absmean rule at conversion.
+ * - repack: already ternary (packed U8 + weight_scale), unpacked and repacked losslessly.
+ * - keep: stays float (source dtype unless the user asks otherwise).
+ * - consume: a weight_scale folded into its linear's per-tensor scale.
+ */
+export type TensorAction = "ternarize" | "repack" | "keep" | "consume";
+
+export interface PlanEntry {
+  readonly name: string;
+  readonly ggufName: string | undefined;
+  readonly shard: string;
+  readonly dtype: Dtype;
+  /** Shape as stored. */
+  readonly shape: readonly number[];
+  /** Shape of the weight it represents: [out, in] for packed weights ([out/4, in] stored). */
+  readonly logicalShape: readonly number[];
+  readonly parameters: number;
+  readonly role: TensorRole;
+  readonly action: TensorAction;
+  /** The weight_scale tensor consumed by this repacked linear. */
+  readonly scaleTensor?: string;
+  /** For ternary linears: eligibility per layout. */
+  readonly layouts?: Readonly<Record<LayoutId, Eligibility>>;
+}
+
+export interface LayoutEstimate {
+  readonly layout: LayoutId;
+  /** Estimated bytes of tensor payloads (headers, tokenizer and alignment excluded). */
+  readonly bytes: number;
+  readonly bitsPerWeight: number;
+  readonly ternaryBytes: number;
+  readonly ternaryBitsPerWeight: number;
+  /** Ternary tensors this layout cannot hold; the estimate counts them as F16 (--fallback f16). */
+  readonly ineligible: readonly string[];
+}
+
+export interface TensorPlan {
+  readonly family: Family;
+  readonly dims: ModelDims;
+  readonly entries: readonly PlanEntry[];
+  readonly parametersByRole: Readonly<Record<TensorRole, number>>;
+  readonly dtypes: Readonly<Partial<Record<Dtype, number>>>;
+  readonly estimates: readonly LayoutEstimate[];
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export interface PlanOptions {
+  /** Globs naming tensors to ternarize in a generic (family 5) model. */
+  readonly ternarize?: readonly string[];
+}
+
+const ROLES: readonly TensorRole[] = ["ternary-linear", "embedding", "lm-head", "norm", "scale", "other"];
+
+export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): TensorPlan {
+  const diagnostics: Diagnostic[] = [...checkpoint.diagnostics];
+  const { config, tensorsByName } = checkpoint;
+  const family = detectFamily(config, tensorsByName, diagnostics);
+  const dims = modelDims(config, [...tensorsByName.keys()]);
+  const globs = (options.ternarize ?? []).map(globToRegExp);
+  const notConverted = config?.quantization?.modulesToNotConvert ?? [];
+
+  if (config?.quantization?.useRmsNorm) {
+    diagnostics.push({
+      severity: "error",
+      code: "E_MODEL_UNSUPPORTED",
+      message: "quantization_config.use_rms_norm is true: every BitLinear carries its own RMSNorm, which no llama.cpp or bitnet.cpp architecture can express",
+    });
+  }
+  if (family.id === "generic") {
+    diagnostics.push(
+      globs.length === 0
+        ? {
+            severity: "warning",
+            code: "W_GENERIC_NO_TERNARIZE",
+            message: "not a BitNet checkpoint: nothing will be ternarized. Name the tensors with --ternarize '<glob>' (lossy post-training ternarization)",
+          }
+        : {
+            severity: "warning",
+            code: "W_LOSSY_TERNARIZATION",
+            message: "post-training ternarization of a model not trained ternary is lossy: expect a large quality drop",
+          },
+    );
+  }
+
+  const entries: PlanEntry[] = [];
+  const consumedScales = new Set<string>();
+  for (const tensor of checkpoint.tensors) {
+    const entry = planTensor(tensor, tensorsByName, family, dims, globs, notConverted, diagnostics);
+    if (entry.scaleTensor !== undefined) consumedScales.add(entry.scaleTensor);
+    entries.push(entry);
+  }
+  // A weight_scale is consumed only by a packed sibling; an orphan is kept and reported.
+  const finalEntries = entries.map((entry) => {
+    if (entry.role !== "scale" || consumedScales.has(entry.name)) return entry;
+    diagnostics.push({ severity: "warning", code: "W_ORPHAN_SCALE", tensor: entry.name, message: `weight_scale "${entry.name}" has no packed U8 weight beside it; kept as a float tensor` });
+    return { ...entry, role: "other" as const, action: "keep" as const };
+  });
+
+  checkShapes(finalEntries, dims, config !== undefined, diagnostics);
+  checkLayers(finalEntries, family, dims, diagnostics);
+
+  const parametersByRole = Object.fromEntries(ROLES.map((r) => [r, 0])) as Record<TensorRole, number>;
+  const dtypes: Partial<Record<Dtype, number>> = {};
+  for (const entry of finalEntries) {
+    parametersByRole[entry.role] += entry.parameters;
+    dtypes[entry.dtype] = (dtypes[entry.dtype] ?? 0) + 1;
+  }
+  return {
+    family,
+    dims,
+    entries: finalEntries,
+    parametersByRole,
+    dtypes,
+    estimates: LAYOUT_IDS.map((layout) => estimate(layout, finalEntries)),
+    diagnostics,
+  };
+}
+
+function planTensor(
+  tensor: CheckpointTensor,
+  tensors: ReadonlyMap<string, CheckpointTensor>,
+  family: Family,
+  dims: ModelDims,
+  globs: readonly RegExp[],
+  notConverted: readonly string[],
+  diagnostics: Diagnostic[],
+): PlanEntry {
+  const base = {
+    name: tensor.name,
+    ggufName: ggufName(tensor.name),
+    shard: tensor.shard,
+    dtype: tensor.dtype,
+    shape: tensor.shape,
+    logicalShape: tensor.shape,
+    parameters: tensor.elements,
+  };
+  if (tensor.name.endsWith(WEIGHT_SCALE_SUFFIX)) return { ...base, role: "scale", action: "consume" };
+
+  const module = tensor.name.replace(/\.weight$/, "");
+  const excluded = notConverted.some((m) => module === m || module.endsWith(`.${m}`));
+  const isLinearName = family.id === "generic" ? globs.some((g) => g.test(tensor.name)) : BITNET_LINEAR.test(tensor.name);
+  const scaleName = `${module}${WEIGHT_SCALE_SUFFIX}`;
+
+  if (isLinearName && !excluded) {
+    if (tensor.dtype === "U8") {
+      if (!tensors.has(scaleName)) {
+        diagnostics.push({
+          severity: "error",
+          code: "E_PACKED_NO_SCALE",
+          tensor: tensor.name,
+          message: `U8 linear weight "${tensor.name}" has no "${scaleName}": it cannot be unpacked to a scaled ternary weight`,
+        });
+        return { ...base, role: "other", action: "keep" };
+      }
+      return packedEntry(base, tensor, scaleName, tensors, dims, diagnostics);
+    }
+    if (tensor.shape.length === 2 && isFloatDtype(tensor.dtype)) {
+      return { ...base, role: "ternary-linear", action: "ternarize", layouts: eligibility(tensor.shape as [number, number]) };
+    }
+    diagnostics.push({
+      severity: family.id === "generic" ? "error" : "warning",
+      code: "W_NOT_TERNARIZABLE",
+      tensor: tensor.name,
+      message: `"${tensor.name}" is ${tensor.dtype} ${JSON.stringify(tensor.shape)}: only 2-D F32/F16/BF16/F64 weights can be ternarized; kept as is`,
+    });
+  }
+  const role: TensorRole =
+    /(^|\.)(embed_tokens|wte|tok_embeddings|word_embeddings)\.weight$/.test(tensor.name)
+      ? "embedding"
+      : /(^|\.)(lm_head|output)\.weight$/.test(tensor.name)
+        ? "lm-head"
+        : tensor.shape.length === 1 && /(norm|_ln|layernorm)[^.]*\.(weight|bias)$/.test(tensor.name)
+          ? "norm"
+          : "other";
+  return { ...base, role, action: "keep" };
+}
+
+function packedEntry(
+  base: Omit<PlanEntry, "role" | "action">,
+  tensor: CheckpointTensor,
+  scaleName: string,
+  tensors: ReadonlyMap<string, CheckpointTensor>,
+  dims: ModelDims,
+  diagnostics: Diagnostic[],
+): PlanEntry {
+  const scale = tensors.get(scaleName)!;
+  if (tensor.shape.length !== 2) {
+    diagnostics.push({ severity: "error", code: "E_PACKED_SHAPE", tensor: tensor.name, message: `packed weight "${tensor.name}" has shape ${JSON.stringify(tensor.shape)}; expected [out/4, in]` });
+    return { ...base, role: "other", action: "keep" };
+  }
+  if (scale.elements !== 1 || !isFloatDtype(scale.dtype)) {
+    diagnostics.push({
+      severity: "error",
+      code: "E_PACKED_SHAPE",
+      tensor: scaleName,
+      message: `"${scaleName}" is ${scale.dtype} ${JSON.stringify(scale.shape)}; a per-tensor weight_scale must be one float element`,
+    });
+  }
+  const [packedRows, cols] = tensor.shape as [number, number];
+  // transformers packs ceil(out/4) rows; config.json tells the true out when out % 4 != 0.
+  const configured = expectedShape(tensor.name, dims)?.[0];
+  const out = configured !== undefined && Math.ceil(configured / 4) === packedRows ? configured : packedRows * 4;
+  const logicalShape: [number, number] = [out, cols];
+  return {
+    ...base,
+    logicalShape,
+    parameters: out * cols,
+    role: "ternary-linear",
+    action: "repack",
+    scaleTensor: scaleName,
+    layouts: eligibility(logicalShape),
+  };
+}
+
+function eligibility(shape: readonly [number, number]): Record<LayoutId, Eligibility> {
+  return Object.fromEntries(LAYOUT_IDS.map((layout) => [layout, checkEligibility(layout, shape)])) as Record<LayoutId, Eligibility>;
+}
+
+function checkShapes(entries: readonly PlanEntry[], dims: ModelDims, haveConfig: boolean, diagnostics: Diagnostic[]): void {
+  if (!haveConfig) return;
+  for (const entry of entries) {
+    const expected = expectedShape(entry.name, dims);
+    if (expected === undefined) continue;
+    const actual = entry.logicalShape;
+    const mismatch = expected.length !== actual.length || expected.some((d, i) => d !== undefined && d !== actual[i]);
+    if (mismatch) {
+      const shown = expected.map((d) => (d === undefined ? "?" : String(d))).join(", ");
+      diagnostics.push({
+        severity: "error",
+        code: "E_SHAPE_CONFIG",
+        tensor: entry.name,
+        message: `"${entry.name}" has shape ${JSON.stringify(actual)} but config.json implies [${shown}]`,
+      });
+    }
+  }
+}
+
+const LAYER_LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+
+function checkLayers(entries: readonly PlanEntry[], family: Family, dims: ModelDims, diagnostics: Diagnostic[]): void {
+  if (family.id === "generic" || dims.layers === undefined) return;
+  const names = new Set(entries.map((e) => e.name));
+  const prefix = entries.some((e) => e.name.startsWith("model.layers.")) ? "model.layers" : "layers";
+  let maxLayer = -1;
+  for (const e of entries) maxLayer = Math.max(maxLayer, layerIndex(e.name) ?? -1);
+  if (maxLayer + 1 !== dims.layers) {
+    diagnostics.push({
+      severity: "error",
+      code: "E_SHAPE_CONFIG",
+      message: `config.json says num_hidden_layers = ${dims.layers} but the weights hold ${maxLayer + 1} layers`,
+    });
+  }
+  for (let layer = 0; layer < Math.min(dims.layers, maxLayer + 1); layer++) {
+    for (const linear of LAYER_LINEARS) {
+      const name = `${prefix}.${layer}.${linear}.weight`;
+      if (!names.has(name)) {
+        diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `layer ${layer} has no "${name}"` });
+      }
+    }
+  }
+}
+
+/** F16 bytes per weight for ternary tensors a layout cannot hold (the --fallback f16 estimate). */
+const FALLBACK_BYTES = 2;
+
+function estimate(layout: LayoutId, entries: readonly PlanEntry[]): LayoutEstimate {
+  let bytes = 0;
+  let weights = 0;
+  let ternaryBytes = 0;
+  let ternaryWeights = 0;
+  const ineligible: string[] = [];
+  for (const entry of entries) {
+    if (entry.role === "scale" && entry.action === "consume") continue;
+    weights += entry.parameters;
+    if (entry.role !== "ternary-linear") {
+      bytes += entry.parameters * DTYPE_BYTES[entry.dtype];
+      continue;
+    }
+    const fit = entry.layouts![layout];
+    const tensorBytes = fit.eligible ? fit.payloadBytes : entry.parameters * FALLBACK_BYTES;
+    if (!fit.eligible) ineligible.push(entry.name);
+    bytes += tensorBytes;
+    ternaryBytes += tensorBytes;
+    ternaryWeights += entry.parameters;
+  }
+  return {
+    layout,
+    bytes,
+    bitsPerWeight: weights === 0 ? 0 : (bytes * 8) / weights,
+    ternaryBytes,
+    ternaryBitsPerWeight: ternaryWeights === 0 ? 0 : (ternaryBytes * 8) / ternaryWeights,
+    ineligible,
+  };
+}

@@ -1,0 +1,181 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateCheckpoint, type FixtureFamily } from "../fixtures/generate.js";
+import { getValidator } from "../src/schemas.js";
+
+/** The CLI as a user runs it: the built bin/run.js in a child process (npm test builds dist/ first). */
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const example = join(repo, "fixtures", "example");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function b158(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(repo, "bin", "run.js"), ...args], { cwd: repo, env: { ...process.env, NO_COLOR: "1", ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "b158-cli-"));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("b158 --help", () => {
+  it("lists the commands", async () => {
+    const run = await b158(["--help"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/inspect\s+Show what is inside a checkpoint/);
+    expect(run.stdout).toMatch(/validate\s+Check a checkpoint/);
+  });
+
+  it.each(["inspect", "validate"])("%s --help has a description, flags and examples", async (command) => {
+    const run = await b158([command, "--help"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("USAGE");
+    expect(run.stdout).toContain("--json");
+    expect(run.stdout).toContain("EXAMPLES");
+    expect(run.stdout).toContain(`b158 ${command} fixtures/example`);
+  });
+});
+
+describe("b158 inspect", () => {
+  it("shows the bundled example's family, plan and estimates (the README's main job)", async () => {
+    const run = await b158(["inspect", "fixtures/example"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("3. BitNet b1.58, pre-quantized: packed U8 + weight_scale");
+    expect(run.stdout).toContain("effective weight = ternary x weight_scale");
+    expect(run.stdout).toMatch(/model\.layers\.\{0-3\}\.self_attn\.q_proj\.weight\s+U8\s+\[64, 256\] -> \[256, 256\]\s+ternary-linear\s+repack \+scale\s+yes\s+yes\s+yes\s+yes\s+yes/);
+    expect(run.stdout).toMatch(/model\.embed_tokens\.weight\s+BF16\s+\[512, 256\]\s+embedding\s+keep/);
+    expect(run.stdout).toMatch(/tq2_0\s+[\d.]+ (KiB|MiB)\s+[\d.]+\s+2\.063\s+0/);
+  });
+
+  it("--json validates against schemas/inspect.schema.json and agrees with the human report", async () => {
+    const run = await b158(["inspect", example, "--json"]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    const validate = getValidator("inspect");
+    expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+    expect(report.family.id).toBe("bitnet-packed");
+    expect(report.tensors.filter((t: { action: string }) => t.action === "repack")).toHaveLength(4 * 7);
+  });
+
+  const families: [FixtureFamily, number, string][] = [
+    ["bitnet-1bitllm", 1, "ternarize"],
+    ["bitnet-2b4t-bf16", 2, "ternarize"],
+    ["bitnet-2b4t-packed", 3, "repack"],
+    ["llama-bitnet-packed", 4, "repack"],
+  ];
+  it.each(families)("prints the right plan for a %s checkpoint (family %i)", async (family, number, action) => {
+    const dir = join(root, family);
+    await generateCheckpoint({ family, dir, dims: { layers: 2 }, shards: 2 });
+    const run = await b158(["inspect", dir, "--json"]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(getValidator("inspect")(report)).toBe(true);
+    expect(report.family.number).toBe(number);
+    const linears = report.tensors.filter((t: { role: string }) => t.role === "ternary-linear");
+    expect(linears).toHaveLength(14);
+    expect(linears.every((t: { action: string }) => t.action === action)).toBe(true);
+    expect(report.files.weights).toHaveLength(2);
+    expect(report.files.index).toBe("model.safetensors.index.json");
+  });
+
+  it("a generic model with --ternarize says the conversion is lossy", async () => {
+    const dir = join(root, "generic");
+    await generateCheckpoint({ family: "llama-generic", dir, dims: { layers: 1 } });
+    const run = await b158(["inspect", dir, "--ternarize", "model.layers.*_proj.weight"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("5. Generic safetensors model");
+    expect(run.stdout).toContain("It is lossy");
+    expect(run.stdout).toContain("W_LOSSY_TERNARIZATION");
+  });
+
+  it("a missing source fails with E_SOURCE_NOT_FOUND, exit 3, and no stack trace", async () => {
+    const run = await b158(["inspect", join(root, "nope")]);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain("E_SOURCE_NOT_FOUND");
+    expect(run.stderr).toContain("Try this:");
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("under --json a failure is one JSON error document on stdout", async () => {
+    const run = await b158(["inspect", join(root, "nope"), "--json"]);
+    expect(run.code).toBe(3);
+    const body = JSON.parse(run.stdout);
+    expect(body.error.code).toBe("E_SOURCE_NOT_FOUND");
+    expect(body.error.exit).toBe(3);
+    expect(typeof body.error.hint).toBe("string");
+  });
+
+  it("an unknown flag is a usage error (exit 2)", async () => {
+    const run = await b158(["inspect", example, "--frobnicate"]);
+    expect(run.code).toBe(2);
+  });
+});
+
+describe("b158 validate", () => {
+  it("passes the bundled example (exit 0) and scans every tensor", async () => {
+    const run = await b158(["validate", "fixtures/example", "--json"]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(getValidator("validate")(report)).toBe(true);
+    expect(report.ok).toBe(true);
+    expect(report.tensorsScanned).toBe(report.tensors);
+    expect(report.summary.errors).toBe(0);
+  });
+
+  it("reports every problem in a damaged checkpoint, names each tensor, and exits 4", async () => {
+    const dir = join(root, "damaged");
+    const fixture = await generateCheckpoint({ family: "bitnet-2b4t-packed", dir, dims: { layers: 2 } });
+    const file = join(dir, "model.safetensors");
+    const bytes = new Uint8Array(await readFile(file));
+    const view = new DataView(bytes.buffer);
+    const headerLength = Number(view.getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+    const at = (name: string) => 8 + headerLength + header[name].data_offsets[0];
+    // NaN in a norm, code 3 in a packed weight, a zero weight_scale, an all-zero packed weight
+    view.setUint16(at("model.layers.0.input_layernorm.weight") + 6, 0x7fc0, true);
+    bytes[at("model.layers.0.mlp.up_proj.weight") + 5] = 0xff;
+    view.setUint16(at("model.layers.1.self_attn.k_proj.weight_scale"), 0, true);
+    const down = header["model.layers.1.mlp.down_proj.weight"].data_offsets;
+    bytes.fill(0x55, at("model.layers.1.mlp.down_proj.weight"), at("model.layers.1.mlp.down_proj.weight") + down[1] - down[0]);
+    await writeFile(file, bytes);
+    expect(fixture.files).toContain("model.safetensors");
+
+    const json = await b158(["validate", dir, "--json"]);
+    expect(json.code).toBe(4);
+    const report = JSON.parse(json.stdout);
+    expect(getValidator("validate")(report)).toBe(true);
+    expect(report.ok).toBe(false);
+    const found = report.diagnostics.map((d: { code: string; tensor?: string }) => `${d.code} ${d.tensor}`);
+    expect(found).toEqual(
+      expect.arrayContaining([
+        "E_NONFINITE model.layers.0.input_layernorm.weight",
+        "E_PACKED_CODE model.layers.0.mlp.up_proj.weight",
+        "E_SCALE_INVALID model.layers.1.self_attn.k_proj.weight_scale",
+        "E_ALL_ZERO model.layers.1.mlp.down_proj.weight",
+      ]),
+    );
+    expect(report.summary.errors).toBe(4);
+
+    const human = await b158(["validate", dir]);
+    expect(human.code).toBe(4);
+    expect(human.stdout).toContain("FAILED: 4 errors.");
+    expect(human.stderr).toContain("E_VALIDATION_FAILED");
+  });
+});
