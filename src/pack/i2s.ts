@@ -1,0 +1,46 @@
+import { checkCodes, checkPayload, assertTernary } from "./check.js";
+import { I2_S_TAIL_BYTES } from "./layouts.js";
+
+/**
+ * bitnet.cpp I2_S (reference bitnet-cpp-layouts.md §1). The flattened tensor is cut into blocks of
+ * 128 elements (x86 and the official files) or 64 (ARM builds since Nov 2025); byte g of a block
+ * holds elements g, g + B/4, g + B/2, g + 3B/4 in bits 7:6, 5:4, 3:2, 1:0 as code = t + 1.
+ * Then the f32 scale, then 28 zero bytes (llama-quantize leaves them uninitialised; we write zeros).
+ */
+export function packI2S(codes: Int8Array, M: number, K: number, scale: number, blockSize: 128 | 64 = 128): Uint8Array {
+  checkCodes(codes, M, K, "i2_s");
+  assertTernary(codes, K);
+  const n = M * K;
+  const quarter = blockSize / 4;
+  const out = new Uint8Array(n / 4 + I2_S_TAIL_BYTES);
+  for (let base = 0, o = 0; base < n; base += blockSize, o += quarter) {
+    for (let g = 0; g < quarter; g++) {
+      const i = base + g;
+      out[o + g] = ((codes[i]! + 1) << 6) | ((codes[i + quarter]! + 1) << 4) | ((codes[i + 2 * quarter]! + 1) << 2) | (codes[i + 3 * quarter]! + 1);
+    }
+  }
+  new DataView(out.buffer).setFloat32(n / 4, scale, true);
+  return out;
+}
+
+export function unpackI2S(bytes: Uint8Array, M: number, K: number, blockSize: 128 | 64 = 128): { codes: Int8Array; scale: number } {
+  const n = M * K;
+  checkPayload(bytes, n / 4 + I2_S_TAIL_BYTES, "i2_s", M, K);
+  const quarter = blockSize / 4;
+  const codes = new Int8Array(n);
+  for (let base = 0, o = 0; base < n; base += blockSize, o += quarter) {
+    for (let g = 0; g < quarter; g++) {
+      const b = bytes[o + g]!;
+      const i = base + g;
+      // dequantize_row_i2_s maps the unused code 3 to 0; so do we.
+      codes[i] = I2S_DECODE[(b >>> 6) & 3]!;
+      codes[i + quarter] = I2S_DECODE[(b >>> 4) & 3]!;
+      codes[i + 2 * quarter] = I2S_DECODE[(b >>> 2) & 3]!;
+      codes[i + 3 * quarter] = I2S_DECODE[b & 3]!;
+    }
+  }
+  const scale = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getFloat32(n / 4, true);
+  return { codes, scale };
+}
+
+const I2S_DECODE = Int8Array.from([-1, 0, 1, 0]);

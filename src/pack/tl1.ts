@@ -1,0 +1,79 @@
+import { B158Error } from "../errors.js";
+import { assertTernary, checkCodes, checkPayload } from "./check.js";
+import { tl1TilingProblem, type Tiling } from "./layouts.js";
+
+/**
+ * bitnet.cpp TL1 (reference bitnet-cpp-layouts.md §2.3): weight pairs (2j, 2j+1) of a row become the
+ * 4-bit index P = 3a + b + 4 (0..8), two per byte (pair j high nibble, j+1 low), emitted tile by tile:
+ *
+ *   for i0 < M/BM, i1 < K/BK, i2 < BM/bm, i3 < BK/by, i4 < bm/16, i5 < by/4, r < 16:
+ *     m = i0*BM + i2*bm + i4*16 + r;  j = i1*BK/2 + i3*by/2 + i5*2     (by = 256 / bm)
+ *
+ * M*K/4 bytes. The f32 scale is not part of the payload; a GGUF stores it as the next tensor.
+ */
+export function packTl1(codes: Int8Array, M: number, K: number, tiling: Tiling): Uint8Array {
+  checkTiling(M, K, tiling);
+  checkCodes(codes, M, K, "tl1");
+  assertTernary(codes, K);
+  const { BM, BK, bm } = tiling;
+  const by = 256 / bm;
+  const out = new Uint8Array((M * K) / 4);
+  let o = 0;
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K / BK; i1++)
+      for (let i2 = 0; i2 < BM / bm; i2++)
+        for (let i3 = 0; i3 < BK / by; i3++)
+          for (let i4 = 0; i4 < bm / 16; i4++)
+            for (let i5 = 0; i5 < by / 4; i5++) {
+              const column = 2 * (i1 * (BK / 2) + i3 * (by / 2) + i5 * 2); // first weight of pair j
+              const rowBase = i0 * BM + i2 * bm + i4 * 16;
+              for (let r = 0; r < 16; r++) {
+                const i = (rowBase + r) * K + column;
+                const hi = 3 * codes[i]! + codes[i + 1]! + 4;
+                const lo = 3 * codes[i + 2]! + codes[i + 3]! + 4;
+                out[o++] = (hi << 4) | lo;
+              }
+            }
+  return out;
+}
+
+export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
+  checkTiling(M, K, tiling);
+  checkPayload(bytes, (M * K) / 4, "tl1", M, K);
+  const { BM, BK, bm } = tiling;
+  const by = 256 / bm;
+  const codes = new Int8Array(M * K);
+  let o = 0;
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K / BK; i1++)
+      for (let i2 = 0; i2 < BM / bm; i2++)
+        for (let i3 = 0; i3 < BK / by; i3++)
+          for (let i4 = 0; i4 < bm / 16; i4++)
+            for (let i5 = 0; i5 < by / 4; i5++) {
+              const column = 2 * (i1 * (BK / 2) + i3 * (by / 2) + i5 * 2);
+              const rowBase = i0 * BM + i2 * bm + i4 * 16;
+              for (let r = 0; r < 16; r++) {
+                const i = (rowBase + r) * K + column;
+                const byte = bytes[o++]!;
+                writePair(codes, i, byte >>> 4, o - 1);
+                writePair(codes, i + 2, byte & 15, o - 1);
+              }
+            }
+  return codes;
+}
+
+/** Index 0..8 back to the pair (a, b) with 3a + b + 4 = index. */
+export function writePair(codes: Int8Array, i: number, index: number, at: number): void {
+  if (index > 8) throw new B158Error("E_NOT_TERNARY", `TL pair index ${index} at payload byte ${at} is not 0..8`, { details: { byte: at, index } });
+  codes[i] = Math.floor(index / 3) - 1;
+  codes[i + 1] = (index % 3) - 1;
+}
+
+function checkTiling(M: number, K: number, tiling: Tiling): void {
+  const problem = tl1TilingProblem(M, K, tiling);
+  if (problem !== undefined) {
+    throw new B158Error("E_TILING", `TL1 tiling BM ${tiling.BM} / BK ${tiling.BK} / bm ${tiling.bm} does not fit [${M}, ${K}]: ${problem}`, {
+      details: { M, K, ...tiling },
+    });
+  }
+}

@@ -1,0 +1,153 @@
+import { B158Error } from "../errors.js";
+import { assertTernary, checkCodes, checkPayload } from "./check.js";
+import { tl2PayloadBytes, tl2TilingProblem, type Tiling } from "./layouts.js";
+import { writePair } from "./tl1.js";
+
+/**
+ * bitnet.cpp TL2 (reference bitnet-cpp-layouts.md §2.4). Columns split into K3 = floor(K/BK)*BK
+ * three-weight columns and a K2 = K - K3 two-weight tail. Layout:
+ *
+ *   A  M*K3/6 bytes   |v| of triplets, two per byte, v = 9a + 3b + c in -13..13
+ *   S  M*K3/24 bytes  sign bits (v < 0), 16-bit little-endian words over 8 triplets x 2 rows
+ *   B  M*K2/4 bytes   TL1-style pair indices of the tail
+ *   zero padding up to P = ((K-256)*M/3*5/8) + (256*M/2*4/8)
+ *
+ * Within each 32-row group, 8-byte groups 1 and 2 are swapped (PERM). The scale is stored apart.
+ */
+const PERM = [0, 2, 1, 3] as const;
+
+/** Row within a 32-row group for output position q (the 8-byte group swap). */
+function permutedRow(q: number): number {
+  return PERM[q >>> 3]! * 8 + (q & 7);
+}
+
+export function packTl2(codes: Int8Array, M: number, K: number, tiling: Tiling): Uint8Array {
+  checkTiling(M, K, tiling);
+  checkCodes(codes, M, K, "tl2");
+  assertTernary(codes, K);
+  const { BM, BK } = tiling;
+  const K3 = Math.floor(K / BK) * BK;
+  const K2 = K - K3;
+  const out = new Uint8Array(tl2PayloadBytes(M, K));
+  const triplet = (m: number, j: number): number => {
+    const i = m * K + 3 * j;
+    return 9 * codes[i]! + 3 * codes[i + 1]! + codes[i + 2]!;
+  };
+  let o = 0;
+  // A: three-weight indices
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K3 / BK; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < BK / 6; i3++) {
+          const j = i1 * (BK / 3) + i3 * 2;
+          for (let q = 0; q < 32; q++) {
+            const m = i0 * BM + i2 * 32 + permutedRow(q);
+            out[o++] = (Math.abs(triplet(m, j)) << 4) | Math.abs(triplet(m, j + 1));
+          }
+        }
+  // S: signs
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K3 / BK; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < BK / 24; i3++)
+          for (let b = 0; b < 16; b++) {
+            let word = 0;
+            for (let a = 0; a < 16; a++) {
+              const m = i0 * BM + i2 * 32 + (a & 1) * 16 + b;
+              const j = i1 * (BK / 3) + i3 * 8 + (a >>> 1);
+              if (triplet(m, j) < 0) word |= 1 << (15 - a);
+            }
+            out[o++] = word & 0xff;
+            out[o++] = word >>> 8;
+          }
+  // B: two-weight tail, fixed BK 32, bm 32, by 4
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K2 / 32; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < 8; i3++) {
+          const column = K3 + 2 * (i1 * 16 + i3 * 2);
+          for (let q = 0; q < 32; q++) {
+            const i = (i0 * BM + i2 * 32 + permutedRow(q)) * K + column;
+            out[o++] = ((3 * codes[i]! + codes[i + 1]! + 4) << 4) | (3 * codes[i + 2]! + codes[i + 3]! + 4);
+          }
+        }
+  return out; // the rest stays zero: the padding the kernels expect
+}
+
+/** |v| 0..13 with its sign back to the triplet (a, b, c), v = 9a + 3b + c. */
+function writeTriplet(codes: Int8Array, i: number, magnitude: number, negative: boolean, at: number): void {
+  if (magnitude > 13) throw new B158Error("E_NOT_TERNARY", `TL2 triplet index ${magnitude} at payload byte ${at} is not 0..13`, { details: { byte: at, index: magnitude } });
+  let v = negative ? -magnitude : magnitude;
+  for (let d = 0; d < 3; d++) {
+    const weight = d === 0 ? 9 : d === 1 ? 3 : 1;
+    const t = Math.round(v / weight);
+    codes[i + d] = t;
+    v -= t * weight;
+  }
+}
+
+export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
+  checkTiling(M, K, tiling);
+  checkPayload(bytes, tl2PayloadBytes(M, K), "tl2", M, K);
+  const { BM, BK } = tiling;
+  const K3 = Math.floor(K / BK) * BK;
+  const K2 = K - K3;
+  const magnitudes = new Uint8Array((M * K3) / 3);
+  const negative = new Uint8Array((M * K3) / 3);
+  const tripletsPerRow = K3 / 3;
+  let o = 0;
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K3 / BK; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < BK / 6; i3++) {
+          const j = i1 * (BK / 3) + i3 * 2;
+          for (let q = 0; q < 32; q++) {
+            const m = i0 * BM + i2 * 32 + permutedRow(q);
+            const byte = bytes[o++]!;
+            magnitudes[m * tripletsPerRow + j] = byte >>> 4;
+            magnitudes[m * tripletsPerRow + j + 1] = byte & 15;
+          }
+        }
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K3 / BK; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < BK / 24; i3++)
+          for (let b = 0; b < 16; b++) {
+            const word = bytes[o]! | (bytes[o + 1]! << 8);
+            o += 2;
+            for (let a = 0; a < 16; a++) {
+              const m = i0 * BM + i2 * 32 + (a & 1) * 16 + b;
+              const j = i1 * (BK / 3) + i3 * 8 + (a >>> 1);
+              negative[m * tripletsPerRow + j] = (word >>> (15 - a)) & 1;
+            }
+          }
+  const codes = new Int8Array(M * K);
+  for (let m = 0; m < M; m++)
+    for (let j = 0; j < tripletsPerRow; j++) {
+      const t = m * tripletsPerRow + j;
+      writeTriplet(codes, m * K + 3 * j, magnitudes[t]!, negative[t] === 1, t);
+    }
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K2 / 32; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < 8; i3++) {
+          const column = K3 + 2 * (i1 * 16 + i3 * 2);
+          for (let q = 0; q < 32; q++) {
+            const i = (i0 * BM + i2 * 32 + permutedRow(q)) * K + column;
+            const byte = bytes[o]!;
+            writePair(codes, i, byte >>> 4, o);
+            writePair(codes, i + 2, byte & 15, o);
+            o++;
+          }
+        }
+  return codes;
+}
+
+function checkTiling(M: number, K: number, tiling: Tiling): void {
+  const problem = tl2TilingProblem(M, K, tiling);
+  if (problem !== undefined) {
+    throw new B158Error("E_TILING", `TL2 tiling BM ${tiling.BM} / BK ${tiling.BK} / bm ${tiling.bm} does not fit [${M}, ${K}]: ${problem}`, {
+      details: { M, K, ...tiling },
+    });
+  }
+}
