@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   E_KERNEL_CONFIG: { exit: "badInput", summary: "A kernel_config.ini file is malformed." },
   E_NONFINITE: { exit: "badInput", summary: "A tensor contains NaN or infinite values." },
   E_NOT_TERNARY: { exit: "badInput", summary: "A value outside {-1, 0, +1} reached a ternary packer." },
+  E_SCALE_RANGE: { exit: "badInput", summary: "A scale does not fit the layout's scale format (f16 for TQ1_0/TQ2_0)." },
   E_PAYLOAD_SIZE: { exit: "badInput", summary: "A packed payload has the wrong byte length for its shape." },
 
   E_INTERNAL: { exit: "internal", summary: "A bug in b158: please report it." },

@@ -32,3 +32,5 @@ export {
   type CheckpointReport,
   type ValidateReport,
 } from "./report/checkpoint-report.js";
+
+export * from "./pack/index.js";

@@ -1,4 +1,5 @@
-import { checkCodes, checkPayload, assertTernary } from "./check.js";
+import { checkCodes, checkPayload } from "./check.js";
+import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { I2_S_TAIL_BYTES } from "./layouts.js";
 
 /**
@@ -9,16 +10,25 @@ import { I2_S_TAIL_BYTES } from "./layouts.js";
  */
 export function packI2S(codes: Int8Array, M: number, K: number, scale: number, blockSize: 128 | 64 = 128): Uint8Array {
   checkCodes(codes, M, K, "i2_s");
-  assertTernary(codes, K);
   const n = M * K;
   const quarter = blockSize / 4;
   const out = new Uint8Array(n / 4 + I2_S_TAIL_BYTES);
-  for (let base = 0, o = 0; base < n; base += blockSize, o += quarter) {
-    for (let g = 0; g < quarter; g++) {
-      const i = base + g;
-      out[o + g] = ((codes[i]! + 1) << 6) | ((codes[i + quarter]! + 1) << 4) | ((codes[i + 2 * quarter]! + 1) << 2) | (codes[i + 3 * quarter]! + 1);
+  // Four output bytes per step: words at g, g + B/4, g + B/2, g + 3B/4 give the four 2-bit fields.
+  const words = codeWords(codes);
+  const outWords = new Uint32Array(out.buffer, 0, n / 16);
+  const q = quarter / 4; // words per quarter block
+  let bad = 0;
+  for (let base = 0, o = 0; o < outWords.length; base += 4 * q) {
+    for (let g = 0; g < q; g++, o++) {
+      const v0 = plusOne(words[base + g]!);
+      const v1 = plusOne(words[base + g + q]!);
+      const v2 = plusOne(words[base + g + 2 * q]!);
+      const v3 = plusOne(words[base + g + 3 * q]!);
+      bad |= invalidBits(v0) | invalidBits(v1) | invalidBits(v2) | invalidBits(v3);
+      outWords[o] = (v0 << 6) | (v1 << 4) | (v2 << 2) | v3;
     }
   }
+  if (bad !== 0) reportNotTernary(codes, K);
   new DataView(out.buffer).setFloat32(n / 4, scale, true);
   return out;
 }

@@ -8,10 +8,14 @@ import { fromBf16Bits, fromF16Bits } from "./float16.js";
  *   t     = clamp(roundHalfToEven(float32(W * inv)), -1, 1)
  *   scale = float32(1 / inv)                               effective weight = scale x t
  *
- * Two streaming passes over raw little-endian chunks (one for the mean, one for the codes), so a
- * tensor never needs a float32 copy of itself. Input that is already exactly ternary x c (a single
- * nonzero magnitude) keeps c as its scale: re-applying absmean would shrink it to c x (nonzero
- * fraction), the rescaling bug of converters that quantize twice.
+ * Two streaming passes over raw little-endian chunks, so a tensor never needs a float32 copy of
+ * itself: pass 1 (`AbsmeanAccumulator.add`) sums |W|; pass 2 (`TernaryCoder.encode`) writes codes;
+ * `TernaryCoder.result()` then gives the scale.
+ *
+ * Input that is already exactly ternary x c (one nonzero magnitude) keeps c as its scale. Re-applying
+ * absmean would shrink it to c x (nonzero fraction), the rescaling bug of converters that quantize
+ * twice. The codes are the same either way (|t / fraction| >= 1), so pass 2 can decide exactness
+ * while it codes, which keeps pass 1 to a sum.
  */
 
 export type LatentDtype = "F32" | "F16" | "BF16";
@@ -19,20 +23,41 @@ export type LatentDtype = "F32" | "F16" | "BF16";
 /** transformers' and bitnet.cpp's floor on the mean, so an all-zero tensor gets a finite scale. */
 export const ABSMEAN_FLOOR = Math.fround(1e-5);
 
-/** |value| for every 16-bit pattern (NaN and Inf included), so pass 1 is one table load per weight. */
-const ABS_TABLES = { F16: absTable(fromF16Bits), BF16: absTable(fromBf16Bits) };
-
-function absTable(decode: (bits: number) => number): Float64Array {
-  const table = new Float64Array(65536);
-  for (let bits = 0; bits < 65536; bits++) table[bits] = Math.abs(decode(bits));
-  return table;
+/**
+ * 16-bit float formats by their fields: |w| = (mantissa + implicit) x 2^(exponent - bias), where
+ * implicit is 0 for subnormals. Tables of 2^e stay in L1, so pass 1 needs no per-element decode call.
+ */
+interface HalfFormat {
+  readonly mantissaBits: number;
+  readonly exponentMask: number;
+  /** implicit leading one per exponent (0 for subnormals). */
+  readonly implicit: Float64Array;
+  /** 2^(exponent - bias - mantissaBits) per exponent; Infinity for the all-ones exponent (Inf/NaN). */
+  readonly power: Float64Array;
+  readonly decode: (bits: number) => number;
 }
 
-/** Pass 1: feed chunks, then ask for the scale. Chunks must hold whole elements. */
+function halfFormat(mantissaBits: number, exponentBits: number, decode: (bits: number) => number): HalfFormat {
+  const exponents = 1 << exponentBits;
+  const bias = exponents / 2 - 1;
+  const implicit = new Float64Array(exponents);
+  const power = new Float64Array(exponents);
+  for (let e = 0; e < exponents; e++) {
+    implicit[e] = e === 0 ? 0 : 1 << mantissaBits;
+    power[e] = e === exponents - 1 ? Infinity : 2 ** (Math.max(e, 1) - bias - mantissaBits);
+  }
+  return { mantissaBits, exponentMask: exponents - 1, implicit, power, decode };
+}
+
+const FORMATS = { BF16: halfFormat(7, 8, fromBf16Bits), F16: halfFormat(10, 5, fromF16Bits) } as const;
+
+/** Pass 1: feed chunks (whole elements), then ask for the coder. */
 export class AbsmeanAccumulator {
   private sum = 0;
   private count = 0;
-  /** The single nonzero magnitude seen so far: undefined before any, NaN once two differ. */
+  /** OR of all 15-bit magnitude patterns (16-bit dtypes): the only candidate exact-ternary magnitude. */
+  private magnitudeBits = 0;
+  /** F32: the single nonzero magnitude seen so far; undefined before any, NaN once two differ. */
   private magnitude: number | undefined = undefined;
 
   constructor(
@@ -41,50 +66,72 @@ export class AbsmeanAccumulator {
   ) {}
 
   add(chunk: Uint8Array): void {
-    const { dtype } = this;
-    let sum = 0;
-    let magnitude = this.magnitude;
-    if (dtype === "F32") {
+    let sum: number;
+    if (this.dtype === "F32") {
       const values = floatView(chunk);
+      let a = 0;
+      let magnitude = this.magnitude;
       for (let i = 0; i < values.length; i++) {
-        const a = Math.abs(values[i]!);
-        sum += a;
-        if (a !== 0 && a !== magnitude) magnitude = magnitude === undefined ? a : NaN;
+        const m = Math.abs(values[i]!);
+        a += m;
+        if (m !== magnitude && m !== 0) magnitude = magnitude === undefined ? m : NaN;
       }
+      this.magnitude = magnitude;
       this.count += values.length;
+      sum = a;
     } else {
+      const { mantissaBits, exponentMask, implicit, power } = FORMATS[this.dtype];
       const words = u16View(chunk);
-      const table = ABS_TABLES[dtype];
-      for (let i = 0; i < words.length; i++) {
-        const a = table[words[i]!]!;
-        sum += a;
-        if (a !== 0 && a !== magnitude) magnitude = magnitude === undefined ? a : NaN;
+      const pairs = pairView(words);
+      const mantissaMask = (1 << mantissaBits) - 1;
+      let a = 0;
+      let b = 0;
+      let or = 0;
+      for (let i = 0; i < pairs.length; i++) {
+        const w = pairs[i]!;
+        const lo = (w >>> mantissaBits) & exponentMask;
+        const hi = (w >>> (16 + mantissaBits)) & exponentMask;
+        a += ((w & mantissaMask) + implicit[lo]!) * power[lo]!;
+        b += (((w >>> 16) & mantissaMask) + implicit[hi]!) * power[hi]!;
+        or |= w;
       }
+      for (let i = 2 * pairs.length; i < words.length; i++) {
+        const w = words[i]!;
+        const e = (w >>> mantissaBits) & exponentMask;
+        a += ((w & mantissaMask) + implicit[e]!) * power[e]!;
+        or |= w;
+      }
+      this.magnitudeBits |= (or | (or >>> 16)) & 0x7fff;
       this.count += words.length;
+      sum = a + b;
     }
     // NaN and Inf make the sum non-finite: one check per chunk instead of one per weight.
-    if (!Number.isFinite(sum)) throw nonFinite(this.tensorName, dtype, chunk);
+    if (!Number.isFinite(sum)) throw nonFinite(this.tensorName, this.dtype, chunk);
     this.sum += sum;
-    this.magnitude = magnitude;
   }
 
-  /** The per-tensor scale and its inverse, both float32 values. */
-  result(): TernaryScale {
-    const alreadyTernary = this.magnitude !== undefined && !Number.isNaN(this.magnitude);
-    if (alreadyTernary) {
-      const scale = Math.fround(this.magnitude!);
-      return { scale, inv: Math.fround(1 / scale), alreadyTernary, elements: this.count };
-    }
+  /** The absmean scale, and a coder for pass 2. */
+  coder(): TernaryCoder {
     const mean = this.count === 0 ? 0 : Math.fround(this.sum / this.count);
     const inv = Math.fround(1 / Math.max(mean, ABSMEAN_FLOOR));
-    return { scale: Math.fround(1 / inv), inv, alreadyTernary: false, elements: this.count };
+    const absmean: TernaryScale = { scale: Math.fround(1 / inv), inv, alreadyTernary: false, elements: this.count };
+    if (this.dtype === "F32") {
+      const exact = this.magnitude !== undefined && !Number.isNaN(this.magnitude) && codeOf(Math.fround(this.magnitude * inv)) === 1;
+      return new TernaryCoder(this.dtype, absmean, exact ? this.magnitude! : undefined);
+    }
+    const format = FORMATS[this.dtype];
+    const candidate = this.magnitudeBits === 0 ? undefined : format.decode(this.magnitudeBits);
+    // Exact input sums to (nonzero count) x c exactly, so a non-integer ratio rules exactness out and
+    // pass 2 can skip the per-weight check (the common case for real latent weights).
+    const possible = candidate !== undefined && Number.isInteger(this.sum / candidate) && this.sum / candidate <= this.count;
+    return new TernaryCoder(this.dtype, absmean, possible ? candidate : undefined, possible ? this.magnitudeBits : 0);
   }
 }
 
 export interface TernaryScale {
   /** Effective weight = scale x code. */
   readonly scale: number;
-  /** The multiplier codes are computed with. */
+  /** The multiplier codes were computed with. */
   readonly inv: number;
   /** True when the input was exactly code x scale, so the scale is that magnitude, not absmean. */
   readonly alreadyTernary: boolean;
@@ -92,39 +139,83 @@ export interface TernaryScale {
 }
 
 /**
- * Pass 2: codes for one chunk, written at `out[offset...]`. Returns the number of codes written.
- * For 16-bit dtypes the code of every bit pattern is computed once per tensor (65536 entries).
+ * Pass 2: codes for each chunk. For 16-bit dtypes a code is monotone in the magnitude bits, so one
+ * threshold per tensor decides it (no table, no float math): |w| pattern > T gives +-1, else 0.
  */
 export class TernaryCoder {
-  private readonly table: Int8Array | undefined;
+  /** Largest 15-bit magnitude pattern that codes to 0. */
+  private readonly threshold: number;
+  /** Nonzero once a coded weight's magnitude differs from the candidate (16-bit dtypes). */
+  private mismatch = 0;
+  private coded = 0;
 
   constructor(
     readonly dtype: LatentDtype,
-    private readonly scale: TernaryScale,
+    private readonly absmean: TernaryScale,
+    /** The one nonzero magnitude the input may be an exact multiple of. */
+    private readonly candidate: number | undefined,
+    private readonly candidateBits = 0,
   ) {
-    if (dtype !== "F32") {
-      const decode = dtype === "F16" ? fromF16Bits : fromBf16Bits;
-      const table = new Int8Array(65536);
-      for (let bits = 0; bits < 65536; bits++) table[bits] = code(decode(bits), scale);
-      this.table = table;
-    }
+    this.threshold = dtype === "F32" ? 0 : zeroThreshold(FORMATS[dtype].decode, absmean.inv);
+    // A candidate at or under the threshold would code to 0: the floor rule wins, not exactness.
+    if (dtype !== "F32" && (candidate === undefined || candidateBits <= this.threshold)) this.mismatch = 1;
   }
 
+  /** Writes one code per element of `chunk` at out[offset...]; returns how many. */
   encode(chunk: Uint8Array, out: Int8Array, offset: number): number {
-    if (this.table === undefined) {
+    if (this.dtype === "F32") {
       const values = floatView(chunk);
-      const { inv } = this.scale;
-      const exact = this.scale.alreadyTernary;
-      for (let i = 0; i < values.length; i++) {
-        const w = values[i]!;
-        out[offset + i] = exact ? (w > 0 ? 1 : w < 0 ? -1 : 0) : codeOf(Math.fround(w * inv));
-      }
+      const { inv } = this.absmean;
+      for (let i = 0; i < values.length; i++) out[offset + i] = codeOf(Math.fround(values[i]! * inv));
+      this.coded += values.length;
       return values.length;
     }
     const words = u16View(chunk);
-    const table = this.table;
-    for (let i = 0; i < words.length; i++) out[offset + i] = table[words[i]!]!;
+    const pairs = pairView(words);
+    const T = this.threshold;
+    // Per 16-bit half: (m + 0x7fff - T) sets bit 15 iff m > T, without carrying into the other half.
+    const bias = Math.imul(0x7fff - T, 0x10001);
+    const candidate = Math.imul(this.candidateBits, 0x10001);
+    let mismatch = this.mismatch;
+    let i = 0;
+    if (offset % 4 === 0 && out.byteOffset % 4 === 0) {
+      // Four codes per 32-bit store; per 16-bit half of each pair word:
+      //   nonzero: m > T   (m + 0x7fff - T sets bit 15, never carrying into the other half)
+      //   present: m > 0   (exactness: every nonzero magnitude must equal the candidate)
+      const quads = pairs.length >>> 1;
+      const out32 = new Uint32Array(out.buffer, out.byteOffset + offset, quads);
+      for (let k = 0; k < quads; k++) {
+        const w = pairs[2 * k]!;
+        const v = pairs[2 * k + 1]!;
+        const mw = w & 0x7fff7fff;
+        const mv = v & 0x7fff7fff;
+        const nw = ((mw + bias) >>> 15) & 0x10001;
+        const nv = ((mv + bias) >>> 15) & 0x10001;
+        if (mismatch === 0) mismatch = ((mw ^ candidate) & Math.imul(((mw + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff)) | ((mv ^ candidate) & Math.imul(((mv + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff));
+        const cw = nw | Math.imul(nw & (w >>> 15), 0xfe); // 1, or 0xff (-1), per half
+        const cv = nv | Math.imul(nv & (v >>> 15), 0xfe);
+        out32[k] = (cw & 0xff) | ((cw >>> 8) & 0xff00) | ((cv & 0xff) << 16) | ((cv << 8) & 0xff000000);
+      }
+      i = 4 * quads;
+    }
+    for (; i < words.length; i++) {
+      const w = words[i]!;
+      const m = w & 0x7fff;
+      const code = m > T ? (w & 0x8000 ? -1 : 1) : 0;
+      if (m !== 0 && m !== this.candidateBits) mismatch = 1;
+      out[offset + i] = code;
+    }
+    this.mismatch = mismatch;
+    this.coded += words.length;
     return words.length;
+  }
+
+  /** The tensor's scale, final once every chunk was encoded. */
+  result(): TernaryScale {
+    const exact = this.candidate !== undefined && (this.dtype === "F32" || this.mismatch === 0);
+    if (!exact) return this.absmean;
+    const scale = Math.fround(this.candidate!);
+    return { scale, inv: Math.fround(1 / scale), alreadyTernary: true, elements: this.absmean.elements };
   }
 }
 
@@ -133,20 +224,27 @@ function codeOf(x: number): -1 | 0 | 1 {
   return x > 0.5 ? 1 : x < -0.5 ? -1 : 0;
 }
 
-function code(w: number, scale: TernaryScale): number {
-  if (!Number.isFinite(w)) return 0; // never reached: pass 1 rejects non-finite input
-  if (scale.alreadyTernary) return w > 0 ? 1 : w < 0 ? -1 : 0;
-  return codeOf(Math.fround(w * scale.inv));
+/** Largest finite magnitude pattern p with fround(|p| x inv) <= 0.5 (the rule is monotone in p). */
+function zeroThreshold(decode: (bits: number) => number, inv: number): number {
+  let low = 0; // codes to 0 (magnitude 0)
+  let high = 0x7fff; // search space; Inf/NaN patterns never reach pass 2
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1;
+    const value = decode(mid);
+    if (Number.isFinite(value) && codeOf(Math.fround(value * inv)) === 0) low = mid;
+    else high = mid - 1;
+  }
+  return low;
 }
 
 /** Both passes over an in-memory tensor (tests, small tensors). Streaming callers use the classes. */
 export function ternarize(bytes: Uint8Array, dtype: LatentDtype, tensorName = "tensor"): { codes: Int8Array; scale: TernaryScale } {
   const accumulator = new AbsmeanAccumulator(dtype, tensorName);
   accumulator.add(bytes);
-  const scale = accumulator.result();
-  const codes = new Int8Array(scale.elements);
-  new TernaryCoder(dtype, scale).encode(bytes, codes, 0);
-  return { codes, scale };
+  const coder = accumulator.coder();
+  const codes = new Int8Array(bytes.byteLength / (dtype === "F32" ? 4 : 2));
+  coder.encode(bytes, codes, 0);
+  return { codes, scale: coder.result() };
 }
 
 function floatView(chunk: Uint8Array): Float32Array {
@@ -155,16 +253,21 @@ function floatView(chunk: Uint8Array): Float32Array {
 }
 
 function u16View(chunk: Uint8Array): Uint16Array {
-  const aligned = chunk.byteOffset % 2 === 0 ? chunk : chunk.slice();
+  const aligned = chunk.byteOffset % 4 === 0 ? chunk : chunk.slice();
   return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 1);
 }
 
+/** Two 16-bit elements per word (the view above is 4-byte aligned). */
+function pairView(words: Uint16Array): Uint32Array {
+  return new Uint32Array(words.buffer, words.byteOffset, words.length >>> 1);
+}
+
 function nonFinite(tensorName: string, dtype: LatentDtype, chunk: Uint8Array): B158Error {
-  let index = -1;
+  let index: number;
   if (dtype === "F32") index = floatView(chunk).findIndex((v) => !Number.isFinite(v));
   else {
-    const table = ABS_TABLES[dtype];
-    index = u16View(chunk).findIndex((w) => !Number.isFinite(table[w]!));
+    const decode = FORMATS[dtype].decode;
+    index = u16View(chunk).findIndex((w) => !Number.isFinite(decode(w)));
   }
   return new B158Error("E_NONFINITE", `tensor "${tensorName}" holds NaN or Inf (element ${index} of a ${dtype} chunk); it cannot be ternarized`, {
     hint: "The checkpoint is corrupt: run b158 validate on it, and re-download or re-export it.",

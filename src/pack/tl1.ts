@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
-import { assertTernary, checkCodes, checkPayload } from "./check.js";
+import { checkCodes, checkPayload } from "./check.js";
+import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { tl1TilingProblem, type Tiling } from "./layouts.js";
 
 /**
@@ -14,10 +15,13 @@ import { tl1TilingProblem, type Tiling } from "./layouts.js";
 export function packTl1(codes: Int8Array, M: number, K: number, tiling: Tiling): Uint8Array {
   checkTiling(M, K, tiling);
   checkCodes(codes, M, K, "tl1");
-  assertTernary(codes, K);
   const { BM, BK, bm } = tiling;
   const by = 256 / bm;
   const out = new Uint8Array((M * K) / 4);
+  // Each output byte is one aligned word of four codes (two pairs): v = t + 1 per byte, then a table.
+  const words = codeWords(codes);
+  const rowWords = K / 4;
+  let bad = 0;
   let o = 0;
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K / BK; i1++)
@@ -25,17 +29,23 @@ export function packTl1(codes: Int8Array, M: number, K: number, tiling: Tiling):
         for (let i3 = 0; i3 < BK / by; i3++)
           for (let i4 = 0; i4 < bm / 16; i4++)
             for (let i5 = 0; i5 < by / 4; i5++) {
-              const column = 2 * (i1 * (BK / 2) + i3 * (by / 2) + i5 * 2); // first weight of pair j
-              const rowBase = i0 * BM + i2 * bm + i4 * 16;
-              for (let r = 0; r < 16; r++) {
-                const i = (rowBase + r) * K + column;
-                const hi = 3 * codes[i]! + codes[i + 1]! + 4;
-                const lo = 3 * codes[i + 2]! + codes[i + 3]! + 4;
-                out[o++] = (hi << 4) | lo;
+              const column = 2 * (i1 * (BK / 2) + i3 * (by / 2) + i5 * 2); // first weight of pair j, a multiple of 4
+              let word = (i0 * BM + i2 * bm + i4 * 16) * rowWords + column / 4;
+              for (let r = 0; r < 16; r++, word += rowWords) {
+                const v = plusOne(words[word]!);
+                bad |= invalidBits(v);
+                out[o++] = PAIR_BYTE[(v & 3) | ((v >>> 6) & 12) | ((v >>> 12) & 48) | ((v >>> 18) & 192)]!;
               }
             }
+  if (bad !== 0) reportNotTernary(codes, K);
   return out;
 }
+
+/** The TL1 byte for four codes v0..v3 (each t + 1) keyed v0 | v1 << 2 | v2 << 4 | v3 << 6: (3a + b + 4) << 4 | (3c + d + 4). */
+const PAIR_BYTE = Uint8Array.from({ length: 256 }, (_, key) => {
+  const v = [key & 3, (key >>> 2) & 3, (key >>> 4) & 3, (key >>> 6) & 3];
+  return ((3 * v[0]! + v[1]!) << 4) | (3 * v[2]! + v[3]!);
+});
 
 export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
   checkTiling(M, K, tiling);

@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
-import { assertTernary, checkCodes, checkPayload } from "./check.js";
+import { checkCodes, checkPayload } from "./check.js";
+import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { tl2PayloadBytes, tl2TilingProblem, type Tiling } from "./layouts.js";
 import { writePair } from "./tl1.js";
 
@@ -16,6 +17,17 @@ import { writePair } from "./tl1.js";
  */
 const PERM = [0, 2, 1, 3] as const;
 
+/** |v| and (v < 0) for a triplet key v + 13 (the keys of invalid codes, 27..63, never index these). */
+const MAGNITUDE = Uint8Array.from({ length: 64 }, (_, key) => Math.abs(key - 13) & 15);
+const NEGATIVE = Uint8Array.from({ length: 64 }, (_, key) => (key < 13 ? 1 : 0));
+
+/** Bit 7 - t of a byte moved to bit 14 - 2t: interleaves two rows' sign bytes into one S word. */
+const SPREAD = Uint16Array.from({ length: 256 }, (_, x) => {
+  let word = 0;
+  for (let t = 0; t < 8; t++) if (x & (1 << (7 - t))) word |= 1 << (14 - 2 * t);
+  return word;
+});
+
 /** Row within a 32-row group for output position q (the 8-byte group swap). */
 function permutedRow(q: number): number {
   return PERM[q >>> 3]! * 8 + (q & 7);
@@ -24,42 +36,64 @@ function permutedRow(q: number): number {
 export function packTl2(codes: Int8Array, M: number, K: number, tiling: Tiling): Uint8Array {
   checkTiling(M, K, tiling);
   checkCodes(codes, M, K, "tl2");
-  assertTernary(codes, K);
   const { BM, BK } = tiling;
   const K3 = Math.floor(K / BK) * BK;
   const K2 = K - K3;
   const out = new Uint8Array(tl2PayloadBytes(M, K));
-  const triplet = (m: number, j: number): number => {
-    const i = m * K + 3 * j;
-    return 9 * codes[i]! + 3 * codes[i + 1]! + codes[i + 2]!;
-  };
+  // Per row, once: the A byte of every triplet pair (|v_j| << 4 | |v_j+1|) and one sign byte per
+  // 8 triplets (bit 7 - t for triplet t). The A and S regions are then gathers of these bytes.
+  const pairsPerRow = K3 / 6;
+  const signBytesPerRow = K3 / 24;
+  const pairBytes = new Uint8Array(M * pairsPerRow);
+  const signBytes = new Uint8Array(M * signBytesPerRow);
+  // Three aligned words hold four triplets; a triplet's key 9(a+1) + 3(b+1) + (c+1) = v + 13 indexes
+  // |v| and its sign. K % 32 == 0, so every row starts on a word.
+  const words = codeWords(codes);
+  let bad = 0;
+  for (let m = 0; m < M; m++) {
+    let w = (m * K) / 4;
+    let p = m * pairsPerRow;
+    let g = m * signBytesPerRow;
+    for (let t = 0; t < K3 / 3; t += 8, g++) {
+      let sign = 0;
+      for (let u = 0; u < 8; u += 4, w += 3) {
+        const x = plusOne(words[w]!);
+        const y = plusOne(words[w + 1]!);
+        const z = plusOne(words[w + 2]!);
+        bad |= invalidBits(x) | invalidBits(y) | invalidBits(z);
+        const k0 = 9 * (x & 3) + 3 * ((x >>> 8) & 3) + ((x >>> 16) & 3);
+        const k1 = 9 * (x >>> 24) + 3 * (y & 3) + ((y >>> 8) & 3);
+        const k2 = 9 * ((y >>> 16) & 3) + 3 * (y >>> 24) + (z & 3);
+        const k3 = 9 * ((z >>> 8) & 3) + 3 * ((z >>> 16) & 3) + (z >>> 24);
+        pairBytes[p++] = (MAGNITUDE[k0]! << 4) | MAGNITUDE[k1]!;
+        pairBytes[p++] = (MAGNITUDE[k2]! << 4) | MAGNITUDE[k3]!;
+        sign |= (NEGATIVE[k0]! << (7 - u)) | (NEGATIVE[k1]! << (6 - u)) | (NEGATIVE[k2]! << (5 - u)) | (NEGATIVE[k3]! << (4 - u));
+      }
+      signBytes[g] = sign;
+    }
+  }
+  if (bad !== 0) reportNotTernary(codes, K);
+  const rowOffsets = Int32Array.from({ length: 32 }, (_, q) => permutedRow(q) * pairsPerRow);
   let o = 0;
   // A: three-weight indices
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K3 / BK; i1++)
-      for (let i2 = 0; i2 < BM / 32; i2++)
-        for (let i3 = 0; i3 < BK / 6; i3++) {
-          const j = i1 * (BK / 3) + i3 * 2;
-          for (let q = 0; q < 32; q++) {
-            const m = i0 * BM + i2 * 32 + permutedRow(q);
-            out[o++] = (Math.abs(triplet(m, j)) << 4) | Math.abs(triplet(m, j + 1));
-          }
-        }
-  // S: signs
+      for (let i2 = 0; i2 < BM / 32; i2++) {
+        const group = (i0 * BM + i2 * 32) * pairsPerRow + i1 * (BK / 6);
+        for (let i3 = 0; i3 < BK / 6; i3++) for (let q = 0; q < 32; q++) out[o++] = pairBytes[group + rowOffsets[q]! + i3]!;
+      }
+  // S: signs; bit 15 - a of each little-endian word is triplet a >> 1 of row b + 16 (a & 1)
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K3 / BK; i1++)
       for (let i2 = 0; i2 < BM / 32; i2++)
-        for (let i3 = 0; i3 < BK / 24; i3++)
+        for (let i3 = 0; i3 < BK / 24; i3++) {
+          const g = (i0 * BM + i2 * 32) * signBytesPerRow + i1 * (BK / 24) + i3;
           for (let b = 0; b < 16; b++) {
-            let word = 0;
-            for (let a = 0; a < 16; a++) {
-              const m = i0 * BM + i2 * 32 + (a & 1) * 16 + b;
-              const j = i1 * (BK / 3) + i3 * 8 + (a >>> 1);
-              if (triplet(m, j) < 0) word |= 1 << (15 - a);
-            }
+            const word = (SPREAD[signBytes[g + b * signBytesPerRow]!]! << 1) | SPREAD[signBytes[g + (b + 16) * signBytesPerRow]!]!;
             out[o++] = word & 0xff;
             out[o++] = word >>> 8;
           }
+        }
   // B: two-weight tail, fixed BK 32, bm 32, by 4
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K2 / 32; i1++)
@@ -68,7 +102,9 @@ export function packTl2(codes: Int8Array, M: number, K: number, tiling: Tiling):
           const column = K3 + 2 * (i1 * 16 + i3 * 2);
           for (let q = 0; q < 32; q++) {
             const i = (i0 * BM + i2 * 32 + permutedRow(q)) * K + column;
-            out[o++] = ((3 * codes[i]! + codes[i + 1]! + 4) << 4) | (3 * codes[i + 2]! + codes[i + 3]! + 4);
+            const a = codes[i]!, b = codes[i + 1]!, c = codes[i + 2]!, d = codes[i + 3]!;
+            if ((a | b | c | d) > 1 || (a | b | c | d) < -1 || a < -1 || b < -1 || c < -1 || d < -1) reportNotTernary(codes, K);
+            out[o++] = ((3 * a + b + 4) << 4) | (3 * c + d + 4);
           }
         }
   return out; // the rest stays zero: the padding the kernels expect

@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
-import { checkCodes, checkPayload, assertTernary } from "./check.js";
+import { checkCodes, checkPayload } from "./check.js";
+import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { fromF16Bits, toF16Bits } from "./float16.js";
 import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
 
@@ -12,8 +13,17 @@ import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
  */
 export type BlockScales = number | ArrayLike<number>;
 
-function blockScale(scales: BlockScales, block: number): number {
-  return typeof scales === "number" ? scales : scales[block]!;
+/** f16 bits of a block's d; a scale f16 cannot hold (0, subnormal-flushed, Inf, NaN) is an error, never garbage. */
+function blockScaleBits(scales: BlockScales, block: number): number {
+  const scale = typeof scales === "number" ? scales : scales[block]!;
+  const bits = toF16Bits(scale);
+  if ((bits & 0x7fff) === 0 || (bits & 0x7c00) === 0x7c00 || !(scale > 0)) {
+    throw new B158Error("E_SCALE_RANGE", `scale ${scale} of block ${block} is not a positive finite f16 (6e-8 .. 65504), which TQ blocks store`, {
+      hint: "Use i2_s (f32 scale) for tensors with such scales.",
+      details: { block, scale },
+    });
+  }
+  return bits;
 }
 
 function checkScales(scales: BlockScales, blocks: number): void {
@@ -28,34 +38,44 @@ function checkShape(M: number, K: number, layout: string): void {
   }
 }
 
-/** True when codes[start, start + 256) holds a nonzero. */
-function blockHasNonzero(codes: Int8Array, start: number): boolean {
-  for (let i = start; i < start + TQ_BLOCK; i++) if (codes[i] !== 0) return true;
-  return false;
-}
-
 export function packTq2_0(codes: Int8Array, M: number, K: number, scales: BlockScales): Uint8Array {
   checkShape(M, K, "tq2_0");
   checkCodes(codes, M, K, "tq2_0");
-  assertTernary(codes, K);
   const blocks = (M * K) / TQ_BLOCK;
   checkScales(scales, blocks);
   const out = new Uint8Array(blocks * TQ2_0_BLOCK_BYTES);
   const view = new DataView(out.buffer);
+  const words = codeWords(codes);
+  let bad = 0;
   for (let b = 0; b < blocks; b++) {
-    const e = b * TQ_BLOCK;
+    const e = b * (TQ_BLOCK / 4); // block start, in words
     const o = b * TQ2_0_BLOCK_BYTES;
-    // byte 32j + m holds elements 128j + 32n + m at bits 2n
+    let any = 0;
+    // byte 32j + m holds elements 128j + 32n + m at bits 2n: four output bytes per step
     for (let j = 0; j < 2; j++) {
-      const src = e + 128 * j;
-      const dst = o + 32 * j;
-      for (let m = 0; m < 32; m++) {
-        const i = src + m;
-        out[dst + m] = (codes[i]! + 1) | ((codes[i + 32]! + 1) << 2) | ((codes[i + 64]! + 1) << 4) | ((codes[i + 96]! + 1) << 6);
+      for (let w = 0; w < 8; w++) {
+        const i = e + 32 * j + w;
+        const r0 = words[i]!;
+        const r1 = words[i + 8]!;
+        const r2 = words[i + 16]!;
+        const r3 = words[i + 24]!;
+        any |= r0 | r1 | r2 | r3;
+        const v0 = plusOne(r0);
+        const v1 = plusOne(r1);
+        const v2 = plusOne(r2);
+        const v3 = plusOne(r3);
+        bad |= invalidBits(v0) | invalidBits(v1) | invalidBits(v2) | invalidBits(v3);
+        const packed = v0 | (v1 << 2) | (v2 << 4) | (v3 << 6);
+        const at = o + 32 * j + 4 * w;
+        out[at] = packed;
+        out[at + 1] = packed >>> 8;
+        out[at + 2] = packed >>> 16;
+        out[at + 3] = packed >>> 24;
       }
     }
-    view.setUint16(o + 64, blockHasNonzero(codes, e) ? toF16Bits(blockScale(scales, b)) : 0, true);
+    view.setUint16(o + 64, any !== 0 ? blockScaleBits(scales, b) : 0, true);
   }
+  if (bad !== 0) reportNotTernary(codes, K);
   return out;
 }
 
@@ -91,31 +111,43 @@ const POW3 = [1, 3, 9, 27, 81] as const;
 export function packTq1_0(codes: Int8Array, M: number, K: number, scales: BlockScales): Uint8Array {
   checkShape(M, K, "tq1_0");
   checkCodes(codes, M, K, "tq1_0");
-  assertTernary(codes, K);
   const blocks = (M * K) / TQ_BLOCK;
   checkScales(scales, blocks);
   const out = new Uint8Array(blocks * TQ1_0_BLOCK_BYTES);
   const view = new DataView(out.buffer);
+  const words = codeWords(codes);
+  const T = TRITS_TO_BYTE;
+  let bad = 0;
+  // Per byte, 81a + 27b + 9c + 3d + e <= 242 never carries, so four base-3 numbers build at once.
+  const base3 = (w0: number, w1: number, w2: number, w3: number, w4: number): number => {
+    const v0 = plusOne(w0);
+    const v1 = plusOne(w1);
+    const v2 = plusOne(w2);
+    const v3 = plusOne(w3);
+    const v4 = plusOne(w4);
+    bad |= invalidBits(v0) | invalidBits(v1) | invalidBits(v2) | invalidBits(v3) | invalidBits(v4);
+    return (Math.imul(v0, 81) + Math.imul(v1, 27) + Math.imul(v2, 9) + Math.imul(v3, 3) + v4) >>> 0;
+  };
+  const put = (at: number, sums: number): void => {
+    out[at] = T[sums & 0xff]!;
+    out[at + 1] = T[(sums >>> 8) & 0xff]!;
+    out[at + 2] = T[(sums >>> 16) & 0xff]!;
+    out[at + 3] = T[sums >>> 24]!;
+  };
   for (let b = 0; b < blocks; b++) {
-    const e = b * TQ_BLOCK;
+    const e = b * (TQ_BLOCK / 4); // block start, in words
     const o = b * TQ1_0_BLOCK_BYTES;
-    // qs[m], m < 32: elements m + 32n (n = 0..4), first the most significant digit
-    for (let m = 0; m < 32; m++) {
-      const i = e + m;
-      out[o + m] = TRITS_TO_BYTE[81 * (codes[i]! + 1) + 27 * (codes[i + 32]! + 1) + 9 * (codes[i + 64]! + 1) + 3 * (codes[i + 96]! + 1) + (codes[i + 128]! + 1)]!;
-    }
+    let any = 0;
+    for (let w = 0; w < TQ_BLOCK / 4; w++) any |= words[e + w]!;
+    // qs[m], m < 32: elements m + 32n (n = 0..4), the first the most significant digit
+    for (let w = 0; w < 8; w++) put(o + 4 * w, base3(words[e + w]!, words[e + w + 8]!, words[e + w + 16]!, words[e + w + 24]!, words[e + w + 32]!));
     // qs[32 + m], m < 16: elements 160 + m + 16n
-    for (let m = 0; m < 16; m++) {
-      const i = e + 160 + m;
-      out[o + 32 + m] = TRITS_TO_BYTE[81 * (codes[i]! + 1) + 27 * (codes[i + 16]! + 1) + 9 * (codes[i + 32]! + 1) + 3 * (codes[i + 48]! + 1) + (codes[i + 64]! + 1)]!;
-    }
-    // qh[j], j < 4: elements 240 + j + 4n (n = 0..3), the fifth digit 0
-    for (let j = 0; j < 4; j++) {
-      const i = e + 240 + j;
-      out[o + 48 + j] = TRITS_TO_BYTE[81 * (codes[i]! + 1) + 27 * (codes[i + 4]! + 1) + 9 * (codes[i + 8]! + 1) + 3 * (codes[i + 12]! + 1)]!;
-    }
-    view.setUint16(o + 52, blockHasNonzero(codes, e) ? toF16Bits(blockScale(scales, b)) : 0, true);
+    for (let w = 0; w < 4; w++) put(o + 32 + 4 * w, base3(words[e + 40 + w]!, words[e + 44 + w]!, words[e + 48 + w]!, words[e + 52 + w]!, words[e + 56 + w]!));
+    // qh[j], j < 4: elements 240 + j + 4n (n = 0..3), the fifth digit 0 (code -1 + 1)
+    put(o + 48, base3(words[e + 60]!, words[e + 61]!, words[e + 62]!, words[e + 63]!, 0xffffffff));
+    view.setUint16(o + 52, any !== 0 ? blockScaleBits(scales, b) : 0, true);
   }
+  if (bad !== 0) reportNotTernary(codes, K);
   return out;
 }
 

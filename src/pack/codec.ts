@@ -1,0 +1,87 @@
+import { B158Error } from "../errors.js";
+import { packI2S, unpackI2S } from "./i2s.js";
+import type { KernelConfig } from "./kernel-config.js";
+import { checkEligibility, type EligibilityOptions, type LayoutId, type LayoutParams } from "./layouts.js";
+import { packTl1, unpackTl1 } from "./tl1.js";
+import { packTl2, unpackTl2 } from "./tl2.js";
+import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
+
+/**
+ * One entry point per direction over every layout: `(codes, shape, scale, params) -> bytes` and back.
+ * The payload is exactly the bytes the target kernel reads. For TL1/TL2 the scale is not inside it
+ * (bitnet.cpp stores it as the next tensor), so unpack returns it as undefined.
+ */
+export function packLayout(params: LayoutParams, codes: Int8Array, shape: readonly [number, number], scale: number): Uint8Array {
+  const [M, K] = shape;
+  switch (params.layout) {
+    case "i2_s":
+      return packI2S(codes, M, K, scale, params.blockSize);
+    case "tl1":
+      return packTl1(codes, M, K, params);
+    case "tl2":
+      return packTl2(codes, M, K, params);
+    case "tq1_0":
+      return packTq1_0(codes, M, K, scale);
+    case "tq2_0":
+      return packTq2_0(codes, M, K, scale);
+  }
+}
+
+export interface Unpacked {
+  readonly codes: Int8Array;
+  /** The per-tensor scale the payload holds: I2_S's f32, TQ's f16 d of a nonzero block (0 if none); undefined for TL. */
+  readonly scale: number | undefined;
+}
+
+export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number]): Unpacked {
+  const [M, K] = shape;
+  switch (params.layout) {
+    case "i2_s":
+      return unpackI2S(bytes, M, K, params.blockSize);
+    case "tl1":
+      return { codes: unpackTl1(bytes, M, K, params), scale: undefined };
+    case "tl2":
+      return { codes: unpackTl2(bytes, M, K, params), scale: undefined };
+    case "tq1_0":
+    case "tq2_0": {
+      const { codes, scales } = params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K) : unpackTq2_0(bytes, M, K);
+      const nonzero = scales.find((d) => d !== 0);
+      return { codes, scale: nonzero ?? 0 };
+    }
+  }
+}
+
+export type FallbackDtype = "f32" | "f16" | "bf16";
+export const FALLBACK_DTYPES = ["f32", "f16", "bf16"] as const satisfies readonly FallbackDtype[];
+
+export type Encoding =
+  | { readonly kind: "layout"; readonly params: LayoutParams; readonly payloadBytes: number }
+  | { readonly kind: "fallback"; readonly dtype: FallbackDtype; readonly layout: LayoutId; readonly rule: string; readonly reason: string };
+
+export interface EncodingOptions extends Omit<EligibilityOptions, "tiling"> {
+  /** Keep ineligible tensors as this float dtype instead of failing. */
+  readonly fallback?: FallbackDtype;
+  /** TL tilings from a kernel_config.ini: a TL tensor whose shape it lacks is ineligible. */
+  readonly kernelConfig?: KernelConfig;
+}
+
+/**
+ * How a ternary tensor will be stored: in `layout`, or (with a fallback) as float with the reason.
+ * Never silent: without a fallback an ineligible tensor is an E_LAYOUT_SHAPE error naming it.
+ */
+export function chooseEncoding(tensor: string, shape: readonly [number, number], layout: LayoutId, options: EncodingOptions = {}): Encoding {
+  const [M, K] = shape;
+  let fit;
+  if ((layout === "tl1" || layout === "tl2") && options.kernelConfig !== undefined) {
+    const tiling = options.kernelConfig.tilings.get(`${M},${K}`);
+    fit = tiling === undefined
+      ? ({ eligible: false, rule: `a [${M}, ${K}] section in ${options.kernelConfig.file}`, reason: `${options.kernelConfig.file} has no kernel for M = ${M}, K = ${K}` } as const)
+      : checkEligibility(layout, shape, { ...options, tiling });
+  } else fit = checkEligibility(layout, shape, options);
+  if (fit.eligible) return { kind: "layout", params: fit.params, payloadBytes: fit.payloadBytes };
+  if (options.fallback !== undefined) return { kind: "fallback", dtype: options.fallback, layout, rule: fit.rule, reason: fit.reason };
+  throw new B158Error("E_LAYOUT_SHAPE", `tensor "${tensor}" [${M}, ${K}] cannot be stored as ${layout}: ${fit.reason} (rule: ${fit.rule})`, {
+    hint: "Pick another layout (b158 inspect shows which fit), or pass --fallback f16 to keep such tensors as float.",
+    details: { tensor, shape: [M, K], layout, rule: fit.rule, reason: fit.reason },
+  });
+}

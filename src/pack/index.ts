@@ -1,0 +1,23 @@
+/** src/pack: ternarization and layout packers. Pure functions over typed arrays; no I/O. */
+export { ABSMEAN_FLOOR, AbsmeanAccumulator, TernaryCoder, ternarize, type LatentDtype, type TernaryScale } from "./ternarize.js";
+export {
+  checkEligibility,
+  computeTl1Tiling,
+  computeTl2Tiling,
+  isLayoutId,
+  LAYOUT_IDS,
+  tl2PayloadBytes,
+  type Eligibility,
+  type EligibilityOptions,
+  type LayoutId,
+  type LayoutParams,
+  type Tiling,
+  type TilingSource,
+} from "./layouts.js";
+export { chooseEncoding, FALLBACK_DTYPES, packLayout, unpackLayout, type Encoding, type EncodingOptions, type FallbackDtype, type Unpacked } from "./codec.js";
+export { formatKernelConfig, parseKernelConfig, type KernelConfig } from "./kernel-config.js";
+export { packHfPacked, unpackHfPacked, countInvalidPackedCodes } from "./hf-packed.js";
+export { packI2S, unpackI2S } from "./i2s.js";
+export { packTl1, unpackTl1 } from "./tl1.js";
+export { packTl2, unpackTl2 } from "./tl2.js";
+export { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
