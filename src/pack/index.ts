@@ -21,3 +21,4 @@ export { packI2S, unpackI2S } from "./i2s.js";
 export { packTl1, unpackTl1 } from "./tl1.js";
 export { packTl2, unpackTl2 } from "./tl2.js";
 export { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
+export { repackLinear, scaleFromWeightScale, type PackedConvention } from "./repack.js";
