@@ -15,6 +15,8 @@ export const EXIT = {
   io: 5,
   hub: 6,
   unsupported: 7,
+  /** 128 + SIGINT, as shells report an interrupted command. */
+  interrupted: 130,
   internal: 70,
 } as const;
 export type ExitClass = keyof typeof EXIT;
@@ -69,6 +71,20 @@ export const ERROR_CODES = {
   E_NOT_TERNARY: { exit: "badInput", summary: "A value outside {-1, 0, +1} reached a ternary packer." },
   E_SCALE_RANGE: { exit: "badInput", summary: "A scale does not fit the layout's scale format (f16 for TQ1_0/TQ2_0)." },
   E_PAYLOAD_SIZE: { exit: "badInput", summary: "A packed payload has the wrong byte length for its shape." },
+
+  // .b158 container (docs/FORMAT.md §3)
+  E_B158_MAGIC: { exit: "badInput", summary: "Not a .b158 file (bad magic)." },
+  E_B158_VERSION: { exit: "unsupported", summary: "Unknown .b158 major version, or reserved flags set." },
+  E_B158_TRUNCATED: { exit: "badInput", summary: "The .b158 file ends before its preamble, header or a payload." },
+  E_B158_HEADER: { exit: "badInput", summary: "The .b158 header is out of range, fails its sha256, or is not MessagePack." },
+  E_B158_SCHEMA: { exit: "badInput", summary: "The .b158 header breaks schemas/b158-header.schema.json." },
+  E_B158_LAYOUT: { exit: "badInput", summary: "A .b158 payload length or parameters do not fit its layout and shape." },
+  E_B158_OFFSETS: { exit: "badInput", summary: "A .b158 payload is misaligned, overlaps, leaves a gap, or bytes trail the last one." },
+  E_B158_HASH: { exit: "badInput", summary: "A .b158 payload does not match its sha256." },
+
+  // output
+  E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
+  E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },
 
   E_INTERNAL: { exit: "internal", summary: "A bug in b158: please report it." },
 } as const satisfies Record<string, { exit: ExitClass; summary: string }>;

@@ -15,6 +15,8 @@ export interface CheckpointFiles {
   open(name: string): Promise<ByteSource>;
   /** Whole small text file (config, index, tokenizer JSON). Bounded by `maxBytes`. */
   readText(name: string, maxBytes?: number): Promise<string>;
+  /** The file's path on this machine, when it has one (conversion workers read it by position). */
+  localPath?(name: string): string;
   /** When the user pointed at one .safetensors file, its name; the weights are then that file alone. */
   readonly singleWeightsFile?: string;
 }

@@ -53,6 +53,7 @@ export async function localCheckpointFiles(path: string): Promise<CheckpointFile
         throw ioError(directory, "list", cause);
       }
     },
+    localPath: full,
     async has(name) {
       try {
         return (await stat(full(name))).isFile();

@@ -88,6 +88,13 @@ export async function scanCheckpoint(checkpoint: Checkpoint, plan: TensorPlan, o
   return { diagnostics, tensorsScanned, bytesScanned: doneBytes };
 }
 
+/** NaN/Inf count of one buffer of little-endian F32/F16/BF16 values (for checks outside a checkpoint scan). */
+export function countNonFinite(bytes: Uint8Array, dtype: "F32" | "F16" | "BF16"): number {
+  const stats: FloatStats = { nonFinite: 0, firstNonFinite: -1, allZero: true, constant: true, firstBits: undefined, elements: 0 };
+  scanFloatBits(bytes, FLOAT_BITS[dtype], stats);
+  return stats.nonFinite;
+}
+
 function view<T extends Uint16Array | Uint32Array>(chunk: Uint8Array, Kind: { new (buffer: ArrayBufferLike, offset: number, length: number): T; BYTES_PER_ELEMENT: number }): T {
   const n = Math.floor(chunk.byteLength / Kind.BYTES_PER_ELEMENT);
   const aligned = chunk.byteOffset % Kind.BYTES_PER_ELEMENT === 0 ? chunk : chunk.slice();

@@ -1,0 +1,340 @@
+import { createHash } from "node:crypto";
+import { availableParallelism } from "node:os";
+import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
+import { resolveSource } from "../checkpoint/resolve.js";
+import { B158Error } from "../errors.js";
+import { isFloatDtype } from "../formats/safetensors/dtypes.js";
+import { readTensorBytes, readTensorChunks } from "../formats/safetensors/read.js";
+import type { B158Header, B158Options } from "../formats/b158/header.js";
+import { headerParams } from "../formats/b158/params.js";
+import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
+import { B158Writer, type PlannedTensor } from "../formats/b158/write.js";
+import { buildPlan, type PlanEntry, type TensorPlan } from "../model/plan.js";
+import { chooseEncoding, type FallbackDtype } from "../pack/codec.js";
+import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
+import { parseKernelConfig } from "../pack/kernel-config.js";
+import type { LayoutId } from "../pack/layouts.js";
+import { scaleFromWeightScale } from "../pack/repack.js";
+import { TOOL } from "../version.js";
+import { convertFloats, type FloatLayout } from "./float-convert.js";
+import { TaskPool } from "./pool.js";
+import type { TernaryResult, TernaryTask } from "./task.js";
+import { validateB158, type B158Validation } from "./validate-b158.js";
+
+/**
+ * `b158 convert`: a checkpoint to a .b158, tensor by tensor, driven by the plan. Ternary tensors
+ * go to a worker pool (each worker reads its tensor by position); float tensors stream through
+ * this thread in chunks. Payload offsets are fixed up front, so results are written as they come
+ * and the output does not depend on the thread count. The file is validated before it is renamed
+ * onto the target; on any error or abort nothing is left behind.
+ */
+export interface ConvertOptions {
+  readonly layout: LayoutId;
+  readonly output: string;
+  readonly force?: boolean;
+  /** Worker threads; default all cores. 0 runs inline. */
+  readonly threads?: number;
+  readonly fallback?: FallbackDtype;
+  /** Dtype for float tensors other than norms and embeddings (norms are always kept exact). */
+  readonly floatDtype?: FloatLayout;
+  /** Dtype for the embedding and lm_head. */
+  readonly embeddings?: FloatLayout;
+  readonly ternarize?: readonly string[];
+  readonly i2sVariant?: "x86" | "arm";
+  /** A bitnet.cpp kernel_config.ini: its text and file name. */
+  readonly kernelConfig?: { readonly text: string; readonly file: string };
+  /** Validate the written file before publishing it (default true). */
+  readonly validate?: boolean;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: ConvertProgress) => void;
+  /** Bytes per read (default 4 MiB). */
+  readonly chunkBytes?: number;
+}
+
+export interface ConvertProgress {
+  readonly tensor: string;
+  readonly done: number;
+  readonly total: number;
+  readonly bytesWritten: number;
+  readonly bytesTotal: number;
+}
+
+export interface ConvertSummary {
+  readonly path: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly seconds: number;
+  readonly layout: LayoutId;
+  readonly family: string;
+  readonly threads: number;
+  readonly tensors: { readonly total: number; readonly byLayout: Readonly<Record<string, number>> };
+  /** Bits per weight by role (payload bytes x 8 / weights), and for the whole file. */
+  readonly bitsPerWeight: Readonly<Record<string, number>>;
+  readonly fallbacks: readonly { readonly tensor: string; readonly dtype: string; readonly reason: string }[];
+  readonly validated: boolean;
+  readonly warnings: readonly string[];
+}
+
+interface Job {
+  readonly index: number;
+  readonly entry: PlanEntry;
+  readonly planned: PlannedTensor;
+  readonly task?: TernaryTask;
+  /** Float output: the target dtype of a plain tensor. */
+  readonly floatTarget?: PlainLayout;
+}
+
+export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
+  const started = process.hrtime.bigint();
+  const checkpoint = await openCheckpoint(await resolveSource(spec));
+  let writer: B158Writer | undefined;
+  const pool = new TaskPool(options.threads ?? availableParallelism());
+  try {
+    const plan = buildPlan(checkpoint, { ternarize: options.ternarize ?? [] });
+    refuseBrokenPlans(spec, plan);
+    const kernelConfig = options.kernelConfig === undefined ? undefined : parseKernelConfig(options.kernelConfig.text, options.kernelConfig.file);
+    const { jobs, fallbacks } = await planJobs(checkpoint, plan, options, kernelConfig);
+    const draft = await headerDraft(checkpoint, plan, options);
+    writer = await B158Writer.create(options.output, draft, jobs.map((j) => j.planned), { force: options.force ?? false });
+    const expectedCodes = new Map<string, string>();
+    const bytesTotal = jobs.reduce((sum, j) => sum + j.planned.length, 0);
+    let bytesWritten = 0;
+    let done = 0;
+    const report = (tensor: string, bytes: number) => {
+      bytesWritten += bytes;
+      done++;
+      options.onProgress?.({ tensor, done, total: jobs.length, bytesWritten, bytesTotal });
+    };
+    const checkAbort = () => {
+      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
+    };
+
+    // At most one ternary task per worker in flight (plus one queued): memory stays bounded.
+    const inFlight = new Set<Promise<void>>();
+    const limit = Math.max(1, pool.threads) + 1;
+    for (const job of jobs) {
+      checkAbort();
+      if (job.task !== undefined) {
+        const task = job.task;
+        const running: Promise<void> = pool.run(task).then(async (result: TernaryResult) => {
+          expectedCodes.set(job.entry.name, result.codesSha256);
+          await writer!.writePayload(job.index, result.payload, job.planned.ternary ? result.scale : undefined);
+          report(job.entry.name, job.planned.length);
+        });
+        const tracked = running.finally(() => inFlight.delete(tracked));
+        inFlight.add(tracked);
+        if (inFlight.size >= limit) await Promise.race(inFlight);
+      } else {
+        await writeFloat(checkpoint, job, writer, options.chunkBytes);
+        report(job.entry.name, job.planned.length);
+      }
+    }
+    await Promise.all(inFlight);
+    checkAbort();
+    const finished = await writer.finish();
+    let validation: B158Validation | undefined;
+    if (options.validate !== false) {
+      validation = await validateB158(finished.tempPath, expectedCodes);
+      if (!validation.ok) {
+        throw new B158Error("E_VALIDATION_FAILED", `${options.output}: the written file failed validation: ${validation.diagnostics.filter((d) => d.severity === "error").map((d) => d.message).join("; ")}`, {
+          details: { diagnostics: validation.diagnostics },
+          hint: "Run b158 validate on the checkpoint: the input is likely degenerate.",
+        });
+      }
+    }
+    checkAbort();
+    await writer.publish();
+    const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
+    return summarize(options, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+  } catch (error) {
+    await writer?.abort();
+    throw error;
+  } finally {
+    await pool.close();
+    await checkpoint.close();
+  }
+}
+
+function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
+  const errors = plan.diagnostics.filter((d) => d.severity === "error");
+  if (errors.length > 0) {
+    const unsupported = errors.find((d) => d.code === "E_MODEL_UNSUPPORTED");
+    throw new B158Error(unsupported ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${spec}: ${errors.length} problem${errors.length === 1 ? "" : "s"} in the checkpoint: ${errors.slice(0, 3).map((d) => d.message).join("; ")}`, {
+      details: { diagnostics: errors },
+      hint: "Run b158 validate on it to see every problem.",
+    });
+  }
+  if (plan.family.id === "generic" && !plan.entries.some((e) => e.role === "ternary-linear")) {
+    throw new B158Error("E_MODEL_FAMILY", `${spec}: not a BitNet checkpoint, and no --ternarize glob names tensors to ternarize`, {
+      hint: "Name the linear weights, e.g. --ternarize 'model.layers.*_proj.weight' (post-training ternarization is lossy).",
+    });
+  }
+}
+
+const ROLE_OF: Record<string, PlannedTensor["role"]> = { "ternary-linear": "ternary-linear", embedding: "embedding", "lm-head": "lm-head", norm: "norm", other: "other", scale: "other" };
+
+async function planJobs(checkpoint: Checkpoint, plan: TensorPlan, options: ConvertOptions, kernelConfig: ReturnType<typeof parseKernelConfig> | undefined) {
+  const jobs: Job[] = [];
+  const fallbacks: { tensor: string; dtype: string; reason: string }[] = [];
+  const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
+  for (const entry of plan.entries) {
+    if (entry.role === "scale" && entry.action === "consume") continue;
+    const tensor = checkpoint.tensorsByName.get(entry.name)!;
+    const base = { name: entry.name, gguf_name: entry.ggufName ?? null, role: ROLE_OF[entry.role]!, source_dtype: entry.dtype };
+    const index = jobs.length;
+    if (entry.role === "ternary-linear") {
+      const shape = entry.logicalShape as [number, number];
+      const encoding = chooseEncoding(entry.name, shape, options.layout, {
+        ...(options.fallback === undefined ? {} : { fallback: options.fallback }),
+        ...(kernelConfig === undefined ? {} : { kernelConfig }),
+        i2sVariant: options.i2sVariant ?? "x86",
+      });
+      const path = checkpoint.files.localPath?.(tensor.shard);
+      if (path === undefined) throw new B158Error("E_INTERNAL", `${checkpoint.label}: ${tensor.shard} has no local path`);
+      let repackScale: number | undefined;
+      if (entry.action === "repack") {
+        const scaleTensor = checkpoint.tensorsByName.get(entry.scaleTensor!)!;
+        const bytes = await readTensorBytes(await checkpoint.source(scaleTensor.shard), scaleTensor);
+        repackScale = scaleFromWeightScale(readScalar(bytes, scaleTensor.dtype), plan.family.convention === "multiply" ? "multiply" : "divide", entry.scaleTensor);
+      }
+      const task: TernaryTask = {
+        name: entry.name,
+        path,
+        fileOffset: tensor.fileOffset,
+        byteLength: tensor.byteLength,
+        sourceDtype: tensor.dtype,
+        shape,
+        action: entry.action === "repack" ? "repack" : "ternarize",
+        ...(entry.action === "repack" ? { packedShape: tensor.shape as [number, number], repackScale: repackScale! } : {}),
+        encoding: encoding.kind === "layout" ? { kind: "layout", params: encoding.params } : { kind: "fallback", dtype: encoding.dtype },
+        chunkBytes,
+      };
+      if (encoding.kind === "layout") {
+        jobs.push({ index, entry, task, planned: { ...base, shape, layout: encoding.params.layout, params: headerParams(encoding.params), length: encoding.payloadBytes, ternary: true } });
+      } else {
+        fallbacks.push({ tensor: entry.name, dtype: encoding.dtype, reason: `${encoding.reason} (rule ${encoding.rule})` });
+        const size = PLAIN_LAYOUT_BYTES[encoding.dtype];
+        jobs.push({ index, entry, task, planned: { ...base, shape, layout: encoding.dtype, params: {}, length: shape[0] * shape[1] * size, ternary: false } });
+      }
+      continue;
+    }
+    const target = floatTarget(entry, options);
+    jobs.push({ index, entry, floatTarget: target, planned: { ...base, shape: entry.shape, layout: target, params: {}, length: entry.parameters * PLAIN_LAYOUT_BYTES[target], ternary: false } });
+  }
+  return { jobs, fallbacks };
+}
+
+/** Norms stay exact; embeddings follow --embeddings, other floats --float-dtype; everything else its source dtype. */
+function floatTarget(entry: PlanEntry, options: ConvertOptions): PlainLayout {
+  const source = entry.dtype.toLowerCase();
+  if (!(source in PLAIN_LAYOUT_BYTES)) {
+    throw new B158Error("E_MODEL_UNSUPPORTED", `tensor "${entry.name}" has dtype ${entry.dtype}, which .b158 1.0 cannot store`, { details: { tensor: entry.name, dtype: entry.dtype } });
+  }
+  if (!isFloatDtype(entry.dtype) || entry.role === "norm") return source as PlainLayout;
+  if (entry.role === "embedding" || entry.role === "lm-head") return options.embeddings ?? options.floatDtype ?? (source as PlainLayout);
+  return options.floatDtype ?? (source as PlainLayout);
+}
+
+async function writeFloat(checkpoint: Checkpoint, job: Job, writer: B158Writer, chunkBytes = 4 * 1024 * 1024): Promise<void> {
+  const tensor = checkpoint.tensorsByName.get(job.entry.name)!;
+  const source = await checkpoint.source(tensor.shard);
+  const target = job.floatTarget!;
+  const chunks = readTensorChunks(source, tensor, chunkBytes);
+  const converted =
+    target === job.entry.dtype.toLowerCase()
+      ? chunks
+      : (async function* () {
+          for await (const chunk of chunks) yield convertFloats(chunk, tensor.dtype, target as FloatLayout);
+        })();
+  await writer.writePayloadChunks(job.index, converted);
+}
+
+function readScalar(bytes: Uint8Array, dtype: string): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === "F32") return view.getFloat32(0, true);
+  if (dtype === "F64") return view.getFloat64(0, true);
+  if (dtype === "BF16") return fromBf16Bits(view.getUint16(0, true));
+  return fromF16Bits(view.getUint16(0, true));
+}
+
+async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: ConvertOptions): Promise<Omit<B158Header, "tensors">> {
+  const files: Record<string, Uint8Array> = {};
+  for (const name of [CONFIG_FILE, ...checkpoint.auxiliaryFiles]) {
+    if (!(await checkpoint.files.has(name))) continue;
+    const source = await checkpoint.files.open(name);
+    try {
+      files[name] = await source.read(0, source.size);
+    } finally {
+      await source.close();
+    }
+  }
+  const origin = checkpoint.files.origin;
+  const opts: B158Options = {
+    layout: options.layout,
+    i2s_variant: options.i2sVariant ?? "x86",
+    fallback: options.fallback ?? null,
+    float_dtype: options.floatDtype ?? null,
+    embeddings: options.embeddings ?? null,
+    ternarize: [...(options.ternarize ?? [])],
+    kernel_config_sha256: options.kernelConfig === undefined ? null : createHash("sha256").update(options.kernelConfig.text).digest("hex"),
+  };
+  return {
+    format: "b158",
+    model: { family: plan.family.id, architecture: checkpoint.config?.architectures[0] ?? null, config: (checkpoint.config?.raw as Record<string, unknown> | undefined) ?? null },
+    files,
+    provenance: {
+      source: origin.kind === "hub" ? { kind: "hub", repo: origin.repo, revision: origin.revision, ...(origin.commit ? { commit: origin.commit } : {}) } : { kind: "local" },
+      files: checkpoint.weightsFiles.map((f) => ({ name: f.name, size: f.size })),
+      options: opts,
+    },
+    tool: TOOL,
+  };
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const { fileSource } = await import("../io/byte-source.js");
+  const source = await fileSource(path);
+  const hash = createHash("sha256");
+  try {
+    for (let done = 0; done < source.size; done += 1 << 23) hash.update(await source.read(done, Math.min(1 << 23, source.size - done)));
+  } finally {
+    await source.close();
+  }
+  return hash.digest("hex");
+}
+
+function summarize(options: ConvertOptions, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {
+  const byLayout: Record<string, number> = {};
+  const bytesByRole: Record<string, number> = {};
+  const weightsByRole: Record<string, number> = {};
+  for (const job of jobs) {
+    byLayout[job.planned.layout] = (byLayout[job.planned.layout] ?? 0) + 1;
+    bytesByRole[job.planned.role] = (bytesByRole[job.planned.role] ?? 0) + job.planned.length;
+    weightsByRole[job.planned.role] = (weightsByRole[job.planned.role] ?? 0) + job.entry.parameters;
+  }
+  const bitsPerWeight: Record<string, number> = {};
+  let bytes = 0;
+  let weights = 0;
+  for (const role of Object.keys(bytesByRole).sort()) {
+    bitsPerWeight[role] = (bytesByRole[role]! * 8) / weightsByRole[role]!;
+    bytes += bytesByRole[role]!;
+    weights += weightsByRole[role]!;
+  }
+  bitsPerWeight.file = (size * 8) / weights;
+  const warnings = plan.diagnostics.filter((d) => d.severity === "warning").map((d) => `${d.code}: ${d.message}`);
+  for (const f of fallbacks) warnings.push(`W_FALLBACK: "${f.tensor}" kept as ${f.dtype}: ${f.reason}`);
+  return {
+    path: options.output,
+    size,
+    sha256,
+    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    layout: options.layout,
+    family: plan.family.id,
+    threads,
+    tensors: { total: jobs.length, byLayout },
+    bitsPerWeight,
+    fallbacks,
+    validated,
+    warnings,
+  };
+}

@@ -1,0 +1,196 @@
+import { createHash, randomBytes } from "node:crypto";
+import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { B158Error, ioError } from "../../errors.js";
+import { encodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
+import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
+
+/**
+ * A streaming, atomic .b158 writer (docs/FORMAT.md). Payload lengths are known before any is
+ * packed, so every offset is fixed up front and payloads can be written in any order, by
+ * position, as workers finish. The header goes in last: its region is sized from the same header
+ * with placeholder hashes and scales (the largest encodings), which keeps output deterministic.
+ * Everything goes to a temp file beside the target, renamed into place only by commit().
+ */
+
+/** A tensor as planned: everything but where it lands and what it hashes to. */
+export type PlannedTensor = Omit<B158TensorEntry, "offset" | "sha256" | "scale"> & { readonly ternary: boolean };
+
+export interface WriterOptions {
+  /** Replace an existing file at the target. */
+  readonly force?: boolean;
+}
+
+const PLACEHOLDER_SHA = "0".repeat(64);
+const ZEROS = new Uint8Array(DATA_ALIGNMENT);
+
+export class B158Writer {
+  private readonly offsets: number[];
+  private readonly hashes: (string | undefined)[];
+  private readonly scales: (number | undefined)[];
+  private finished = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly tempPath: string,
+    private readonly handle: FileHandle,
+    private readonly draft: Omit<B158Header, "tensors">,
+    private readonly planned: readonly PlannedTensor[],
+    readonly dataOffset: number,
+    readonly fileSize: number,
+    offsets: number[],
+  ) {
+    this.offsets = offsets;
+    this.hashes = planned.map(() => undefined);
+    this.scales = planned.map(() => undefined);
+  }
+
+  static async create(path: string, draft: Omit<B158Header, "tensors">, planned: readonly PlannedTensor[], options: WriterOptions = {}): Promise<B158Writer> {
+    if (!options.force) {
+      const exists = await stat(path).then(
+        () => true,
+        () => false,
+      );
+      if (exists) {
+        throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
+      }
+    }
+    const offsets: number[] = [];
+    let end = 0;
+    for (const tensor of planned) {
+      const offset = alignUp(end, PAYLOAD_ALIGNMENT);
+      offsets.push(offset);
+      end = offset + tensor.length;
+    }
+    const placeholder = encodeHeader({
+      ...draft,
+      tensors: planned.map((t, i) => entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined)),
+    });
+    const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.byteLength, DATA_ALIGNMENT);
+    const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
+    let handle: FileHandle;
+    try {
+      handle = await open(tempPath, "wx");
+    } catch (cause) {
+      throw ioError(path, "create a temporary file beside", cause);
+    }
+    return new B158Writer(path, tempPath, handle, draft, planned, dataOffset, dataOffset + end, offsets);
+  }
+
+  get tensorCount(): number {
+    return this.planned.length;
+  }
+
+  /** Writes tensor `index`'s whole payload; `scale` is required for ternary layouts. */
+  async writePayload(index: number, payload: Uint8Array, scale?: number): Promise<string> {
+    return this.writePayloadChunks(index, [payload], scale);
+  }
+
+  /** Writes a payload from chunks (float tensors stream without a whole copy). Returns its sha256. */
+  async writePayloadChunks(index: number, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, scale?: number): Promise<string> {
+    const tensor = this.planned[index];
+    if (tensor === undefined || this.hashes[index] !== undefined) throw new B158Error("E_INTERNAL", `payload ${index} is unknown or written twice`);
+    if (tensor.ternary !== (scale !== undefined)) throw new B158Error("E_INTERNAL", `payload ${index} (${tensor.name}): scale ${tensor.ternary ? "missing" : "given for a plain array"}`);
+    const hash = createHash("sha256");
+    let position = this.dataOffset + this.offsets[index]!;
+    let written = 0;
+    for await (const chunk of chunks) {
+      if (written + chunk.byteLength > tensor.length) break;
+      await this.write(chunk, position);
+      hash.update(chunk);
+      position += chunk.byteLength;
+      written += chunk.byteLength;
+    }
+    if (written !== tensor.length) {
+      throw new B158Error("E_INTERNAL", `payload of "${tensor.name}" is ${written} bytes, planned ${tensor.length}`, { details: { tensor: tensor.name } });
+    }
+    // zero the alignment gap to the next payload explicitly (not left as a file hole)
+    const next = index + 1 < this.planned.length ? this.dataOffset + this.offsets[index + 1]! : position;
+    if (next > position) await this.write(ZEROS.subarray(0, next - position), position);
+    const sha = hash.digest("hex");
+    this.hashes[index] = sha;
+    this.scales[index] = scale;
+    return sha;
+  }
+
+  /** finish() then publish(). */
+  async commit(): Promise<{ path: string; size: number; headerLength: number; dataOffset: number }> {
+    const done = await this.finish();
+    await this.publish();
+    return { ...done, path: this.path };
+  }
+
+  /** Writes header and preamble and syncs; the complete file is still at `tempPath` (validate it there). */
+  async finish(): Promise<{ tempPath: string; size: number; headerLength: number; dataOffset: number }> {
+    const missing = this.hashes.findIndex((h) => h === undefined);
+    if (missing !== -1) throw new B158Error("E_INTERNAL", `payload ${missing} (${this.planned[missing]!.name}) was never written`);
+    const header = encodeHeader({
+      ...this.draft,
+      tensors: this.planned.map((t, i) => entry(t, this.offsets[i]!, this.hashes[i]!, this.scales[i])),
+    });
+    if (PREAMBLE_BYTES + header.byteLength > this.dataOffset) throw new B158Error("E_INTERNAL", "the header outgrew its reserved region");
+    const preamble = new Uint8Array(PREAMBLE_BYTES);
+    const view = new DataView(preamble.buffer);
+    preamble.set(MAGIC, 0);
+    view.setUint16(8, MAJOR, true);
+    view.setUint16(10, MINOR, true);
+    view.setUint32(12, 0, true);
+    view.setBigUint64(16, BigInt(header.byteLength), true);
+    view.setBigUint64(24, BigInt(this.dataOffset), true);
+    preamble.set(createHash("sha256").update(header).digest(), 32);
+    const padding = this.dataOffset - PREAMBLE_BYTES - header.byteLength;
+    await this.write(preamble, 0);
+    await this.write(header, PREAMBLE_BYTES);
+    await this.write(new Uint8Array(padding), PREAMBLE_BYTES + header.byteLength);
+    try {
+      await this.handle.truncate(this.fileSize);
+      await this.handle.sync();
+      await this.handle.close();
+      this.finished = true;
+    } catch (cause) {
+      await this.abort();
+      throw ioError(this.path, "finish writing", cause);
+    }
+    return { tempPath: this.tempPath, size: this.fileSize, headerLength: header.byteLength, dataOffset: this.dataOffset };
+  }
+
+  /** Renames the finished temp file onto the target: the only moment the target changes. */
+  async publish(): Promise<void> {
+    try {
+      await rename(this.tempPath, this.path);
+    } catch (cause) {
+      await this.abort();
+      throw ioError(this.path, "rename the finished file onto", cause);
+    }
+  }
+
+  get temporaryPath(): string {
+    return this.tempPath;
+  }
+
+  /** Closes and removes the temp file; the target is untouched. Safe to call more than once. */
+  async abort(): Promise<void> {
+    if (!this.finished) {
+      this.finished = true;
+      await this.handle.close().catch(() => undefined);
+    }
+    await rm(this.tempPath, { force: true }).catch(() => undefined);
+  }
+
+  private async write(bytes: Uint8Array, position: number): Promise<void> {
+    try {
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await this.handle.write(bytes, done, bytes.byteLength - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (cause) {
+      throw ioError(this.path, "write", cause);
+    }
+  }
+}
+
+function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: number | undefined): B158TensorEntry {
+  const { ternary: _ternary, ...rest } = tensor;
+  return { ...rest, offset, sha256, ...(scale === undefined ? {} : { scale }) };
+}
