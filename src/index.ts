@@ -34,3 +34,10 @@ export {
 } from "./report/checkpoint-report.js";
 
 export * from "./pack/index.js";
+
+export { openB158, openB158File, type B158File, type B158Tensor } from "./formats/b158/read.js";
+export type { B158Header, B158TensorEntry } from "./formats/b158/header.js";
+export { isB158File } from "./formats/b158/detect.js";
+export { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "./convert/convert.js";
+export { validateB158, type B158Validation } from "./convert/validate-b158.js";
+export { inspectB158, type B158Report } from "./report/b158-report.js";

@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -177,5 +177,115 @@ describe("b158 validate", () => {
     expect(human.code).toBe(4);
     expect(human.stdout).toContain("FAILED: 4 errors.");
     expect(human.stderr).toContain("E_VALIDATION_FAILED");
+  });
+});
+
+describe("b158 convert", () => {
+  it("runs the README's main job: convert the example, then inspect the result", async () => {
+    const output = join(root, "readme.b158");
+    const convert = await b158(["convert", "fixtures/example", "-o", output, "--layout", "tq2_0", "--force"]);
+    expect(convert.stderr).toBe("");
+    expect(convert.code).toBe(0);
+    expect(convert.stdout).toMatch(/Wrote .*readme\.b158 \(1\.06 MiB\) in [\d.]+ s with \d+ worker threads?, validated/);
+    expect(convert.stdout).toContain("ternary-linear 2.063");
+    const inspect = await b158(["inspect", output]);
+    expect(inspect.code).toBe(0);
+    expect(inspect.stdout).toMatch(/model\.layers\.0\.self_attn\.q_proj\.weight\s+tq2_0\s+block_size=256\s+\[256, 256\]\s+0\.\d+\s+[\d.]+% \/ [\d.]+% \/ [\d.]+%\s+2\.063/);
+  });
+
+  it("gives byte-identical files across runs and worker thread counts (real workers)", async () => {
+    const source = join(root, "det-src");
+    await generateCheckpoint({ family: "bitnet-2b4t-bf16", dir: source, dims: { layers: 2 } });
+    const outputs: Buffer[] = [];
+    for (const threads of ["1", "2", "2"]) {
+      const output = join(root, `det-${outputs.length}.b158`);
+      const run = await b158(["convert", source, "-o", output, "--layout", "tl2", "--threads", threads, "--json"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout).threads).toBe(Number(threads));
+      outputs.push(await readFile(output));
+    }
+    expect(Buffer.compare(outputs[0]!, outputs[1]!)).toBe(0);
+    expect(Buffer.compare(outputs[1]!, outputs[2]!)).toBe(0);
+  });
+
+  it("--json prints the machine summary; inspect --json of the file validates against its schema", async () => {
+    const output = join(root, "json.b158");
+    const run = await b158(["convert", example, "-o", output, "--layout", "i2_s", "--json"]);
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout);
+    expect(summary).toMatchObject({ path: output, layout: "i2_s", family: "bitnet-packed", validated: true, tensors: { total: 46, byLayout: { i2_s: 28, bf16: 18 } } });
+    expect(summary.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(summary.size).toBe((await readFile(output)).byteLength);
+    const inspect = await b158(["inspect", output, "--json"]);
+    const report = JSON.parse(inspect.stdout);
+    const validate = getValidator("inspect-b158");
+    expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+    const q = report.tensors.find((t: { name: string }) => t.name === "model.layers.0.self_attn.q_proj.weight");
+    expect(q).toMatchObject({ layout: "i2_s", params: { block_size: 128, variant: "x86" }, length: (256 * 256) / 4 + 32 });
+    // offset is absolute: the payload's bytes there hash to its sha256
+    const bytes = (await readFile(output)).subarray(q.offset, q.offset + q.length);
+    expect((await import("node:crypto")).createHash("sha256").update(bytes).digest("hex")).toBe(q.sha256);
+  });
+
+  it("refuses to overwrite an existing file without --force (exit 2), and leaves it intact", async () => {
+    const output = join(root, "exists.b158");
+    await writeFile(output, "precious");
+    const run = await b158(["convert", example, "-o", output, "--layout", "tq1_0"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("E_OUTPUT_EXISTS");
+    expect(await readFile(output, "utf8")).toBe("precious");
+  });
+
+  it("Ctrl-C (SIGINT) leaves nothing at the target and no temp file", async () => {
+    const source = join(root, "sigint-src");
+    await generateCheckpoint({ family: "bitnet-1bitllm", dir: source, dims: { layers: 8, hidden: 512, intermediate: 1536, heads: 8, kvHeads: 8 } });
+    const outDir = join(root, "sigint-out");
+    await mkdir(outDir);
+    const child = spawn(process.execPath, [join(repo, "bin", "run.js"), "convert", source, "-o", join(outDir, "x.b158"), "--layout", "tq2_0", "--threads", "1"], { cwd: repo });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    // Interrupt once the writer's temp file exists: the conversion is then under way, whatever the machine's speed.
+    const poll = setInterval(() => {
+      void readdir(outDir).then((names) => {
+        if (names.some((n) => n.endsWith(".partial"))) {
+          clearInterval(poll);
+          child.kill("SIGINT");
+        }
+      });
+    }, 10);
+    child.on("exit", () => clearInterval(poll));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain("E_INTERRUPTED");
+    expect(await readdir(outDir)).toEqual([]);
+  });
+});
+
+describe("b158 validate <file.b158>", () => {
+  it("passes a good file (exit 0) and names the damaged tensor of a flipped payload (exit 4)", async () => {
+    const output = join(root, "to-damage.b158");
+    expect((await b158(["convert", example, "-o", output, "--layout", "tq1_0"])).code).toBe(0);
+    const ok = await b158(["validate", output, "--json"]);
+    expect(ok.code).toBe(0);
+    expect(getValidator("validate")(JSON.parse(ok.stdout))).toBe(true);
+    const bytes = await readFile(output);
+    const report = JSON.parse((await b158(["inspect", output, "--json"])).stdout);
+    const target = report.tensors.find((t: { layout: string }) => t.layout === "tq1_0");
+    bytes[target.offset + 3] = bytes[target.offset + 3]! ^ 0xff;
+    await writeFile(output, bytes);
+    const bad = await b158(["validate", output, "--json"]);
+    expect(bad.code).toBe(4);
+    const body = JSON.parse(bad.stdout);
+    expect(body.ok).toBe(false);
+    expect(body.diagnostics).toContainEqual(expect.objectContaining({ code: "E_B158_HASH", tensor: target.name }));
+  });
+
+  it("a file with a broken structure fails with its code and exit 3", async () => {
+    const output = join(root, "broken.b158");
+    await writeFile(output, Buffer.concat([Buffer.from([0x89, 0x42, 0x31, 0x35, 0x38, 0x0d, 0x0a, 0x1a, 9, 0]), Buffer.alloc(100)]));
+    const run = await b158(["validate", output]);
+    expect(run.code).toBe(7);
+    expect(run.stderr).toContain("E_B158_VERSION");
+    expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 });

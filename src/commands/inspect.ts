@@ -1,20 +1,25 @@
 import { Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
 import { sourceArg, ternarizeFlag } from "../cli/shared-flags.js";
+import { isB158File } from "../formats/b158/detect.js";
+import { inspectB158, type B158Report } from "../report/b158-report.js";
 import { inspectCheckpoint, type CheckpointReport } from "../report/checkpoint-report.js";
-import { renderCheckpointReport } from "../report/render-checkpoint.js";
+import { renderB158Report, renderCheckpointReport } from "../report/render-checkpoint.js";
 
 export default class Inspect extends B158Command {
-  static override summary = "Show what is inside a checkpoint and what b158 would do with it.";
+  static override summary = "Show what is inside a checkpoint and what b158 would do with it, or inside a .b158 file.";
   static override description = `Reads only headers and config.json (no tensor data): the detected model family and why, the
 architecture and dimensions, parameter counts by role, dtypes, the plan for every tensor
 (role, action, and which layouts can hold its shape), the estimated output size and bits per
-weight for each layout, and every warning. Use --json for CI (schemas/inspect.schema.json).`;
+weight for each layout, and every warning. Use --json for CI (schemas/inspect.schema.json).
+For a .b158 file: the header, and per tensor the layout, parameters, shape, scale, -1/0/+1
+distribution, bits per weight and absolute payload offset (--json: schemas/inspect-b158.schema.json).`;
 
   static override examples = [
     { description: "Inspect the bundled example model", command: "<%= config.bin %> <%= command.id %> fixtures/example" },
     { description: "List every tensor instead of folding identical layers", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T --all" },
     { description: "Machine-readable report for CI", command: "<%= config.bin %> <%= command.id %> ./model --json > plan.json" },
+    { description: "What is inside a converted file", command: "<%= config.bin %> <%= command.id %> example.b158" },
     { description: "A generic model: name the tensors to ternarize", command: "<%= config.bin %> <%= command.id %> ./llama --ternarize 'model.layers.*_proj.weight'" },
   ];
 
@@ -25,8 +30,13 @@ weight for each layout, and every warning. Use --json for CI (schemas/inspect.sc
     ternarize: ternarizeFlag,
   };
 
-  async run(): Promise<CheckpointReport> {
+  async run(): Promise<CheckpointReport | B158Report> {
     const { args, flags } = await this.parse(Inspect);
+    if (await isB158File(args.source)) {
+      const report = await inspectB158(args.source);
+      this.log(renderB158Report(report, { all: flags.all }));
+      return report;
+    }
     const report = await inspectCheckpoint(args.source, { ternarize: flags.ternarize ?? [] });
     this.log(renderCheckpointReport(report, { all: flags.all }));
     return report;

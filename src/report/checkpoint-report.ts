@@ -37,7 +37,8 @@ export interface CheckpointReport {
 
 export interface ValidateReport {
   readonly schemaVersion: 1;
-  readonly kind: "checkpoint";
+  /** What was validated: a checkpoint, or a .b158 file. */
+  readonly kind: "checkpoint" | "b158";
   readonly tool: { readonly name: string; readonly version: string };
   readonly source: string;
   readonly ok: boolean;

@@ -174,3 +174,29 @@ function ineligibleReasons(entries: readonly PlanEntry[]): string[] {
   }
   return [...seen].map(([key, { count, example }]) => `${key}: ${count} tensor${count === 1 ? "" : "s"}, e.g. ${example}`);
 }
+
+export function renderB158Report(report: import("./b158-report.js").B158Report, options: RenderOptions = {}): string {
+  const lines = table([
+    ["File", `${report.file} (${formatBytes(report.size)}, .b158 ${report.version.major}.${report.version.minor}, header ${formatBytes(report.headerLength)}, data at ${report.dataOffset})`],
+    ["Model", `${report.model.architecture ?? "unknown architecture"}, family ${report.model.family}`],
+    ["Writer", `${report.writer.name} ${report.writer.version}`],
+    ["Embedded", Object.entries(report.files).map(([n, s]) => `${n} (${formatBytes(s)})`).join(", ") || "none"],
+    ["Layouts", Object.entries(report.summary.byLayout).map(([l, n]) => `${l} x${n}`).join(", ")],
+    ["Bits/wt", Object.entries(report.summary.bitsPerWeight).map(([r, b]) => `${r} ${b.toFixed(3)}`).join(", ")],
+  ]);
+  lines.push("", `Tensors (${report.tensors.length})`);
+  const rows = [["  tensor", "layout", "params", "shape", "scale", "-1 / 0 / +1", "bpw", "offset"]];
+  for (const t of report.tensors) {
+    if (!options.all && /\.layers\.[1-9]\d*\./.test(t.name)) continue;
+    const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(" ");
+    const d = t.distribution;
+    rows.push(["  " + t.name, t.layout, params, formatShape(t.shape), t.scale === null ? "" : t.scale.toPrecision(6), d ? `${pct(d.minus)} / ${pct(d.zero)} / ${pct(d.plus)}` : "", t.bitsPerWeight.toFixed(3), String(t.offset)]);
+  }
+  lines.push(...table(rows));
+  if (!options.all && report.tensors.some((t) => /\.layers\.[1-9]\d*\./.test(t.name))) lines.push("  (layers after 0 hidden; --all lists every tensor)");
+  return lines.join("\n");
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}

@@ -1,0 +1,148 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { convertCheckpoint } from "../src/convert/convert.js";
+import { validateB158 } from "../src/convert/validate-b158.js";
+import type { ErrorCode } from "../src/errors.js";
+import { decodeHeader, encodeHeader, type B158Header } from "../src/formats/b158/header.js";
+import { openB158, openB158File } from "../src/formats/b158/read.js";
+import { memorySource } from "../src/io/byte-source.js";
+import { expectB158Error } from "./support/expect-error.js";
+
+const example = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
+let root: string;
+let good: Uint8Array;
+let goodPath: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "b158-format-"));
+  goodPath = join(root, "example.b158");
+  await convertCheckpoint(example, { layout: "tq2_0", output: goodPath, threads: 0 });
+  good = new Uint8Array(await readFile(goodPath));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const u64 = (bytes: Uint8Array, at: number) => Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(at, true));
+
+/** Rewrites the header (and its sha256 and the data offset's padding) so only the intended rule breaks. */
+function withHeader(bytes: Uint8Array, edit: (header: Record<string, unknown>) => void): Uint8Array {
+  const headerLength = u64(bytes, 16);
+  const dataOffset = u64(bytes, 24);
+  const header = decodeHeader(bytes.subarray(64, 64 + headerLength)) as Record<string, unknown>;
+  edit(header);
+  const encoded = encodeHeader(header as unknown as B158Header);
+  if (64 + encoded.byteLength > dataOffset) throw new Error("test header grew past the data offset");
+  const out = bytes.slice();
+  out.fill(0, 64, dataOffset);
+  out.set(encoded, 64);
+  new DataView(out.buffer).setBigUint64(16, BigInt(encoded.byteLength), true);
+  out.set(createHash("sha256").update(encoded).digest(), 32);
+  return out;
+}
+
+describe(".b158 format", () => {
+  it("starts as docs/FORMAT.md §4 shows", () => {
+    expect(Buffer.from(good.subarray(0, 16)).toString("hex")).toBe("8942313538" + "0d0a1a" + "0100" + "0000" + "00000000");
+    expect(u64(good, 24) % 4096).toBe(0);
+    expect(Buffer.from(good.subarray(32, 64))).toEqual(createHash("sha256").update(good.subarray(64, 64 + u64(good, 16))).digest());
+    // a fixmap of 6 keys, the first "files" (keys sorted)
+    expect(Buffer.from(good.subarray(64, 71)).toString("hex")).toBe("86a566696c6573");
+  });
+
+  it("the same input and options give byte-identical files", async () => {
+    const again = join(root, "again.b158");
+    await convertCheckpoint(example, { layout: "tq2_0", output: again, threads: 0 });
+    expect(Buffer.compare(new Uint8Array(await readFile(again)), good)).toBe(0);
+  });
+
+  it("a reader ignores unknown header fields of a known major (and a newer minor)", async () => {
+    const bytes = withHeader(good, (h) => {
+      h.future_field = { anything: [1, 2, 3] };
+    });
+    new DataView(bytes.buffer).setUint16(10, 7, true);
+    const file = await openB158(memorySource("future.b158", bytes));
+    expect(file.version).toEqual({ major: 1, minor: 7 });
+    expect(await file.verify()).toEqual([]);
+  });
+
+  const firstTernary = () => {
+    const header = decodeHeader(good.subarray(64, 64 + u64(good, 16))) as B158Header;
+    return header.tensors.find((t) => t.layout === "tq2_0")!;
+  };
+
+  const DAMAGE: [string, () => Uint8Array, ErrorCode][] = [
+    ["not a .b158 file", () => new TextEncoder().encode("GGUF and some more bytes to pass the preamble length check.........."), "E_B158_MAGIC"],
+    ["bad magic byte", () => Object.assign(good.slice(), { 3: 0x39 }), "E_B158_MAGIC"],
+    ["truncated inside the preamble", () => good.slice(0, 40), "E_B158_TRUNCATED"],
+    ["truncated inside a payload", () => good.slice(0, good.length - 100), "E_B158_TRUNCATED"],
+    ["unknown major version", () => { const b = good.slice(); new DataView(b.buffer).setUint16(8, 2, true); return b; }, "E_B158_VERSION"],
+    ["reserved flags set", () => { const b = good.slice(); new DataView(b.buffer).setUint32(12, 1, true); return b; }, "E_B158_VERSION"],
+    ["header length lies (beyond the file)", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(16, 2n ** 40n, true); return b; }, "E_B158_HEADER"],
+    ["header length lies (shorter)", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(16, BigInt(u64(good, 16) - 10), true); return b; }, "E_B158_HEADER"],
+    ["a flipped header byte", () => Object.assign(good.slice(), { 200: good[200]! ^ 0x40 }), "E_B158_HEADER"],
+    ["data offset not page-aligned", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(24, BigInt(u64(good, 24) + 64), true); return b; }, "E_B158_OFFSETS"],
+    ["nonzero padding after the header", () => Object.assign(good.slice(), { [u64(good, 24) - 1]: 7 }), "E_B158_HEADER"],
+    ["schema violation (format is not b158)", () => withHeader(good, (h) => { h.format = "gguf"; }), "E_B158_SCHEMA"],
+    ["schema violation (unknown layout)", () => withHeader(good, (h) => { (h.tensors as Record<string, unknown>[])[1]!.layout = "q4_k"; }), "E_B158_SCHEMA"],
+    ["payload length disagrees with the layout", () => withHeader(good, (h) => { const t = (h.tensors as Record<string, unknown>[]).find((x) => x.layout === "tq2_0")!; t.length = (t.length as number) - 66; }), "E_B158_LAYOUT"],
+    ["a payload at a gapped offset", () => withHeader(good, (h) => { const ts = h.tensors as Record<string, unknown>[]; ts[1]!.offset = (ts[1]!.offset as number) + 64; }), "E_B158_OFFSETS"],
+    ["bytes trail the last payload", () => { const b = new Uint8Array(good.length + 5); b.set(good); return b; }, "E_B158_OFFSETS"],
+  ];
+
+  it.each(DAMAGE)("%s -> %s", async (_name, damage, code) => {
+    await expectB158Error(openB158(memorySource("damaged.b158", damage())), code, "damaged.b158");
+  });
+
+  it("a flipped payload byte opens, but verify and validate name the damaged tensor", async () => {
+    const target = firstTernary();
+    const bytes = good.slice();
+    const at = u64(good, 24) + target.offset + 10;
+    bytes[at] = bytes[at]! ^ 0x01;
+    const file = await openB158(memorySource("flipped.b158", bytes));
+    expect(await file.verify()).toEqual([target.name]);
+    const path = join(root, "flipped.b158");
+    await (await import("node:fs/promises")).writeFile(path, bytes);
+    const report = await validateB158(path);
+    expect(report.ok).toBe(false);
+    expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_B158_HASH", target.name]);
+  });
+
+  it("validate flags degenerate tensors: an all-zero ternary payload with valid hashes", async () => {
+    const target = firstTernary();
+    // rewrite the payload as all-zero TQ2_0 blocks (code 1 everywhere, d = 0), then fix its sha256
+    const bytes = good.slice();
+    const start = u64(good, 24) + target.offset;
+    for (let b = 0; b < target.length / 66; b++) {
+      bytes.fill(0x55, start + b * 66, start + b * 66 + 64);
+      bytes[start + b * 66 + 64] = 0;
+      bytes[start + b * 66 + 65] = 0;
+    }
+    const sha = createHash("sha256").update(bytes.subarray(start, start + target.length)).digest("hex");
+    const fixed = withHeader(bytes, (h) => {
+      (h.tensors as Record<string, unknown>[]).find((t) => t.name === target.name)!.sha256 = sha;
+    });
+    const path = join(root, "zero.b158");
+    await (await import("node:fs/promises")).writeFile(path, fixed);
+    const report = await validateB158(path);
+    expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_ALL_ZERO", target.name]);
+  });
+
+  it("the library API reads payloads lazily and decodes to float32 as scale x code", async () => {
+    const file = await openB158File(goodPath);
+    try {
+      const t = firstTernary();
+      const { codes, scale } = await file.decodeTernary(t.name);
+      const floats = await file.decodeFloat32(t.name);
+      expect(floats.length).toBe(codes.length);
+      expect(Array.from(floats.slice(0, 8))).toEqual(Array.from(codes.slice(0, 8), (c) => Math.fround(c * scale)));
+      const embedding = await file.decodeFloat32("model.embed_tokens.weight");
+      expect(embedding.length).toBe(512 * 256);
+    } finally {
+      await file.close();
+    }
+  });
+});
