@@ -82,6 +82,14 @@ export const ERROR_CODES = {
   E_B158_OFFSETS: { exit: "badInput", summary: "A .b158 payload is misaligned, overlaps, leaves a gap, or bytes trail the last one." },
   E_B158_HASH: { exit: "badInput", summary: "A .b158 payload does not match its sha256." },
 
+  // Hugging Face Hub
+  E_HUB_AUTH: { exit: "hub", summary: "The Hub refused access (401/403): the repo is gated or private, or the token is wrong." },
+  E_HUB_NOT_FOUND: { exit: "hub", summary: "The Hub has no such repo, revision or file (404)." },
+  E_HUB_OFFLINE: { exit: "hub", summary: "HF_HUB_OFFLINE is set and the cache does not hold what is needed." },
+  E_HUB_UNAVAILABLE: { exit: "hub", summary: "The Hub could not be reached or kept failing after retries." },
+  E_HUB_HASH: { exit: "hub", summary: "A downloaded file does not match the hash the Hub advertised." },
+  E_HUB_SPEC: { exit: "usage", summary: "A Hub source is not of the form hf://org/name[@revision]." },
+
   // output
   E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
   E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },

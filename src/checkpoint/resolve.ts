@@ -1,6 +1,7 @@
 import { B158Error } from "../errors.js";
 import type { CheckpointFiles } from "./files.js";
 import { localCheckpointFiles } from "./local.js";
+import { hubResolver } from "../hub/resolver.js";
 
 /**
  * Every command's `<source>` argument is resolved here and nowhere else. A resolver claims the
@@ -22,7 +23,7 @@ const localResolver: SourceResolver = {
   resolve: localCheckpointFiles,
 };
 
-const resolvers: SourceResolver[] = [localResolver];
+const resolvers: SourceResolver[] = [hubResolver(), localResolver];
 
 /** Adds a resolver that is consulted before the existing ones. */
 export function registerSourceResolver(resolver: SourceResolver): void {
@@ -35,6 +36,6 @@ export async function resolveSource(spec: string): Promise<CheckpointFiles> {
   }
   throw new B158Error("E_SOURCE_UNRECOGNIZED", `${spec}: no source resolver understands this`, {
     details: { source: spec },
-    hint: "Hub sources (hf://org/name) are not supported yet; pass a local directory or .safetensors file.",
+    hint: "Pass a local directory, a .safetensors file, or hf://org/name[@revision].",
   });
 }
