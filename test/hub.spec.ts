@@ -9,6 +9,7 @@ import { B158Error } from "../src/errors.js";
 import { hubEnv, type HubEnv } from "../src/hub/env.js";
 import { pull } from "../src/hub/pull.js";
 import { parseHubSpec } from "../src/hub/spec.js";
+import { getValidator } from "../src/schemas.js";
 import { gitSha1, MockHub, sha256 } from "./support/mock-hub.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -175,5 +176,67 @@ describe("Hub sources end to end (CLI)", () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).commit).toBe(commit);
     expect(ok.stdout + ok.stderr + denied.stdout + denied.stderr).not.toContain(TOKEN);
+  });
+});
+
+describe("b158 push", () => {
+  let packed: string;
+  const WRITE = "hf_write_token";
+  beforeAll(async () => {
+    // a .b158 converted from the mock Hub, so its provenance names the source repo
+    packed = join(root, "push-model-tq2_0.b158");
+    const run = await b158(["convert", "hf://org/model", "-o", packed, "--layout", "tq2_0"], { HF_ENDPOINT: hub.url, HF_HOME: join(root, "push-home") });
+    expect(run.code, run.stderr).toBe(0);
+  });
+
+  it("creates the repo, uploads the file as LFS with a model card and a manifest; a re-push makes no commit", async () => {
+    const { push } = await import("../src/hub/push.js");
+    const e = env({ token: WRITE });
+    const first = await push({ files: [packed], repo: "tester/packed", env: e, retry: fast });
+    expect(first).toMatchObject({ createdRepo: true, unchanged: false, dryRun: false });
+    expect(first.commit?.oid).toMatch(/^[0-9a-f]{40}$/);
+    const repo = hub.repo("tester/packed")!;
+    expect(repo.received).toHaveLength(1);
+    const received = repo.received[0]!;
+    const bytes = new Uint8Array(await readFile(packed));
+    expect(received.lfsFiles).toEqual([{ path: "push-model-tq2_0.b158", oid: sha256(bytes), size: bytes.byteLength }]);
+    expect([...received.regularFiles].sort()).toEqual(["README.md", "b158-manifest.json"]);
+    const files = repo.files("main");
+    expect(Buffer.compare(Buffer.from(files.get("push-model-tq2_0.b158")!), Buffer.from(bytes))).toBe(0);
+    const card = new TextDecoder().decode(files.get("README.md"));
+    expect(card).toMatch(/^---\nbase_model: org\/model\n/);
+    for (const tag of ["bitnet", "ternary", "b158", "tq2_0"]) expect(card).toContain(`  - ${tag}\n`);
+    expect(card).toMatch(/\| `push-model-tq2_0\.b158` \| tq2_0 \| [\d.]+ (KiB|MiB) \| 2\.063 \|/);
+    expect(card).toContain("## How to load");
+    const manifest = JSON.parse(new TextDecoder().decode(files.get("b158-manifest.json")));
+    expect(getValidator("manifest")(manifest)).toBe(true);
+    expect(manifest.files[0]).toMatchObject({ path: "push-model-tq2_0.b158", sha256: sha256(bytes), layout: "tq2_0", source: { kind: "hub", repo: "org/model" } });
+
+    const again = await push({ files: [packed], repo: "tester/packed", env: e, retry: fast });
+    expect(again).toMatchObject({ unchanged: true, commit: null, createdRepo: false });
+    expect(repo.received).toHaveLength(1);
+  });
+
+  it("--create-pr opens a pull request; --dry-run makes no request; no token is E_HUB_AUTH", async () => {
+    const { push } = await import("../src/hub/push.js");
+    const e = env({ token: WRITE });
+    await push({ files: [packed], repo: "tester/pr", env: e, retry: fast });
+    const pr = await push({ files: [packed], repo: "tester/pr", env: e, retry: fast, createPr: true });
+    expect(pr.pullRequestUrl).toMatch(/discussions\/1$/);
+    expect(hub.repo("tester/pr")!.received.at(-1)).toMatchObject({ createPr: true });
+    hub.log.length = 0;
+    const dry = await push({ files: [packed], repo: "tester/dry", env: e, dryRun: true });
+    expect(dry.files.map((f) => f.path)).toEqual(["push-model-tq2_0.b158", "README.md", "b158-manifest.json"]);
+    expect(hub.log).toEqual([]);
+    await expect(push({ files: [packed], repo: "tester/x", env: env() })).rejects.toMatchObject({ code: "E_HUB_AUTH" });
+  });
+
+  it("the CLI prints the commit id and URL as JSON, and never the token", async () => {
+    const run = await b158(["push", packed, "tester/cli", "--json"], { HF_ENDPOINT: hub.url, HF_HOME: join(root, "push-cli"), HF_TOKEN: WRITE });
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout);
+    expect(result.commit.oid).toBe(hub.repo("tester/cli")!.refs.get("main"));
+    expect(result.commit.url).toContain("/tester/cli/commit/");
+    expect(run.stdout + run.stderr).not.toContain(WRITE);
   });
 });

@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
+import { downloadFile, listFiles, modelInfo } from "@huggingface/hub";
+import { hubCall } from "./errors.js";
 import { B158Error, ioError } from "../errors.js";
 import { globToRegExp } from "../model/names.js";
 import { blobPath, fileSize, linkSnapshotFile, readRef, snapshotDir, writeRef } from "./cache.js";
@@ -230,34 +231,4 @@ async function hashFile(path: string, kind: PulledFile["hashKind"], size: number
   if (kind === "git-sha1") hash.update(`blob ${size}\0`);
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");
-}
-
-/** Maps the Hub's failures to our codes: 401/403 auth, 404 not found, the rest unavailable. */
-async function hubCall<T>(spec: HubSpec, file: string | undefined, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    if (error instanceof B158Error) throw error;
-    const where = `${spec.repo}@${spec.revision}${file ? `/${file}` : ""}`;
-    if (error instanceof HubApiError) {
-      if (error.statusCode === 401 || error.statusCode === 403) {
-        throw new B158Error("E_HUB_AUTH", `${where}: the Hub refused access (HTTP ${error.statusCode})`, {
-          hint: "The repo is gated or private: accept its terms on the Hub, then set HF_TOKEN (or log in so $HF_HOME/token exists).",
-          details: { repo: spec.repo, status: error.statusCode },
-        });
-      }
-      if (error.statusCode === 404) {
-        const kind = /revision/i.test(error.message) ? "revision" : file === undefined ? "repo (or revision)" : "file";
-        throw new B158Error("E_HUB_NOT_FOUND", `${where}: no such ${kind} on ${new URL(error.url ?? "http://hub").origin} (HTTP 404)`, {
-          hint: "Check the spelling of org/name and the revision; private repos also answer 404 without a token.",
-          details: { repo: spec.repo, status: 404 },
-        });
-      }
-      throw new B158Error("E_HUB_UNAVAILABLE", `${where}: the Hub answered HTTP ${error.statusCode} (${error.message})`, { details: { repo: spec.repo, status: error.statusCode }, cause: error });
-    }
-    throw new B158Error("E_HUB_UNAVAILABLE", `${where}: cannot reach the Hub (${(error as Error).message})`, {
-      hint: "Check the network or HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use the cache only.",
-      cause: error,
-    });
-  }
 }
