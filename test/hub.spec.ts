@@ -240,3 +240,28 @@ describe("b158 push", () => {
     expect(run.stdout + run.stderr).not.toContain(WRITE);
   });
 });
+
+describe("inspect hf://", () => {
+  it("reads only safetensors headers with Range requests, never the weights", async () => {
+    hub.log.length = 0;
+    const home = join(root, "inspect-home");
+    const run = await b158(["inspect", "hf://org/model", "--json"], { HF_ENDPOINT: hub.url, HF_HOME: home });
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(report.family.id).toBe("bitnet-packed");
+    expect(report.source.origin).toEqual({ kind: "hub", repo: "org/model", revision: "main", commit });
+    expect(report.files.weights).toHaveLength(2);
+    const weightRequests = hub.log.filter((r) => r.url.includes(".safetensors") && !r.url.includes("index.json"));
+    expect(weightRequests.length).toBeGreaterThan(0);
+    for (const request of weightRequests) {
+      expect(request.range, request.url).toMatch(/^bytes=\d+-\d+$/);
+      const [, start, end] = /^bytes=(\d+)-(\d+)$/.exec(request.range!)!;
+      const name = decodeURIComponent(request.url.split("/").pop()!);
+      const headerEnd = 8 + Number(Buffer.from(files[name]!.subarray(0, 8)).readBigUInt64LE(0));
+      expect(Number(end), `${name} ${start}-${end}`).toBeLessThan(headerEnd);
+    }
+    // nothing downloaded into the cache beyond refs/
+    const cached = await readdir(join(home, "hub", "models--org--model")).catch(() => [] as string[]);
+    expect(cached).toEqual(["refs"]);
+  });
+});

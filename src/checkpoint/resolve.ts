@@ -8,11 +8,19 @@ import { hubResolver } from "../hub/resolver.js";
  * spec strings it understands; the Hub resolver (hf://org/name@rev, org/name) registers in front
  * of the local one later, without touching any command.
  */
+export interface ResolveOptions {
+  /**
+   * "full" (default): every byte will be read, so remote files are fetched (into the HF cache).
+   * "headers": only headers and small files will be read; remote sources may serve them by range.
+   */
+  readonly access?: "full" | "headers";
+}
+
 export interface SourceResolver {
   readonly name: string;
   /** True when this resolver should handle `spec`; may look at the file system. */
   claims(spec: string): Promise<boolean>;
-  resolve(spec: string): Promise<CheckpointFiles>;
+  resolve(spec: string, options?: ResolveOptions): Promise<CheckpointFiles>;
 }
 
 const localResolver: SourceResolver = {
@@ -20,7 +28,7 @@ const localResolver: SourceResolver = {
   async claims(spec) {
     return !spec.startsWith("hf://");
   },
-  resolve: localCheckpointFiles,
+  resolve: (spec) => localCheckpointFiles(spec),
 };
 
 const resolvers: SourceResolver[] = [hubResolver(), localResolver];
@@ -30,9 +38,9 @@ export function registerSourceResolver(resolver: SourceResolver): void {
   resolvers.unshift(resolver);
 }
 
-export async function resolveSource(spec: string): Promise<CheckpointFiles> {
+export async function resolveSource(spec: string, options: ResolveOptions = {}): Promise<CheckpointFiles> {
   for (const resolver of resolvers) {
-    if (await resolver.claims(spec)) return resolver.resolve(spec);
+    if (await resolver.claims(spec)) return resolver.resolve(spec, options);
   }
   throw new B158Error("E_SOURCE_UNRECOGNIZED", `${spec}: no source resolver understands this`, {
     details: { source: spec },

@@ -1,7 +1,9 @@
 import { existsSync } from "node:fs";
 import type { CheckpointFiles } from "../checkpoint/files.js";
 import { localCheckpointFiles } from "../checkpoint/local.js";
-import type { SourceResolver } from "../checkpoint/resolve.js";
+import type { ResolveOptions, SourceResolver } from "../checkpoint/resolve.js";
+import { hubEnv } from "./env.js";
+import { remoteCheckpointFiles } from "./remote-files.js";
 import { pull, type PullOptions } from "./pull.js";
 import { parseHubSpec } from "./spec.js";
 
@@ -17,7 +19,10 @@ export function hubResolver(options: PullOptions = {}): SourceResolver {
     async claims(spec) {
       return spec.startsWith("hf://") || (BARE_REPO.test(spec) && !existsSync(spec));
     },
-    async resolve(spec): Promise<CheckpointFiles> {
+    async resolve(spec, resolveOptions: ResolveOptions = {}): Promise<CheckpointFiles> {
+      const env = options.env ?? hubEnv();
+      // Headers only, online: range reads, no weights downloaded. Offline, the cache serves both.
+      if (resolveOptions.access === "headers" && !env.offline) return remoteCheckpointFiles(parseHubSpec(spec), { env, ...(options.retry ? { retry: options.retry } : {}) });
       const result = await pull(parseHubSpec(spec), options);
       const local = await localCheckpointFiles(result.snapshotDir);
       return { ...local, label: `hf://${result.repo}@${result.revision}`, origin: { kind: "hub", repo: result.repo, revision: result.revision, commit: result.commit } };

@@ -50,11 +50,14 @@ export interface ValidateReport {
   readonly summary: { readonly errors: number; readonly warnings: number };
 }
 
-export interface AnalyzeOptions extends PlanOptions {}
+export interface AnalyzeOptions extends PlanOptions {
+  /** "headers" lets remote sources answer with range reads (inspect never needs tensor data). */
+  readonly access?: "full" | "headers";
+}
 
 /** Opens a source, builds its plan and hands both to `use`; always closes the files. */
 export async function withCheckpointPlan<T>(spec: string, options: AnalyzeOptions, use: (checkpoint: Checkpoint, plan: TensorPlan) => Promise<T>): Promise<T> {
-  const checkpoint = await openCheckpoint(await resolveSource(spec));
+  const checkpoint = await openCheckpoint(await resolveSource(spec, { access: options.access ?? "full" }));
   try {
     return await use(checkpoint, buildPlan(checkpoint, options));
   } finally {
@@ -63,7 +66,7 @@ export async function withCheckpointPlan<T>(spec: string, options: AnalyzeOption
 }
 
 export async function inspectCheckpoint(spec: string, options: AnalyzeOptions = {}): Promise<CheckpointReport> {
-  return withCheckpointPlan(spec, options, async (checkpoint, plan) => checkpointReport(spec, checkpoint, plan));
+  return withCheckpointPlan(spec, { access: "headers", ...options }, async (checkpoint, plan) => checkpointReport(spec, checkpoint, plan));
 }
 
 export function checkpointReport(spec: string, checkpoint: Checkpoint, plan: TensorPlan): CheckpointReport {
