@@ -76,7 +76,9 @@ export async function localCheckpointFiles(path: string): Promise<CheckpointFile
         try {
           return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
         } catch {
-          throw new B158Error("E_CONFIG_INVALID", `${source.name}: not valid UTF-8`, { details: { file: source.name } });
+          // The code names the file's own rule: a broken index is E_INDEX_JSON, not a config error.
+          const code = name.endsWith(".index.json") ? "E_INDEX_JSON" : "E_CONFIG_INVALID";
+          throw new B158Error(code, `${source.name}: not valid UTF-8`, { details: { file: source.name } });
         }
       } finally {
         await source.close();

@@ -22,7 +22,11 @@ export class StrictJsonError extends Error {
 export const MAX_JSON_DEPTH = 64;
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const STRING_BODY = /(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+// A string is scanned as runs of plain characters and single escapes. One regex over the whole
+// body, /(?:plain|escape)*"/, pushes a backtrack entry per character and overflows V8's regexp
+// stack (RangeError) on strings of a few million characters, which a 100 MiB header may hold.
+const STRING_PLAIN = /[^"\\\u0000-\u001f]*/y;
+const STRING_ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
 
 export function parseStrictJson(text: string): JsonValue {
   let pos = 0;
@@ -39,10 +43,22 @@ export function parseStrictJson(text: string): JsonValue {
   };
   const parseString = (): string => {
     const start = pos; // at the opening quote
-    STRING_BODY.lastIndex = pos + 1;
-    if (!STRING_BODY.test(text)) fail("invalid string", start);
-    pos = STRING_BODY.lastIndex;
-    return JSON.parse(text.slice(start, pos)) as string;
+    let at = pos + 1;
+    let escaped = false;
+    for (;;) {
+      STRING_PLAIN.lastIndex = at;
+      STRING_PLAIN.test(text);
+      at = STRING_PLAIN.lastIndex;
+      const c = text[at];
+      if (c === '"') break;
+      if (c !== "\\") fail("invalid string", start);
+      STRING_ESCAPE.lastIndex = at;
+      if (!STRING_ESCAPE.test(text)) fail("invalid string", start);
+      at = STRING_ESCAPE.lastIndex;
+      escaped = true;
+    }
+    pos = at + 1;
+    return escaped ? (JSON.parse(text.slice(start, pos)) as string) : text.slice(start + 1, at);
   };
   const parseValue = (depth: number): JsonValue => {
     if (depth > MAX_JSON_DEPTH) throw new StrictJsonError("depth", `nesting deeper than ${MAX_JSON_DEPTH} at position ${pos}`, pos);

@@ -23,7 +23,8 @@ export function parseSafetensorsIndex(text: string, file: string): SafetensorsIn
   const map = parsed.weight_map;
   if (!isJsonObject(map)) return bad('has no "weight_map" object');
   const weightMap = new Map<string, string>();
-  const shards: string[] = [];
+  // A Set, not Array.includes: a hostile index naming 100k distinct shards must not cost O(n^2).
+  const shards = new Set<string>();
   for (const name of Object.keys(map).sort()) {
     const shard = map[name];
     if (typeof shard !== "string" || !shard.endsWith(".safetensors")) {
@@ -31,7 +32,7 @@ export function parseSafetensorsIndex(text: string, file: string): SafetensorsIn
     }
     if (shard.includes("/") || shard.includes("\\")) return bad(`weight_map shard ${JSON.stringify(shard)} is not a plain file name`);
     weightMap.set(name, shard);
-    if (!shards.includes(shard)) shards.push(shard);
+    shards.add(shard);
   }
   if (weightMap.size === 0) return bad("weight_map is empty");
   let totalSize: number | undefined;
@@ -44,6 +45,5 @@ export function parseSafetensorsIndex(text: string, file: string): SafetensorsIn
       totalSize = total;
     }
   }
-  shards.sort();
-  return { weightMap, shards, totalSize };
+  return { weightMap, shards: [...shards].sort(), totalSize };
 }

@@ -106,8 +106,9 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize: number
   const entries: { tensor: Omit<SafetensorsTensor, "fileOffset">; begin: number; end: number }[] = [];
 
   const keys = Object.keys(parsed);
-  if (keys.length > MAX_TENSORS + 1) {
-    fail("E_SAFETENSORS_TOO_MANY", file, `header declares ${keys.length} entries, over the ${MAX_TENSORS} limit`, { count: keys.length });
+  const tensorCount = keys.length - (Object.hasOwn(parsed, "__metadata__") ? 1 : 0);
+  if (tensorCount > MAX_TENSORS) {
+    fail("E_SAFETENSORS_TOO_MANY", file, `header declares ${tensorCount} tensors, over the ${MAX_TENSORS} limit`, { count: tensorCount });
   }
   for (const name of keys) {
     const value = parsed[name];
