@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { B158Error } from "../errors.js";
-import { chooseEncoding, packLayout, unpackLayout } from "./codec.js";
+import { chooseEncoding, LAYOUTS, packLayout, unpackLayout } from "./codec.js";
 import { fromF16Bits, toF16Bits } from "./float16.js";
 import { formatKernelConfig, parseKernelConfig } from "./kernel-config.js";
-import { checkEligibility, tl2PayloadBytes, tl2TilingProblem, type LayoutId, type LayoutParams, type Tiling } from "./layouts.js";
+import { checkEligibility, LAYOUT_IDS, tl2PayloadBytes, tl2TilingProblem, type LayoutId, type LayoutParams, type Tiling } from "./layouts.js";
 
 /** Ternary codes with a chosen density of zeros; density 1 gives an all-zero tensor. */
 const codesArb = (n: number) =>
@@ -74,6 +74,22 @@ describe.each(Object.keys(shapes) as LayoutId[])("%s round trip", (layout) => {
       ),
       { numRuns: 40 },
     );
+  });
+});
+
+describe("the LAYOUTS registry", () => {
+  it("lists every layout, packs like packLayout, and refuses another layout's parameters", () => {
+    expect(Object.keys(LAYOUTS).sort()).toEqual([...LAYOUT_IDS].sort());
+    const codes = Int8Array.from({ length: 2 * 256 }, (_, i) => (i % 3) - 1);
+    for (const id of LAYOUT_IDS) {
+      const fit = checkEligibility(id, [2, 256]);
+      if (!fit.eligible) continue;
+      const bytes = LAYOUTS[id].pack(codes, [2, 256], 0.25, fit.params);
+      expect(bytes).toEqual(packLayout(fit.params, codes, [2, 256], 0.25));
+      expect(LAYOUTS[id].unpack(bytes, [2, 256], fit.params).codes).toEqual(codes);
+      expect(LAYOUTS[id].scaleInPayload).toBe(id !== "tl1" && id !== "tl2");
+    }
+    expect(() => LAYOUTS.tq2_0.pack(codes, [2, 256], 1, { layout: "i2_s", blockSize: 128, variant: "x86" })).toThrow(B158Error);
   });
 });
 

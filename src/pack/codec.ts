@@ -51,6 +51,38 @@ export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: rea
   }
 }
 
+/** One layout's codec, as the registry below lists them. */
+export interface LayoutCodec {
+  readonly id: LayoutId;
+  /** Codes (one int8 in {-1, 0, 1} per weight, row-major [M, K]) to the payload; TL1/TL2 ignore `scale` (stored separately). */
+  pack(codes: Int8Array, shape: readonly [number, number], scale: number, params: LayoutParams): Uint8Array;
+  unpack(bytes: Uint8Array, shape: readonly [number, number], params: LayoutParams): Unpacked;
+  /** True when the scale lives inside the payload (I2_S, TQ); false for TL1/TL2, whose f32 scale is a separate tensor. */
+  readonly scaleInPayload: boolean;
+}
+
+function registryEntry(id: LayoutId, scaleInPayload: boolean): LayoutCodec {
+  const own = (params: LayoutParams): LayoutParams => {
+    if (params.layout !== id) throw new B158Error("E_INTERNAL", `${params.layout} parameters passed to the ${id} codec`, { details: { layout: id, params } });
+    return params;
+  };
+  return {
+    id,
+    scaleInPayload,
+    pack: (codes, shape, scale, params) => packLayout(own(params), codes, shape, scale),
+    unpack: (bytes, shape, params) => unpackLayout(own(params), bytes, shape),
+  };
+}
+
+/** The layouts by id; `packLayout` / `unpackLayout` dispatch on `params.layout` to the same code. */
+export const LAYOUTS: Readonly<Record<LayoutId, LayoutCodec>> = {
+  i2_s: registryEntry("i2_s", true),
+  tl1: registryEntry("tl1", false),
+  tl2: registryEntry("tl2", false),
+  tq1_0: registryEntry("tq1_0", true),
+  tq2_0: registryEntry("tq2_0", true),
+};
+
 export type FallbackDtype = "f32" | "f16" | "bf16";
 export const FALLBACK_DTYPES = ["f32", "f16", "bf16"] as const satisfies readonly FallbackDtype[];
 

@@ -14,7 +14,7 @@ export {
   type Tiling,
   type TilingSource,
 } from "./layouts.js";
-export { chooseEncoding, FALLBACK_DTYPES, packLayout, unpackLayout, type Encoding, type EncodingOptions, type FallbackDtype, type Unpacked } from "./codec.js";
+export { chooseEncoding, FALLBACK_DTYPES, LAYOUTS, packLayout, unpackLayout, type Encoding, type EncodingOptions, type FallbackDtype, type LayoutCodec, type Unpacked } from "./codec.js";
 export { formatKernelConfig, parseKernelConfig, type KernelConfig } from "./kernel-config.js";
 export { packHfPacked, unpackHfPacked, countInvalidPackedCodes } from "./hf-packed.js";
 export { packI2S, unpackI2S } from "./i2s.js";

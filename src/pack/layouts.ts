@@ -29,6 +29,11 @@ export type LayoutParams =
   | ({ readonly layout: "tl1" | "tl2"; readonly tilingSource: TilingSource } & Tiling)
   | { readonly layout: "tq1_0" | "tq2_0"; readonly blockSize: 256 };
 
+/**
+ * payloadBytes is exactly what the packer returns for the shape: for I2_S the codes + f32 scale +
+ * 28 zero bytes, for TQ the blocks (f16 d inside each), for TL1/TL2 the weight bytes only (TL2
+ * including its zero padding to P): their f32 scale is stored separately, as bitnet.cpp does.
+ */
 export type Eligibility =
   | { readonly eligible: true; readonly params: LayoutParams; readonly payloadBytes: number; readonly bitsPerWeight: number }
   | { readonly eligible: false; readonly rule: string; readonly reason: string };

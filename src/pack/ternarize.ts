@@ -24,32 +24,31 @@ export type LatentDtype = "F32" | "F16" | "BF16";
 export const ABSMEAN_FLOOR = Math.fround(1e-5);
 
 /**
- * 16-bit float formats by their fields: |w| = (mantissa + implicit) x 2^(exponent - bias), where
- * implicit is 0 for subnormals. Tables of 2^e stay in L1, so pass 1 needs no per-element decode call.
+ * A 16-bit float format's magnitudes as a table: |w| = magnitude[w & 0x7fff], exact in float32
+ * (both F16 and BF16 widen to float32 without rounding; Inf and NaN patterns give Inf and NaN).
+ * 32768 float32s = 128 KiB, and real weights touch a few hundred entries, so pass 1 costs one
+ * load and one add per weight. Built on first use and never written again.
  */
 interface HalfFormat {
-  readonly mantissaBits: number;
-  readonly exponentMask: number;
-  /** implicit leading one per exponent (0 for subnormals). */
-  readonly implicit: Float64Array;
-  /** 2^(exponent - bias - mantissaBits) per exponent; Infinity for the all-ones exponent (Inf/NaN). */
-  readonly power: Float64Array;
   readonly decode: (bits: number) => number;
+  magnitude(): Float32Array;
 }
 
-function halfFormat(mantissaBits: number, exponentBits: number, decode: (bits: number) => number): HalfFormat {
-  const exponents = 1 << exponentBits;
-  const bias = exponents / 2 - 1;
-  const implicit = new Float64Array(exponents);
-  const power = new Float64Array(exponents);
-  for (let e = 0; e < exponents; e++) {
-    implicit[e] = e === 0 ? 0 : 1 << mantissaBits;
-    power[e] = e === exponents - 1 ? Infinity : 2 ** (Math.max(e, 1) - bias - mantissaBits);
-  }
-  return { mantissaBits, exponentMask: exponents - 1, implicit, power, decode };
+function halfFormat(decode: (bits: number) => number): HalfFormat {
+  let table: Float32Array | undefined;
+  return {
+    decode,
+    magnitude() {
+      if (table === undefined) {
+        table = new Float32Array(0x8000);
+        for (let p = 0; p < 0x8000; p++) table[p] = decode(p);
+      }
+      return table;
+    },
+  };
 }
 
-const FORMATS = { BF16: halfFormat(7, 8, fromBf16Bits), F16: halfFormat(10, 5, fromF16Bits) } as const;
+const FORMATS = { BF16: halfFormat(fromBf16Bits), F16: halfFormat(fromF16Bits) } as const;
 
 /** Pass 1: feed chunks (whole elements), then ask for the coder. */
 export class AbsmeanAccumulator {
@@ -80,30 +79,35 @@ export class AbsmeanAccumulator {
       this.count += values.length;
       sum = a;
     } else {
-      const { mantissaBits, exponentMask, implicit, power } = FORMATS[this.dtype];
+      const table = FORMATS[this.dtype].magnitude();
       const words = u16View(chunk);
       const pairs = pairView(words);
-      const mantissaMask = (1 << mantissaBits) - 1;
+      // Four float64 accumulators break the add-latency chain; the OR feeds the exactness check.
       let a = 0;
       let b = 0;
+      let c = 0;
+      let d = 0;
       let or = 0;
-      for (let i = 0; i < pairs.length; i++) {
+      const whole = pairs.length - (pairs.length % 4);
+      for (let i = 0; i < whole; i += 4) {
         const w = pairs[i]!;
-        const lo = (w >>> mantissaBits) & exponentMask;
-        const hi = (w >>> (16 + mantissaBits)) & exponentMask;
-        a += ((w & mantissaMask) + implicit[lo]!) * power[lo]!;
-        b += (((w >>> 16) & mantissaMask) + implicit[hi]!) * power[hi]!;
-        or |= w;
+        const v = pairs[i + 1]!;
+        const x = pairs[i + 2]!;
+        const y = pairs[i + 3]!;
+        a += table[w & 0x7fff]! + table[(w >>> 16) & 0x7fff]!;
+        b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
+        c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
+        d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
+        or |= w | v | x | y;
       }
-      for (let i = 2 * pairs.length; i < words.length; i++) {
+      for (let i = 2 * whole; i < words.length; i++) {
         const w = words[i]!;
-        const e = (w >>> mantissaBits) & exponentMask;
-        a += ((w & mantissaMask) + implicit[e]!) * power[e]!;
+        a += table[w & 0x7fff]!;
         or |= w;
       }
       this.magnitudeBits |= (or | (or >>> 16)) & 0x7fff;
       this.count += words.length;
-      sum = a + b;
+      sum = a + b + (c + d);
     }
     // NaN and Inf make the sum non-finite: one check per chunk instead of one per weight.
     if (!Number.isFinite(sum)) throw nonFinite(this.tensorName, this.dtype, chunk);
@@ -140,11 +144,14 @@ export interface TernaryScale {
 
 /**
  * Pass 2: codes for each chunk. For 16-bit dtypes a code is monotone in the magnitude bits, so one
- * threshold per tensor decides it (no table, no float math): |w| pattern > T gives +-1, else 0.
+ * threshold per tensor decides it (|w| pattern > T gives +-1, else 0), found once by bisection with
+ * the float rule; a 64 KiB table of code bytes by bit pattern then codes each weight with one load.
  */
 export class TernaryCoder {
   /** Largest 15-bit magnitude pattern that codes to 0. */
   private readonly threshold: number;
+  /** 16-bit dtypes: the code byte (0, 1 or 0xff for -1) of every bit pattern, from the threshold. */
+  private readonly codeTable: Uint8Array;
   /** Nonzero once a coded weight's magnitude differs from the candidate (16-bit dtypes). */
   private mismatch = 0;
   private coded = 0;
@@ -157,6 +164,7 @@ export class TernaryCoder {
     private readonly candidateBits = 0,
   ) {
     this.threshold = dtype === "F32" ? 0 : zeroThreshold(FORMATS[dtype].decode, absmean.inv);
+    this.codeTable = dtype === "F32" ? new Uint8Array(0) : codeTable(this.threshold);
     // A candidate at or under the threshold would code to 0: the floor rule wins, not exactness.
     if (dtype !== "F32" && (candidate === undefined || candidateBits <= this.threshold)) this.mismatch = 1;
   }
@@ -172,38 +180,30 @@ export class TernaryCoder {
     }
     const words = u16View(chunk);
     const pairs = pairView(words);
-    const T = this.threshold;
-    // Per 16-bit half: (m + 0x7fff - T) sets bit 15 iff m > T, without carrying into the other half.
-    const bias = Math.imul(0x7fff - T, 0x10001);
+    const table = this.codeTable;
     const candidate = Math.imul(this.candidateBits, 0x10001);
     let mismatch = this.mismatch;
     let i = 0;
     if (offset % 4 === 0 && out.byteOffset % 4 === 0) {
-      // Four codes per 32-bit store; per 16-bit half of each pair word:
-      //   nonzero: m > T   (m + 0x7fff - T sets bit 15, never carrying into the other half)
-      //   present: m > 0   (exactness: every nonzero magnitude must equal the candidate)
+      // Four codes per 32-bit store, each a byte looked up by its 16-bit pattern.
       const quads = pairs.length >>> 1;
       const out32 = new Uint32Array(out.buffer, out.byteOffset + offset, quads);
-      for (let k = 0; k < quads; k++) {
-        const w = pairs[2 * k]!;
-        const v = pairs[2 * k + 1]!;
-        const mw = w & 0x7fff7fff;
-        const mv = v & 0x7fff7fff;
-        const nw = ((mw + bias) >>> 15) & 0x10001;
-        const nv = ((mv + bias) >>> 15) & 0x10001;
-        if (mismatch === 0) mismatch = ((mw ^ candidate) & Math.imul(((mw + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff)) | ((mv ^ candidate) & Math.imul(((mv + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff));
-        const cw = nw | Math.imul(nw & (w >>> 15), 0xfe); // 1, or 0xff (-1), per half
-        const cv = nv | Math.imul(nv & (v >>> 15), 0xfe);
-        out32[k] = (cw & 0xff) | ((cw >>> 8) & 0xff00) | ((cv & 0xff) << 16) | ((cv << 8) & 0xff000000);
+      if (mismatch === 0) {
+        // Exactness still open: every nonzero magnitude (m > 0 per 16-bit half) must equal the candidate.
+        for (let k = 0; k < quads && mismatch === 0; k++) {
+          const mw = pairs[2 * k]! & 0x7fff7fff;
+          const mv = pairs[2 * k + 1]! & 0x7fff7fff;
+          mismatch = ((mw ^ candidate) & Math.imul(((mw + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff)) | ((mv ^ candidate) & Math.imul(((mv + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff));
+        }
       }
+      codeQuads(pairs, out32, table);
       i = 4 * quads;
     }
     for (; i < words.length; i++) {
       const w = words[i]!;
       const m = w & 0x7fff;
-      const code = m > T ? (w & 0x8000 ? -1 : 1) : 0;
       if (m !== 0 && m !== this.candidateBits) mismatch = 1;
-      out[offset + i] = code;
+      out[offset + i] = (table[w]! << 24) >> 24;
     }
     this.mismatch = mismatch;
     this.coded += words.length;
@@ -222,6 +222,23 @@ export class TernaryCoder {
 /** clamp(roundHalfToEven(x), -1, 1): exactly +-0.5 rounds to 0 (even), anything beyond to +-1. */
 function codeOf(x: number): -1 | 0 | 1 {
   return x > 0.5 ? 1 : x < -0.5 ? -1 : 0;
+}
+
+/** out32[k] = the four code bytes of pairs[2k] and pairs[2k + 1], low element first (little-endian). */
+function codeQuads(pairs: Uint32Array, out32: Uint32Array, table: Uint8Array): void {
+  for (let k = 0; k < out32.length; k++) {
+    const w = pairs[2 * k]!;
+    const v = pairs[2 * k + 1]!;
+    out32[k] = table[w & 0xffff]! | (table[w >>> 16]! << 8) | (table[v & 0xffff]! << 16) | (table[v >>> 16]! << 24);
+  }
+}
+
+/** Code bytes by 16-bit pattern: |pattern| <= T codes to 0, above it to +1 (0x01) or -1 (0xff) by the sign bit. */
+function codeTable(T: number): Uint8Array {
+  const table = new Uint8Array(0x10000);
+  table.fill(1, T + 1, 0x8000);
+  table.fill(0xff, 0x8000 + T + 1, 0x10000);
+  return table;
 }
 
 /** Largest finite magnitude pattern p with fround(|p| x inv) <= 0.5 (the rule is monotone in p). */
