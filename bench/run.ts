@@ -4,15 +4,16 @@
  */
 import { writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
+import { conversion, conversionVerdicts } from "./conversion.js";
 import { packing } from "./packing.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing];
+const SECTIONS: readonly BenchSection[] = [packing, conversion];
 
 function format(value: unknown): string {
   if (typeof value !== "number") return String(value);
   if (value >= 1e6) return `${(value / 1e6).toFixed(0)} M`;
-  if (value < 10) return value.toFixed(4);
+  if (value < 10) return value.toFixed(3);
   return value.toFixed(0);
 }
 
@@ -35,8 +36,14 @@ for (const section of SECTIONS) {
       row.meetsTarget = row.weightsPerSecond >= row.target;
     }
   }
-  const missed = rows.filter((r) => r.meetsTarget === false);
-  console.log(missed.length === 0 ? "\nall targets met" : `\nbelow target: ${missed.map((r) => `${r.step} ${r.shape}`).join(", ")}`);
+  if (section.name === "conversion") {
+    const verdicts = conversionVerdicts(rows);
+    console.log("\n" + verdicts.join("\n"));
+    results.conversionVerdicts = verdicts;
+  } else {
+    const missed = rows.filter((r) => r.meetsTarget === false);
+    console.log(missed.length === 0 ? "\nall targets met" : `\nbelow target: ${missed.map((r) => `${r.step} ${r.shape}`).join(", ")}`);
+  }
   results[section.name] = rows;
 }
 if (process.env.BENCH_OUT) {

@@ -51,8 +51,8 @@ export async function validateOpen(file: B158File, expectedCodes?: ReadonlyMap<s
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       continue;
     }
-    const payload = await file.readPayload(t.name);
     if (t.layoutParams !== undefined) {
+      const payload = await file.readPayload(t.name);
       const scale = t.scale!;
       if (!Number.isFinite(scale) || scale <= 0) {
         diagnostics.push({ severity: "error", code: "E_SCALE_INVALID", tensor: t.name, message: `"${t.name}": scale ${scale} is not finite and positive` });
@@ -75,7 +75,9 @@ export async function validateOpen(file: B158File, expectedCodes?: ReadonlyMap<s
     } else {
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       const dtype = t.layout === "f32" ? "F32" : t.layout === "f16" ? "F16" : t.layout === "bf16" ? "BF16" : undefined;
-      const bad = dtype === undefined ? 0 : countNonFinite(payload, dtype);
+      let bad = 0;
+      // plain payloads can be huge (a 128256 x 2560 embedding): scan them in chunks
+      if (dtype !== undefined) for await (const chunk of file.readPayloadChunks(t.name)) bad += countNonFinite(chunk, dtype);
       if (bad > 0) diagnostics.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${bad} NaN/Inf values` });
     }
   }

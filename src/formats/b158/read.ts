@@ -32,6 +32,8 @@ export interface B158File {
   tensor(name: string): B158Tensor;
   /** The payload bytes (one positioned read). */
   readPayload(name: string): Promise<Uint8Array>;
+  /** The payload in chunks of at most `chunkBytes`, for payloads too large to hold at once. */
+  readPayloadChunks(name: string, chunkBytes?: number): AsyncGenerator<Uint8Array>;
   /** Ternary codes [out * in] and the per-tensor scale. */
   decodeTernary(name: string): Promise<{ codes: Int8Array; scale: number }>;
   /** The effective weights as float32: scale x code for ternary layouts, converted for plain ones. */
@@ -121,6 +123,11 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     tensors,
     tensor,
     readPayload,
+    async *readPayloadChunks(name, chunkBytes = 8 * 1024 * 1024) {
+      const t = tensor(name);
+      const step = Math.max(8, Math.floor(chunkBytes / 8) * 8);
+      for (let done = 0; done < t.length; done += step) yield await source.read(t.fileOffset + done, Math.min(step, t.length - done));
+    },
     decodeTernary,
     async decodeFloat32(name) {
       const t = tensor(name);
@@ -132,12 +139,14 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     },
     async verify() {
       const damaged: string[] = [];
+      const CHUNK = 8 * 1024 * 1024;
       for (let i = 0; i < tensors.length; i++) {
         const t = tensors[i]!;
+        const hash = createHash("sha256");
+        for (let done = 0; done < t.length; done += CHUNK) hash.update(await source.read(t.fileOffset + done, Math.min(CHUNK, t.length - done)));
         const next = i + 1 < tensors.length ? tensors[i + 1]!.fileOffset : t.fileOffset + t.length;
-        const bytes = await source.read(t.fileOffset, next - t.fileOffset);
-        const hash = createHash("sha256").update(bytes.subarray(0, t.length)).digest("hex");
-        if (hash !== t.sha256 || bytes.subarray(t.length).some((b) => b !== 0)) damaged.push(t.name);
+        const padding = await source.read(t.fileOffset + t.length, next - t.fileOffset - t.length);
+        if (hash.digest("hex") !== t.sha256 || padding.some((b) => b !== 0)) damaged.push(t.name);
       }
       return damaged;
     },

@@ -1,0 +1,137 @@
+import { execFile } from "node:child_process";
+import { mkdir, open, rm, stat } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LAYOUT_IDS } from "../src/pack/layouts.js";
+import { bitnet2B4T, bitnetLarge, ensureModel, linearWeights, type BenchModel } from "./models.js";
+import type { BenchSection } from "./types.js";
+
+/**
+ * Conversions at real model sizes (issue #7): wall and CPU seconds, peak RSS, bytes in and out,
+ * weights per second, each against this machine's I/O floor (reading the input warm plus writing an
+ * output of the same size), and thread scaling. Each conversion runs in its own process.
+ */
+const ROOT = join(process.env.B158_BENCH_DIR ?? tmpdir(), "b158-bench");
+const CHILD = fileURLToPath(new URL("./convert-child.mjs", import.meta.url));
+const CHUNK = 8 * 1024 * 1024;
+
+interface ChildResult {
+  wallSeconds: number;
+  cpuSeconds: number;
+  peakRssBytes: number;
+  outputBytes: number;
+  threads: number;
+}
+
+function convert(source: string, output: string, layout: string, threads: number): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [CHILD, source, output, layout, String(threads)], { maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${layout} conversion failed: ${stderr || error.message}`));
+      else resolve(JSON.parse(stdout) as ChildResult);
+    });
+  });
+}
+
+/** Seconds to read a file sequentially (run after a first read, so the page cache is warm). */
+async function readSeconds(path: string): Promise<number> {
+  const handle = await open(path, "r");
+  const buffer = new Uint8Array(CHUNK);
+  try {
+    const started = process.hrtime.bigint();
+    for (let position = 0; ; position += CHUNK) {
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK, position);
+      if (bytesRead === 0) break;
+    }
+    return Number(process.hrtime.bigint() - started) / 1e9;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Write throughput (bytes/s) with fsync, as the converter writes. */
+async function writeRate(bytes: number): Promise<number> {
+  const path = join(ROOT, "floor.bin");
+  const handle = await open(path, "w");
+  const buffer = new Uint8Array(CHUNK).fill(7);
+  try {
+    const started = process.hrtime.bigint();
+    for (let position = 0; position < bytes; position += CHUNK) await handle.write(buffer, 0, Math.min(CHUNK, bytes - position), position);
+    await handle.sync();
+    return bytes / (Number(process.hrtime.bigint() - started) / 1e9);
+  } finally {
+    await handle.close();
+    await rm(path, { force: true });
+  }
+}
+
+export const conversion: BenchSection = {
+  name: "conversion",
+  description: `real-size synthetic checkpoints, every layout, ${availableParallelism()} workers unless noted; floor = warm read of the input + fsync'd write of the output`,
+  async run() {
+    const rows: Record<string, unknown>[] = [];
+    await mkdir(ROOT, { recursive: true });
+    const models: BenchModel[] = [bitnetLarge(), bitnet2B4T(false), bitnet2B4T(true)];
+    const rate = await writeRate(1 << 30);
+    const cores = availableParallelism();
+    for (const model of models) {
+      const { dir, bytes, generatedSeconds } = await ensureModel(model, join(ROOT, model.id));
+      if (generatedSeconds !== null) console.log(`generated ${model.id}: ${(bytes / 1e9).toFixed(2)} GB in ${generatedSeconds.toFixed(1)} s`);
+      const weightsFile = join(dir, "model.safetensors");
+      await readSeconds(weightsFile); // warm the page cache
+      const readFloor = await readSeconds(weightsFile);
+      const weights = linearWeights(model);
+      const runs: [string, number][] = LAYOUT_IDS.map((l) => [l, cores]);
+      if (model.id === "bitnet-b1.58-2B-4T-bf16") runs.push(["tq2_0", 1]);
+      for (const [layout, threads] of runs) {
+        const output = join(ROOT, `${model.id}-${layout}.b158`);
+        const result = await convert(dir, output, layout, threads);
+        const floor = readFloor + result.outputBytes / rate;
+        rows.push({
+          model: model.id,
+          layout,
+          threads: result.threads,
+          wallS: result.wallSeconds,
+          cpuS: result.cpuSeconds,
+          peakRssMiB: result.peakRssBytes / 2 ** 20,
+          inGB: bytes / 1e9,
+          outGB: result.outputBytes / 1e9,
+          weightsPerSecond: weights / result.wallSeconds,
+          floorS: floor,
+          xFloor: result.wallSeconds / floor,
+        });
+        await rm(output, { force: true });
+      }
+    }
+    return rows;
+  },
+};
+
+/** The issue's targets, checked on the rows. */
+export function conversionVerdicts(rows: Record<string, unknown>[]): string[] {
+  const find = (model: string, layout: string, threads?: number) =>
+    rows.find((r) => r.model === model && r.layout === layout && (threads === undefined ? r.threads !== 1 : r.threads === threads));
+  const verdicts: string[] = [];
+  for (const layout of ["i2_s", "tq2_0"]) {
+    const r = find("bitnet-b1.58-2B-4T-bf16", layout);
+    if (r) verdicts.push(`2B-4T-bf16 -> ${layout}: ${(r.xFloor as number).toFixed(2)}x the I/O floor (target <= 2): ${(r.xFloor as number) <= 2 ? "met" : "NOT met"}`);
+  }
+  const maxRss = Math.max(...rows.map((r) => r.peakRssMiB as number));
+  verdicts.push(`peak RSS max ${maxRss.toFixed(0)} MiB (target <= 1024): ${maxRss <= 1024 ? "met" : "NOT met"}`);
+  const large = Math.max(...rows.filter((r) => r.model === "bitnet_b1_58-large").map((r) => r.peakRssMiB as number));
+  const twoB = Math.max(...rows.filter((r) => r.model === "bitnet-b1.58-2B-4T-bf16").map((r) => r.peakRssMiB as number));
+  verdicts.push(`peak RSS 0.7B ${large.toFixed(0)} MiB vs 2.4B ${twoB.toFixed(0)} MiB (memory must not grow with model size)`);
+  const one = find("bitnet-b1.58-2B-4T-bf16", "tq2_0", 1);
+  const all = find("bitnet-b1.58-2B-4T-bf16", "tq2_0");
+  if (one && all) {
+    const speedup = (one.wallS as number) / (all.wallS as number);
+    verdicts.push(`thread scaling 1 -> ${all.threads} workers: ${speedup.toFixed(2)}x (target >= 1.7): ${speedup >= 1.7 ? "met" : "NOT met"}`);
+  }
+  const packed = find("bitnet-b1.58-2B-4T", "tq2_0");
+  if (packed && all) verdicts.push(`packed 2B-4T ${(packed.wallS as number).toFixed(2)} s vs latent ${(all.wallS as number).toFixed(2)} s (packed faster: ${(packed.wallS as number) < (all.wallS as number) ? "met" : "NOT met"})`);
+  return verdicts;
+}
+
+export async function fileBytes(path: string): Promise<number> {
+  return (await stat(path)).size;
+}
