@@ -15,6 +15,7 @@ import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
+import { fileSha256 } from "../io/file-hash.js";
 import { TOOL } from "../version.js";
 import { convertFloats, type FloatLayout } from "./float-convert.js";
 import { TaskPool } from "./pool.js";
@@ -289,18 +290,6 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
     },
     tool: TOOL,
   };
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const { fileSource } = await import("../io/byte-source.js");
-  const source = await fileSource(path);
-  const hash = createHash("sha256");
-  try {
-    for (let done = 0; done < source.size; done += 1 << 23) hash.update(await source.read(done, Math.min(1 << 23, source.size - done)));
-  } finally {
-    await source.close();
-  }
-  return hash.digest("hex");
 }
 
 function summarize(options: ConvertOptions, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { openB158File, type B158File } from "../formats/b158/read.js";
-import { fileSource } from "../io/byte-source.js";
+import { fileSha256 } from "../io/file-hash.js";
 import { unpackLayout } from "../pack/codec.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
 import type { Diagnostic } from "../model/diagnostics.js";
@@ -81,19 +81,11 @@ export async function validateOpen(file: B158File, expectedCodes?: ReadonlyMap<s
       if (bad > 0) diagnostics.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${bad} NaN/Inf values` });
     }
   }
-  const hash = createHash("sha256");
-  const CHUNK = 8 * 1024 * 1024;
-  const whole = await fileSource(file.name);
-  try {
-    for (let done = 0; done < whole.size; done += CHUNK) hash.update(await whole.read(done, Math.min(CHUNK, whole.size - done)));
-  } finally {
-    await whole.close();
-  }
   return {
     ok: !diagnostics.some((d) => d.severity === "error"),
     file: file.name,
     size: file.size,
-    sha256: hash.digest("hex"),
+    sha256: await fileSha256(file.name),
     tensors: facts,
     diagnostics,
   };

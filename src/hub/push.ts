@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import { commit, createRepo, HubApiError, listFiles, type CommitOperation } from "@huggingface/hub";
@@ -7,6 +6,7 @@ import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
 import { formatBytes } from "../report/format.js";
 import { describeSchemaErrors, getValidator } from "../schemas.js";
+import { fileSha256 } from "../io/file-hash.js";
 import { TOOL } from "../version.js";
 import { hubCall } from "./errors.js";
 import { hubEnv, type HubEnv } from "./env.js";
@@ -145,8 +145,6 @@ async function remoteHashes(repo: string, branch: string, common: { hubUrl: stri
 async function describeFile(path: string): Promise<ManifestFile> {
   const file = await openB158File(path);
   try {
-    const hash = createHash("sha256");
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
     const bytesByRole: Record<string, number> = {};
     const weightsByRole: Record<string, number> = {};
     for (const t of file.tensors) {
@@ -159,7 +157,7 @@ async function describeFile(path: string): Promise<ManifestFile> {
     return {
       path: basename(path),
       size: file.size,
-      sha256: hash.digest("hex"),
+      sha256: await fileSha256(path),
       format: "b158",
       layout: file.header.provenance.options.layout,
       family: file.header.model.family,
