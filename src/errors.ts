@@ -82,6 +82,15 @@ export const ERROR_CODES = {
   E_B158_OFFSETS: { exit: "badInput", summary: "A .b158 payload is misaligned, overlaps, leaves a gap, or bytes trail the last one." },
   E_B158_HASH: { exit: "badInput", summary: "A .b158 payload does not match its sha256." },
 
+  // GGUF (docs/gguf.md)
+  E_GGUF_MAGIC: { exit: "badInput", summary: "Not a GGUF file (bad magic)." },
+  E_GGUF_VERSION: { exit: "unsupported", summary: "A GGUF version other than 2 or 3, or a big-endian file." },
+  E_GGUF_TRUNCATED: { exit: "badInput", summary: "The GGUF file ends inside its header or before its tensor data." },
+  E_GGUF_HEADER: { exit: "badInput", summary: "GGUF metadata is malformed: bad counts or lengths (incl. past the end of the file), strings, value types, duplicate keys, nested arrays or alignment." },
+  E_GGUF_TENSOR: { exit: "badInput", summary: "A GGUF tensor info is invalid: name, dimensions, type, block fit, or a missing TL scale." },
+  E_GGUF_OFFSETS: { exit: "badInput", summary: "GGUF tensor data is not contiguous, in order and aligned as gguf.cpp requires." },
+  E_GGUF_EXPORT: { exit: "unsupported", summary: "The model cannot be expressed as a GGUF for the chosen runtime." },
+
   // Hugging Face Hub
   E_HUB_AUTH: { exit: "hub", summary: "The Hub refused access (401/403): the repo is gated or private, or the token is wrong." },
   E_HUB_NOT_FOUND: { exit: "hub", summary: "The Hub has no such repo, revision or file (404)." },

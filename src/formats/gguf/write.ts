@@ -1,0 +1,269 @@
+import { randomBytes } from "node:crypto";
+import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { B158Error, ioError } from "../../errors.js";
+import {
+  alignTo,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GGUF_MAX_DIMS,
+  GGUF_MAX_NAME_BYTES,
+  GGUF_VALUE_TYPES,
+  GGUF_VERSION,
+  storedBytes,
+  type GgmlType,
+  type GgufKv,
+  type GgufScalar,
+  type GgufScalarTypeName,
+} from "./spec.js";
+
+/**
+ * A streaming, atomic GGUF v3 writer. Every tensor's size is known up front, so the header (with
+ * all offsets) is encoded first and tensors follow in order, each padded to the alignment, as
+ * gguf.cpp requires (offset[i] = sum of padded sizes before it). Output goes to a temp file that
+ * is renamed into place by commit(); abort() leaves nothing behind.
+ */
+export interface GgufTensorSpec {
+  readonly name: string;
+  /** ggml order: ne[0] is the fastest-varying dimension (a torch [out, in] weight is [in, out]). */
+  readonly ne: readonly number[];
+  readonly type: GgmlType;
+}
+
+export interface GgufLayout {
+  readonly header: Uint8Array;
+  /** Absolute file position of the data section. */
+  readonly dataOffset: number;
+  /** Offsets relative to the data section, and stored byte lengths. */
+  readonly offsets: readonly number[];
+  readonly lengths: readonly number[];
+  readonly fileSize: number;
+}
+
+const encoder = new TextEncoder();
+
+/** Encodes magic, counts, metadata and tensor infos, and lays out the data section. */
+export function layoutGguf(metadata: readonly GgufKv[], tensors: readonly GgufTensorSpec[], alignment = GGUF_DEFAULT_ALIGNMENT): GgufLayout {
+  const out = new ByteBuilder();
+  out.bytes(GGUF_MAGIC);
+  out.u32(GGUF_VERSION);
+  out.u64(tensors.length);
+  out.u64(metadata.length);
+  const keys = new Set<string>();
+  for (const { key, value } of metadata) {
+    if (key.length === 0 || keys.has(key)) throw new B158Error("E_INTERNAL", `GGUF metadata key "${key}" is empty or repeated`);
+    keys.add(key);
+    out.string(key);
+    out.u32(GGUF_VALUE_TYPES[value.type]);
+    if (value.type === "array") {
+      out.u32(GGUF_VALUE_TYPES[value.itemType]);
+      out.u64(value.value.length);
+      for (const item of value.value) out.scalar(value.itemType, item, key);
+    } else {
+      out.scalar(value.type, value.value, key);
+    }
+  }
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  const names = new Set<string>();
+  let end = 0;
+  for (const tensor of tensors) {
+    if (encoder.encode(tensor.name).byteLength > GGUF_MAX_NAME_BYTES || names.has(tensor.name)) {
+      throw new B158Error("E_INTERNAL", `GGUF tensor name "${tensor.name}" is over ${GGUF_MAX_NAME_BYTES} bytes or repeated`);
+    }
+    // a 0-dim tensor (TL scales) is one element, as gguf.cpp reads it
+    if (tensor.ne.length > GGUF_MAX_DIMS || (tensor.ne[0] ?? 1) % tensor.type.blockSize !== 0) {
+      throw new B158Error("E_INTERNAL", `GGUF tensor "${tensor.name}" has ${tensor.ne.length} dims or a row not a multiple of ${tensor.type.name}'s block`);
+    }
+    names.add(tensor.name);
+    const offset = alignTo(end, alignment);
+    const length = storedBytes(tensor.type, tensor.ne);
+    out.string(tensor.name);
+    out.u32(tensor.ne.length);
+    for (const n of tensor.ne) out.u64(n);
+    out.u32(tensor.type.id);
+    out.u64(offset);
+    offsets.push(offset);
+    lengths.push(length);
+    end = offset + length;
+  }
+  const header = out.finish();
+  const dataOffset = tensors.length > 0 ? alignTo(header.byteLength, alignment) : header.byteLength;
+  return { header, dataOffset, offsets, lengths, fileSize: dataOffset + alignTo(end, alignment) };
+}
+
+export interface GgufWriterOptions {
+  readonly force?: boolean;
+  readonly alignment?: number;
+}
+
+export class GgufWriter {
+  private next = 0;
+  private done = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly tempPath: string,
+    private readonly handle: FileHandle,
+    private readonly tensors: readonly GgufTensorSpec[],
+    readonly layout: GgufLayout,
+  ) {}
+
+  static async create(path: string, metadata: readonly GgufKv[], tensors: readonly GgufTensorSpec[], options: GgufWriterOptions = {}): Promise<GgufWriter> {
+    if (!options.force && (await stat(path).then(() => true, () => false))) {
+      throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
+    }
+    const layout = layoutGguf(metadata, tensors, options.alignment);
+    const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
+    let handle: FileHandle;
+    try {
+      handle = await open(tempPath, "wx");
+    } catch (cause) {
+      throw ioError(path, "create a temporary file beside", cause);
+    }
+    const writer = new GgufWriter(path, tempPath, handle, tensors, layout);
+    try {
+      await writer.write(layout.header, 0);
+      await writer.write(new Uint8Array(layout.dataOffset - layout.header.byteLength), layout.header.byteLength);
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer;
+  }
+
+  /** Writes the next tensor's bytes (in the order given to create), from one buffer or chunks. */
+  async writeTensor(chunks: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+    const index = this.next;
+    const tensor = this.tensors[index];
+    if (tensor === undefined) throw new B158Error("E_INTERNAL", "more GGUF tensors written than planned");
+    let position = this.layout.dataOffset + this.layout.offsets[index]!;
+    const expected = this.layout.lengths[index]!;
+    let written = 0;
+    for await (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
+      if (written + chunk.byteLength > expected) break;
+      await this.write(chunk, position);
+      position += chunk.byteLength;
+      written += chunk.byteLength;
+    }
+    if (written !== expected) throw new B158Error("E_INTERNAL", `GGUF tensor "${tensor.name}" got ${written} bytes, planned ${expected}`, { details: { tensor: tensor.name } });
+    const end = index + 1 < this.tensors.length ? this.layout.dataOffset + this.layout.offsets[index + 1]! : this.layout.fileSize;
+    if (end > position) await this.write(new Uint8Array(end - position), position);
+    this.next++;
+  }
+
+  /** Syncs and renames the finished file onto the target. */
+  async commit(): Promise<{ path: string; size: number }> {
+    if (this.next !== this.tensors.length) throw new B158Error("E_INTERNAL", `GGUF tensor ${this.next} (${this.tensors[this.next]?.name}) was never written`);
+    try {
+      await this.handle.truncate(this.layout.fileSize);
+      await this.handle.sync();
+      await this.handle.close();
+      this.done = true;
+      await rename(this.tempPath, this.path);
+    } catch (cause) {
+      await this.abort();
+      throw ioError(this.path, "finish writing", cause);
+    }
+    return { path: this.path, size: this.layout.fileSize };
+  }
+
+  /** Closes and removes the temp file; safe to call more than once. */
+  async abort(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.handle.close().catch(() => undefined);
+    }
+    await rm(this.tempPath, { force: true }).catch(() => undefined);
+  }
+
+  private async write(bytes: Uint8Array, position: number): Promise<void> {
+    try {
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await this.handle.write(bytes, done, bytes.byteLength - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (cause) {
+      throw ioError(this.path, "write", cause);
+    }
+  }
+}
+
+/** A growable little-endian byte buffer for the header. */
+class ByteBuilder {
+  private buffer = new Uint8Array(1 << 16);
+  private view = new DataView(this.buffer.buffer);
+  private length = 0;
+
+  private reserve(n: number): number {
+    if (this.length + n > this.buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(this.buffer.byteLength * 2, this.length + n));
+      grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
+      this.view = new DataView(grown.buffer);
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.buffer.set(b, this.reserve(b.byteLength));
+  }
+  u32(n: number): void {
+    this.view.setUint32(this.reserve(4), n, true);
+  }
+  u64(n: number | bigint): void {
+    this.view.setBigUint64(this.reserve(8), BigInt(n), true);
+  }
+  string(s: string): void {
+    const b = encoder.encode(s);
+    this.u64(b.byteLength);
+    this.bytes(b);
+  }
+
+  scalar(type: GgufScalarTypeName, value: GgufScalar, key: string): void {
+    const bad = () => new B158Error("E_INTERNAL", `GGUF metadata "${key}": ${String(value)} is not a valid ${type}`);
+    if (type === "string") {
+      if (typeof value !== "string") throw bad();
+      return this.string(value);
+    }
+    if (type === "bool") {
+      if (typeof value !== "boolean") throw bad();
+      this.view.setUint8(this.reserve(1), value ? 1 : 0);
+      return;
+    }
+    if (type === "uint64" || type === "int64") {
+      if (typeof value !== "number" && typeof value !== "bigint") throw bad();
+      const big = BigInt(value);
+      if (type === "uint64") this.view.setBigUint64(this.reserve(8), big, true);
+      else this.view.setBigInt64(this.reserve(8), big, true);
+      return;
+    }
+    if (typeof value !== "number" || Number.isNaN(value)) throw bad();
+    if (type !== "float32" && type !== "float64" && !Number.isInteger(value)) throw bad();
+    switch (type) {
+      case "uint8":
+        return this.view.setUint8(this.reserve(1), value);
+      case "int8":
+        return this.view.setInt8(this.reserve(1), value);
+      case "uint16":
+        return this.view.setUint16(this.reserve(2), value, true);
+      case "int16":
+        return this.view.setInt16(this.reserve(2), value, true);
+      case "uint32":
+        return this.view.setUint32(this.reserve(4), value, true);
+      case "int32":
+        return this.view.setInt32(this.reserve(4), value, true);
+      case "float32":
+        return this.view.setFloat32(this.reserve(4), value, true);
+      case "float64":
+        return this.view.setFloat64(this.reserve(8), value, true);
+    }
+  }
+
+  finish(): Uint8Array {
+    return this.buffer.slice(0, this.length);
+  }
+}
