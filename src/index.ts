@@ -41,3 +41,11 @@ export { isB158File } from "./formats/b158/detect.js";
 export { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "./convert/convert.js";
 export { validateB158, type B158Validation } from "./convert/validate-b158.js";
 export { inspectB158, type B158Report } from "./report/b158-report.js";
+
+export { openGguf, openGgufFile, type GgufFile, type GgufTensorInfo } from "./formats/gguf/read.js";
+export { GgufWriter, layoutGguf, type GgufLayout, type GgufTensorSpec } from "./formats/gguf/write.js";
+export { ggmlType, ggmlTypeTable, type GgmlType, type GgufKv, type GgufRuntime, type GgufValue } from "./formats/gguf/spec.js";
+export { isGgufFile } from "./formats/b158/detect.js";
+export { exportGguf, type EmbeddingType, type GgufExportOptions, type GgufExportSummary, type WeightType } from "./export/gguf.js";
+export { convertCheckpointToGguf, type ConvertGgufOptions } from "./export/convert-gguf.js";
+export { inspectGguf, validateGgufReport, type GgufReport } from "./report/gguf-report.js";

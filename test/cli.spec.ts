@@ -289,3 +289,59 @@ describe("b158 validate <file.b158>", () => {
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe("b158 convert --format gguf, export, and GGUF inspect / validate", () => {
+  it("convert -o *.gguf writes a GGUF; inspect --json and validate --json accept it", async () => {
+    const output = join(root, "cli.gguf");
+    const run = await b158(["convert", example, "-o", output, "--layout", "tq2_0", "--embeddings", "q8_0", "--json"]);
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout);
+    expect(summary.gguf.architecture).toBe("bitnet");
+    expect(summary.gguf.types).toMatchObject({ Q8_0: 1, TQ2_0: 28 });
+    expect(summary.gguf.diagnostics.map((d: { code: string }) => d.code)).toContain("W_GGUF_ACTIVATION");
+    const inspect = await b158(["inspect", output, "--json"]);
+    expect(inspect.code).toBe(0);
+    expect(getValidator("inspect-gguf")(JSON.parse(inspect.stdout))).toBe(true);
+    const human = await b158(["inspect", output]);
+    expect(human.stdout).toContain("Runtime    llama.cpp");
+    expect(human.stdout).toContain("token_embd.weight");
+    const validate = await b158(["validate", output, "--json"]);
+    expect(validate.code).toBe(0);
+    expect(getValidator("validate")(JSON.parse(validate.stdout))).toBe(true);
+  });
+
+  it("export writes a bitnet.cpp GGUF from a .b158 alone, which inspect labels bitnet.cpp only", async () => {
+    const source = join(root, "cli-i2s.b158");
+    expect((await b158(["convert", example, "-o", source, "--layout", "i2_s"])).code).toBe(0);
+    const output = join(root, "cli-i2s.gguf");
+    const run = await b158(["export", source, "-o", output]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("bitnet.cpp only");
+    const inspect = await b158(["inspect", output]);
+    expect(inspect.stdout).toContain("Runtime    bitnet.cpp only");
+    expect(inspect.stdout).toContain("I2_S");
+    const again = await b158(["export", source, "-o", output, "--json"]);
+    expect(again.code).toBe(2);
+    expect(JSON.parse(again.stdout).error.code).toBe("E_OUTPUT_EXISTS");
+  });
+
+  it("q8_0 embeddings are refused for .b158 output with a usage error", async () => {
+    const run = await b158(["convert", example, "-o", join(root, "q8.b158"), "--layout", "tq2_0", "--embeddings", "q8_0", "--json"]);
+    expect(run.code).toBe(2);
+    expect(JSON.parse(run.stdout).error.code).toBe("E_USAGE");
+  });
+
+  it("a damaged GGUF is rejected with its code and no stack trace", async () => {
+    const output = join(root, "cli.gguf");
+    const bytes = await readFile(output);
+    const damaged = join(root, "damaged.gguf");
+    await writeFile(damaged, bytes.subarray(0, bytes.length - 100));
+    const run = await b158(["validate", damaged, "--json"]);
+    expect(run.code).toBe(3);
+    expect(JSON.parse(run.stdout).error.code).toBe("E_GGUF_TRUNCATED");
+    const human = await b158(["inspect", damaged]);
+    expect(human.code).toBe(3);
+    expect(human.stderr).toContain("E_GGUF_TRUNCATED");
+    expect(human.stderr).not.toMatch(/at .*\.js:\d+/);
+  });
+});

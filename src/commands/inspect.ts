@@ -1,25 +1,31 @@
 import { Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
 import { sourceArg, ternarizeFlag } from "../cli/shared-flags.js";
-import { isB158File } from "../formats/b158/detect.js";
+import { isB158File, isGgufFile } from "../formats/b158/detect.js";
 import { inspectB158, type B158Report } from "../report/b158-report.js";
 import { inspectCheckpoint, type CheckpointReport } from "../report/checkpoint-report.js";
+import { inspectGguf, type GgufReport } from "../report/gguf-report.js";
+import { renderGgufReport } from "../report/render-gguf.js";
 import { renderB158Report, renderCheckpointReport } from "../report/render-checkpoint.js";
 
 export default class Inspect extends B158Command {
-  static override summary = "Show what is inside a checkpoint and what b158 would do with it, or inside a .b158 file.";
+  static override summary = "Show what is inside a checkpoint and what b158 would do with it, or inside a .b158 or GGUF file.";
   static override description = `Reads only headers and config.json (no tensor data): the detected model family and why, the
 architecture and dimensions, parameter counts by role, dtypes, the plan for every tensor
 (role, action, and which layouts can hold its shape), the estimated output size and bits per
 weight for each layout, and every warning. Use --json for CI (schemas/inspect.schema.json).
 For a .b158 file: the header, and per tensor the layout, parameters, shape, scale, -1/0/+1
-distribution, bits per weight and absolute payload offset (--json: schemas/inspect-b158.schema.json).`;
+distribution, bits per weight and absolute payload offset (--json: schemas/inspect-b158.schema.json).
+For a GGUF file: the container, metadata, tensors, which runtime can load it (bitnet.cpp's I2_S/TL1/TL2
+files are labeled "bitnet.cpp only"), and the checks llama.cpp's loader makes
+(--json: schemas/inspect-gguf.schema.json).`;
 
   static override examples = [
     { description: "Inspect the bundled example model", command: "<%= config.bin %> <%= command.id %> fixtures/example" },
     { description: "List every tensor instead of folding identical layers", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T --all" },
     { description: "Machine-readable report for CI", command: "<%= config.bin %> <%= command.id %> ./model --json > plan.json" },
     { description: "What is inside a converted file", command: "<%= config.bin %> <%= command.id %> example.b158" },
+    { description: "What is inside a GGUF (ours, or anyone's)", command: "<%= config.bin %> <%= command.id %> ggml-model-i2_s.gguf" },
     { description: "A generic model: name the tensors to ternarize", command: "<%= config.bin %> <%= command.id %> ./llama --ternarize 'model.layers.*_proj.weight'" },
   ];
 
@@ -30,8 +36,13 @@ distribution, bits per weight and absolute payload offset (--json: schemas/inspe
     ternarize: ternarizeFlag,
   };
 
-  async run(): Promise<CheckpointReport | B158Report> {
+  async run(): Promise<CheckpointReport | B158Report | GgufReport> {
     const { args, flags } = await this.parse(Inspect);
+    if (await isGgufFile(args.source)) {
+      const report = await inspectGguf(args.source);
+      this.log(renderGgufReport(report, { all: flags.all }));
+      return report;
+    }
     if (await isB158File(args.source)) {
       const report = await inspectB158(args.source);
       this.log(renderB158Report(report, { all: flags.all }));

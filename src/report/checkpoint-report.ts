@@ -37,12 +37,13 @@ export interface CheckpointReport {
 
 export interface ValidateReport {
   readonly schemaVersion: 1;
-  /** What was validated: a checkpoint, or a .b158 file. */
-  readonly kind: "checkpoint" | "b158";
+  /** What was validated: a checkpoint, a .b158 file or a GGUF file. */
+  readonly kind: "checkpoint" | "b158" | "gguf";
   readonly tool: { readonly name: string; readonly version: string };
   readonly source: string;
   readonly ok: boolean;
-  readonly family: Family["id"];
+  /** null for GGUF files, which do not record one. */
+  readonly family: Family["id"] | null;
   readonly tensors: number;
   readonly tensorsScanned: number;
   readonly bytesScanned: number;

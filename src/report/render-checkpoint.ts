@@ -75,7 +75,7 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
 
 export function renderValidateReport(report: ValidateReport): string {
   const lines = [
-    `Validated ${report.source}: ${report.tensors} tensors, ${report.tensorsScanned} scanned, ${formatBytes(report.bytesScanned)} read (family ${report.family})`,
+    `Validated ${report.source}: ${report.tensors} tensors, ${report.tensorsScanned} scanned, ${formatBytes(report.bytesScanned)} read${report.family === null ? "" : ` (family ${report.family})`}`,
     "",
     ...renderDiagnostics(report.diagnostics, report.summary),
     "",

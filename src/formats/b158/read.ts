@@ -230,7 +230,8 @@ function checkTensors(file: string, header: B158Header, dataOffset: number, size
   return tensors;
 }
 
-function plainToFloat32(layout: PlainLayout, bytes: Uint8Array): Float32Array {
+/** A plain payload (or a whole-element slice of one) as float32. */
+export function plainToFloat32(layout: PlainLayout, bytes: Uint8Array): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const size = PLAIN_LAYOUT_BYTES[layout];
   const out = new Float32Array(bytes.byteLength / size);

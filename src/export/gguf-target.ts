@@ -1,0 +1,125 @@
+import { B158Error } from "../errors.js";
+import type { B158File } from "../formats/b158/read.js";
+import type { GgufKv, GgufRuntime } from "../formats/gguf/spec.js";
+import type { Diagnostic } from "../model/diagnostics.js";
+import type { LayoutId } from "../pack/layouts.js";
+
+/**
+ * Which runtime and architecture a GGUF is written for, and the `<arch>.*` hyperparameters.
+ * - TQ1_0 / TQ2_0 / float weights: mainline llama.cpp. BitNet families -> arch `bitnet` (NEOX rope,
+ *   sub-norms, tied head); Llama-family BitNet checkpoints -> arch `llama` with Q/K permuted.
+ * - I2_S / TL1 / TL2: Microsoft's bitnet.cpp fork. 2B-4T (relu2) -> `bitnet-b1.58`; 1bitLLM
+ *   (SiLU) -> `bitnet`, the fork's SiLU graph; Llama-family -> `llama`.
+ */
+export interface GgufTarget {
+  readonly runtime: GgufRuntime;
+  readonly architecture: string;
+  /** The output head is token_embd (no output.weight may be written). */
+  readonly tiedOutput: boolean;
+  /** Head count when this GGUF tensor's rows must be permuted for NORM rope. */
+  permuteHeads(ggufName: string): number | undefined;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+const BITNET_FAMILIES = ["bitnet-1bitllm", "bitnet-latent", "bitnet-packed"];
+const LLAMA_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"];
+
+interface Dims {
+  readonly hidden: number;
+  readonly intermediate: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+function config(b158: B158File): Readonly<Record<string, unknown>> {
+  return b158.header.model.config ?? {};
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+}
+
+function dims(b158: B158File): Dims {
+  const c = config(b158);
+  const hidden = num(c.hidden_size);
+  const intermediate = num(c.intermediate_size);
+  const layers = num(c.num_hidden_layers);
+  const heads = num(c.num_attention_heads);
+  if (hidden === undefined || intermediate === undefined || layers === undefined || heads === undefined) {
+    throw new B158Error("E_GGUF_EXPORT", `${b158.name}: config.json lacks hidden_size, intermediate_size, num_hidden_layers or num_attention_heads`, {
+      details: { file: b158.name },
+      hint: "GGUF needs the model's hyperparameters; convert from a checkpoint with its config.json.",
+    });
+  }
+  return { hidden, intermediate, layers, heads, kvHeads: num(c.num_key_value_heads) ?? heads, headDim: num(c.head_dim) ?? hidden / heads };
+}
+
+export function chooseTarget(b158: B158File, kind: LayoutId | "f32" | "f16"): GgufTarget {
+  const family = b158.header.model.family;
+  const hfArchitecture = b158.header.model.architecture ?? "";
+  const runtime: GgufRuntime = kind === "i2_s" || kind === "tl1" || kind === "tl2" ? "bitnet.cpp" : "llama.cpp";
+  const diagnostics: Diagnostic[] = [];
+  const d = dims(b158);
+  const relu2 = config(b158).hidden_act === "relu2";
+  if (BITNET_FAMILIES.includes(family)) {
+    if (runtime === "llama.cpp" && relu2) {
+      diagnostics.push({
+        severity: "warning",
+        code: "W_GGUF_ACTIVATION",
+        message:
+          "mainline llama.cpp's bitnet graph computes SiLU in the FFN where this model (2B-4T) needs relu2: the file loads and runs, but its outputs are wrong until llama.cpp reads bitnet.hidden_activation (written as relu2). Use bitnet.cpp (--layout i2_s) for correct output.",
+      });
+    }
+    const untied = b158.tensors.some((t) => t.gguf_name === "output.weight") && config(b158).tie_word_embeddings === false;
+    if (untied) {
+      throw new B158Error("E_GGUF_EXPORT", `${b158.name}: has its own lm_head, but the bitnet architectures tie the output head to token_embd`, {
+        details: { file: b158.name },
+        hint: "No BitNet GGUF architecture can hold an untied head.",
+      });
+    }
+    const architecture = runtime === "bitnet.cpp" && relu2 ? "bitnet-b1.58" : "bitnet";
+    return { runtime, architecture, tiedOutput: true, permuteHeads: () => undefined, diagnostics };
+  }
+  if (LLAMA_ARCHITECTURES.includes(hfArchitecture) || config(b158).model_type === "llama" || config(b158).model_type === "mistral") {
+    if (d.headDim % 2 !== 0) throw new B158Error("E_GGUF_EXPORT", `${b158.name}: head_dim ${d.headDim} is odd; rope needs pairs`, { details: { file: b158.name } });
+    const tied = !b158.tensors.some((t) => t.gguf_name === "output.weight");
+    return {
+      runtime,
+      architecture: "llama",
+      tiedOutput: tied,
+      permuteHeads: (name) => (/\.attn_q\.weight$/.test(name) ? d.heads : /\.attn_k\.weight$/.test(name) ? d.kvHeads : undefined),
+      diagnostics,
+    };
+  }
+  throw new B158Error("E_GGUF_EXPORT", `${b158.name}: b158 knows no GGUF architecture for ${hfArchitecture || "this model"} (family ${family})`, {
+    details: { file: b158.name, architecture: hfArchitecture, family },
+    hint: "GGUF export supports the BitNet families and Llama-architecture checkpoints; keep the .b158 for other runtimes.",
+  });
+}
+
+/** The `<arch>.*` keys llama.cpp's loader reads (required ones first). */
+export function archMetadata(b158: B158File, target: GgufTarget, vocabSize: number): GgufKv[] {
+  const c = config(b158);
+  const d = dims(b158);
+  const a = target.architecture;
+  const u32 = (key: string, value: number): GgufKv => ({ key: `${a}.${key}`, value: { type: "uint32", value } });
+  const f32 = (key: string, value: number): GgufKv => ({ key: `${a}.${key}`, value: { type: "float32", value } });
+  const kvs: GgufKv[] = [
+    u32("context_length", num(c.max_position_embeddings) ?? 2048),
+    u32("embedding_length", d.hidden),
+    u32("block_count", d.layers),
+    u32("feed_forward_length", d.intermediate),
+    u32("attention.head_count", d.heads),
+    u32("attention.head_count_kv", d.kvHeads),
+    f32("attention.layer_norm_rms_epsilon", num(c.rms_norm_eps) ?? 1e-6),
+    f32("rope.freq_base", num(c.rope_theta) ?? 10000),
+    u32("rope.dimension_count", d.headDim),
+    u32("vocab_size", vocabSize),
+  ];
+  if (d.headDim !== d.hidden / d.heads) kvs.push(u32("attention.key_length", d.headDim), u32("attention.value_length", d.headDim));
+  const act = c.hidden_act;
+  if (typeof act === "string" && a !== "llama") kvs.push({ key: `${a}.hidden_activation`, value: { type: "string", value: act } });
+  return kvs;
+}

@@ -1,0 +1,256 @@
+import { B158Error } from "../errors.js";
+import type { B158File, B158Tensor } from "../formats/b158/read.js";
+import { plainToFloat32 } from "../formats/b158/read.js";
+import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
+import { openGgufFile } from "../formats/gguf/read.js";
+import { FILE_TYPES, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
+import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
+import { fileSha256 } from "../io/file-hash.js";
+import type { Diagnostic } from "../model/diagnostics.js";
+import { packLayout } from "../pack/codec.js";
+import { fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
+import type { LayoutId } from "../pack/layouts.js";
+import { quantizeQ8_0 } from "../pack/q8_0.js";
+import { tokenizerMetadata } from "./gguf-tokenizer.js";
+import { archMetadata, chooseTarget, type GgufTarget } from "./gguf-target.js";
+
+/**
+ * .b158 -> GGUF, from the .b158 alone (it carries config.json and the tokenizer files). Ternary
+ * payloads are already in the bytes the GGUF types hold (TQ1_0/TQ2_0 blocks with d = f16(scale),
+ * I2_S with its f32 tail, TL1/TL2 codes with the scale as the next tensor), so they are copied,
+ * except Q/K rows of Llama-architecture models, which llama.cpp's NORM rope wants interleaved per
+ * head: those are decoded, permuted and packed again. Float tensors stream in row chunks.
+ * docs/gguf.md lists every key and tensor written.
+ */
+export type EmbeddingType = "f16" | "q8_0" | "f32" | "bf16";
+/** "packed" keeps the .b158's ternary layout; f32/f16 write the same ternary weights as floats (reference files). */
+export type WeightType = "packed" | "f32" | "f16";
+
+export interface GgufExportOptions {
+  readonly output: string;
+  readonly force?: boolean;
+  /** Token embedding and output head (default f16). */
+  readonly embeddings?: EmbeddingType;
+  readonly weights?: WeightType;
+  readonly signal?: AbortSignal;
+}
+
+export interface GgufExportSummary {
+  readonly path: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly architecture: string;
+  readonly runtime: GgufRuntime;
+  readonly fileType: number;
+  readonly tensors: number;
+  readonly types: Readonly<Record<string, number>>;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+const ROW_CHUNK_BYTES = 8 * 1024 * 1024;
+
+interface PlannedGgufTensor {
+  readonly spec: GgufTensorSpec;
+  readonly write: () => Promise<Uint8Array | AsyncIterable<Uint8Array>>;
+}
+
+export async function exportGguf(b158: B158File, options: GgufExportOptions): Promise<GgufExportSummary> {
+  const header = b158.header;
+  const layout = header.provenance.options.layout;
+  const weights = options.weights ?? "packed";
+  const embeddings = options.embeddings ?? "f16";
+  const target = chooseTarget(b158, weights === "packed" ? layout : weights);
+  const diagnostics: Diagnostic[] = [...target.diagnostics];
+  const embedding = b158.tensors.find((t) => t.role === "embedding");
+  if (embedding === undefined || embedding.shape.length !== 2) throw exportError(b158, "has no 2-D token embedding");
+  const tokenizer = tokenizerMetadata({
+    files: header.files,
+    config: header.model.config,
+    vocabSize: embedding.shape[0]!,
+    ...(header.provenance.source.repo === undefined ? {} : { repo: header.provenance.source.repo }),
+  });
+  diagnostics.push(...tokenizer.diagnostics);
+
+  const planned: PlannedGgufTensor[] = [];
+  for (const t of b158.tensors) {
+    const name = t.gguf_name;
+    if (name === null) {
+      diagnostics.push({ severity: "warning", code: "W_GGUF_SKIPPED", tensor: t.name, message: `"${t.name}" has no GGUF counterpart and was left out` });
+      continue;
+    }
+    if (name === "output.weight" && target.tiedOutput) {
+      diagnostics.push({ severity: "info", code: "I_GGUF_TIED_OUTPUT", tensor: t.name, message: `arch ${target.architecture} ties the output head to token_embd; "${t.name}" was left out` });
+      continue;
+    }
+    planned.push(...planTensor(b158, t, name, target, weights, embeddings));
+  }
+  const fileType = fileTypeFor(weights === "packed" ? layout : weights);
+  const quantized = planned.some((p) => p.spec.type.blockSize > 1 || p.spec.type.bitnet !== undefined);
+  const metadata: GgufKv[] = [
+    { key: "general.architecture", value: { type: "string", value: target.architecture } },
+    { key: "general.name", value: { type: "string", value: modelName(b158) } },
+    { key: "general.file_type", value: { type: "uint32", value: fileType } },
+    ...(quantized ? [{ key: "general.quantization_version", value: { type: "uint32", value: 2 } } as GgufKv] : []),
+    ...archMetadata(b158, target, embedding.shape[0]!),
+    ...tokenizer.kvs,
+  ];
+
+  const writer = await GgufWriter.create(options.output, metadata, planned.map((p) => p.spec), { force: options.force ?? false });
+  try {
+    for (const p of planned) {
+      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
+      await writer.writeTensor(await p.write());
+    }
+    await writer.commit();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+  // read back with the strict reader: a file we cannot read is never reported as written
+  const check = await openGgufFile(options.output);
+  await check.close();
+  const types: Record<string, number> = {};
+  for (const p of planned) types[p.spec.type.name] = (types[p.spec.type.name] ?? 0) + 1;
+  return {
+    path: options.output,
+    size: writer.layout.fileSize,
+    sha256: await fileSha256(options.output),
+    architecture: target.architecture,
+    runtime: target.runtime,
+    fileType,
+    tensors: planned.length,
+    types,
+    diagnostics,
+  };
+}
+
+function exportError(b158: B158File, message: string, hint?: string): B158Error {
+  return new B158Error("E_GGUF_EXPORT", `${b158.name}: ${message}`, { details: { file: b158.name }, ...(hint === undefined ? {} : { hint }) });
+}
+
+function fileTypeFor(kind: LayoutId | "f32" | "f16"): number {
+  switch (kind) {
+    case "tq1_0":
+      return FILE_TYPES.MOSTLY_TQ1_0;
+    case "tq2_0":
+      return FILE_TYPES.MOSTLY_TQ2_0;
+    case "i2_s":
+      return FILE_TYPES.MOSTLY_I2_S;
+    case "tl1":
+      return FILE_TYPES.MOSTLY_TL1;
+    case "tl2":
+      return FILE_TYPES.MOSTLY_TL2;
+    case "f16":
+      return FILE_TYPES.MOSTLY_F16;
+    case "f32":
+      return FILE_TYPES.ALL_F32;
+  }
+}
+
+/** The repo name when the .b158 came from the Hub, else the architecture: never a local path. */
+function modelName(b158: B158File): string {
+  const repo = b158.header.provenance.source.repo;
+  if (repo !== undefined) return repo.split("/").at(-1)!;
+  return b158.header.model.architecture ?? b158.header.model.family;
+}
+
+/** ggml dims: reversed torch shape (ne[0] is the row length). */
+const neOf = (shape: readonly number[]) => [...shape].reverse();
+
+function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTarget, weights: WeightType, embeddings: EmbeddingType): PlannedGgufTensor[] {
+  const runtime = target.runtime;
+  const permuteHeads = target.permuteHeads(name);
+  const ne = neOf(t.shape);
+  if (t.role === "ternary-linear" && t.layoutParams !== undefined) {
+    const [M, K] = t.shape as [number, number];
+    const effectiveScale = () => embeddedScale(t);
+    if (weights !== "packed") {
+      const type = ggmlType(runtime, weights === "f32" ? "F32" : "F16");
+      return [{ spec: { name, ne, type }, write: async () => floatBytes(permuted(scaledCodes(await b158.decodeTernary(t.name), effectiveScale()), M, K, permuteHeads), weights) }];
+    }
+    const type = ggmlType(runtime, TERNARY_TYPE[t.layoutParams.layout]);
+    const payload = async () => {
+      if (permuteHeads === undefined) return b158.readPayload(t.name);
+      const { codes, scale } = await b158.decodeTernary(t.name);
+      return packLayout(t.layoutParams!, permuteRows(codes, M, K, permuteHeads), [M, K], scale);
+    };
+    const weight: PlannedGgufTensor = { spec: { name, ne, type }, write: payload };
+    if (type.bitnet !== "tl1" && type.bitnet !== "tl2") return [weight];
+    // TL kernels read the f32 scale from the bytes right after the weights: the next tensor
+    const scale = new Uint8Array(4);
+    new DataView(scale.buffer).setFloat32(0, t.scale!, true);
+    return [weight, { spec: { name: `${name}_scale`, ne: [], type: ggmlType(runtime, "F32") }, write: async () => scale }];
+  }
+  const plain = t.layout as PlainLayout;
+  if (t.shape.length <= 1 || t.role === "norm") {
+    return [{ spec: { name, ne, type: ggmlType(runtime, "F32") }, write: async () => floatBytes(plainToFloat32(plain, await b158.readPayload(t.name)), "f32") }];
+  }
+  const [M, K] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
+  const isHead = t.role === "embedding" || t.role === "lm-head";
+  const kind: EmbeddingType = isHead ? embeddings : plain === "f32" ? "f32" : "f16";
+  const typeName = kind === "q8_0" ? (K % 32 === 0 ? "Q8_0" : "F16") : kind.toUpperCase();
+  const type = ggmlType(runtime, typeName);
+  if (permuteHeads !== undefined) {
+    // a fallback (unpacked) Q/K weight: small enough to permute whole
+    return [{ spec: { name, ne, type }, write: async () => encodeRows(permuted(plainToFloat32(plain, await b158.readPayload(t.name)), M, K, permuteHeads), type) }];
+  }
+  return [{ spec: { name, ne, type }, write: async () => streamRows(b158, t, plain, K, type) }];
+}
+
+const TERNARY_TYPE: Readonly<Record<LayoutId, string>> = { tq1_0: "TQ1_0", tq2_0: "TQ2_0", i2_s: "I2_S", tl1: "TL1", tl2: "TL2" };
+
+/** The scale a runtime multiplies by: what the payload itself stores (f16 for TQ blocks, f32 otherwise). */
+function embeddedScale(t: B158Tensor): number {
+  const layout = t.layoutParams!.layout;
+  return layout === "tq1_0" || layout === "tq2_0" ? fromF16Bits(toF16Bits(t.scale!)) : Math.fround(t.scale!);
+}
+
+function scaledCodes({ codes }: { codes: Int8Array }, scale: number): Float32Array {
+  const out = new Float32Array(codes.length);
+  for (let i = 0; i < codes.length; i++) out[i] = codes[i]! * scale;
+  return out;
+}
+
+/**
+ * llama.cpp's NORM rope rotates adjacent pairs; HF's rotate_half rotates the two halves of each
+ * head. Per head, row (half j, index i) moves to 2i + j: convert_hf_to_gguf's permute().
+ */
+function permuteRows<T extends Int8Array | Float32Array>(rows: T, M: number, K: number, heads: number): T {
+  const headDim = M / heads;
+  const half = headDim / 2;
+  const out = new (rows.constructor as new (n: number) => T)(rows.length);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < 2; j++) {
+      for (let i = 0; i < half; i++) {
+        const from = (h * headDim + j * half + i) * K;
+        const to = (h * headDim + 2 * i + j) * K;
+        out.set(rows.subarray(from, from + K), to);
+      }
+    }
+  }
+  return out;
+}
+
+function permuted<T extends Int8Array | Float32Array>(rows: T, M: number, K: number, heads: number | undefined): T {
+  return heads === undefined ? rows : permuteRows(rows, M, K, heads);
+}
+
+function floatBytes(values: Float32Array, kind: "f32" | "f16" | "bf16"): Uint8Array {
+  if (kind === "f32") return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const toBits = kind === "f16" ? toF16Bits : toBf16Bits;
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = toBits(values[i]!);
+  return new Uint8Array(out.buffer);
+}
+
+function encodeRows(values: Float32Array, type: GgmlType): Uint8Array {
+  return type.name === "Q8_0" ? quantizeQ8_0(values) : floatBytes(values, type.name.toLowerCase() as "f32" | "f16" | "bf16");
+}
+
+/** Streams a large plain tensor (a 128256 x 2560 embedding) in whole-row chunks. */
+async function* streamRows(b158: B158File, t: B158Tensor, plain: PlainLayout, K: number, type: GgmlType): AsyncGenerator<Uint8Array> {
+  const rowBytes = K * PLAIN_LAYOUT_BYTES[plain];
+  // readPayloadChunks rounds chunk sizes down to 8 bytes: 8 rows keep chunks whole rows
+  const rowsPerChunk = Math.max(8, Math.floor(ROW_CHUNK_BYTES / rowBytes / 8) * 8);
+  for await (const chunk of b158.readPayloadChunks(t.name, rowsPerChunk * rowBytes)) yield encodeRows(plainToFloat32(plain, chunk), type);
+}

@@ -1,0 +1,240 @@
+import { openGgufFile, type GgufFile, type GgufTensorInfo } from "../formats/gguf/read.js";
+import type { GgufValue } from "../formats/gguf/spec.js";
+import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
+import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
+import { TOOL } from "../version.js";
+import type { ValidateReport } from "./checkpoint-report.js";
+
+/**
+ * `inspect` and `validate` for GGUF files. The strict reader has already checked the container;
+ * here come the checks llama.cpp's model loader makes for the BitNet-relevant architectures
+ * (required keys, every tensor its graph creates and no other, shapes against the
+ * hyperparameters, the vocabulary against the embedding) and, for validate, a scan of the data.
+ */
+export interface GgufReport {
+  readonly schemaVersion: 1;
+  readonly kind: "gguf";
+  readonly tool: { readonly name: string; readonly version: string };
+  readonly file: string;
+  readonly size: number;
+  readonly version: number;
+  readonly alignment: number;
+  readonly dataOffset: number;
+  readonly architecture: string | null;
+  readonly runtime: "llama.cpp" | "bitnet.cpp";
+  /** Who can load it, in words: "llama.cpp" or "bitnet.cpp only". */
+  readonly loadableBy: string;
+  readonly fileType: number | null;
+  readonly metadata: Readonly<Record<string, string | number | boolean | { readonly type: "array"; readonly itemType: string; readonly length: number }>>;
+  readonly tensors: readonly { readonly name: string; readonly type: string; readonly ne: readonly number[]; readonly offset: number; readonly length: number; readonly bitsPerWeight: number }[];
+  readonly summary: { readonly tensors: number; readonly parameters: number; readonly byType: Readonly<Record<string, number>>; readonly bitsPerWeight: number };
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export async function inspectGguf(path: string): Promise<GgufReport> {
+  const file = await openGgufFile(path);
+  try {
+    const byType: Record<string, number> = {};
+    let parameters = 0;
+    let bytes = 0;
+    const tensors = file.tensors.map((t) => {
+      const elements = t.ne.reduce((a, b) => a * b, 1);
+      byType[t.type.name] = (byType[t.type.name] ?? 0) + 1;
+      parameters += elements;
+      bytes += t.length;
+      return { name: t.name, type: t.type.name, ne: t.ne, offset: t.fileOffset, length: t.length, bitsPerWeight: elements === 0 ? 0 : (t.length * 8) / elements };
+    });
+    const architecture = file.scalar("general.architecture");
+    const fileType = file.scalar("general.file_type");
+    return {
+      schemaVersion: 1,
+      kind: "gguf",
+      tool: TOOL,
+      file: path,
+      size: file.size,
+      version: file.version,
+      alignment: file.alignment,
+      dataOffset: file.dataOffset,
+      architecture: typeof architecture === "string" ? architecture : null,
+      runtime: file.runtime,
+      loadableBy: file.runtime === "bitnet.cpp" ? "bitnet.cpp only" : "llama.cpp",
+      fileType: typeof fileType === "number" ? fileType : null,
+      metadata: Object.fromEntries(file.kvs.map(({ key, value }) => [key, summarize(value)])),
+      tensors,
+      summary: { tensors: tensors.length, parameters, byType, bitsPerWeight: parameters === 0 ? 0 : (bytes * 8) / parameters },
+      diagnostics: checkModel(file),
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+export async function validateGgufReport(path: string): Promise<ValidateReport> {
+  const file = await openGgufFile(path);
+  try {
+    const diagnostics = [...checkModel(file)];
+    let bytesScanned = 0;
+    for (const t of file.tensors) {
+      const problem = scanTensor(t, await file.readTensor(t.name));
+      bytesScanned += t.length;
+      if (problem !== undefined) diagnostics.push({ severity: "error", code: problem.code, tensor: t.name, message: `"${t.name}" (${t.type.name}): ${problem.message}` });
+    }
+    const counts = countBySeverity(diagnostics);
+    return {
+      schemaVersion: 1,
+      kind: "gguf",
+      tool: TOOL,
+      source: path,
+      ok: counts.error === 0,
+      family: null,
+      tensors: file.tensors.length,
+      tensorsScanned: file.tensors.length,
+      bytesScanned,
+      diagnostics,
+      summary: { errors: counts.error, warnings: counts.warning },
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+function summarize(value: GgufValue): GgufReport["metadata"][string] {
+  if (value.type === "array") return { type: "array", itemType: value.itemType, length: value.value.length };
+  return typeof value.value === "bigint" ? Number(value.value) : value.value;
+}
+
+const BITNET_ARCHITECTURES = ["bitnet", "bitnet-b1.58", "bitnet-25"];
+const CHECKED_ARCHITECTURES = [...BITNET_ARCHITECTURES, "llama"];
+const LAYER_TENSORS = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+const SUB_NORMS = ["attn_sub_norm", "ffn_sub_norm"];
+
+/** What llama.cpp's loader would refuse, or load into wrong output, for the architectures we write. */
+export function checkModel(file: GgufFile): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  const error = (code: string, message: string, tensor?: string) => diagnostics.push({ severity: "error", code, message, ...(tensor === undefined ? {} : { tensor }) });
+  const arch = file.scalar("general.architecture");
+  if (typeof arch !== "string") {
+    error("E_GGUF_MISSING_KEY", "general.architecture is missing or not a string: no runtime can load the file");
+    return diagnostics;
+  }
+  if (file.runtime === "bitnet.cpp") {
+    diagnostics.push({ severity: "info", code: "I_GGUF_BITNET_CPP", message: "bitnet.cpp types (I2_S/TL1/TL2 ids 36-39): loadable by bitnet.cpp only; mainline llama.cpp rejects these ids" });
+  }
+  if (!CHECKED_ARCHITECTURES.includes(arch)) {
+    diagnostics.push({ severity: "info", code: "I_GGUF_ARCH_UNCHECKED", message: `architecture "${arch}": container checked; b158 does not check its model keys and tensors` });
+    return diagnostics;
+  }
+  const integer = (key: string): number | undefined => {
+    const v = file.metadata.get(`${arch}.${key}`);
+    if (v === undefined || v.type === "array" || !/int/.test(v.type)) {
+      error("E_GGUF_MISSING_KEY", `${arch}.${key} is ${v === undefined ? "missing" : `a ${v.type}, not an integer`}: llama.cpp refuses to load the model`);
+      return undefined;
+    }
+    return Number(v.value);
+  };
+  const embedding = integer("embedding_length");
+  const blocks = integer("block_count");
+  integer("context_length");
+  const ffn = integer("feed_forward_length");
+  const heads = integer("attention.head_count");
+  const eps = file.metadata.get(`${arch}.attention.layer_norm_rms_epsilon`);
+  if (eps === undefined || eps.type !== "float32") error("E_GGUF_MISSING_KEY", `${arch}.attention.layer_norm_rms_epsilon is ${eps === undefined ? "missing" : `a ${eps.type}, not float32`}: llama.cpp refuses to load the model`);
+  if (heads !== undefined && embedding !== undefined && heads > 0 && embedding % heads !== 0 && !file.metadata.has(`${arch}.attention.key_length`)) {
+    error("E_GGUF_SHAPE", `${arch}.embedding_length ${embedding} is not a multiple of attention.head_count ${heads}`);
+  }
+
+  const names = new Set(file.tensors.map((t) => t.name));
+  const tiedHead = BITNET_ARCHITECTURES.includes(arch);
+  const expected = ["token_embd.weight", "output_norm.weight"];
+  if (blocks !== undefined) {
+    for (let layer = 0; layer < blocks; layer++) {
+      for (const part of [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])]) expected.push(`blk.${layer}.${part}.weight`);
+    }
+  }
+  for (const name of expected) if (!names.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
+  const allowed = new Set(expected);
+  if (!tiedHead) allowed.add("output.weight");
+  for (const t of file.tensors) {
+    // optional per-linear scales (b3672+) and TL scales (bitnet.cpp, found by position)
+    if (/\.scale$/.test(t.name) || /_scale$/.test(t.name) || allowed.has(t.name) || t.name === "rope_freqs.weight") continue;
+    error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
+  }
+
+  const embd = file.tensors.find((t) => t.name === "token_embd.weight");
+  const tokens = file.metadata.get("tokenizer.ggml.tokens");
+  if (tokens === undefined || tokens.type !== "array") error("E_GGUF_MISSING_KEY", "tokenizer.ggml.tokens is missing: llama.cpp cannot build the vocabulary");
+  else if (embd !== undefined && embd.ne[1] !== tokens.value.length) {
+    error("E_GGUF_SHAPE", `token_embd.weight has ${embd.ne[1]} rows but the vocabulary ${tokens.value.length} tokens`, "token_embd.weight");
+  }
+  if (embd !== undefined && embedding !== undefined && embd.ne[0] !== embedding) error("E_GGUF_SHAPE", `token_embd.weight rows are ${embd.ne[0]} long, embedding_length is ${embedding}`, "token_embd.weight");
+  if (blocks !== undefined && embedding !== undefined && ffn !== undefined) {
+    for (let layer = 0; layer < blocks; layer++) {
+      for (const [part, ne] of [["ffn_gate", [embedding, ffn]], ["ffn_up", [embedding, ffn]], ["ffn_down", [ffn, embedding]], ["attn_q", [embedding, undefined]], ["attn_output", [undefined, embedding]]] as const) {
+        const t = file.tensors.find((x) => x.name === `blk.${layer}.${part}.weight`);
+        if (t === undefined) continue;
+        if ((ne[0] !== undefined && t.ne[0] !== ne[0]) || (ne[1] !== undefined && t.ne[1] !== ne[1])) {
+          error("E_GGUF_SHAPE", `"${t.name}" is [${t.ne.join(", ")}], the hyperparameters say [${ne.map((n) => n ?? "*").join(", ")}]`, t.name);
+        }
+      }
+    }
+  }
+  const act = file.scalar(`${arch}.hidden_activation`);
+  if (arch === "bitnet" && act === "relu2" && file.runtime === "llama.cpp") {
+    diagnostics.push({ severity: "warning", code: "W_GGUF_ACTIVATION", message: "bitnet.hidden_activation is relu2 but mainline llama.cpp's bitnet graph computes SiLU: outputs will be wrong there (bitnet.cpp computes relu2 for arch bitnet-b1.58)" });
+  }
+  const quantized = file.tensors.some((t) => t.type.blockSize > 1 || t.type.bitnet !== undefined);
+  if (quantized && file.scalar("general.quantization_version") === undefined) {
+    diagnostics.push({ severity: "warning", code: "W_GGUF_QUANTIZATION_VERSION", message: "quantized tensors but no general.quantization_version (llama.cpp's writers always set 2)" });
+  }
+  return diagnostics;
+}
+
+/** A data check per type: NaN/Inf in floats and block scales, TQ2_0/I2_S's unused code 3. */
+function scanTensor(t: GgufTensorInfo, bytes: Uint8Array): { code: string; message: string } | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const nonFinite = (count: number) => (count === 0 ? undefined : { code: "E_NONFINITE", message: `${count} NaN/Inf values` });
+  switch (t.type.name) {
+    case "F32": {
+      let bad = 0;
+      for (let i = 0; i + 4 <= bytes.length; i += 4) if (!Number.isFinite(view.getFloat32(i, true))) bad++;
+      return nonFinite(bad);
+    }
+    case "F16":
+    case "BF16": {
+      const decode = t.type.name === "F16" ? fromF16Bits : fromBf16Bits;
+      let bad = 0;
+      for (let i = 0; i + 2 <= bytes.length; i += 2) if (!Number.isFinite(decode(view.getUint16(i, true)))) bad++;
+      return nonFinite(bad);
+    }
+    case "Q8_0":
+    case "TQ1_0":
+    case "TQ2_0": {
+      // the f16 block scale: first in Q8_0, last in TQ blocks
+      const at = t.type.name === "Q8_0" ? 0 : t.type.typeSize - 2;
+      let bad = 0;
+      let code3 = 0;
+      for (let block = 0; block + t.type.typeSize <= bytes.length; block += t.type.typeSize) {
+        if (!Number.isFinite(fromF16Bits(view.getUint16(block + at, true)))) bad++;
+        if (t.type.name === "TQ2_0") for (let i = 0; i < 64; i++) code3 += countCode3(bytes[block + i]!);
+      }
+      if (bad > 0) return { code: "E_NONFINITE", message: `${bad} blocks with a NaN/Inf scale` };
+      return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
+    }
+    case "I2_S": {
+      const codes = bytes.length - 32;
+      const scale = view.getFloat32(codes, true);
+      if (!Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
+      let code3 = 0;
+      for (let i = 0; i < codes; i++) code3 += countCode3(bytes[i]!);
+      return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function countCode3(byte: number): number {
+  let n = 0;
+  for (let shift = 0; shift < 8; shift += 2) if (((byte >> shift) & 3) === 3) n++;
+  return n;
+}
