@@ -54,6 +54,10 @@ describe.each(CASES)("$family -> arch $architecture in llama.cpp", ({ family, ar
         paths[layout] = join(root, `${family}-${layout}.gguf`);
         await exportGguf(file, { output: paths[layout] });
         if (layout === "tq2_0") {
+          for (const embeddings of ["q8_0", "bf16"] as const) {
+            paths[`tq2_0-${embeddings}`] = join(root, `${family}-tq2_0-${embeddings}.gguf`);
+            await exportGguf(file, { output: paths[`tq2_0-${embeddings}`]!, embeddings });
+          }
           paths.f32 = join(root, `${family}-f32.gguf`);
           await exportGguf(file, { output: paths.f32, weights: "f32", embeddings: "f32" });
           reference = await referenceLogits(file, PROMPT);
@@ -81,7 +85,7 @@ describe.each(CASES)("$family -> arch $architecture in llama.cpp", ({ family, ar
     expect(agreement.argmaxMismatches).toBe(0);
   });
 
-  it.each(["tq2_0", "tq1_0"])("%s logits agree with the F32 GGUF", async (layout) => {
+  it.each(["tq2_0", "tq1_0", "tq2_0-q8_0", "tq2_0-bf16"])("%s logits agree with the F32 GGUF", async (layout) => {
     const agreement = compareLogits(await llamaLogits(paths[layout]!, PROMPT), f32);
     expect(agreement.minCosine).toBeGreaterThanOrEqual(0.999);
     expect(agreement.argmaxMismatches).toBe(0);
