@@ -11,6 +11,8 @@ import type { BenchSection } from "./types.js";
  * Conversions at real model sizes (issue #7): wall and CPU seconds, peak RSS, bytes in and out,
  * weights per second, each against this machine's I/O floor (reading the input warm plus writing an
  * output of the same size), and thread scaling. Each conversion runs in its own process.
+ * For quick iterations BENCH_MODELS and BENCH_LAYOUTS (comma lists of model ids and layouts) narrow
+ * the run; unset, everything runs.
  */
 const ROOT = join(process.env.B158_BENCH_DIR ?? tmpdir(), "b158-bench");
 const CHILD = fileURLToPath(new URL("./convert-child.mjs", import.meta.url));
@@ -71,7 +73,7 @@ export const conversion: BenchSection = {
   async run() {
     const rows: Record<string, unknown>[] = [];
     await mkdir(ROOT, { recursive: true });
-    const models: BenchModel[] = [bitnetLarge(), bitnet2B4T(false), bitnet2B4T(true)];
+    const models: BenchModel[] = [bitnetLarge(), bitnet2B4T(false), bitnet2B4T(true)].filter((m) => selected("BENCH_MODELS", m.id));
     const rate = await writeRate(1 << 30);
     const cores = availableParallelism();
     for (const model of models) {
@@ -81,8 +83,8 @@ export const conversion: BenchSection = {
       await readSeconds(weightsFile); // warm the page cache
       const readFloor = await readSeconds(weightsFile);
       const weights = linearWeights(model);
-      const runs: [string, number][] = LAYOUT_IDS.map((l) => [l, cores]);
-      if (model.id === "bitnet-b1.58-2B-4T-bf16") runs.push(["tq2_0", 1]);
+      const runs: [string, number][] = LAYOUT_IDS.filter((l) => selected("BENCH_LAYOUTS", l)).map((l) => [l, cores]);
+      if (model.id === "bitnet-b1.58-2B-4T-bf16" && selected("BENCH_LAYOUTS", "tq2_0")) runs.push(["tq2_0", 1]);
       for (const [layout, threads] of runs) {
         const output = join(ROOT, `${model.id}-${layout}.b158`);
         const result = await convert(dir, output, layout, threads);
@@ -107,6 +109,12 @@ export const conversion: BenchSection = {
   },
 };
 
+/** Whether `value` is in the comma list in env var `name` (everything is when it is unset). */
+function selected(name: string, value: string): boolean {
+  const list = process.env[name];
+  return list === undefined || list === "" || list.split(",").map((v) => v.trim()).includes(value);
+}
+
 /** The issue's targets, checked on the rows. */
 export function conversionVerdicts(rows: Record<string, unknown>[]): string[] {
   const find = (model: string, layout: string, threads?: number) =>
@@ -120,7 +128,8 @@ export function conversionVerdicts(rows: Record<string, unknown>[]): string[] {
   verdicts.push(`peak RSS max ${maxRss.toFixed(0)} MiB (target <= 1024): ${maxRss <= 1024 ? "met" : "NOT met"}`);
   const large = Math.max(...rows.filter((r) => r.model === "bitnet_b1_58-large").map((r) => r.peakRssMiB as number));
   const twoB = Math.max(...rows.filter((r) => r.model === "bitnet-b1.58-2B-4T-bf16").map((r) => r.peakRssMiB as number));
-  verdicts.push(`peak RSS 0.7B ${large.toFixed(0)} MiB vs 2.4B ${twoB.toFixed(0)} MiB (memory must not grow with model size)`);
+  // a run narrowed by BENCH_MODELS may lack one of the two
+  if (Number.isFinite(large) && Number.isFinite(twoB)) verdicts.push(`peak RSS 0.7B ${large.toFixed(0)} MiB vs 2.4B ${twoB.toFixed(0)} MiB (memory must not grow with model size)`);
   const one = find("bitnet-b1.58-2B-4T-bf16", "tq2_0", 1);
   const all = find("bitnet-b1.58-2B-4T-bf16", "tq2_0");
   if (one && all) {

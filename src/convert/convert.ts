@@ -3,8 +3,8 @@ import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { B158Error } from "../errors.js";
-import { isFloatDtype } from "../formats/safetensors/dtypes.js";
-import { readTensorBytes, readTensorChunks } from "../formats/safetensors/read.js";
+import { DTYPE_BYTES, isFloatDtype } from "../formats/safetensors/dtypes.js";
+import { readTensorBytes } from "../formats/safetensors/read.js";
 import type { B158Header, B158Options } from "../formats/b158/header.js";
 import { headerParams } from "../formats/b158/params.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
@@ -15,12 +15,14 @@ import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
+import { readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { TOOL } from "../version.js";
 import { convertFloats, type FloatLayout } from "./float-convert.js";
 import { TaskPool } from "./pool.js";
-import type { TernaryResult, TernaryTask } from "./task.js";
-import { validateB158, type B158Validation } from "./validate-b158.js";
+import type { TernaryTask } from "./task.js";
+import { countNonFinite, isFloatLayout, type PayloadRange, type PayloadScan } from "./payload-scan.js";
+import { validateB158, type B158Validation, type PackedCheck } from "./validate-b158.js";
 
 /**
  * `b158 convert`: a checkpoint to a .b158, tensor by tensor, driven by the plan. Ternary tensors
@@ -97,7 +99,6 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     const { jobs, fallbacks } = await planJobs(checkpoint, plan, options, kernelConfig);
     const draft = await headerDraft(checkpoint, plan, options);
     writer = await B158Writer.create(options.output, draft, jobs.map((j) => j.planned), { force: options.force ?? false });
-    const expectedCodes = new Map<string, string>();
     const bytesTotal = jobs.reduce((sum, j) => sum + j.planned.length, 0);
     let bytesWritten = 0;
     let done = 0;
@@ -109,33 +110,16 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     const checkAbort = () => {
       if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
     };
-
-    // At most one ternary task per worker in flight (plus one queued): memory stays bounded.
-    const inFlight = new Set<Promise<void>>();
-    const limit = Math.max(1, pool.threads) + 1;
-    for (const job of jobs) {
-      checkAbort();
-      if (job.task !== undefined) {
-        const task = job.task;
-        const running: Promise<void> = pool.run(task).then(async (result: TernaryResult) => {
-          expectedCodes.set(job.entry.name, result.codesSha256);
-          await writer!.writePayload(job.index, result.payload, job.planned.ternary ? result.scale : undefined);
-          report(job.entry.name, job.planned.length);
-        });
-        const tracked = running.finally(() => inFlight.delete(tracked));
-        inFlight.add(tracked);
-        if (inFlight.size >= limit) await Promise.race(inFlight);
-      } else {
-        await writeFloat(checkpoint, job, writer, options.chunkBytes);
-        report(job.entry.name, job.planned.length);
-      }
-    }
-    await Promise.all(inFlight);
+    const written = await writeJobs(checkpoint, jobs, writer, pool, options.chunkBytes, report, checkAbort);
     checkAbort();
     const finished = await writer.finish();
     let validation: B158Validation | undefined;
     if (options.validate !== false) {
-      validation = await validateB158(finished.tempPath, expectedCodes);
+      validation = await validateB158(finished.tempPath, {
+        packed: written.checks,
+        nonFinite: written.nonFinite,
+        ...(pool.threads > 0 ? { scanPayloads: (ranges: readonly PayloadRange[]) => scanOnPool(pool, finished.tempPath, ranges) } : {}),
+      });
       if (!validation.ok) {
         throw new B158Error("E_VALIDATION_FAILED", `${options.output}: the written file failed validation: ${validation.diagnostics.filter((d) => d.severity === "error").map((d) => d.message).join("; ")}`, {
           details: { diagnostics: validation.diagnostics },
@@ -154,6 +138,82 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     await pool.close();
     await checkpoint.close();
   }
+}
+
+/**
+ * Writes every payload. Ternary tasks go to the pool, at most one per worker in flight plus one
+ * queued (memory stays bounded), each written as it finishes; float tensors stream through this
+ * thread in a lane of their own, so workers never wait behind a large embedding. Returns what was
+ * checked in memory on the way (ternary decodes, NaN/Inf counts of floats), which validation
+ * trusts once the file's hashes match. After a failure nothing new starts, what is running
+ * settles, and the first error is thrown.
+ */
+async function writeJobs(
+  checkpoint: Checkpoint,
+  jobs: readonly Job[],
+  writer: B158Writer,
+  pool: TaskPool,
+  chunkBytes: number | undefined,
+  report: (tensor: string, bytes: number) => void,
+  checkAbort: () => void,
+): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number> }> {
+  const checks = new Map<string, PackedCheck>();
+  const nonFinite = new Map<string, number>();
+  let failure: { error: unknown } | undefined;
+  const guard = (work: Promise<void>): Promise<void> => work.catch((error: unknown) => void (failure ??= { error }));
+  const proceed = () => {
+    if (failure !== undefined) throw failure.error;
+    checkAbort();
+  };
+  const floats = guard(
+    (async () => {
+      for (const job of jobs) {
+        if (job.task !== undefined) continue;
+        proceed();
+        const count = await writeFloat(checkpoint, job, writer, chunkBytes, proceed);
+        if (count !== undefined) nonFinite.set(job.entry.name, count);
+        report(job.entry.name, job.planned.length);
+      }
+    })(),
+  );
+  const inFlight = new Set<Promise<void>>();
+  const limit = Math.max(1, pool.threads) + 1;
+  for (const job of jobs) {
+    if (job.task === undefined) continue;
+    if (failure !== undefined) break;
+    const running = guard(
+      (async () => {
+        checkAbort();
+        const result = await pool.run(job.task!);
+        if (result.check !== undefined) checks.set(job.entry.name, result.check);
+        await writer.writePayload(job.index, result.payload, job.planned.ternary ? result.scale : undefined);
+        report(job.entry.name, job.planned.length);
+      })(),
+    );
+    const tracked = running.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    if (inFlight.size >= limit) await Promise.race(inFlight);
+  }
+  await Promise.all([floats, ...inFlight]);
+  if (failure !== undefined) throw failure.error;
+  return { checks, nonFinite };
+}
+
+/** Payload scans spread over the workers in runs of whole payloads, about SCAN_BATCH bytes each; results in file order. */
+const SCAN_BATCH = 32 * 1024 * 1024;
+
+async function scanOnPool(pool: TaskPool, path: string, ranges: readonly PayloadRange[]): Promise<PayloadScan[]> {
+  const batches: PayloadRange[][] = [];
+  let bytes = SCAN_BATCH;
+  for (const range of ranges) {
+    if (bytes >= SCAN_BATCH) {
+      batches.push([]);
+      bytes = 0;
+    }
+    batches.at(-1)!.push(range);
+    bytes += range.length;
+  }
+  return (await Promise.all(batches.map((batch) => pool.scan(path, batch)))).flat();
 }
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
@@ -236,18 +296,30 @@ function floatTarget(entry: PlanEntry, options: ConvertOptions): PlainLayout {
   return options.floatDtype ?? (source as PlainLayout);
 }
 
-async function writeFloat(checkpoint: Checkpoint, job: Job, writer: B158Writer, chunkBytes = 4 * 1024 * 1024): Promise<void> {
+/**
+ * Streams one float tensor, converting its dtype chunk by chunk; `proceed` throws to stop between
+ * chunks. Two read buffers take turns (the writer is done with a chunk before it asks for the next),
+ * the next read in flight while one is written. Returns the NaN/Inf count of an f32/f16/bf16 payload.
+ */
+async function writeFloat(checkpoint: Checkpoint, job: Job, writer: B158Writer, chunkBytes = 4 * 1024 * 1024, proceed: () => void = () => undefined): Promise<number | undefined> {
   const tensor = checkpoint.tensorsByName.get(job.entry.name)!;
   const source = await checkpoint.source(tensor.shard);
   const target = job.floatTarget!;
-  const chunks = readTensorChunks(source, tensor, chunkBytes);
-  const converted =
-    target === job.entry.dtype.toLowerCase()
-      ? chunks
-      : (async function* () {
-          for await (const chunk of chunks) yield convertFloats(chunk, tensor.dtype, target as FloatLayout);
-        })();
+  const same = target === job.entry.dtype.toLowerCase();
+  const elementBytes = DTYPE_BYTES[tensor.dtype];
+  const step = Math.max(elementBytes, Math.floor(chunkBytes / elementBytes) * elementBytes);
+  const floats = isFloatLayout(target) ? target : undefined;
+  let nonFinite = 0;
+  const converted = (async function* () {
+    for await (const chunk of readAhead(source, tensor.fileOffset, tensor.byteLength, step, true)) {
+      proceed();
+      const out = same ? chunk : convertFloats(chunk, tensor.dtype, target as FloatLayout);
+      if (floats !== undefined) nonFinite += countNonFinite(out, floats);
+      yield out;
+    }
+  })();
   await writer.writePayloadChunks(job.index, converted);
+  return floats === undefined ? undefined : nonFinite;
 }
 
 function readScalar(bytes: Uint8Array, dtype: string): number {

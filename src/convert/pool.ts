@@ -2,19 +2,20 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { B158Error, type ErrorCode } from "../errors.js";
-import { fileSource } from "../io/byte-source.js";
-import { runTernaryTask, type TernaryResult, type TernaryTask } from "./task.js";
+import { runJob, type Outcome, type PoolJob } from "./jobs.js";
+import type { PayloadRange, PayloadScan } from "./payload-scan.js";
+import type { TernaryResult, TernaryTask } from "./task.js";
 
 /**
- * A fixed pool of worker threads for ternary tasks. With `threads <= 0`, or when the compiled
- * worker is not there (tests running the TypeScript sources), tasks run inline on this thread:
- * same function, same bytes.
+ * A fixed pool of worker threads for ternary tasks and, once the file is written, payload scans.
+ * With `threads <= 0`, or when the compiled worker is not there (tests running the TypeScript
+ * sources), jobs run inline on this thread: same functions, same bytes.
  */
 export class TaskPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { id: number; task: TernaryTask }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: TernaryResult) => void; reject: (e: unknown) => void }>();
+  private readonly queue: { id: number; job: PoolJob }[] = [];
+  private readonly pending = new Map<number, { resolve: (r: Outcome) => void; reject: (e: unknown) => void }>();
   private nextId = 0;
   readonly threads: number;
 
@@ -24,7 +25,7 @@ export class TaskPool {
     this.threads = usable ? threads : 0;
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(script);
-      worker.on("message", (message: { id: number; result?: TernaryResult; error?: { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown> } }) => {
+      worker.on("message", (message: { id: number; result?: Outcome; error?: { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown> } }) => {
         const waiter = this.pending.get(message.id);
         this.pending.delete(message.id);
         this.idle.push(worker);
@@ -45,11 +46,20 @@ export class TaskPool {
   }
 
   run(task: TernaryTask): Promise<TernaryResult> {
-    if (this.threads === 0) return runInline(task);
+    return this.submit({ kind: "ternary", task }) as Promise<TernaryResult>;
+  }
+
+  /** Scans payload ranges of the file at `path` (payload-scan.ts). */
+  scan(path: string, ranges: readonly PayloadRange[]): Promise<PayloadScan[]> {
+    return this.submit({ kind: "scan", path, ranges }) as Promise<PayloadScan[]>;
+  }
+
+  private submit(job: PoolJob): Promise<Outcome> {
+    if (this.threads === 0) return runJob(job);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
-      this.queue.push({ id, task });
+      this.queue.push({ id, job });
       this.dispatch();
     });
   }
@@ -61,14 +71,5 @@ export class TaskPool {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
-  }
-}
-
-async function runInline(task: TernaryTask): Promise<TernaryResult> {
-  const source = await fileSource(task.path);
-  try {
-    return await runTernaryTask(task, source);
-  } finally {
-    await source.close();
   }
 }

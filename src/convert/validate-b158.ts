@@ -1,23 +1,30 @@
 import { createHash } from "node:crypto";
-import { openB158File, type B158File } from "../formats/b158/read.js";
+import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
+import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { unpackLayout } from "../pack/codec.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
+import { countCodes } from "../pack/swar.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import { countNonFinite } from "../model/scan.js";
+import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-scan.js";
 
 /**
  * What convert checks before it reports success, and `b158 validate <file.b158>` on any file:
  * every payload's sha256 and padding, every ternary payload decoded (its embedded scale against
  * the header's, its codes against what was packed when known), degenerate tensors (all-zero
  * ternary weights, NaN/Inf, zero or non-finite scales).
+ *
+ * One sequential pass over the file hashes it whole and per payload and scans float payloads.
+ * Convert passes the checks its workers made on each payload in memory (`PackedCheck`), so the
+ * file's ternary payloads need no second decode, and has its workers scan the payloads while this
+ * thread hashes the file. A file of unknown origin has its ternary payloads decoded here.
  */
 export interface TensorFacts {
   readonly name: string;
   readonly layout: string;
   readonly parameters: number;
   readonly bytes: number;
-  /** -1 / 0 / +1 counts for ternary layouts. */
+  /** -1 / 0 / +1 counts for ternary layouts, when this validation decoded the payload. */
   readonly counts?: readonly [number, number, number];
 }
 
@@ -30,63 +37,163 @@ export interface B158Validation {
   readonly diagnostics: readonly Diagnostic[];
 }
 
-/** `expectedCodes`: sha256 of each ternary tensor's codes as packed (convert knows them). */
-export async function validateB158(path: string, expectedCodes?: ReadonlyMap<string, string>): Promise<B158Validation> {
+/** What decoding one ternary payload showed (by the converter before writing it, or by validation). */
+export interface PackedCheck {
+  /** Some code is not 0. */
+  readonly nonzero: boolean;
+  /** The decoded codes equal the codes that were packed; undefined when those are not known. */
+  readonly roundTrips?: boolean;
+  /** The scale stored inside the payload (I2_S, TQ); undefined for TL1/TL2. */
+  readonly embeddedScale: number | undefined;
+}
+
+/** How validation may lean on a converter that just wrote the file. */
+export interface ValidateOptions {
+  /** The converter's checks of the ternary payloads it packed; the others are decoded from the file. */
+  readonly packed?: ReadonlyMap<string, PackedCheck>;
+  /** NaN/Inf counts of the float payloads the converter scanned in memory as it wrote them. */
+  readonly nonFinite?: ReadonlyMap<string, number>;
+  /** Scans the payloads elsewhere (the converter's workers) while this thread hashes the whole file. */
+  readonly scanPayloads?: (ranges: readonly PayloadRange[]) => Promise<readonly PayloadScan[]>;
+}
+
+export async function validateB158(path: string, options: ValidateOptions = {}): Promise<B158Validation> {
   const file = await openB158File(path);
   try {
-    return await validateOpen(file, expectedCodes);
+    return await validateOpen(file, options);
   } finally {
     await file.close();
   }
 }
 
-export async function validateOpen(file: B158File, expectedCodes?: ReadonlyMap<string, string>): Promise<B158Validation> {
+export async function validateOpen(file: B158File, options: ValidateOptions = {}): Promise<B158Validation> {
+  const { packed } = options;
+  const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
+  const ranges = payloadRanges(file, options.nonFinite);
+  const scan = options.scanPayloads === undefined ? await scanFile(file, ranges, decode) : await scanParallel(file, ranges, options.scanPayloads);
   const diagnostics: Diagnostic[] = [];
-  const damaged = new Set(await file.verify());
-  for (const name of damaged) diagnostics.push({ severity: "error", code: "E_B158_HASH", tensor: name, message: `"${name}": payload does not match its sha256 (the file is damaged)` });
   const facts: TensorFacts[] = [];
-  for (const t of file.tensors) {
+  const perTensor: Diagnostic[] = [];
+  for (const [i, t] of file.tensors.entries()) {
     const parameters = t.shape.reduce((a, b) => a * b, 1);
-    if (damaged.has(t.name)) {
+    const result = scan.payloads[i]!;
+    if (result.damaged) {
+      diagnostics.push({ severity: "error", code: "E_B158_HASH", tensor: t.name, message: `"${t.name}": payload does not match its sha256 (the file is damaged)` });
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       continue;
     }
     if (t.layoutParams !== undefined) {
-      const payload = await file.readPayload(t.name);
-      const scale = t.scale!;
-      if (!Number.isFinite(scale) || scale <= 0) {
-        diagnostics.push({ severity: "error", code: "E_SCALE_INVALID", tensor: t.name, message: `"${t.name}": scale ${scale} is not finite and positive` });
+      let check = packed?.get(t.name);
+      let counts: [number, number, number] | undefined;
+      if (check === undefined) {
+        const payload = scan.collected.get(t.name) ?? (await file.readPayload(t.name));
+        const { codes, scale } = unpackLayout(t.layoutParams, payload, t.shape as [number, number]);
+        counts = countCodes(codes);
+        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: scale };
       }
-      const { codes, scale: embedded } = unpackLayout(t.layoutParams, payload, t.shape as [number, number]);
-      const counts: [number, number, number] = [0, 0, 0];
-      for (let i = 0; i < codes.length; i++) counts[codes[i]! + 1]!++;
-      facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, counts });
-      if (counts[0] + counts[2] === 0) {
-        diagnostics.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor, like the broken 2B-4T re-upload)` });
-      }
-      const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : t.layout === "tq1_0" || t.layout === "tq2_0" ? (counts[0] + counts[2] === 0 ? 0 : fromF16Bits(toF16Bits(scale))) : undefined;
-      if (expectedEmbedded !== undefined && embedded !== expectedEmbedded && Number.isFinite(scale)) {
-        diagnostics.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${embedded}) disagrees with the header's (${scale})` });
-      }
-      const expected = expectedCodes?.get(t.name);
-      if (expected !== undefined && createHash("sha256").update(codes).digest("hex") !== expected) {
-        diagnostics.push({ severity: "error", code: "E_DECODE_MISMATCH", tensor: t.name, message: `"${t.name}": decoding the written payload does not give the codes that were packed` });
-      }
+      facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, ...(counts === undefined ? {} : { counts }) });
+      perTensor.push(...ternaryDiagnostics(t, check));
     } else {
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
-      const dtype = t.layout === "f32" ? "F32" : t.layout === "f16" ? "F16" : t.layout === "bf16" ? "BF16" : undefined;
-      let bad = 0;
-      // plain payloads can be huge (a 128256 x 2560 embedding): scan them in chunks
-      if (dtype !== undefined) for await (const chunk of file.readPayloadChunks(t.name)) bad += countNonFinite(chunk, dtype);
-      if (bad > 0) diagnostics.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${bad} NaN/Inf values` });
+      const nonFinite = options.nonFinite?.get(t.name) ?? result.nonFinite;
+      if (nonFinite > 0) perTensor.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${nonFinite} NaN/Inf values` });
     }
   }
+  diagnostics.push(...perTensor);
   return {
     ok: !diagnostics.some((d) => d.severity === "error"),
     file: file.name,
     size: file.size,
-    sha256: await fileSha256(file.name),
+    sha256: scan.sha256,
     tensors: facts,
     diagnostics,
   };
+}
+
+/** The rules for a ternary payload: a usable header scale, not all zero, the same scale inside, the codes that were packed. */
+function ternaryDiagnostics(t: B158Tensor, check: PackedCheck): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const scale = t.scale!;
+  if (!Number.isFinite(scale) || scale <= 0) {
+    out.push({ severity: "error", code: "E_SCALE_INVALID", tensor: t.name, message: `"${t.name}": scale ${scale} is not finite and positive` });
+  }
+  if (!check.nonzero) {
+    out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor, like the broken 2B-4T re-upload)` });
+  }
+  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : t.layout === "tq1_0" || t.layout === "tq2_0" ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
+  if (expectedEmbedded !== undefined && check.embeddedScale !== expectedEmbedded && Number.isFinite(scale)) {
+    out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${check.embeddedScale}) disagrees with the header's (${scale})` });
+  }
+  if (check.roundTrips === false) {
+    out.push({ severity: "error", code: "E_DECODE_MISMATCH", tensor: t.name, message: `"${t.name}": decoding the written payload does not give the codes that were packed` });
+  }
+  return out;
+}
+
+interface FileScan {
+  readonly sha256: string;
+  /** One per tensor, in file order. */
+  readonly payloads: readonly PayloadScan[];
+  /** Payloads read whole during the scan, for decoding. */
+  readonly collected: ReadonlyMap<string, Uint8Array>;
+}
+
+/** Each payload's stretch of the file, with the padding up to the next; floats whose count is `known` are not scanned again. */
+function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | undefined): PayloadRange[] {
+  const tensors = file.tensors;
+  return tensors.map((t, i) => {
+    const end = t.fileOffset + t.length;
+    const next = i + 1 < tensors.length ? tensors[i + 1]!.fileOffset : end;
+    return { name: t.name, fileOffset: t.fileOffset, length: t.length, padding: next - end, sha256: t.sha256, layout: t.layout, scanFloats: !known?.has(t.name) };
+  });
+}
+
+/** The file's sha256 on this thread while `scanPayloads` checks the payloads elsewhere. */
+async function scanParallel(file: B158File, ranges: readonly PayloadRange[], scan: NonNullable<ValidateOptions["scanPayloads"]>): Promise<FileScan> {
+  const [sha256, payloads] = await Promise.all([fileSha256(file.name), scan(ranges)]);
+  return { sha256, payloads, collected: new Map() };
+}
+
+/**
+ * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and every
+ * payload's scan in the same pass, keeping whole the payloads `collect` names. Payloads are
+ * contiguous and in file order (the reader checked), so walking them in order is walking the file.
+ */
+async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean): Promise<FileScan> {
+  const whole = createHash("sha256");
+  const payloads: PayloadScan[] = [];
+  const collected = new Map<string, Uint8Array>();
+  const source = await fileSource(file.name);
+  try {
+    const dataStart = file.tensors.length > 0 ? file.tensors[0]!.fileOffset : file.size;
+    for await (const chunk of readAhead(source, 0, dataStart)) whole.update(chunk);
+    for (const [i, t] of file.tensors.entries()) {
+      const scanner = new PayloadScanner(ranges[i]!);
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of readAhead(source, t.fileOffset, t.length)) {
+        whole.update(chunk);
+        scanner.update(chunk);
+        if (collect(t)) chunks.push(chunk);
+      }
+      const padding = await source.read(t.fileOffset + t.length, ranges[i]!.padding);
+      whole.update(padding);
+      scanner.padding(padding);
+      payloads.push(scanner.finish());
+      if (collect(t)) collected.set(t.name, concat(chunks, t.length));
+    }
+  } finally {
+    await source.close();
+  }
+  return { sha256: whole.digest("hex"), payloads, collected };
+}
+
+function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
 }

@@ -1,3 +1,4 @@
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
 import { B158Error, ioError } from "../errors.js";
@@ -13,9 +14,16 @@ export interface ByteSource {
   readonly size: number;
   /**
    * Exactly `length` bytes starting at `offset`. Throws E_SAFETENSORS_TRUNCATED-style errors
-   * are the caller's job; a source throws E_IO when the bytes cannot be produced.
+   * are the caller's job; a source throws E_IO when the bytes cannot be produced. With `into`
+   * (at least `length` bytes), a source may read into it and return a view of it: a caller that
+   * reuses buffers saves allocating fresh zeroed memory for every large read.
    */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The same read on the calling thread, where the source can (local files). A worker thread uses
+   * it to land small pieces in its own core's cache right before it processes them.
+   */
+  readSync?(offset: number, length: number, into?: Uint8Array): Uint8Array;
   close(): Promise<void>;
 }
 
@@ -48,9 +56,9 @@ export async function fileSource(path: string): Promise<ByteSource> {
   return {
     name: path,
     size,
-    async read(offset, length) {
+    async read(offset, length, into) {
       checkRange(path, size, offset, length);
-      const out = new Uint8Array(length);
+      const out = into !== undefined && into.byteLength >= length ? into.subarray(0, length) : new Uint8Array(length);
       let done = 0;
       try {
         while (done < length) {
@@ -61,17 +69,60 @@ export async function fileSource(path: string): Promise<ByteSource> {
       } catch (cause) {
         throw ioError(path, `read ${length} bytes at offset ${offset}`, cause);
       }
-      if (done !== length) {
-        throw new B158Error("E_IO", `${path}: file shrank while reading (wanted ${length} bytes at ${offset}, got ${done})`, {
-          details: { file: path, offset, length, got: done },
-        });
+      return checkShrank(path, out, offset, done);
+    },
+    readSync(offset, length, into) {
+      checkRange(path, size, offset, length);
+      const out = into !== undefined && into.byteLength >= length ? into.subarray(0, length) : new Uint8Array(length);
+      let done = 0;
+      try {
+        while (done < length) {
+          const bytesRead = readSync(handle.fd, out, done, length - done, offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+      } catch (cause) {
+        throw ioError(path, `read ${length} bytes at offset ${offset}`, cause);
       }
-      return out;
+      return checkShrank(path, out, offset, done);
     },
     async close() {
       await handle.close();
     },
   };
+}
+
+/**
+ * `length` bytes from `offset` in chunks, the next read already in flight while one is consumed.
+ * With `reuse`, two buffers take turns: a chunk is valid only until the consumer asks for the next
+ * one (hashing and scanning consumers), and large reads stop costing fresh zeroed memory.
+ */
+export async function* readAhead(source: ByteSource, offset: number, length: number, chunkBytes = 8 * 1024 * 1024, reuse = false): AsyncGenerator<Uint8Array> {
+  const size = Math.min(chunkBytes, length);
+  const buffers = reuse ? [new Uint8Array(size), new Uint8Array(size)] : undefined;
+  let turn = 0;
+  const read = (at: number) => source.read(offset + at, Math.min(chunkBytes, length - at), buffers?.[turn++ % 2]);
+  let next = length > 0 ? read(0) : undefined;
+  try {
+    for (let done = 0; next !== undefined; ) {
+      const chunk = await next;
+      done += chunk.byteLength;
+      next = done < length ? read(done) : undefined;
+      yield chunk;
+    }
+  } finally {
+    // a consumer that stops early leaves a read in flight: its failure is nobody's to report
+    next?.catch(() => undefined);
+  }
+}
+
+function checkShrank(path: string, out: Uint8Array, offset: number, done: number): Uint8Array {
+  if (done !== out.byteLength) {
+    throw new B158Error("E_IO", `${path}: file shrank while reading (wanted ${out.byteLength} bytes at ${offset}, got ${done})`, {
+      details: { file: path, offset, length: out.byteLength, got: done },
+    });
+  }
+  return out;
 }
 
 function checkRange(name: string, size: number, offset: number, length: number): void {

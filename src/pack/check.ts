@@ -14,3 +14,12 @@ export function checkPayload(bytes: Uint8Array, expected: number, layout: string
     });
   }
 }
+
+/** Where an unpacker decodes to: `out` when given (length n, aligned to `alignment` bytes), else a new array. */
+export function decodeTarget(out: Int8Array | undefined, n: number, layout: string, alignment = 1): Int8Array {
+  if (out === undefined) return new Int8Array(n);
+  if (out.length !== n || out.byteOffset % alignment !== 0) {
+    throw new B158Error("E_INTERNAL", `${layout}: an output of ${out.length} codes at offset ${out.byteOffset} for ${n} codes`, { details: { layout, length: out.length, n } });
+  }
+  return out;
+}

@@ -33,18 +33,19 @@ export interface Unpacked {
   readonly scale: number | undefined;
 }
 
-export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number]): Unpacked {
+/** `out`: M * K codes to decode into where the layout's unpacker takes one (I2_S, TQ); TL ignores it. */
+export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number], out?: Int8Array): Unpacked {
   const [M, K] = shape;
   switch (params.layout) {
     case "i2_s":
-      return unpackI2S(bytes, M, K, params.blockSize);
+      return unpackI2S(bytes, M, K, params.blockSize, out);
     case "tl1":
       return { codes: unpackTl1(bytes, M, K, params), scale: undefined };
     case "tl2":
       return { codes: unpackTl2(bytes, M, K, params), scale: undefined };
     case "tq1_0":
     case "tq2_0": {
-      const { codes, scales } = params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K) : unpackTq2_0(bytes, M, K);
+      const { codes, scales } = params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K, out) : unpackTq2_0(bytes, M, K, out);
       const nonzero = scales.find((d) => d !== 0);
       return { codes, scale: nonzero ?? 0 };
     }

@@ -1,4 +1,5 @@
 import { B158Error } from "../errors.js";
+import { minusOne } from "./swar.js";
 
 /**
  * transformers' BitNet weight packing (integrations/bitnet.py pack_weights / unpack_weights):
@@ -20,26 +21,74 @@ export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: num
     });
   }
   const out = new Int8Array(outRows * cols);
+  const words = cols % 4 === 0 && packed.byteOffset % 4 === 0;
+  const bad = words ? unpackWords(packed, packedRows, cols, outRows, out) : unpackBytes(packed, packedRows, cols, outRows, out);
+  if (bad !== 0) reportCode3(packed, packedRows, cols, outRows, tensorName);
+  return out;
+}
+
+/** Rows of quarter q that exist in the output (the last quarter may be short). */
+function quarterRows(quarter: number, packedRows: number, outRows: number): number {
+  return Math.max(0, Math.min(packedRows, outRows - quarter * packedRows));
+}
+
+/** Four columns per Uint32: the quarter's four 2-bit fields, one per byte. Returns nonzero when some field was 3. */
+function unpackWords(packed: Uint8Array, packedRows: number, cols: number, outRows: number, out: Int8Array): number {
+  const src = new Uint32Array(packed.buffer, packed.byteOffset, packed.length >>> 2);
+  const dst = new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2);
+  const W = cols >>> 2;
+  let bad = 0;
   for (let quarter = 0; quarter < 4; quarter++) {
     const shift = 2 * quarter;
-    for (let r = 0; r < packedRows; r++) {
-      const row = quarter * packedRows + r;
-      if (row >= outRows) break;
-      const src = r * cols;
-      const dst = row * cols;
-      for (let c = 0; c < cols; c++) {
-        const code = (packed[src + c]! >>> shift) & 3;
-        if (code === 3) {
-          throw new B158Error("E_PACKED_CODE", `${tensorName}: packed byte [${r}, ${c}] holds the unused code 3 in bits ${shift}..${shift + 1}`, {
-            hint: "The checkpoint is corrupt or not in transformers' BitNet packing.",
-            details: { tensor: tensorName, row: r, col: c },
-          });
-        }
-        out[dst + c] = code - 1;
+    const rows = quarterRows(quarter, packedRows, outRows);
+    for (let r = 0; r < rows; r++) {
+      const from = r * W;
+      const to = (quarter * packedRows + r) * W;
+      for (let c = 0; c < W; c++) {
+        const v = (src[from + c]! >>> shift) & 0x03030303;
+        bad |= v & (v >>> 1);
+        dst[to + c] = minusOne(v);
       }
     }
   }
-  return out;
+  return bad;
+}
+
+/** The same per byte, for widths that are not a multiple of 4. */
+function unpackBytes(packed: Uint8Array, packedRows: number, cols: number, outRows: number, out: Int8Array): number {
+  let bad = 0;
+  for (let quarter = 0; quarter < 4; quarter++) {
+    const shift = 2 * quarter;
+    const rows = quarterRows(quarter, packedRows, outRows);
+    for (let r = 0; r < rows; r++) {
+      const from = r * cols;
+      const to = (quarter * packedRows + r) * cols;
+      for (let c = 0; c < cols; c++) {
+        const v = (packed[from + c]! >>> shift) & 3;
+        bad |= v & (v >>> 1);
+        out[to + c] = v - 1;
+      }
+    }
+  }
+  return bad;
+}
+
+/** Throws E_PACKED_CODE at the first code 3, in unpacking order; called only after a check failed. */
+function reportCode3(packed: Uint8Array, packedRows: number, cols: number, outRows: number, tensorName: string): never {
+  for (let quarter = 0; quarter < 4; quarter++) {
+    const shift = 2 * quarter;
+    const rows = quarterRows(quarter, packedRows, outRows);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        if (((packed[r * cols + c]! >>> shift) & 3) !== 3) continue;
+        throw new B158Error("E_PACKED_CODE", `${tensorName}: packed byte [${r}, ${c}] holds the unused code 3 in bits ${shift}..${shift + 1}`, {
+          hint: "The checkpoint is corrupt or not in transformers' BitNet packing.",
+          details: { tensor: tensorName, row: r, col: c },
+        });
+      }
+    }
+  }
+  throw new B158Error("E_INTERNAL", `${tensorName}: a code 3 was detected but not found`);
 }
 
 /** Packs ternary int8 [outRows, cols] into uint8 [ceil(outRows/4), cols]; padding rows use code 1 (zero), as transformers does. */

@@ -29,3 +29,47 @@ export function reportNotTernary(codes: Int8Array, K: number): never {
     details: { row: Math.floor(index / K), col: index % K, value: codes[index] },
   });
 }
+
+/** Per byte: 0x80 where the byte of `x` is 0, else 0 (exact: nothing carries between bytes). */
+export function zeroBytes(x: number): number {
+  return ~(((x & 0x7f7f7f7f) + 0x7f7f7f7f) | x) & 0x80808080;
+}
+
+/** Per byte: t - 1 of a 2-bit code t + 1 in 0..3 (0 -> 0xFF, 1 -> 0, 2 -> 1, 3 -> 2), with no borrow between bytes. */
+export function minusOne(v: number): number {
+  return ((v + 0x7f7f7f7f) ^ 0x80808080) >>> 0;
+}
+
+/**
+ * How many codes are -1, 0 and +1 (other values count in none), four per word. Per-byte tallies
+ * flush every 127 words, before a byte could reach 128 and the word leave int32 range.
+ */
+export function countCodes(codes: Int8Array): [number, number, number] {
+  const counts: [number, number, number] = [0, 0, 0];
+  const whole = codes.byteOffset % 4 === 0 ? codes.length >>> 2 : 0;
+  const words = whole > 0 ? new Uint32Array(codes.buffer, codes.byteOffset, whole) : new Uint32Array(0);
+  for (let start = 0; start < whole; start += 127) {
+    const stop = Math.min(whole, start + 127);
+    let minus = 0;
+    let zero = 0;
+    let plus = 0;
+    for (let i = start; i < stop; i++) {
+      const w = words[i]!;
+      minus += zeroBytes(~w) >>> 7;
+      zero += zeroBytes(w) >>> 7;
+      plus += zeroBytes(w ^ 0x01010101) >>> 7;
+    }
+    counts[0] += byteSum(minus);
+    counts[1] += byteSum(zero);
+    counts[2] += byteSum(plus);
+  }
+  for (let i = 4 * whole; i < codes.length; i++) {
+    const c = codes[i]!;
+    if (c >= -1 && c <= 1) counts[c + 1]!++;
+  }
+  return counts;
+}
+
+function byteSum(x: number): number {
+  return (x & 0xff) + ((x >>> 8) & 0xff) + ((x >>> 16) & 0xff) + (x >>> 24);
+}

@@ -106,3 +106,70 @@ describe("absmean ternarization", () => {
     expect(scale.alreadyTernary).toBe(false);
   });
 });
+
+/** Pass 1 as it was before pieces existed: per chunk, four float64 sums over four-pair groups, the tail into the first. */
+function chunkedSum(bytes: Uint8Array, dtype: LatentDtype, step: number): number {
+  let total = 0;
+  for (let at = 0; at < bytes.byteLength; at += step) {
+    const chunk = bytes.slice(at, Math.min(bytes.byteLength, at + step));
+    if (dtype === "F32") {
+      let a = 0;
+      for (const v of new Float32Array(chunk.buffer)) a += Math.abs(v);
+      total += a;
+      continue;
+    }
+    const decode = dtype === "F16" ? fromF16Bits : fromBf16Bits;
+    const words = new Uint16Array(chunk.buffer);
+    const sums = [0, 0, 0, 0];
+    const whole = words.length - (words.length % 8);
+    for (let i = 0; i < whole; i += 8) for (let k = 0; k < 4; k++) sums[k]! += Math.abs(decode(words[i + 2 * k]! & 0x7fff)) + Math.abs(decode(words[i + 2 * k + 1]! & 0x7fff));
+    for (let i = whole; i < words.length; i++) sums[0]! += Math.abs(decode(words[i]! & 0x7fff));
+    total += sums[0]! + sums[1]! + (sums[2]! + sums[3]!);
+  }
+  return total;
+}
+
+describe("pass 1 in pieces", () => {
+  it.each(["F32", "F16", "BF16"] as const)("%s: pieces of a chunk give the very sum (and scale) of whole chunks", (dtype) => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 700 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer(), (n, stepWords, pieceUnits, seed) => {
+        let s = seed >>> 0;
+        const values = Array.from({ length: n }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.1);
+        const bytes = encode(values, dtype);
+        const step = stepWords * 16 + (dtype === "F32" ? 4 : 2) * (seed & 1); // chunks that are and are not multiples of 16
+        const whole = new AbsmeanAccumulator(dtype);
+        const pieces = new AbsmeanAccumulator(dtype);
+        for (let at = 0; at < bytes.byteLength; at += step) {
+          const chunk = bytes.subarray(at, Math.min(bytes.byteLength, at + step));
+          whole.add(chunk);
+          for (let p = 0; p < chunk.byteLength; p += pieceUnits * 16) pieces.addPiece(chunk.subarray(p, p + pieceUnits * 16), p + pieceUnits * 16 >= chunk.byteLength);
+        }
+        const sumOf = (acc: AbsmeanAccumulator) => (acc as unknown as { sum: number }).sum;
+        expect(sumOf(whole)).toBe(chunkedSum(bytes, dtype, step));
+        expect(sumOf(pieces)).toBe(sumOf(whole));
+        expect(pieces.coder().provisionalScale).toBe(whole.coder().provisionalScale);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("a NaN in a later piece is reported at its index within the chunk, as for the whole chunk", () => {
+    const values = Array.from({ length: 64 }, (_, i) => (i === 37 ? NaN : 0.01 * (i + 1)));
+    const bytes = encode(values, "BF16");
+    const messageOf = (feed: (acc: AbsmeanAccumulator) => void) => {
+      try {
+        feed(new AbsmeanAccumulator("BF16", "t"));
+      } catch (e) {
+        return (e as B158Error).message;
+      }
+      return "no error";
+    };
+    const whole = messageOf((acc) => acc.add(bytes));
+    expect(whole).toContain("element 37");
+    expect(messageOf((acc) => [0, 32, 64, 96].forEach((p) => acc.addPiece(bytes.subarray(p, p + 32), p === 96)))).toBe(whole);
+  });
+
+  it("refuses a piece that would split a four-pair group", () => {
+    expect(() => new AbsmeanAccumulator("BF16").addPiece(new Uint8Array(10), false)).toThrow(B158Error);
+  });
+});

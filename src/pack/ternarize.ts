@@ -50,7 +50,11 @@ function halfFormat(decode: (bits: number) => number): HalfFormat {
 
 const FORMATS = { BF16: halfFormat(fromBf16Bits), F16: halfFormat(fromF16Bits) } as const;
 
-/** Pass 1: feed chunks (whole elements), then ask for the coder. */
+/**
+ * Pass 1: feed chunks (whole elements), then ask for the coder. The float sum depends on where
+ * chunks start and end, so the streaming converter keeps its chunk size fixed; it may deliver each
+ * chunk in pieces (addPiece), which gives the same additions in the same order as add(chunk).
+ */
 export class AbsmeanAccumulator {
   private sum = 0;
   private count = 0;
@@ -58,6 +62,8 @@ export class AbsmeanAccumulator {
   private magnitudeBits = 0;
   /** F32: the single nonzero magnitude seen so far; undefined before any, NaN once two differ. */
   private magnitude: number | undefined = undefined;
+  /** The chunk being fed in pieces: its four partial sums, OR of its patterns, bytes so far. */
+  private readonly partial = { a: 0, b: 0, c: 0, d: 0, or: 0, bytes: 0 };
 
   constructor(
     readonly dtype: LatentDtype,
@@ -65,53 +71,74 @@ export class AbsmeanAccumulator {
   ) {}
 
   add(chunk: Uint8Array): void {
-    let sum: number;
-    if (this.dtype === "F32") {
-      const values = floatView(chunk);
-      let a = 0;
-      let magnitude = this.magnitude;
-      for (let i = 0; i < values.length; i++) {
-        const m = Math.abs(values[i]!);
-        a += m;
-        if (m !== magnitude && m !== 0) magnitude = magnitude === undefined ? m : NaN;
-      }
-      this.magnitude = magnitude;
-      this.count += values.length;
-      sum = a;
-    } else {
-      const table = FORMATS[this.dtype].magnitude();
-      const words = u16View(chunk);
-      const pairs = pairView(words);
-      // Four float64 accumulators break the add-latency chain; the OR feeds the exactness check.
-      let a = 0;
-      let b = 0;
-      let c = 0;
-      let d = 0;
-      let or = 0;
-      const whole = pairs.length - (pairs.length % 4);
-      for (let i = 0; i < whole; i += 4) {
-        const w = pairs[i]!;
-        const v = pairs[i + 1]!;
-        const x = pairs[i + 2]!;
-        const y = pairs[i + 3]!;
-        a += table[w & 0x7fff]! + table[(w >>> 16) & 0x7fff]!;
-        b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
-        c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
-        d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
-        or |= w | v | x | y;
-      }
+    this.addPiece(chunk, true);
+  }
+
+  /**
+   * The next piece of a chunk; `last` ends the chunk. Every piece but the last holds a multiple of
+   * 16 bytes, so the four-pair groups below fall exactly where they would in the whole chunk.
+   */
+  addPiece(piece: Uint8Array, last: boolean): void {
+    const p = this.partial;
+    if (!last && piece.byteLength % 16 !== 0) throw new B158Error("E_INTERNAL", `pass 1 piece of ${piece.byteLength} bytes is not a multiple of 16`);
+    if (this.dtype === "F32") this.sumF32(piece);
+    else this.sumHalves(piece, last);
+    // NaN and Inf make the sum non-finite: one check per piece instead of one per weight. The
+    // partial sums only grow, so the first piece that turns them non-finite holds the culprit.
+    if (!Number.isFinite(p.a + p.b + (p.c + p.d))) throw nonFinite(this.tensorName, this.dtype, piece, p.bytes);
+    p.bytes += piece.byteLength;
+    if (!last) return;
+    if (this.dtype !== "F32") this.magnitudeBits |= (p.or | (p.or >>> 16)) & 0x7fff;
+    this.sum += p.a + p.b + (p.c + p.d);
+    Object.assign(p, { a: 0, b: 0, c: 0, d: 0, or: 0, bytes: 0 });
+  }
+
+  private sumF32(piece: Uint8Array): void {
+    const values = floatView(piece);
+    let a = this.partial.a;
+    let magnitude = this.magnitude;
+    for (let i = 0; i < values.length; i++) {
+      const m = Math.abs(values[i]!);
+      a += m;
+      if (m !== magnitude && m !== 0) magnitude = magnitude === undefined ? m : NaN;
+    }
+    this.magnitude = magnitude;
+    this.count += values.length;
+    this.partial.a = a;
+  }
+
+  private sumHalves(piece: Uint8Array, last: boolean): void {
+    const table = FORMATS[this.dtype as "F16" | "BF16"].magnitude();
+    const words = u16View(piece);
+    const pairs = pairView(words);
+    // Four float64 accumulators break the add-latency chain; the OR feeds the exactness check.
+    const p = this.partial;
+    let a = p.a;
+    let b = p.b;
+    let c = p.c;
+    let d = p.d;
+    let or = p.or;
+    const whole = pairs.length - (pairs.length % 4);
+    for (let i = 0; i < whole; i += 4) {
+      const w = pairs[i]!;
+      const v = pairs[i + 1]!;
+      const x = pairs[i + 2]!;
+      const y = pairs[i + 3]!;
+      a += table[w & 0x7fff]! + table[(w >>> 16) & 0x7fff]!;
+      b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
+      c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
+      d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
+      or |= w | v | x | y;
+    }
+    if (last) {
       for (let i = 2 * whole; i < words.length; i++) {
         const w = words[i]!;
         a += table[w & 0x7fff]!;
         or |= w;
       }
-      this.magnitudeBits |= (or | (or >>> 16)) & 0x7fff;
-      this.count += words.length;
-      sum = a + b + (c + d);
     }
-    // NaN and Inf make the sum non-finite: one check per chunk instead of one per weight.
-    if (!Number.isFinite(sum)) throw nonFinite(this.tensorName, this.dtype, chunk);
-    this.sum += sum;
+    this.count += words.length;
+    Object.assign(p, { a, b, c, d, or });
   }
 
   /** The absmean scale, and a coder for pass 2. */
@@ -167,6 +194,11 @@ export class TernaryCoder {
     this.codeTable = dtype === "F32" ? new Uint8Array(0) : codeTable(this.threshold);
     // A candidate at or under the threshold would code to 0: the floor rule wins, not exactness.
     if (dtype !== "F32" && (candidate === undefined || candidateBits <= this.threshold)) this.mismatch = 1;
+  }
+
+  /** The absmean scale: the final one unless the input turns out exactly ternary (see result()). */
+  get provisionalScale(): number {
+    return this.absmean.scale;
   }
 
   /** Writes one code per element of `chunk` at out[offset...]; returns how many. */
@@ -279,12 +311,13 @@ function pairView(words: Uint16Array): Uint32Array {
   return new Uint32Array(words.buffer, words.byteOffset, words.length >>> 1);
 }
 
-function nonFinite(tensorName: string, dtype: LatentDtype, chunk: Uint8Array): B158Error {
+/** `before`: bytes of the same chunk in earlier pieces, so the index counts from the chunk's start. */
+function nonFinite(tensorName: string, dtype: LatentDtype, chunk: Uint8Array, before = 0): B158Error {
   let index: number;
-  if (dtype === "F32") index = floatView(chunk).findIndex((v) => !Number.isFinite(v));
+  if (dtype === "F32") index = before / 4 + floatView(chunk).findIndex((v) => !Number.isFinite(v));
   else {
     const decode = FORMATS[dtype].decode;
-    index = u16View(chunk).findIndex((w) => !Number.isFinite(decode(w)));
+    index = before / 2 + u16View(chunk).findIndex((w) => !Number.isFinite(decode(w)));
   }
   return new B158Error("E_NONFINITE", `tensor "${tensorName}" holds NaN or Inf (element ${index} of a ${dtype} chunk); it cannot be ternarized`, {
     hint: "The checkpoint is corrupt: run b158 validate on it, and re-download or re-export it.",

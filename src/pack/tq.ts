@@ -1,6 +1,6 @@
 import { B158Error } from "../errors.js";
-import { checkCodes, checkPayload } from "./check.js";
-import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
+import { checkCodes, checkPayload, decodeTarget } from "./check.js";
+import { codeWords, invalidBits, minusOne, plusOne, reportNotTernary } from "./swar.js";
 import { fromF16Bits, toF16Bits } from "./float16.js";
 import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
 
@@ -26,6 +26,13 @@ function blockScaleBits(scales: BlockScales, block: number): number {
   return bits;
 }
 
+/** blockScaleBits per block, converted once when the scale is per tensor (every nonzero block has the same d). */
+function scaleBitsOf(scales: BlockScales): (block: number) => number {
+  if (typeof scales !== "number") return (block) => blockScaleBits(scales, block);
+  let bits: number | undefined;
+  return (block) => (bits ??= blockScaleBits(scales, block));
+}
+
 function checkScales(scales: BlockScales, blocks: number): void {
   if (typeof scales !== "number" && scales.length !== blocks) {
     throw new B158Error("E_INTERNAL", `TQ packing got ${scales.length} block scales for ${blocks} blocks`);
@@ -45,7 +52,10 @@ export function packTq2_0(codes: Int8Array, M: number, K: number, scales: BlockS
   checkScales(scales, blocks);
   const out = new Uint8Array(blocks * TQ2_0_BLOCK_BYTES);
   const view = new DataView(out.buffer);
+  // 66-byte blocks are 2-aligned: each four packed bytes go out as two 16-bit stores
+  const halves = new Uint16Array(out.buffer);
   const words = codeWords(codes);
+  const scaleBits = scaleBitsOf(scales);
   let bad = 0;
   for (let b = 0; b < blocks; b++) {
     const e = b * (TQ_BLOCK / 4); // block start, in words
@@ -66,42 +76,60 @@ export function packTq2_0(codes: Int8Array, M: number, K: number, scales: BlockS
         const v3 = plusOne(r3);
         bad |= invalidBits(v0) | invalidBits(v1) | invalidBits(v2) | invalidBits(v3);
         const packed = v0 | (v1 << 2) | (v2 << 4) | (v3 << 6);
-        const at = o + 32 * j + 4 * w;
-        out[at] = packed;
-        out[at + 1] = packed >>> 8;
-        out[at + 2] = packed >>> 16;
-        out[at + 3] = packed >>> 24;
+        const at = (o + 32 * j + 4 * w) >>> 1;
+        halves[at] = packed;
+        halves[at + 1] = packed >>> 16;
       }
     }
-    view.setUint16(o + 64, any !== 0 ? blockScaleBits(scales, b) : 0, true);
+    view.setUint16(o + 64, any !== 0 ? scaleBits(b) : 0, true);
   }
   if (bad !== 0) reportNotTernary(codes, K);
   return out;
 }
 
-export function unpackTq2_0(bytes: Uint8Array, M: number, K: number): { codes: Int8Array; scales: Float32Array } {
+/** `out`: M * K codes to decode into (every one is written), instead of a new array. */
+export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array): { codes: Int8Array; scales: Float32Array } {
   checkShape(M, K, "tq2_0");
   const blocks = (M * K) / TQ_BLOCK;
   checkPayload(bytes, blocks * TQ2_0_BLOCK_BYTES, "tq2_0", M, K);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const codes = new Int8Array(M * K);
+  const codes = decodeTarget(out, M * K, "tq2_0", 4);
+  const words = new Uint32Array(codes.buffer, codes.byteOffset, codes.length >>> 2);
   const scales = new Float32Array(blocks);
+  // 66-byte blocks are only 2-aligned: read each word as two halves
+  const blockScale = cachedF16();
+  const halves = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1) : undefined;
   for (let b = 0; b < blocks; b++) {
-    const e = b * TQ_BLOCK;
+    const e = b * (TQ_BLOCK / 4); // block start, in words
     const o = b * TQ2_0_BLOCK_BYTES;
+    // bytes 32j + m .. + 3 hold elements 128j + 32n + m .. + 3 at bits 2n: four codes per store
     for (let j = 0; j < 2; j++) {
-      for (let m = 0; m < 32; m++) {
-        const byte = bytes[o + 32 * j + m]!;
-        const i = e + 128 * j + m;
-        codes[i] = (byte & 3) - 1;
-        codes[i + 32] = ((byte >>> 2) & 3) - 1;
-        codes[i + 64] = ((byte >>> 4) & 3) - 1;
-        codes[i + 96] = ((byte >>> 6) & 3) - 1;
+      for (let w = 0; w < 8; w++) {
+        const at = o + 32 * j + 4 * w;
+        const packed = halves !== undefined ? halves[at >>> 1]! | (halves[(at >>> 1) + 1]! << 16) : view.getUint32(at, true);
+        const i = e + 32 * j + w;
+        words[i] = minusOne(packed & 0x03030303);
+        words[i + 8] = minusOne((packed >>> 2) & 0x03030303);
+        words[i + 16] = minusOne((packed >>> 4) & 0x03030303);
+        words[i + 24] = minusOne((packed >>> 6) & 0x03030303);
       }
     }
-    scales[b] = fromF16Bits(view.getUint16(o + 64, true));
+    scales[b] = blockScale(view.getUint16(o + 64, true));
   }
   return { codes, scales };
+}
+
+/** fromF16Bits with a one-entry cache: a tensor's blocks share one d (or 0), so decoding is rarely needed. */
+function cachedF16(): (bits: number) => number {
+  let lastBits = 0;
+  let last = 0;
+  return (bits) => {
+    if (bits !== lastBits) {
+      lastBits = bits;
+      last = fromF16Bits(bits);
+    }
+    return last;
+  };
 }
 
 /** 5 trits (0..242) to the fixed-point byte ceil(v * 256 / 243). */
@@ -117,6 +145,7 @@ export function packTq1_0(codes: Int8Array, M: number, K: number, scales: BlockS
   const view = new DataView(out.buffer);
   const words = codeWords(codes);
   const T = TRITS_TO_BYTE;
+  const scaleBits = scaleBitsOf(scales);
   let bad = 0;
   // Per byte, 81a + 27b + 9c + 3d + e <= 242 never carries, so four base-3 numbers build at once.
   const base3 = (w0: number, w1: number, w2: number, w3: number, w4: number): number => {
@@ -145,7 +174,7 @@ export function packTq1_0(codes: Int8Array, M: number, K: number, scales: BlockS
     for (let w = 0; w < 4; w++) put(o + 32 + 4 * w, base3(words[e + 40 + w]!, words[e + 44 + w]!, words[e + 48 + w]!, words[e + 52 + w]!, words[e + 56 + w]!));
     // qh[j], j < 4: elements 240 + j + 4n (n = 0..3), the fifth digit 0 (code -1 + 1)
     put(o + 48, base3(words[e + 60]!, words[e + 61]!, words[e + 62]!, words[e + 63]!, 0xffffffff));
-    view.setUint16(o + 52, any !== 0 ? blockScaleBits(scales, b) : 0, true);
+    view.setUint16(o + 52, any !== 0 ? scaleBits(b) : 0, true);
   }
   if (bad !== 0) reportNotTernary(codes, K);
   return out;
@@ -156,20 +185,22 @@ function digit(byte: number, n: number): number {
   return (((byte * POW3[n]!) & 0xff) * 3) >>> 8;
 }
 
-export function unpackTq1_0(bytes: Uint8Array, M: number, K: number): { codes: Int8Array; scales: Float32Array } {
+/** `out`: M * K codes to decode into (every one is written), instead of a new array. */
+export function unpackTq1_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array): { codes: Int8Array; scales: Float32Array } {
   checkShape(M, K, "tq1_0");
   const blocks = (M * K) / TQ_BLOCK;
   checkPayload(bytes, blocks * TQ1_0_BLOCK_BYTES, "tq1_0", M, K);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const codes = new Int8Array(M * K);
+  const codes = decodeTarget(out, M * K, "tq1_0");
   const scales = new Float32Array(blocks);
+  const blockScale = cachedF16();
   for (let b = 0; b < blocks; b++) {
     const e = b * TQ_BLOCK;
     const o = b * TQ1_0_BLOCK_BYTES;
     for (let m = 0; m < 32; m++) for (let n = 0; n < 5; n++) codes[e + m + 32 * n] = digit(bytes[o + m]!, n) - 1;
     for (let m = 0; m < 16; m++) for (let n = 0; n < 5; n++) codes[e + 160 + m + 16 * n] = digit(bytes[o + 32 + m]!, n) - 1;
     for (let j = 0; j < 4; j++) for (let n = 0; n < 4; n++) codes[e + 240 + j + 4 * n] = digit(bytes[o + 48 + j]!, n) - 1;
-    scales[b] = fromF16Bits(view.getUint16(o + 52, true));
+    scales[b] = blockScale(view.getUint16(o + 52, true));
   }
   return { codes, scales };
 }

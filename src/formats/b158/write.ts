@@ -29,6 +29,8 @@ export class B158Writer {
   private readonly hashes: (string | undefined)[];
   private readonly scales: (number | undefined)[];
   private finished = false;
+  /** The flush to disk started by finish(), awaited by publish() before the rename. */
+  private durable: Promise<void> | undefined;
 
   private constructor(
     readonly path: string,
@@ -120,7 +122,10 @@ export class B158Writer {
     return { ...done, path: this.path };
   }
 
-  /** Writes header and preamble and syncs; the complete file is still at `tempPath` (validate it there). */
+  /**
+   * Writes header and preamble; the complete file is then at `tempPath` (validate it there) while
+   * it is flushed to disk, which publish() waits for before the rename.
+   */
   async finish(): Promise<{ tempPath: string; size: number; headerLength: number; dataOffset: number }> {
     const missing = this.hashes.findIndex((h) => h === undefined);
     if (missing !== -1) throw new B158Error("E_INTERNAL", `payload ${missing} (${this.planned[missing]!.name}) was never written`);
@@ -144,18 +149,25 @@ export class B158Writer {
     await this.write(new Uint8Array(padding), PREAMBLE_BYTES + header.byteLength);
     try {
       await this.handle.truncate(this.fileSize);
-      await this.handle.sync();
-      await this.handle.close();
-      this.finished = true;
     } catch (cause) {
       await this.abort();
       throw ioError(this.path, "finish writing", cause);
     }
+    this.finished = true;
+    this.durable = this.handle.sync().finally(() => this.handle.close());
+    // a failed flush is reported by publish() (or dropped by abort())
+    this.durable.catch(() => undefined);
     return { tempPath: this.tempPath, size: this.fileSize, headerLength: header.byteLength, dataOffset: this.dataOffset };
   }
 
-  /** Renames the finished temp file onto the target: the only moment the target changes. */
+  /** Waits for the flush, then renames the finished temp file onto the target: the only moment the target changes. */
   async publish(): Promise<void> {
+    try {
+      await this.durable;
+    } catch (cause) {
+      await this.abort();
+      throw ioError(this.path, "finish writing", cause);
+    }
     try {
       await rename(this.tempPath, this.path);
     } catch (cause) {
@@ -174,6 +186,7 @@ export class B158Writer {
       this.finished = true;
       await this.handle.close().catch(() => undefined);
     }
+    await this.durable?.catch(() => undefined);
     await rm(this.tempPath, { force: true }).catch(() => undefined);
   }
 
