@@ -1,7 +1,6 @@
-import { createHash, randomBytes } from "node:crypto";
-import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { B158Error, ioError } from "../../errors.js";
+import { createHash } from "node:crypto";
+import { B158Error } from "../../errors.js";
+import { AtomicFile } from "../../io/atomic-file.js";
 import { encodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
 import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
 
@@ -28,14 +27,9 @@ export class B158Writer {
   private readonly offsets: number[];
   private readonly hashes: (string | undefined)[];
   private readonly scales: (number | undefined)[];
-  private finished = false;
-  /** The flush to disk started by finish(), awaited by publish() before the rename. */
-  private durable: Promise<void> | undefined;
 
   private constructor(
-    readonly path: string,
-    private readonly tempPath: string,
-    private readonly handle: FileHandle,
+    private readonly file: AtomicFile,
     private readonly draft: Omit<B158Header, "tensors">,
     private readonly planned: readonly PlannedTensor[],
     readonly dataOffset: number,
@@ -48,15 +42,6 @@ export class B158Writer {
   }
 
   static async create(path: string, draft: Omit<B158Header, "tensors">, planned: readonly PlannedTensor[], options: WriterOptions = {}): Promise<B158Writer> {
-    if (!options.force) {
-      const exists = await stat(path).then(
-        () => true,
-        () => false,
-      );
-      if (exists) {
-        throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
-      }
-    }
     const offsets: number[] = [];
     let end = 0;
     for (const tensor of planned) {
@@ -69,14 +54,12 @@ export class B158Writer {
       tensors: planned.map((t, i) => entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined)),
     });
     const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.byteLength, DATA_ALIGNMENT);
-    const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
-    let handle: FileHandle;
-    try {
-      handle = await open(tempPath, "wx");
-    } catch (cause) {
-      throw ioError(path, "create a temporary file beside", cause);
-    }
-    return new B158Writer(path, tempPath, handle, draft, planned, dataOffset, dataOffset + end, offsets);
+    const file = await AtomicFile.create(path, options.force ?? false);
+    return new B158Writer(file, draft, planned, dataOffset, dataOffset + end, offsets);
+  }
+
+  get path(): string {
+    return this.file.path;
   }
 
   get tensorCount(): number {
@@ -98,7 +81,7 @@ export class B158Writer {
     let written = 0;
     for await (const chunk of chunks) {
       if (written + chunk.byteLength > tensor.length) break;
-      await this.write(chunk, position);
+      await this.file.write(chunk, position);
       hash.update(chunk);
       position += chunk.byteLength;
       written += chunk.byteLength;
@@ -108,7 +91,7 @@ export class B158Writer {
     }
     // zero the alignment gap to the next payload explicitly (not left as a file hole)
     const next = index + 1 < this.planned.length ? this.dataOffset + this.offsets[index + 1]! : position;
-    if (next > position) await this.write(ZEROS.subarray(0, next - position), position);
+    if (next > position) await this.file.write(ZEROS.subarray(0, next - position), position);
     const sha = hash.digest("hex");
     this.hashes[index] = sha;
     this.scales[index] = scale;
@@ -144,62 +127,25 @@ export class B158Writer {
     view.setBigUint64(24, BigInt(this.dataOffset), true);
     preamble.set(createHash("sha256").update(header).digest(), 32);
     const padding = this.dataOffset - PREAMBLE_BYTES - header.byteLength;
-    await this.write(preamble, 0);
-    await this.write(header, PREAMBLE_BYTES);
-    await this.write(new Uint8Array(padding), PREAMBLE_BYTES + header.byteLength);
-    try {
-      await this.handle.truncate(this.fileSize);
-    } catch (cause) {
-      await this.abort();
-      throw ioError(this.path, "finish writing", cause);
-    }
-    this.finished = true;
-    this.durable = this.handle.sync().finally(() => this.handle.close());
-    // a failed flush is reported by publish() (or dropped by abort())
-    this.durable.catch(() => undefined);
-    return { tempPath: this.tempPath, size: this.fileSize, headerLength: header.byteLength, dataOffset: this.dataOffset };
+    await this.file.write(preamble, 0);
+    await this.file.write(header, PREAMBLE_BYTES);
+    await this.file.write(new Uint8Array(padding), PREAMBLE_BYTES + header.byteLength);
+    await this.file.finish(this.fileSize);
+    return { tempPath: this.file.tempPath, size: this.fileSize, headerLength: header.byteLength, dataOffset: this.dataOffset };
   }
 
   /** Waits for the flush, then renames the finished temp file onto the target: the only moment the target changes. */
-  async publish(): Promise<void> {
-    try {
-      await this.durable;
-    } catch (cause) {
-      await this.abort();
-      throw ioError(this.path, "finish writing", cause);
-    }
-    try {
-      await rename(this.tempPath, this.path);
-    } catch (cause) {
-      await this.abort();
-      throw ioError(this.path, "rename the finished file onto", cause);
-    }
+  publish(): Promise<void> {
+    return this.file.publish();
   }
 
   get temporaryPath(): string {
-    return this.tempPath;
+    return this.file.tempPath;
   }
 
-  /** Closes and removes the temp file; the target is untouched. Safe to call more than once. */
-  async abort(): Promise<void> {
-    if (!this.finished) {
-      this.finished = true;
-      await this.handle.close().catch(() => undefined);
-    }
-    await this.durable?.catch(() => undefined);
-    await rm(this.tempPath, { force: true }).catch(() => undefined);
-  }
-
-  private async write(bytes: Uint8Array, position: number): Promise<void> {
-    try {
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await this.handle.write(bytes, done, bytes.byteLength - done, position + done);
-        done += bytesWritten;
-      }
-    } catch (cause) {
-      throw ioError(this.path, "write", cause);
-    }
+  /** Removes the temp file; the target is untouched. Safe to call more than once. */
+  abort(): Promise<void> {
+    return this.file.abort();
   }
 }
 

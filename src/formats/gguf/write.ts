@@ -1,7 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { B158Error, ioError } from "../../errors.js";
+import { B158Error } from "../../errors.js";
+import { AtomicFile } from "../../io/atomic-file.js";
 import {
   alignTo,
   GGUF_DEFAULT_ALIGNMENT,
@@ -99,37 +97,28 @@ export interface GgufWriterOptions {
 
 export class GgufWriter {
   private next = 0;
-  private done = false;
 
   private constructor(
-    readonly path: string,
-    private readonly tempPath: string,
-    private readonly handle: FileHandle,
+    private readonly file: AtomicFile,
     private readonly tensors: readonly GgufTensorSpec[],
     readonly layout: GgufLayout,
   ) {}
 
   static async create(path: string, metadata: readonly GgufKv[], tensors: readonly GgufTensorSpec[], options: GgufWriterOptions = {}): Promise<GgufWriter> {
-    if (!options.force && (await stat(path).then(() => true, () => false))) {
-      throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
-    }
     const layout = layoutGguf(metadata, tensors, options.alignment);
-    const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
-    let handle: FileHandle;
+    const file = await AtomicFile.create(path, options.force ?? false);
     try {
-      handle = await open(tempPath, "wx");
-    } catch (cause) {
-      throw ioError(path, "create a temporary file beside", cause);
-    }
-    const writer = new GgufWriter(path, tempPath, handle, tensors, layout);
-    try {
-      await writer.write(layout.header, 0);
-      await writer.write(new Uint8Array(layout.dataOffset - layout.header.byteLength), layout.header.byteLength);
+      await file.write(layout.header, 0);
+      await file.write(new Uint8Array(layout.dataOffset - layout.header.byteLength), layout.header.byteLength);
     } catch (error) {
-      await writer.abort();
+      await file.abort();
       throw error;
     }
-    return writer;
+    return new GgufWriter(file, tensors, layout);
+  }
+
+  get path(): string {
+    return this.file.path;
   }
 
   /** Writes the next tensor's bytes (in the order given to create), from one buffer or chunks. */
@@ -142,51 +131,27 @@ export class GgufWriter {
     let written = 0;
     for await (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
       if (written + chunk.byteLength > expected) break;
-      await this.write(chunk, position);
+      await this.file.write(chunk, position);
       position += chunk.byteLength;
       written += chunk.byteLength;
     }
     if (written !== expected) throw new B158Error("E_INTERNAL", `GGUF tensor "${tensor.name}" got ${written} bytes, planned ${expected}`, { details: { tensor: tensor.name } });
     const end = index + 1 < this.tensors.length ? this.layout.dataOffset + this.layout.offsets[index + 1]! : this.layout.fileSize;
-    if (end > position) await this.write(new Uint8Array(end - position), position);
+    if (end > position) await this.file.write(new Uint8Array(end - position), position);
     this.next++;
   }
 
-  /** Syncs and renames the finished file onto the target. */
+  /** Flushes and renames the finished file onto the target. */
   async commit(): Promise<{ path: string; size: number }> {
     if (this.next !== this.tensors.length) throw new B158Error("E_INTERNAL", `GGUF tensor ${this.next} (${this.tensors[this.next]?.name}) was never written`);
-    try {
-      await this.handle.truncate(this.layout.fileSize);
-      await this.handle.sync();
-      await this.handle.close();
-      this.done = true;
-      await rename(this.tempPath, this.path);
-    } catch (cause) {
-      await this.abort();
-      throw ioError(this.path, "finish writing", cause);
-    }
-    return { path: this.path, size: this.layout.fileSize };
+    await this.file.finish(this.layout.fileSize);
+    await this.file.publish();
+    return { path: this.file.path, size: this.layout.fileSize };
   }
 
-  /** Closes and removes the temp file; safe to call more than once. */
-  async abort(): Promise<void> {
-    if (!this.done) {
-      this.done = true;
-      await this.handle.close().catch(() => undefined);
-    }
-    await rm(this.tempPath, { force: true }).catch(() => undefined);
-  }
-
-  private async write(bytes: Uint8Array, position: number): Promise<void> {
-    try {
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await this.handle.write(bytes, done, bytes.byteLength - done, position + done);
-        done += bytesWritten;
-      }
-    } catch (cause) {
-      throw ioError(this.path, "write", cause);
-    }
+  /** Removes the temp file; safe to call more than once. */
+  abort(): Promise<void> {
+    return this.file.abort();
   }
 }
 
