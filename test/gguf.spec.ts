@@ -334,6 +334,18 @@ describe("GGUF export from a .b158", () => {
   });
 });
 
+describe("convert --format gguf: refusals before any work", () => {
+  it("a checkpoint without tokenizer files is refused up front, naming what is missing", async () => {
+    const dir = join(root, "no-tokenizer");
+    await generateCheckpoint({ family: "bitnet-2b4t-packed", dir, seed: 5 });
+    for (const name of await readdir(dir)) if (name.startsWith("tokenizer")) await rm(join(dir, name));
+    const output = join(root, "no-tokenizer.gguf");
+    const error = await expectB158Error(convertCheckpointToGguf(dir, { layout: "tq2_0", output, threads: 0 }), "E_GGUF_EXPORT");
+    expect(error.message).toContain("tokenizer.model or tokenizer.json");
+    expect((await readdir(root)).filter((f) => f.includes("no-tokenizer.gguf"))).toEqual([]);
+  });
+});
+
 describe("GGUF validate: what llama.cpp's loader would refuse", () => {
   async function rewrite(source: string, output: string, change: (kvs: GgufKv[], tensors: { name: string; ne: readonly number[]; type: ReturnType<typeof ggmlType>; bytes: () => Promise<Uint8Array> }[]) => void) {
     const file = await openGgufFile(source);

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { resolveSource } from "../checkpoint/resolve.js";
 import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../convert/convert.js";
 import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
@@ -21,6 +22,7 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
   if (!options.force && (await stat(options.output).then(() => true, () => false))) {
     throw new B158Error("E_OUTPUT_EXISTS", `${options.output}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: options.output } });
   }
+  await requireGgufInputs(spec);
   const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
   try {
     const conversion = await convertCheckpoint(spec, { ...rest, output: staging, force: true });
@@ -38,5 +40,19 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
     }
   } finally {
     await rm(staging, { force: true });
+  }
+}
+
+/** What export will need from the checkpoint, checked before minutes of conversion. */
+async function requireGgufInputs(spec: string): Promise<void> {
+  const files = await resolveSource(spec, { access: "headers" });
+  const missing: string[] = [];
+  if (!(await files.has("config.json"))) missing.push("config.json");
+  if (!(await files.has("tokenizer.model")) && !(await files.has("tokenizer.json"))) missing.push("tokenizer.model or tokenizer.json");
+  if (missing.length > 0) {
+    throw new B158Error("E_GGUF_EXPORT", `${files.label}: a GGUF needs ${missing.join(" and ")}, which the checkpoint lacks`, {
+      details: { source: files.label, missing },
+      hint: "Convert from the full checkpoint directory (with its config and tokenizer files), or write a .b158 instead.",
+    });
   }
 }
