@@ -79,6 +79,21 @@ describe("GGUF container: writer and reader round trip", () => {
     }
   });
 
+  it("headers far larger than the builder's first buffer (a 128k-token vocabulary) round-trip", async () => {
+    // every value type lands on both sides of several buffer growths
+    const tokens = Array.from({ length: 128256 }, (_, i) => `tok${i}`);
+    const big: GgufKv[] = [
+      { key: "tokenizer.ggml.tokens", value: { type: "array", itemType: "string", value: tokens } },
+      { key: "tokenizer.ggml.token_type", value: { type: "array", itemType: "int32", value: tokens.map((_, i) => i % 7) } },
+      { key: "ids", value: { type: "array", itemType: "uint64", value: tokens.slice(0, 9000).map((_, i) => BigInt(i) * 3n) } },
+      ...metadata,
+    ];
+    const layout = layoutGguf(big, []);
+    expect(layout.header.byteLength).toBeGreaterThan(1 << 20);
+    const file = await openGguf(memorySource("big.gguf", layout.header));
+    expect(file.kvs).toEqual(big);
+  });
+
   it("honours general.alignment, and the same input gives the same bytes", () => {
     const kvs: GgufKv[] = [{ key: "general.alignment", value: { type: "uint32", value: 64 } }];
     const tensors = [

@@ -173,14 +173,21 @@ class ByteBuilder {
     return at;
   }
 
+  /** Reserves n bytes, then writes through the view as it is after any growth (never a stale one). */
+  private put(n: number, write: (view: DataView, at: number) => void): void {
+    const at = this.reserve(n);
+    write(this.view, at);
+  }
+
   bytes(b: Uint8Array): void {
-    this.buffer.set(b, this.reserve(b.byteLength));
+    const at = this.reserve(b.byteLength);
+    this.buffer.set(b, at);
   }
   u32(n: number): void {
-    this.view.setUint32(this.reserve(4), n, true);
+    this.put(4, (view, at) => view.setUint32(at, n, true));
   }
   u64(n: number | bigint): void {
-    this.view.setBigUint64(this.reserve(8), BigInt(n), true);
+    this.put(8, (view, at) => view.setBigUint64(at, BigInt(n), true));
   }
   string(s: string): void {
     const b = encoder.encode(s);
@@ -196,35 +203,35 @@ class ByteBuilder {
     }
     if (type === "bool") {
       if (typeof value !== "boolean") throw bad();
-      this.view.setUint8(this.reserve(1), value ? 1 : 0);
+      this.put(1, (view, at) => view.setUint8(at, value ? 1 : 0));
       return;
     }
     if (type === "uint64" || type === "int64") {
       if (typeof value !== "number" && typeof value !== "bigint") throw bad();
       const big = BigInt(value);
-      if (type === "uint64") this.view.setBigUint64(this.reserve(8), big, true);
-      else this.view.setBigInt64(this.reserve(8), big, true);
+      if (type === "uint64") this.put(8, (view, at) => view.setBigUint64(at, big, true));
+      else this.put(8, (view, at) => view.setBigInt64(at, big, true));
       return;
     }
     if (typeof value !== "number" || Number.isNaN(value)) throw bad();
     if (type !== "float32" && type !== "float64" && !Number.isInteger(value)) throw bad();
     switch (type) {
       case "uint8":
-        return this.view.setUint8(this.reserve(1), value);
+        return this.put(1, (view, at) => view.setUint8(at, value));
       case "int8":
-        return this.view.setInt8(this.reserve(1), value);
+        return this.put(1, (view, at) => view.setInt8(at, value));
       case "uint16":
-        return this.view.setUint16(this.reserve(2), value, true);
+        return this.put(2, (view, at) => view.setUint16(at, value, true));
       case "int16":
-        return this.view.setInt16(this.reserve(2), value, true);
+        return this.put(2, (view, at) => view.setInt16(at, value, true));
       case "uint32":
-        return this.view.setUint32(this.reserve(4), value, true);
+        return this.put(4, (view, at) => view.setUint32(at, value, true));
       case "int32":
-        return this.view.setInt32(this.reserve(4), value, true);
+        return this.put(4, (view, at) => view.setInt32(at, value, true));
       case "float32":
-        return this.view.setFloat32(this.reserve(4), value, true);
+        return this.put(4, (view, at) => view.setFloat32(at, value, true));
       case "float64":
-        return this.view.setFloat64(this.reserve(8), value, true);
+        return this.put(8, (view, at) => view.setFloat64(at, value, true));
     }
   }
 
