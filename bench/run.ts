@@ -5,10 +5,11 @@
 import { writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { conversion, conversionVerdicts } from "./conversion.js";
+import { exporting } from "./export.js";
 import { packing } from "./packing.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing, conversion];
+const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting];
 
 function format(value: unknown): string {
   if (typeof value !== "number") return String(value);

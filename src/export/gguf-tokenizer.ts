@@ -40,11 +40,18 @@ export interface TokenizerMetadata {
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
+/** Parsed once per file: a Llama-3 tokenizer.json is ~9 MB and several steps read it. */
+const parsed = new WeakMap<Uint8Array, JsonValue>();
+
 function jsonFile(files: TokenizerInput["files"], name: string): { [key: string]: JsonValue } | undefined {
   const bytes = files[name];
   if (bytes === undefined) return undefined;
   try {
-    const value = parseStrictJson(text(bytes));
+    let value = parsed.get(bytes);
+    if (value === undefined) {
+      value = parseStrictJson(text(bytes));
+      parsed.set(bytes, value);
+    }
     return isJsonObject(value) ? value : undefined;
   } catch (cause) {
     throw new B158Error("E_GGUF_EXPORT", `${name}: is not valid JSON`, { cause, details: { file: name }, hint: "The tokenizer files in the .b158 are damaged; convert again from a good checkpoint." });

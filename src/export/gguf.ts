@@ -8,7 +8,7 @@ import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
 import { fileSha256 } from "../io/file-hash.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
-import { fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
+import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { quantizeQ8_0 } from "../pack/q8_0.js";
 import { tokenizerMetadata } from "./gguf-tokenizer.js";
@@ -237,9 +237,9 @@ function permuted<T extends Int8Array | Float32Array>(rows: T, M: number, K: num
 
 function floatBytes(values: Float32Array, kind: "f32" | "f16" | "bf16"): Uint8Array {
   if (kind === "f32") return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  const toBits = kind === "f16" ? toF16Bits : toBf16Bits;
+  if (kind === "f16") return new Uint8Array(float32ToF16Bits(values).buffer);
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = toBits(values[i]!);
+  for (let i = 0; i < values.length; i++) out[i] = toBf16Bits(values[i]!);
   return new Uint8Array(out.buffer);
 }
 
@@ -252,5 +252,15 @@ async function* streamRows(b158: B158File, t: B158Tensor, plain: PlainLayout, K:
   const rowBytes = K * PLAIN_LAYOUT_BYTES[plain];
   // readPayloadChunks rounds chunk sizes down to 8 bytes: 8 rows keep chunks whole rows
   const rowsPerChunk = Math.max(8, Math.floor(ROW_CHUNK_BYTES / rowBytes / 8) * 8);
-  for await (const chunk of b158.readPayloadChunks(t.name, rowsPerChunk * rowBytes)) yield encodeRows(plainToFloat32(plain, chunk), type);
+  const target = type.name.toLowerCase();
+  for await (const chunk of b158.readPayloadChunks(t.name, rowsPerChunk * rowBytes)) {
+    if (target === plain) yield chunk;
+    else if (plain === "bf16" && target === "f16") yield new Uint8Array(bf16BitsToF16Bits(halfView(chunk)).buffer);
+    else yield encodeRows(plainToFloat32(plain, chunk), type);
+  }
+}
+
+function halfView(bytes: Uint8Array): Uint16Array {
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { float32Bits, fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "./float16.js";
+import { bf16BitsToF16Bits, float32Bits, float32ToF16Bits, fromBf16Bits, fromF16Bits, halfBitsToFloat32, toBf16Bits, toF16Bits } from "./float16.js";
 
 describe("f16", () => {
   it("encodes known values exactly", () => {
@@ -57,3 +57,26 @@ function float32FromParts(bits: number): number {
   view.setUint32(0, bits);
   return view.getFloat32(0);
 }
+
+describe("array conversions (tables over all 65536 patterns)", () => {
+  const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const same = (a: number, b: number) => (Number.isNaN(a) ? Number.isNaN(b) : Object.is(a, b));
+
+  it("halfBitsToFloat32 agrees with the scalar decoders on every pattern", () => {
+    const f16 = halfBitsToFloat32(all, "f16");
+    const bf16 = halfBitsToFloat32(all, "bf16");
+    for (let i = 0; i < 65536; i++) {
+      expect(same(f16[i]!, Math.fround(fromF16Bits(i))), `f16 ${i}`).toBe(true);
+      expect(same(bf16[i]!, fromBf16Bits(i)), `bf16 ${i}`).toBe(true);
+    }
+  });
+
+  it("bf16BitsToF16Bits and float32ToF16Bits round as toF16Bits does", () => {
+    const direct = bf16BitsToF16Bits(all);
+    const viaFloat = float32ToF16Bits(halfBitsToFloat32(all, "bf16"));
+    for (let i = 0; i < 65536; i++) {
+      expect(direct[i], `bf16 ${i}`).toBe(toF16Bits(fromBf16Bits(i)));
+      expect(viaFloat[i], `bf16 ${i}`).toBe(direct[i]);
+    }
+  });
+});

@@ -62,3 +62,32 @@ export function fromF16Bits(bits: number): number {
   if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN;
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
+
+/** Lazily built tables over all 65536 half-precision bit patterns: exact, and far faster per element. */
+let f16ToF32: Float32Array | undefined;
+let bf16ToF16: Uint16Array | undefined;
+
+/** `bits` (f16 or bf16) as float32 values, into `out` (same length). */
+export function halfBitsToFloat32(bits: Uint16Array, kind: "f16" | "bf16", out: Float32Array = new Float32Array(bits.length)): Float32Array {
+  if (kind === "bf16") {
+    const words = new Uint32Array(out.buffer, out.byteOffset, out.length);
+    for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
+    return out;
+  }
+  f16ToF32 ??= Float32Array.from({ length: 65536 }, (_, i) => fromF16Bits(i));
+  for (let i = 0; i < bits.length; i++) out[i] = f16ToF32[bits[i]!]!;
+  return out;
+}
+
+/** bf16 bit patterns re-rounded to f16 bit patterns (round-to-nearest-even, as toF16Bits). */
+export function bf16BitsToF16Bits(bits: Uint16Array, out: Uint16Array = new Uint16Array(bits.length)): Uint16Array {
+  bf16ToF16 ??= Uint16Array.from({ length: 65536 }, (_, i) => toF16Bits(fromBf16Bits(i)));
+  for (let i = 0; i < bits.length; i++) out[i] = bf16ToF16[bits[i]!]!;
+  return out;
+}
+
+/** float32 values as f16 bit patterns. */
+export function float32ToF16Bits(values: Float32Array, out: Uint16Array = new Uint16Array(values.length)): Uint16Array {
+  for (let i = 0; i < values.length; i++) out[i] = toF16Bits(values[i]!);
+  return out;
+}

@@ -13,19 +13,25 @@ export function quantizeQ8_0(values: Float32Array): Uint8Array {
   if (values.length % Q8_0_BLOCK !== 0) throw new RangeError(`Q8_0 needs a multiple of ${Q8_0_BLOCK} values, got ${values.length}`);
   const blocks = values.length / Q8_0_BLOCK;
   const out = new Uint8Array(blocks * Q8_0_BLOCK_BYTES);
-  const view = new DataView(out.buffer);
+  const codes = new Int8Array(out.buffer);
   for (let b = 0; b < blocks; b++) {
     const start = b * Q8_0_BLOCK;
     let amax = 0;
-    for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(values[start + j]!));
+    for (let j = 0; j < Q8_0_BLOCK; j++) {
+      const v = values[start + j]!;
+      const a = v < 0 ? -v : v;
+      if (a > amax) amax = a;
+    }
     const d = Math.fround(amax / 127);
     const inverse = d === 0 ? 0 : Math.fround(1 / d);
     const at = b * Q8_0_BLOCK_BYTES;
-    view.setUint16(at, toF16Bits(d), true);
+    const half = toF16Bits(d);
+    out[at] = half & 0xff;
+    out[at + 1] = half >>> 8;
     for (let j = 0; j < Q8_0_BLOCK; j++) {
       const x = Math.fround(values[start + j]! * inverse);
-      // roundf: half away from zero
-      out[at + 2 + j] = (x < 0 ? -Math.round(-x) : Math.round(x)) & 0xff;
+      // roundf: half away from zero (x + 0.5 is exact in double for |x| <= 127)
+      codes[at + 2 + j] = x < 0 ? -Math.floor(0.5 - x) : Math.floor(x + 0.5);
     }
   }
   return out;

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { B158Error, type ErrorCode } from "../../errors.js";
 import { fileSource, type ByteSource } from "../../io/byte-source.js";
 import { unpackLayout } from "../../pack/codec.js";
-import { fromBf16Bits, fromF16Bits } from "../../pack/float16.js";
+import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
 import { describeSchemaErrors, getValidator } from "../../schemas.js";
 import { decodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
@@ -232,16 +232,18 @@ function checkTensors(file: string, header: B158Header, dataOffset: number, size
 
 /** A plain payload (or a whole-element slice of one) as float32. */
 export function plainToFloat32(layout: PlainLayout, bytes: Uint8Array): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const size = PLAIN_LAYOUT_BYTES[layout];
-  const out = new Float32Array(bytes.byteLength / size);
-  for (let i = 0; i < out.length; i++) {
+  const n = bytes.byteLength / size;
+  // typed-array views need aligned offsets; a misaligned slice is copied once
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  if (layout === "f32") return new Float32Array(aligned.buffer, aligned.byteOffset, n).slice();
+  if (layout === "f16" || layout === "bf16") return halfBitsToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, n), layout);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
     const at = i * size;
     out[i] =
-      layout === "f32" ? view.getFloat32(at, true)
-      : layout === "f16" ? fromF16Bits(view.getUint16(at, true))
-      : layout === "bf16" ? fromBf16Bits(view.getUint16(at, true))
-      : layout === "f64" ? view.getFloat64(at, true)
+      layout === "f64" ? view.getFloat64(at, true)
       : layout === "i8" ? view.getInt8(at)
       : layout === "u8" || layout === "bool" ? view.getUint8(at)
       : layout === "i16" ? view.getInt16(at, true)
