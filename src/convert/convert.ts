@@ -17,6 +17,7 @@ import type { LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
 import { readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
+import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import { convertFloats, type FloatLayout } from "./float-convert.js";
 import { TaskPool } from "./pool.js";
@@ -366,22 +367,11 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
 
 function summarize(options: ConvertOptions, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {
   const byLayout: Record<string, number> = {};
-  const bytesByRole: Record<string, number> = {};
-  const weightsByRole: Record<string, number> = {};
-  for (const job of jobs) {
-    byLayout[job.planned.layout] = (byLayout[job.planned.layout] ?? 0) + 1;
-    bytesByRole[job.planned.role] = (bytesByRole[job.planned.role] ?? 0) + job.planned.length;
-    weightsByRole[job.planned.role] = (weightsByRole[job.planned.role] ?? 0) + job.entry.parameters;
-  }
-  const bitsPerWeight: Record<string, number> = {};
-  let bytes = 0;
-  let weights = 0;
-  for (const role of Object.keys(bytesByRole).sort()) {
-    bitsPerWeight[role] = (bytesByRole[role]! * 8) / weightsByRole[role]!;
-    bytes += bytesByRole[role]!;
-    weights += weightsByRole[role]!;
-  }
-  bitsPerWeight.file = (size * 8) / weights;
+  for (const job of jobs) byLayout[job.planned.layout] = (byLayout[job.planned.layout] ?? 0) + 1;
+  const bitsPerWeight = bitsPerWeightByRole(
+    jobs.map((job) => ({ role: job.planned.role, bytes: job.planned.length, weights: job.entry.parameters })),
+    size,
+  );
   const warnings = plan.diagnostics.filter((d) => d.severity === "warning").map((d) => `${d.code}: ${d.message}`);
   for (const f of fallbacks) warnings.push(`W_FALLBACK: "${f.tensor}" kept as ${f.dtype}: ${f.reason}`);
   return {

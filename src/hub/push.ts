@@ -7,6 +7,7 @@ import { openB158File } from "../formats/b158/read.js";
 import { formatBytes } from "../report/format.js";
 import { describeSchemaErrors, getValidator } from "../schemas.js";
 import { fileSha256 } from "../io/file-hash.js";
+import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import { hubCall } from "./errors.js";
 import { hubEnv, type HubEnv } from "./env.js";
@@ -145,15 +146,10 @@ async function remoteHashes(repo: string, branch: string, common: { hubUrl: stri
 async function describeFile(path: string): Promise<ManifestFile> {
   const file = await openB158File(path);
   try {
-    const bytesByRole: Record<string, number> = {};
-    const weightsByRole: Record<string, number> = {};
-    for (const t of file.tensors) {
-      bytesByRole[t.role] = (bytesByRole[t.role] ?? 0) + t.length;
-      weightsByRole[t.role] = (weightsByRole[t.role] ?? 0) + t.shape.reduce((a, b) => a * b, 1);
-    }
-    const bitsPerWeight = Object.fromEntries(Object.keys(bytesByRole).sort().map((r) => [r, (bytesByRole[r]! * 8) / Math.max(1, weightsByRole[r]!)]));
-    const weights = Object.values(weightsByRole).reduce((a, b) => a + b, 0);
-    bitsPerWeight.file = (file.size * 8) / Math.max(1, weights);
+    const bitsPerWeight = bitsPerWeightByRole(
+      file.tensors.map((t) => ({ role: t.role, bytes: t.length, weights: t.shape.reduce((a, b) => a * b, 1) })),
+      file.size,
+    );
     return {
       path: basename(path),
       size: file.size,

@@ -3,6 +3,7 @@ import { unpackLayout } from "../pack/codec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { validateOpen } from "../convert/validate-b158.js";
 import { TOOL } from "../version.js";
+import { bitsPerWeightByRole } from "./bits-per-weight.js";
 import type { ValidateReport } from "./checkpoint-report.js";
 
 /** What `inspect <file.b158> --json` prints (schemas/inspect-b158.schema.json). */
@@ -43,8 +44,6 @@ export async function inspectB158(path: string): Promise<B158Report> {
   const file = await openB158File(path);
   try {
     const byLayout: Record<string, number> = {};
-    const bytesByRole: Record<string, number> = {};
-    const weightsByRole: Record<string, number> = {};
     const tensors: B158Report["tensors"][number][] = [];
     for (const t of file.tensors) {
       const weights = t.shape.reduce((a, b) => a * b, 1);
@@ -56,8 +55,6 @@ export async function inspectB158(path: string): Promise<B158Report> {
         distribution = { minus: counts[0]! / codes.length, zero: counts[1]! / codes.length, plus: counts[2]! / codes.length };
       }
       byLayout[t.layout] = (byLayout[t.layout] ?? 0) + 1;
-      bytesByRole[t.role] = (bytesByRole[t.role] ?? 0) + t.length;
-      weightsByRole[t.role] = (weightsByRole[t.role] ?? 0) + weights;
       tensors.push({
         name: t.name,
         ggufName: t.gguf_name,
@@ -74,7 +71,7 @@ export async function inspectB158(path: string): Promise<B158Report> {
         distribution,
       });
     }
-    const bitsPerWeight = Object.fromEntries(Object.keys(bytesByRole).sort().map((r) => [r, (bytesByRole[r]! * 8) / Math.max(1, weightsByRole[r]!)]));
+    const bitsPerWeight = bitsPerWeightByRole(file.tensors.map((t) => ({ role: t.role, bytes: t.length, weights: t.shape.reduce((a, b) => a * b, 1) })));
     return {
       schemaVersion: 1,
       kind: "b158",
