@@ -15,12 +15,14 @@ import type { BenchSection } from "./types.js";
 const ROOT = join(process.env.B158_BENCH_DIR ?? tmpdir(), "b158-bench");
 const CONVERT = fileURLToPath(new URL("./convert-child.mjs", import.meta.url));
 const EXPORT = fileURLToPath(new URL("./export-child.mjs", import.meta.url));
+const VALIDATE = fileURLToPath(new URL("./validate-child.mjs", import.meta.url));
 
 interface ChildResult {
   wallSeconds: number;
   cpuSeconds: number;
   peakRssBytes: number;
-  outputBytes: number;
+  outputBytes?: number;
+  ok?: boolean;
 }
 
 function child(script: string, args: string[]): Promise<ChildResult> {
@@ -34,7 +36,7 @@ function child(script: string, args: string[]): Promise<ChildResult> {
 
 export const exporting: BenchSection = {
   name: "export",
-  description: "GGUF export of the packed 2B-4T model (TQ2_0 .b158 -> GGUF), one process per run",
+  description: "GGUF export of the packed 2B-4T model (TQ2_0 .b158 -> GGUF) and validate of the result, one process per run",
   async run() {
     await mkdir(ROOT, { recursive: true });
     const model = bitnet2B4T(true);
@@ -50,7 +52,10 @@ export const exporting: BenchSection = {
       for (const embeddings of ["f16", "q8_0"]) {
         const output = join(ROOT, `${model.id}-${embeddings}.gguf`);
         const r = await child(EXPORT, [source, output, embeddings]);
-        rows.push({ model: model.id, embeddings, wallS: r.wallSeconds, cpuS: r.cpuSeconds, peakRssMiB: r.peakRssBytes / 2 ** 20, outGB: r.outputBytes / 1e9 });
+        rows.push({ model: model.id, step: "export", embeddings, wallS: r.wallSeconds, cpuS: r.cpuSeconds, peakRssMiB: r.peakRssBytes / 2 ** 20, outGB: r.outputBytes! / 1e9 });
+        // validate streams every tensor: memory must not follow the 656 MB embedding
+        const v = await child(VALIDATE, [output]);
+        rows.push({ model: model.id, step: "validate", embeddings, wallS: v.wallSeconds, cpuS: v.cpuSeconds, peakRssMiB: v.peakRssBytes / 2 ** 20, ok: v.ok });
         await rm(output, { force: true });
       }
     } finally {

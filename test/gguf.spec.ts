@@ -224,6 +224,8 @@ describe("GGUF export from a .b158", () => {
     const b = await exported(b158.get("tq1_0")!, "det-b.gguf");
     await closeAll(a.file, a.gguf, b.file, b.gguf);
     expect(a.summary.sha256).toBe(b.summary.sha256);
+    // hashed while writing: it must be the published file's
+    expect(a.summary.sha256).toBe(sha(await readFile(a.output)));
   });
 
   it("writes the BPE tokenizer as gpt2 / llama-bpe with merges, special tokens and the chat template", async () => {

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { rm, stat } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../convert/convert.js";
 import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
+import { refuseExisting } from "../io/atomic-file.js";
 import { exportGguf, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
 
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
@@ -19,9 +20,7 @@ export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
 export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
   const { embeddings, ...rest } = options;
   // refuse before converting, not after minutes of work
-  if (!options.force && (await stat(options.output).then(() => true, () => false))) {
-    throw new B158Error("E_OUTPUT_EXISTS", `${options.output}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: options.output } });
-  }
+  await refuseExisting(options.output, options.force);
   await requireGgufInputs(spec);
   const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
   try {

@@ -5,7 +5,6 @@ import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { openGgufFile } from "../formats/gguf/read.js";
 import { FILE_TYPES, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
 import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
-import { fileSha256 } from "../io/file-hash.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
@@ -96,25 +95,27 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   ];
 
   const writer = await GgufWriter.create(options.output, metadata, planned.map((p) => p.spec), { force: options.force ?? false });
+  let finished: Awaited<ReturnType<GgufWriter["finish"]>>;
   try {
     for (const p of planned) {
       if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
       await writer.writeTensor(await p.write());
     }
-    await writer.commit();
+    finished = await writer.finish();
+    // the strict reader checks the temp file: one it cannot read never reaches the output path
+    const check = await openGgufFile(finished.tempPath);
+    await check.close();
+    await writer.publish();
   } catch (error) {
     await writer.abort();
     throw error;
   }
-  // read back with the strict reader: a file we cannot read is never reported as written
-  const check = await openGgufFile(options.output);
-  await check.close();
   const types: Record<string, number> = {};
   for (const p of planned) types[p.spec.type.name] = (types[p.spec.type.name] ?? 0) + 1;
   return {
     path: options.output,
-    size: writer.layout.fileSize,
-    sha256: await fileSha256(options.output),
+    size: finished.size,
+    sha256: finished.sha256,
     architecture: target.architecture,
     runtime: target.runtime,
     fileType,

@@ -20,9 +20,7 @@ export class AtomicFile {
 
   /** Refuses an existing target unless `force`, then opens the temp file. */
   static async create(path: string, force = false): Promise<AtomicFile> {
-    if (!force && (await stat(path).then(() => true, () => false))) {
-      throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
-    }
+    await refuseExisting(path, force);
     const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
     try {
       return new AtomicFile(path, tempPath, await open(tempPath, "wx"));
@@ -79,5 +77,12 @@ export class AtomicFile {
     }
     await this.flushed?.catch(() => undefined);
     await rm(this.tempPath, { force: true }).catch(() => undefined);
+  }
+}
+
+/** E_OUTPUT_EXISTS unless `force`: also for callers that must refuse before minutes of work. */
+export async function refuseExisting(path: string, force = false): Promise<void> {
+  if (!force && (await stat(path).then(() => true, () => false))) {
+    throw new B158Error("E_OUTPUT_EXISTS", `${path}: already exists`, { hint: "Pass --force to replace it, or choose another -o path.", details: { file: path } });
   }
 }

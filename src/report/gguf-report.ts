@@ -1,7 +1,8 @@
 import { openGgufFile, type GgufFile, type GgufTensorInfo } from "../formats/gguf/read.js";
 import type { GgufValue } from "../formats/gguf/spec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
-import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
+import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
+import { fromF16Bits } from "../pack/float16.js";
 import { TOOL } from "../version.js";
 import type { ValidateReport } from "./checkpoint-report.js";
 
@@ -75,7 +76,7 @@ export async function validateGgufReport(path: string): Promise<ValidateReport> 
     const diagnostics = [...checkModel(file)];
     let bytesScanned = 0;
     for (const t of file.tensors) {
-      const problem = scanTensor(t, await file.readTensor(t.name));
+      const problem = await scanTensor(file, t);
       bytesScanned += t.length;
       if (problem !== undefined) diagnostics.push({ severity: "error", code: problem.code, tensor: t.name, message: `"${t.name}" (${t.type.name}): ${problem.message}` });
     }
@@ -143,7 +144,7 @@ export function checkModel(file: GgufFile): Diagnostic[] {
     error("E_GGUF_SHAPE", `${arch}.embedding_length ${embedding} is not a multiple of attention.head_count ${heads}`);
   }
 
-  const names = new Set(file.tensors.map((t) => t.name));
+  const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const tiedHead = BITNET_ARCHITECTURES.includes(arch);
   const expected = ["token_embd.weight", "output_norm.weight"];
   if (blocks !== undefined) {
@@ -151,7 +152,7 @@ export function checkModel(file: GgufFile): Diagnostic[] {
       for (const part of [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])]) expected.push(`blk.${layer}.${part}.weight`);
     }
   }
-  for (const name of expected) if (!names.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
+  for (const name of expected) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
   const allowed = new Set(expected);
   if (!tiedHead) allowed.add("output.weight");
   for (const t of file.tensors) {
@@ -160,7 +161,7 @@ export function checkModel(file: GgufFile): Diagnostic[] {
     error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
   }
 
-  const embd = file.tensors.find((t) => t.name === "token_embd.weight");
+  const embd = byName.get("token_embd.weight");
   const tokens = file.metadata.get("tokenizer.ggml.tokens");
   if (tokens === undefined || tokens.type !== "array") error("E_GGUF_MISSING_KEY", "tokenizer.ggml.tokens is missing: llama.cpp cannot build the vocabulary");
   else if (embd !== undefined && embd.ne[1] !== tokens.value.length) {
@@ -170,7 +171,7 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   if (blocks !== undefined && embedding !== undefined && ffn !== undefined) {
     for (let layer = 0; layer < blocks; layer++) {
       for (const [part, ne] of [["ffn_gate", [embedding, ffn]], ["ffn_up", [embedding, ffn]], ["ffn_down", [ffn, embedding]], ["attn_q", [embedding, undefined]], ["attn_output", [undefined, embedding]]] as const) {
-        const t = file.tensors.find((x) => x.name === `blk.${layer}.${part}.weight`);
+        const t = byName.get(`blk.${layer}.${part}.weight`);
         if (t === undefined) continue;
         if ((ne[0] !== undefined && t.ne[0] !== ne[0]) || (ne[1] !== undefined && t.ne[1] !== ne[1])) {
           error("E_GGUF_SHAPE", `"${t.name}" is [${t.ne.join(", ")}], the hyperparameters say [${ne.map((n) => n ?? "*").join(", ")}]`, t.name);
@@ -189,48 +190,43 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   return diagnostics;
 }
 
-/** A data check per type: NaN/Inf in floats and block scales, TQ2_0/I2_S's unused code 3. */
-function scanTensor(t: GgufTensorInfo, bytes: Uint8Array): { code: string; message: string } | undefined {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const nonFinite = (count: number) => (count === 0 ? undefined : { code: "E_NONFINITE", message: `${count} NaN/Inf values` });
-  switch (t.type.name) {
-    case "F32": {
-      let bad = 0;
-      for (let i = 0; i + 4 <= bytes.length; i += 4) if (!Number.isFinite(view.getFloat32(i, true))) bad++;
-      return nonFinite(bad);
-    }
-    case "F16":
-    case "BF16": {
-      const decode = t.type.name === "F16" ? fromF16Bits : fromBf16Bits;
-      let bad = 0;
-      for (let i = 0; i + 2 <= bytes.length; i += 2) if (!Number.isFinite(decode(view.getUint16(i, true)))) bad++;
-      return nonFinite(bad);
-    }
-    case "Q8_0":
-    case "TQ1_0":
-    case "TQ2_0": {
+/**
+ * A data check per type, streamed in chunks of whole blocks so memory does not grow with the
+ * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, and the
+ * unused 2-bit code 3 in TQ2_0 and I2_S codes.
+ */
+async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: string; message: string } | undefined> {
+  const name = t.type.name;
+  const blockScaled = name === "Q8_0" || name === "TQ1_0" || name === "TQ2_0";
+  if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "I2_S" && !blockScaled) return undefined;
+  // I2_S: n/4 code bytes, then the f32 tensor scale and 28 bytes llama-quantize leaves uninitialised
+  const codeBytes = name === "I2_S" ? t.length - 32 : t.length;
+  let nonFinite = 0;
+  let code3 = 0;
+  let position = 0;
+  const scaleBytes = new Uint8Array(4);
+  for await (const chunk of file.readTensorChunks(t.name)) {
+    if (name === "F32" || name === "F16" || name === "BF16") {
+      nonFinite += countNonFinite(chunk, name.toLowerCase() as FloatLayout);
+    } else if (blockScaled) {
+      const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       // the f16 block scale: first in Q8_0, last in TQ blocks
-      const at = t.type.name === "Q8_0" ? 0 : t.type.typeSize - 2;
-      let bad = 0;
-      let code3 = 0;
-      for (let block = 0; block + t.type.typeSize <= bytes.length; block += t.type.typeSize) {
-        if (!Number.isFinite(fromF16Bits(view.getUint16(block + at, true)))) bad++;
-        if (t.type.name === "TQ2_0") for (let i = 0; i < 64; i++) code3 += countCode3(bytes[block + i]!);
+      const at = name === "Q8_0" ? 0 : t.type.typeSize - 2;
+      for (let block = 0; block + t.type.typeSize <= chunk.length; block += t.type.typeSize) {
+        if (!Number.isFinite(fromF16Bits(view.getUint16(block + at, true)))) nonFinite++;
+        if (name === "TQ2_0") for (let i = 0; i < 64; i++) code3 += countCode3(chunk[block + i]!);
       }
-      if (bad > 0) return { code: "E_NONFINITE", message: `${bad} blocks with a NaN/Inf scale` };
-      return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
+    } else {
+      for (let i = 0; i < chunk.length && position + i < codeBytes; i++) code3 += countCode3(chunk[i]!);
+      // the 4 scale bytes may straddle two chunks
+      for (let i = Math.max(0, codeBytes - position); i < chunk.length && position + i < codeBytes + 4; i++) scaleBytes[position + i - codeBytes] = chunk[i]!;
     }
-    case "I2_S": {
-      const codes = bytes.length - 32;
-      const scale = view.getFloat32(codes, true);
-      if (!Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
-      let code3 = 0;
-      for (let i = 0; i < codes; i++) code3 += countCode3(bytes[i]!);
-      return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
-    }
-    default:
-      return undefined;
+    position += chunk.length;
   }
+  const scale = new DataView(scaleBytes.buffer).getFloat32(0, true);
+  if (name === "I2_S" && !Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
+  if (nonFinite > 0) return { code: "E_NONFINITE", message: blockScaled ? `${nonFinite} blocks with a NaN/Inf scale` : `${nonFinite} NaN/Inf values` };
+  return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
 }
 
 function countCode3(byte: number): number {

@@ -54,6 +54,8 @@ export interface GgufFile {
   scalar(key: string): GgufScalar | undefined;
   tensor(name: string): GgufTensorInfo;
   readTensor(name: string): Promise<Uint8Array>;
+  /** The tensor's bytes in chunks of whole blocks (elements for plain types), at most about `chunkBytes` each. */
+  readTensorChunks(name: string, chunkBytes?: number): AsyncGenerator<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -270,6 +272,11 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     readTensor(name) {
       const t = tensor(name);
       return source.read(t.fileOffset, t.length);
+    },
+    async *readTensorChunks(name, chunkBytes = 8 * 1024 * 1024) {
+      const t = tensor(name);
+      const step = Math.max(1, Math.floor(chunkBytes / t.type.typeSize)) * t.type.typeSize;
+      for (let done = 0; done < t.length; done += step) yield await source.read(t.fileOffset + done, Math.min(step, t.length - done));
     },
     close: () => source.close(),
   };

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from "node:crypto";
 import { B158Error } from "../../errors.js";
 import { AtomicFile } from "../../io/atomic-file.js";
 import {
@@ -95,8 +96,13 @@ export interface GgufWriterOptions {
   readonly alignment?: number;
 }
 
+/**
+ * Every byte is written once, in file order (header, padding, each tensor and its padding), so the
+ * whole-file sha256 is computed on the way instead of by reading the file back.
+ */
 export class GgufWriter {
   private next = 0;
+  private readonly hash: Hash = createHash("sha256");
 
   private constructor(
     private readonly file: AtomicFile,
@@ -106,15 +112,15 @@ export class GgufWriter {
 
   static async create(path: string, metadata: readonly GgufKv[], tensors: readonly GgufTensorSpec[], options: GgufWriterOptions = {}): Promise<GgufWriter> {
     const layout = layoutGguf(metadata, tensors, options.alignment);
-    const file = await AtomicFile.create(path, options.force ?? false);
+    const writer = new GgufWriter(await AtomicFile.create(path, options.force ?? false), tensors, layout);
     try {
-      await file.write(layout.header, 0);
-      await file.write(new Uint8Array(layout.dataOffset - layout.header.byteLength), layout.header.byteLength);
+      await writer.append(layout.header, 0);
+      await writer.append(new Uint8Array(layout.dataOffset - layout.header.byteLength), layout.header.byteLength);
     } catch (error) {
-      await file.abort();
+      await writer.abort();
       throw error;
     }
-    return new GgufWriter(file, tensors, layout);
+    return writer;
   }
 
   get path(): string {
@@ -131,22 +137,38 @@ export class GgufWriter {
     let written = 0;
     for await (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
       if (written + chunk.byteLength > expected) break;
-      await this.file.write(chunk, position);
+      await this.append(chunk, position);
       position += chunk.byteLength;
       written += chunk.byteLength;
     }
     if (written !== expected) throw new B158Error("E_INTERNAL", `GGUF tensor "${tensor.name}" got ${written} bytes, planned ${expected}`, { details: { tensor: tensor.name } });
     const end = index + 1 < this.tensors.length ? this.layout.dataOffset + this.layout.offsets[index + 1]! : this.layout.fileSize;
-    if (end > position) await this.file.write(new Uint8Array(end - position), position);
+    if (end > position) await this.append(new Uint8Array(end - position), position);
     this.next++;
   }
 
-  /** Flushes and renames the finished file onto the target. */
-  async commit(): Promise<{ path: string; size: number }> {
+  /** Sets the size and starts the flush; the complete file can be checked at tempPath before publish(). */
+  async finish(): Promise<{ tempPath: string; size: number; sha256: string }> {
     if (this.next !== this.tensors.length) throw new B158Error("E_INTERNAL", `GGUF tensor ${this.next} (${this.tensors[this.next]?.name}) was never written`);
     await this.file.finish(this.layout.fileSize);
-    await this.file.publish();
-    return { path: this.file.path, size: this.layout.fileSize };
+    return { tempPath: this.file.tempPath, size: this.layout.fileSize, sha256: this.hash.digest("hex") };
+  }
+
+  /** Renames the finished file onto the target, once flushed. */
+  publish(): Promise<void> {
+    return this.file.publish();
+  }
+
+  /** finish() then publish(). */
+  async commit(): Promise<{ path: string; size: number; sha256: string }> {
+    const done = await this.finish();
+    await this.publish();
+    return { path: this.file.path, size: done.size, sha256: done.sha256 };
+  }
+
+  private async append(bytes: Uint8Array, position: number): Promise<void> {
+    await this.file.write(bytes, position);
+    this.hash.update(bytes);
   }
 
   /** Removes the temp file; safe to call more than once. */
