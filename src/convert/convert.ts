@@ -15,21 +15,22 @@ import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
-import { readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
-import { convertFloats, type FloatLayout } from "./float-convert.js";
+import type { FloatLayout } from "./float-convert.js";
+import type { FloatTask } from "./float-task.js";
 import { TaskPool } from "./pool.js";
 import type { TernaryTask } from "./task.js";
-import { countNonFinite, isFloatLayout, type PayloadRange, type PayloadScan } from "./payload-scan.js";
+import type { PayloadScan } from "./payload-scan.js";
 import { validateB158, type B158Validation, type PackedCheck } from "./validate-b158.js";
 
 /**
- * `b158 convert`: a checkpoint to a .b158, tensor by tensor, driven by the plan. Ternary tensors
- * go to a worker pool (each worker reads its tensor by position); float tensors stream through
- * this thread in chunks. Payload offsets are fixed up front, so results are written as they come
- * and the output does not depend on the thread count. The file is validated before it is renamed
+ * `b158 convert`: a checkpoint to a .b158, tensor by tensor, driven by the plan. Every tensor is a
+ * job for the worker pool: the worker reads it by position, converts it (ternary tensors in two
+ * streaming passes, float tensors in chunks), then hashes and writes the payload into its slot.
+ * Payload offsets are fixed up front, so the output does not depend on the thread count or the
+ * order jobs finish in; this thread schedules, writes the header and validates. The file is validated before it is renamed
  * onto the target; on any error or abort nothing is left behind.
  */
 export interface ConvertOptions {
@@ -84,8 +85,8 @@ interface Job {
   readonly entry: PlanEntry;
   readonly planned: PlannedTensor;
   readonly task?: TernaryTask;
-  /** Float output: the target dtype of a plain tensor. */
-  readonly floatTarget?: PlainLayout;
+  /** A plain tensor: copied, or re-encoded to its target dtype. */
+  readonly floatTask?: FloatTask;
 }
 
 export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
@@ -111,7 +112,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     const checkAbort = () => {
       if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
     };
-    const written = await writeJobs(checkpoint, jobs, writer, pool, options.chunkBytes, report, checkAbort);
+    const written = await writeJobs(jobs, writer, pool, report, checkAbort);
     checkAbort();
     const finished = await writer.finish();
     let validation: B158Validation | undefined;
@@ -119,7 +120,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
       validation = await validateB158(finished.tempPath, {
         packed: written.checks,
         nonFinite: written.nonFinite,
-        ...(pool.threads > 0 ? { scanPayloads: (ranges: readonly PayloadRange[]) => scanOnPool(pool, finished.tempPath, ranges) } : {}),
+        readBack: written.readBack,
       });
       if (!validation.ok) {
         throw new B158Error("E_VALIDATION_FAILED", `${options.output}: the written file failed validation: ${validation.diagnostics.filter((d) => d.severity === "error").map((d) => d.message).join("; ")}`, {
@@ -133,6 +134,8 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
     return summarize(options, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
   } catch (error) {
+    // workers write into the temp file: stop them before its descriptor is closed
+    await pool.close();
     await writer?.abort();
     throw error;
   } finally {
@@ -142,79 +145,45 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
 }
 
 /**
- * Writes every payload. Ternary tasks go to the pool, at most one per worker in flight plus one
- * queued (memory stays bounded), each written as it finishes; float tensors stream through this
- * thread in a lane of their own, so workers never wait behind a large embedding. Returns what was
- * checked in memory on the way (ternary decodes, NaN/Inf counts of floats), which validation
- * trusts once the file's hashes match. After a failure nothing new starts, what is running
- * settles, and the first error is thrown.
+ * Writes every payload. Each tensor is a pool job that reads, converts, hashes and writes it into
+ * its slot of the file, so this thread only schedules and collects hashes. Jobs go largest first
+ * (the embedding does not become the tail), at most one per worker in flight plus one queued, so
+ * memory stays bounded. Returns what was checked on the way (ternary decodes, NaN/Inf counts of
+ * floats, each payload as read back from the file), which validation trusts once hashes match. After a failure
+ * nothing new starts, what is running settles, and the first error is thrown.
  */
 async function writeJobs(
-  checkpoint: Checkpoint,
   jobs: readonly Job[],
   writer: B158Writer,
   pool: TaskPool,
-  chunkBytes: number | undefined,
   report: (tensor: string, bytes: number) => void,
   checkAbort: () => void,
-): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number> }> {
+): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan> }> {
   const checks = new Map<string, PackedCheck>();
   const nonFinite = new Map<string, number>();
+  const readBack = new Map<string, PayloadScan>();
   let failure: { error: unknown } | undefined;
-  const guard = (work: Promise<void>): Promise<void> => work.catch((error: unknown) => void (failure ??= { error }));
-  const proceed = () => {
-    if (failure !== undefined) throw failure.error;
-    checkAbort();
-  };
-  const floats = guard(
-    (async () => {
-      for (const job of jobs) {
-        if (job.task !== undefined) continue;
-        proceed();
-        const count = await writeFloat(checkpoint, job, writer, chunkBytes, proceed);
-        if (count !== undefined) nonFinite.set(job.entry.name, count);
-        report(job.entry.name, job.planned.length);
-      }
-    })(),
-  );
   const inFlight = new Set<Promise<void>>();
   const limit = Math.max(1, pool.threads) + 1;
-  for (const job of jobs) {
-    if (job.task === undefined) continue;
+  for (const job of [...jobs].sort((a, b) => b.planned.length - a.planned.length || a.index - b.index)) {
     if (failure !== undefined) break;
-    const running = guard(
-      (async () => {
-        checkAbort();
-        const result = await pool.run(job.task!);
-        if (result.check !== undefined) checks.set(job.entry.name, result.check);
-        await writer.writePayload(job.index, result.payload, job.planned.ternary ? result.scale : undefined);
-        report(job.entry.name, job.planned.length);
-      })(),
-    );
+    const running = (async () => {
+      checkAbort();
+      const slot = writer.slot(job.index);
+      const result = job.task !== undefined ? await pool.write({ kind: "ternary", task: job.task, slot }) : await pool.write({ kind: "float", task: job.floatTask!, slot });
+      if (result.check !== undefined) checks.set(job.entry.name, result.check);
+      if (result.nonFinite !== undefined) nonFinite.set(job.entry.name, result.nonFinite);
+      readBack.set(job.entry.name, result.readBack);
+      writer.record(job.index, result.sha256, job.planned.ternary ? result.scale : undefined);
+      report(job.entry.name, job.planned.length);
+    })().catch((error: unknown) => void (failure ??= { error }));
     const tracked = running.finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
     if (inFlight.size >= limit) await Promise.race(inFlight);
   }
-  await Promise.all([floats, ...inFlight]);
+  await Promise.all(inFlight);
   if (failure !== undefined) throw failure.error;
-  return { checks, nonFinite };
-}
-
-/** Payload scans spread over the workers in runs of whole payloads, about SCAN_BATCH bytes each; results in file order. */
-const SCAN_BATCH = 32 * 1024 * 1024;
-
-async function scanOnPool(pool: TaskPool, path: string, ranges: readonly PayloadRange[]): Promise<PayloadScan[]> {
-  const batches: PayloadRange[][] = [];
-  let bytes = SCAN_BATCH;
-  for (const range of ranges) {
-    if (bytes >= SCAN_BATCH) {
-      batches.push([]);
-      bytes = 0;
-    }
-    batches.at(-1)!.push(range);
-    bytes += range.length;
-  }
-  return (await Promise.all(batches.map((batch) => pool.scan(path, batch)))).flat();
+  return { checks, nonFinite, readBack };
 }
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
@@ -251,8 +220,7 @@ async function planJobs(checkpoint: Checkpoint, plan: TensorPlan, options: Conve
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
         i2sVariant: options.i2sVariant ?? "x86",
       });
-      const path = checkpoint.files.localPath?.(tensor.shard);
-      if (path === undefined) throw new B158Error("E_INTERNAL", `${checkpoint.label}: ${tensor.shard} has no local path`);
+      const path = localPath(checkpoint, tensor.shard);
       let repackScale: number | undefined;
       if (entry.action === "repack") {
         const scaleTensor = checkpoint.tensorsByName.get(entry.scaleTensor!)!;
@@ -281,7 +249,17 @@ async function planJobs(checkpoint: Checkpoint, plan: TensorPlan, options: Conve
       continue;
     }
     const target = floatTarget(entry, options);
-    jobs.push({ index, entry, floatTarget: target, planned: { ...base, shape: entry.shape, layout: target, params: {}, length: entry.parameters * PLAIN_LAYOUT_BYTES[target], ternary: false } });
+    const floatTask: FloatTask = {
+      name: entry.name,
+      path: localPath(checkpoint, tensor.shard),
+      fileOffset: tensor.fileOffset,
+      byteLength: tensor.byteLength,
+      sourceDtype: tensor.dtype,
+      elementBytes: DTYPE_BYTES[tensor.dtype],
+      target,
+      chunkBytes,
+    };
+    jobs.push({ index, entry, floatTask, planned: { ...base, shape: entry.shape, layout: target, params: {}, length: entry.parameters * PLAIN_LAYOUT_BYTES[target], ternary: false } });
   }
   return { jobs, fallbacks };
 }
@@ -297,30 +275,11 @@ function floatTarget(entry: PlanEntry, options: ConvertOptions): PlainLayout {
   return options.floatDtype ?? (source as PlainLayout);
 }
 
-/**
- * Streams one float tensor, converting its dtype chunk by chunk; `proceed` throws to stop between
- * chunks. Two read buffers take turns (the writer is done with a chunk before it asks for the next),
- * the next read in flight while one is written. Returns the NaN/Inf count of an f32/f16/bf16 payload.
- */
-async function writeFloat(checkpoint: Checkpoint, job: Job, writer: B158Writer, chunkBytes = 4 * 1024 * 1024, proceed: () => void = () => undefined): Promise<number | undefined> {
-  const tensor = checkpoint.tensorsByName.get(job.entry.name)!;
-  const source = await checkpoint.source(tensor.shard);
-  const target = job.floatTarget!;
-  const same = target === job.entry.dtype.toLowerCase();
-  const elementBytes = DTYPE_BYTES[tensor.dtype];
-  const step = Math.max(elementBytes, Math.floor(chunkBytes / elementBytes) * elementBytes);
-  const floats = isFloatLayout(target) ? target : undefined;
-  let nonFinite = 0;
-  const converted = (async function* () {
-    for await (const chunk of readAhead(source, tensor.fileOffset, tensor.byteLength, step, true)) {
-      proceed();
-      const out = same ? chunk : convertFloats(chunk, tensor.dtype, target as FloatLayout);
-      if (floats !== undefined) nonFinite += countNonFinite(out, floats);
-      yield out;
-    }
-  })();
-  await writer.writePayloadChunks(job.index, converted);
-  return floats === undefined ? undefined : nonFinite;
+/** Workers open weights files themselves, by path. */
+function localPath(checkpoint: Checkpoint, shard: string): string {
+  const path = checkpoint.files.localPath?.(shard);
+  if (path === undefined) throw new B158Error("E_INTERNAL", `${checkpoint.label}: ${shard} has no local path`);
+  return path;
 }
 
 function readScalar(bytes: Uint8Array, dtype: string): number {

@@ -1,10 +1,10 @@
 import { createHash, type Hash } from "node:crypto";
-import { readAhead, type ByteSource } from "../io/byte-source.js";
+import { readSlot, type PayloadSlot } from "../formats/b158/slot.js";
 
 /**
  * The per-payload half of validating a written .b158: each payload's sha256 against its header
  * entry, its zero alignment padding, and NaN/Inf in float payloads. Kept free of the reader and the
- * schemas so a conversion worker can run it on its share of the payloads (validate-b158.ts).
+ * schemas so a conversion worker can run it on the payloads it has just written (validate-b158.ts).
  */
 export interface PayloadRange {
   readonly name: string;
@@ -23,6 +23,8 @@ export interface PayloadRange {
 export interface PayloadScan {
   /** The payload does not hash to its sha256, or its padding is not zero. */
   readonly damaged: boolean;
+  /** What the payload's bytes hash to. */
+  readonly sha256: string;
   /** NaN/Inf values in a float payload. */
   readonly nonFinite: number;
 }
@@ -49,20 +51,26 @@ export class PayloadScanner {
   }
 
   finish(): PayloadScan {
-    return { damaged: this.badPadding || this.hash.digest("hex") !== this.range.sha256, nonFinite: this.nonFinite };
+    const sha256 = this.hash.digest("hex");
+    return { damaged: this.badPadding || sha256 !== this.range.sha256, sha256, nonFinite: this.nonFinite };
   }
 }
 
-/** Scans `ranges` in order, reading a chunk ahead of the hashing. */
-export async function scanPayloads(source: ByteSource, ranges: readonly PayloadRange[], chunkBytes?: number): Promise<PayloadScan[]> {
-  const results: PayloadScan[] = [];
-  for (const range of ranges) {
-    const scanner = new PayloadScanner(range);
-    for await (const chunk of readAhead(source, range.fileOffset, range.length, chunkBytes, true)) scanner.update(chunk);
-    scanner.padding(await source.read(range.fileOffset + range.length, range.padding));
-    results.push(scanner.finish());
-  }
-  return results;
+/** Bytes read back at a time: a piece stays in this core's cache while it is hashed. */
+const READ_BACK_BYTES = 1024 * 1024;
+let readBackBuffer: Uint8Array | undefined;
+
+/**
+ * A payload just written through `slot`, read back from the file by the thread that wrote it and
+ * scanned against `sha256` (what its bytes hashed to on the way out). Synchronous: the buffer is
+ * this thread's own.
+ */
+export function readBack(slot: PayloadSlot, sha256: string, layout: string, scanFloats: boolean): PayloadScan {
+  const scanner = new PayloadScanner({ name: slot.tensor, fileOffset: slot.position, length: slot.length, padding: slot.padding, sha256, layout, scanFloats });
+  readBackBuffer ??= new Uint8Array(READ_BACK_BYTES);
+  for (let at = 0; at < slot.length; at += READ_BACK_BYTES) scanner.update(readSlot(slot, at, Math.min(READ_BACK_BYTES, slot.length - at), readBackBuffer));
+  scanner.padding(readSlot(slot, slot.length, slot.padding, readBackBuffer));
+  return scanner.finish();
 }
 
 export type FloatLayout = "f32" | "f16" | "bf16";

@@ -2,12 +2,10 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { B158Error, type ErrorCode } from "../errors.js";
-import { runJob, type Outcome, type PoolJob } from "./jobs.js";
-import type { PayloadRange, PayloadScan } from "./payload-scan.js";
-import type { TernaryResult, TernaryTask } from "./task.js";
+import { runJob, type PoolJob, type WrittenPayload } from "./jobs.js";
 
 /**
- * A fixed pool of worker threads for ternary tasks and, once the file is written, payload scans.
+ * A fixed pool of worker threads for tensor conversions.
  * With `threads <= 0`, or when the compiled worker is not there (tests running the TypeScript
  * sources), jobs run inline on this thread: same functions, same bytes.
  */
@@ -15,7 +13,7 @@ export class TaskPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: { id: number; job: PoolJob }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: Outcome) => void; reject: (e: unknown) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: WrittenPayload) => void; reject: (e: unknown) => void }>();
   private nextId = 0;
   readonly threads: number;
 
@@ -25,7 +23,7 @@ export class TaskPool {
     this.threads = usable ? threads : 0;
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(script);
-      worker.on("message", (message: { id: number; result?: Outcome; error?: { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown> } }) => {
+      worker.on("message", (message: { id: number; result?: WrittenPayload; error?: { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown> } }) => {
         const waiter = this.pending.get(message.id);
         this.pending.delete(message.id);
         this.idle.push(worker);
@@ -45,16 +43,8 @@ export class TaskPool {
     }
   }
 
-  run(task: TernaryTask): Promise<TernaryResult> {
-    return this.submit({ kind: "ternary", task }) as Promise<TernaryResult>;
-  }
-
-  /** Scans payload ranges of the file at `path` (payload-scan.ts). */
-  scan(path: string, ranges: readonly PayloadRange[]): Promise<PayloadScan[]> {
-    return this.submit({ kind: "scan", path, ranges }) as Promise<PayloadScan[]>;
-  }
-
-  private submit(job: PoolJob): Promise<Outcome> {
+  /** Converts one tensor into its slot of the output (jobs.ts). */
+  write(job: PoolJob): Promise<WrittenPayload> {
     if (this.threads === 0) return runJob(job);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;

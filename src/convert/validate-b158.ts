@@ -15,9 +15,11 @@ import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-s
  * ternary weights, NaN/Inf, zero or non-finite scales).
  *
  * One sequential pass over the file hashes it whole and per payload and scans float payloads.
- * Convert passes the checks its workers made on each payload in memory (`PackedCheck`), so the
- * file's ternary payloads need no second decode, and has its workers scan the payloads while this
- * thread hashes the file. A file of unknown origin has its ternary payloads decoded here.
+ * Convert passes what its workers learned: the checks made on each ternary payload in memory
+ * (`PackedCheck`), so the file's ternary payloads need no second decode, and each payload as the
+ * worker read it back from the file right after writing it (its slot is its own: no later write can
+ * touch it), so this pass only hashes the whole file. A file of unknown origin has its ternary
+ * payloads decoded here.
  */
 export interface TensorFacts {
   readonly name: string;
@@ -53,8 +55,11 @@ export interface ValidateOptions {
   readonly packed?: ReadonlyMap<string, PackedCheck>;
   /** NaN/Inf counts of the float payloads the converter scanned in memory as it wrote them. */
   readonly nonFinite?: ReadonlyMap<string, number>;
-  /** Scans the payloads elsewhere (the converter's workers) while this thread hashes the whole file. */
-  readonly scanPayloads?: (ranges: readonly PayloadRange[]) => Promise<readonly PayloadScan[]>;
+  /**
+   * Payloads the converter's workers read back from the file after writing them, scanned: each is
+   * damaged unless its bytes hash to the header's sha256. They are not read again here.
+   */
+  readonly readBack?: ReadonlyMap<string, PayloadScan>;
 }
 
 export async function validateB158(path: string, options: ValidateOptions = {}): Promise<B158Validation> {
@@ -70,14 +75,14 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   const { packed } = options;
   const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
   const ranges = payloadRanges(file, options.nonFinite);
-  const scan = options.scanPayloads === undefined ? await scanFile(file, ranges, decode) : await scanParallel(file, ranges, options.scanPayloads);
+  const scan = await scanFile(file, ranges, decode, options.readBack);
   const diagnostics: Diagnostic[] = [];
   const facts: TensorFacts[] = [];
   const perTensor: Diagnostic[] = [];
   for (const [i, t] of file.tensors.entries()) {
     const parameters = t.shape.reduce((a, b) => a * b, 1);
     const result = scan.payloads[i]!;
-    if (result.damaged) {
+    if (result.damaged || result.sha256 !== t.sha256) {
       diagnostics.push({ severity: "error", code: "E_B158_HASH", tensor: t.name, message: `"${t.name}": payload does not match its sha256 (the file is damaged)` });
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       continue;
@@ -148,18 +153,16 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
   });
 }
 
-/** The file's sha256 on this thread while `scanPayloads` checks the payloads elsewhere. */
-async function scanParallel(file: B158File, ranges: readonly PayloadRange[], scan: NonNullable<ValidateOptions["scanPayloads"]>): Promise<FileScan> {
-  const [sha256, payloads] = await Promise.all([fileSha256(file.name), scan(ranges)]);
-  return { sha256, payloads, collected: new Map() };
-}
-
 /**
  * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and every
- * payload's scan in the same pass, keeping whole the payloads `collect` names. Payloads are
- * contiguous and in file order (the reader checked), so walking them in order is walking the file.
+ * payload's scan in the same pass (those `readBack` has already are taken from it), keeping whole
+ * the payloads `collect` names. Payloads are contiguous and in file order (the reader checked), so
+ * walking them in order is walking the file.
  */
-async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean): Promise<FileScan> {
+async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, readBack?: ReadonlyMap<string, PayloadScan>): Promise<FileScan> {
+  if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
+    return { sha256: await fileSha256(file.name), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
+  }
   const whole = createHash("sha256");
   const payloads: PayloadScan[] = [];
   const collected = new Map<string, Uint8Array>();
@@ -168,17 +171,18 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
     const dataStart = file.tensors.length > 0 ? file.tensors[0]!.fileOffset : file.size;
     for await (const chunk of readAhead(source, 0, dataStart)) whole.update(chunk);
     for (const [i, t] of file.tensors.entries()) {
-      const scanner = new PayloadScanner(ranges[i]!);
+      const known = readBack?.get(t.name);
+      const scanner = known === undefined ? new PayloadScanner(ranges[i]!) : undefined;
       const chunks: Uint8Array[] = [];
       for await (const chunk of readAhead(source, t.fileOffset, t.length)) {
         whole.update(chunk);
-        scanner.update(chunk);
+        scanner?.update(chunk);
         if (collect(t)) chunks.push(chunk);
       }
       const padding = await source.read(t.fileOffset + t.length, ranges[i]!.padding);
       whole.update(padding);
-      scanner.padding(padding);
-      payloads.push(scanner.finish());
+      scanner?.padding(padding);
+      payloads.push(scanner?.finish() ?? known!);
       if (collect(t)) collected.set(t.name, concat(chunks, t.length));
     }
   } finally {

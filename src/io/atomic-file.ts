@@ -23,10 +23,15 @@ export class AtomicFile {
     await refuseExisting(path, force);
     const tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
     try {
-      return new AtomicFile(path, tempPath, await open(tempPath, "wx"));
+      return new AtomicFile(path, tempPath, await open(tempPath, "wx+"));
     } catch (cause) {
       throw ioError(path, "create a temporary file beside", cause);
     }
+  }
+
+  /** The open temp file's descriptor (read and write), for threads that write into it directly, by position. */
+  get fd(): number {
+    return this.handle.fd;
   }
 
   async write(bytes: Uint8Array, position: number): Promise<void> {

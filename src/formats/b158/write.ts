@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../../errors.js";
 import { AtomicFile } from "../../io/atomic-file.js";
+import type { PayloadSlot } from "./slot.js";
 import { encodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
 import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
 
 /**
  * A streaming, atomic .b158 writer (docs/FORMAT.md). Payload lengths are known before any is
  * packed, so every offset is fixed up front and payloads can be written in any order, by
- * position, as workers finish. The header goes in last: its region is sized from the same header
+ * position, by the threads that make them (slot.ts). The header goes in last: its region is sized from the same header
  * with placeholder hashes and scales (the largest encodings), which keeps output deterministic.
  * Everything goes to a temp file beside the target, renamed into place only by commit().
  */
@@ -21,7 +22,6 @@ export interface WriterOptions {
 }
 
 const PLACEHOLDER_SHA = "0".repeat(64);
-const ZEROS = new Uint8Array(DATA_ALIGNMENT);
 
 export class B158Writer {
   private readonly offsets: number[];
@@ -66,36 +66,22 @@ export class B158Writer {
     return this.planned.length;
   }
 
-  /** Writes tensor `index`'s whole payload; `scale` is required for ternary layouts. */
-  async writePayload(index: number, payload: Uint8Array, scale?: number): Promise<string> {
-    return this.writePayloadChunks(index, [payload], scale);
+  /** Where payload `index` goes, for the thread that makes it (it writes and hashes it there, slot.ts). */
+  slot(index: number): PayloadSlot {
+    const tensor = this.planned[index];
+    if (tensor === undefined) throw new B158Error("E_INTERNAL", `payload ${index} is unknown`);
+    const position = this.dataOffset + this.offsets[index]!;
+    const next = index + 1 < this.planned.length ? this.dataOffset + this.offsets[index + 1]! : position + tensor.length;
+    return { fd: this.file.fd, output: this.file.path, tensor: tensor.name, position, length: tensor.length, padding: next - position - tensor.length };
   }
 
-  /** Writes a payload from chunks (float tensors stream without a whole copy). Returns its sha256. */
-  async writePayloadChunks(index: number, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, scale?: number): Promise<string> {
+  /** Records a payload written through its slot: its sha256, and the scale of a ternary layout. */
+  record(index: number, sha256: string, scale?: number): void {
     const tensor = this.planned[index];
     if (tensor === undefined || this.hashes[index] !== undefined) throw new B158Error("E_INTERNAL", `payload ${index} is unknown or written twice`);
     if (tensor.ternary !== (scale !== undefined)) throw new B158Error("E_INTERNAL", `payload ${index} (${tensor.name}): scale ${tensor.ternary ? "missing" : "given for a plain array"}`);
-    const hash = createHash("sha256");
-    let position = this.dataOffset + this.offsets[index]!;
-    let written = 0;
-    for await (const chunk of chunks) {
-      if (written + chunk.byteLength > tensor.length) break;
-      await this.file.write(chunk, position);
-      hash.update(chunk);
-      position += chunk.byteLength;
-      written += chunk.byteLength;
-    }
-    if (written !== tensor.length) {
-      throw new B158Error("E_INTERNAL", `payload of "${tensor.name}" is ${written} bytes, planned ${tensor.length}`, { details: { tensor: tensor.name } });
-    }
-    // zero the alignment gap to the next payload explicitly (not left as a file hole)
-    const next = index + 1 < this.planned.length ? this.dataOffset + this.offsets[index + 1]! : position;
-    if (next > position) await this.file.write(ZEROS.subarray(0, next - position), position);
-    const sha = hash.digest("hex");
-    this.hashes[index] = sha;
+    this.hashes[index] = sha256;
     this.scales[index] = scale;
-    return sha;
   }
 
   /** finish() then publish(). */
