@@ -28,11 +28,13 @@ const ZEROS = new Uint8Array(4096);
 export class SlotWriter {
   private readonly hash = createHash("sha256");
   private written = 0;
+  private finished = false;
 
   constructor(readonly slot: PayloadSlot) {}
 
   write(bytes: Uint8Array): void {
     const { slot } = this;
+    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" written after it was finished`);
     if (this.written + bytes.byteLength > slot.length) {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
     }
@@ -44,12 +46,14 @@ export class SlotWriter {
   /** Zeroes the alignment gap (explicitly, not left as a file hole) and returns the payload's sha256. */
   finish(): string {
     const { slot } = this;
+    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" finished twice`);
     if (this.written !== slot.length) {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
     }
     for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
       writeFully(slot, ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.position + slot.length + done);
     }
+    this.finished = true;
     return this.hash.digest("hex");
   }
 }
@@ -64,7 +68,7 @@ function writeFully(slot: PayloadSlot, bytes: Uint8Array, position: number): voi
 
 /** `length` bytes at `offset` within the slot (payload then padding), read back from the file into `into`. */
 export function readSlot(slot: PayloadSlot, offset: number, length: number, into: Uint8Array): Uint8Array {
-  if (offset < 0 || length > into.byteLength || offset + length > slot.length + slot.padding) {
+  if (offset < 0 || length < 0 || length > into.byteLength || offset + length > slot.length + slot.padding) {
     throw new B158Error("E_INTERNAL", `read of ${length} bytes at ${offset} is outside the slot of "${slot.tensor}"`);
   }
   const out = into.subarray(0, length);
