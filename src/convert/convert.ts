@@ -152,6 +152,9 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
  * floats, each payload as read back from the file), which validation trusts once hashes match. After a failure
  * nothing new starts, what is running settles, and the first error is thrown.
  */
+/** Bytes of payloads after which the disk starts on them, rather than all at the final fsync. */
+const FLUSH_EVERY = 256 * 1024 * 1024;
+
 async function writeJobs(
   jobs: readonly Job[],
   writer: B158Writer,
@@ -165,6 +168,7 @@ async function writeJobs(
   let failure: { error: unknown } | undefined;
   const inFlight = new Set<Promise<void>>();
   const limit = Math.max(1, pool.threads) + 1;
+  let unflushed = 0;
   for (const job of [...jobs].sort((a, b) => b.planned.length - a.planned.length || a.index - b.index)) {
     if (failure !== undefined) break;
     const running = (async () => {
@@ -175,6 +179,11 @@ async function writeJobs(
       if (result.nonFinite !== undefined) nonFinite.set(job.entry.name, result.nonFinite);
       readBack.set(job.entry.name, result.readBack);
       writer.record(job.index, result.sha256, job.planned.ternary ? result.scale : undefined);
+      unflushed += job.planned.length;
+      if (unflushed >= FLUSH_EVERY) {
+        unflushed = 0;
+        writer.flushSoFar();
+      }
       report(job.entry.name, job.planned.length);
     })().catch((error: unknown) => void (failure ??= { error }));
     const tracked = running.finally(() => inFlight.delete(tracked));

@@ -11,6 +11,7 @@ import { B158Error, ioError } from "../errors.js";
 export class AtomicFile {
   private closed = false;
   private flushed: Promise<void> | undefined;
+  private flushing: Promise<void> | undefined;
 
   private constructor(
     readonly path: string,
@@ -47,11 +48,24 @@ export class AtomicFile {
   }
 
   /**
+   * Starts flushing what is written so far, while writing goes on, so the final flush has less
+   * left to wait for; one at a time. A failure here is left to the final flush to report.
+   */
+  flushSoFar(): void {
+    if (this.closed || this.flushing !== undefined) return;
+    this.flushing = this.handle.datasync().then(
+      () => void (this.flushing = undefined),
+      () => void (this.flushing = undefined),
+    );
+  }
+
+  /**
    * Sets the final size and starts the flush to disk; the complete file can be read at tempPath
    * (validated there) while it is flushed. publish() waits for the flush.
    */
   async finish(size: number): Promise<void> {
     try {
+      await this.flushing;
       await this.handle.truncate(size);
     } catch (cause) {
       await this.abort();
@@ -78,6 +92,7 @@ export class AtomicFile {
   async abort(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      await this.flushing;
       await this.handle.close().catch(() => undefined);
     }
     await this.flushed?.catch(() => undefined);

@@ -75,6 +75,11 @@ export class B158Writer {
     return { fd: this.file.fd, output: this.file.path, tensor: tensor.name, position, length: tensor.length, padding: next - position - tensor.length };
   }
 
+  /** Starts flushing the payloads written so far (AtomicFile.flushSoFar). */
+  flushSoFar(): void {
+    this.file.flushSoFar();
+  }
+
   /** Records a payload written through its slot: its sha256, and the scale of a ternary layout. */
   record(index: number, sha256: string, scale?: number): void {
     const tensor = this.planned[index];
