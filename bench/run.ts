@@ -12,6 +12,7 @@ import type { BenchSection } from "./types.js";
 const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting];
 
 function format(value: unknown): string {
+  if (value === undefined) return "";
   if (typeof value !== "number") return String(value);
   if (value >= 1e6) return `${(value / 1e6).toFixed(0)} M`;
   if (value < 10) return value.toFixed(3);

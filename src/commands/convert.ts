@@ -39,7 +39,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     format: Flags.option({ options: ["b158", "gguf"] as const, description: "Output format (default: gguf when -o ends in .gguf, else b158)." })(),
     layout: Flags.option({ options: LAYOUT_IDS, required: true, description: "Ternary layout: i2_s, tl1, tl2 (bitnet.cpp) or tq1_0, tq2_0 (llama.cpp)." })(),
     force: Flags.boolean({ description: "Replace the output file if it exists." }),
-    threads: Flags.integer({ min: 0, max: 256, description: "Worker threads for ternary tensors (default: all cores; 0 runs inline)." }),
+    threads: Flags.integer({ min: 0, max: 256, description: "Worker threads, each converting, writing and checking whole tensors; about one core each (default: all cores; 0 runs inline)." }),
     fallback: Flags.option({ options: FALLBACK_DTYPES, description: "Keep ternary tensors the layout cannot hold as this float dtype (reported), instead of failing." })(),
     "float-dtype": Flags.option({ options: FALLBACK_DTYPES, description: "Dtype for float tensors other than norms and embeddings (default: their source dtype)." })(),
     embeddings: Flags.option({ options: [...FALLBACK_DTYPES, "q8_0"] as const, description: "Dtype for the token embedding and lm_head (.b158 default: --float-dtype, else source dtype; GGUF default f16; q8_0 is GGUF only)." })(),

@@ -30,8 +30,8 @@ import { validateB158, type B158Validation, type PackedCheck } from "./validate-
  * job for the worker pool: the worker reads it by position, converts it (ternary tensors in two
  * streaming passes, float tensors in chunks), then hashes and writes the payload into its slot.
  * Payload offsets are fixed up front, so the output does not depend on the thread count or the
- * order jobs finish in; this thread schedules, writes the header and validates. The file is validated before it is renamed
- * onto the target; on any error or abort nothing is left behind.
+ * order jobs finish in; this thread schedules, writes the header and validates. The file is
+ * validated before it is renamed onto the target; on any error or abort nothing is left behind.
  */
 export interface ConvertOptions {
   readonly layout: LayoutId;
@@ -144,16 +144,17 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
   }
 }
 
+/** Bytes of payloads after which the disk starts on them, rather than all at the final fsync. */
+const FLUSH_EVERY = 256 * 1024 * 1024;
+
 /**
  * Writes every payload. Each tensor is a pool job that reads, converts, hashes and writes it into
  * its slot of the file, so this thread only schedules and collects hashes. Jobs go largest first
  * (the embedding does not become the tail), at most one per worker in flight plus one queued, so
  * memory stays bounded. Returns what was checked on the way (ternary decodes, NaN/Inf counts of
- * floats, each payload as read back from the file), which validation trusts once hashes match. After a failure
- * nothing new starts, what is running settles, and the first error is thrown.
+ * floats, each payload as read back from the file), which validation trusts once hashes match.
+ * After a failure nothing new starts, what is running settles, and the first error is thrown.
  */
-/** Bytes of payloads after which the disk starts on them, rather than all at the final fsync. */
-const FLUSH_EVERY = 256 * 1024 * 1024;
 
 async function writeJobs(
   jobs: readonly Job[],
