@@ -38,7 +38,6 @@ export interface TernaryTask {
 export interface TernaryResult {
   readonly payload: Uint8Array;
   readonly scale: number;
-  readonly alreadyTernary: boolean;
   /** Layout payloads: what decoding the packed bytes gave (fallback floats have none). */
   readonly check?: PackedCheck;
 }
@@ -62,16 +61,16 @@ async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease)
   const scale = task.repackScale!;
   const packer = rowPacker(task, scale, lease);
   packer?.feed(codes, codes.length);
-  return finish(task, codes, scale, false, packer, lease);
+  return finish(task, codes, scale, packer, lease);
 }
 
 /** The payload: from the row packer when its scale held, else packed (and checked) whole. */
-function finish(task: TernaryTask, codes: Int8Array, scale: number, alreadyTernary: boolean, packer: RowPacker | undefined, lease: Lease): TernaryResult {
-  if (task.encoding.kind === "fallback") return { payload: dequantize(codes, scale, task.encoding.dtype), scale, alreadyTernary };
-  if (packer !== undefined && packer.scale === scale) return { ...packer.finish(), scale, alreadyTernary };
+function finish(task: TernaryTask, codes: Int8Array, scale: number, packer: RowPacker | undefined, lease: Lease): TernaryResult {
+  if (task.encoding.kind === "fallback") return { payload: dequantize(codes, scale, task.encoding.dtype), scale };
+  if (packer !== undefined && packer.scale === scale) return { ...packer.finish(), scale };
   const { params } = task.encoding;
   const payload = packLayout(params, codes, task.shape, scale);
-  return { payload, scale, alreadyTernary, check: checkPacked(params, payload, codes, task.shape, lease.codes(codes.length)) };
+  return { payload, scale, check: checkPacked(params, payload, codes, task.shape, lease.codes(codes.length)) };
 }
 
 function rowPacker(task: TernaryTask, scale: number, lease: Lease): RowPacker | undefined {
@@ -105,8 +104,7 @@ async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lea
     written += coder.encode(await readPiece(source, task.fileOffset + offset, length, buffer), codes, written);
     packer?.feed(codes, written);
   }
-  const { scale, alreadyTernary } = coder.result();
-  return finish(task, codes, scale, alreadyTernary, packer, lease);
+  return finish(task, codes, coder.result().scale, packer, lease);
 }
 
 /** Pieces of at most `size` bytes (a multiple of 16) that never straddle a `step` chunk; `last` ends a chunk. */

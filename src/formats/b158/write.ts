@@ -10,7 +10,7 @@ import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMB
  * packed, so every offset is fixed up front and payloads can be written in any order, by
  * position, by the threads that make them (slot.ts). The header goes in last: its region is sized from the same header
  * with placeholder hashes and scales (the largest encodings), which keeps output deterministic.
- * Everything goes to a temp file beside the target, renamed into place only by commit().
+ * Everything goes to a temp file beside the target, renamed into place only by publish().
  */
 
 /** A tensor as planned: everything but where it lands and what it hashes to. */
@@ -62,10 +62,6 @@ export class B158Writer {
     return this.file.path;
   }
 
-  get tensorCount(): number {
-    return this.planned.length;
-  }
-
   /** Where payload `index` goes, for the thread that makes it (it writes and hashes it there, slot.ts). */
   slot(index: number): PayloadSlot {
     const tensor = this.planned[index];
@@ -87,13 +83,6 @@ export class B158Writer {
     if (tensor.ternary !== (scale !== undefined)) throw new B158Error("E_INTERNAL", `payload ${index} (${tensor.name}): scale ${tensor.ternary ? "missing" : "given for a plain array"}`);
     this.hashes[index] = sha256;
     this.scales[index] = scale;
-  }
-
-  /** finish() then publish(). */
-  async commit(): Promise<{ path: string; size: number; headerLength: number; dataOffset: number }> {
-    const done = await this.finish();
-    await this.publish();
-    return { ...done, path: this.path };
   }
 
   /**
