@@ -33,7 +33,7 @@ interface Run {
   repeats: number;
 }
 
-const SCALING_REPEATS = 3;
+const SCALING_REPEATS = 5;
 
 /** The run with the median wall time. */
 function median(results: readonly ChildResult[]): ChildResult {
