@@ -110,16 +110,21 @@ export function packTl2(codes: Int8Array, M: number, K: number, tiling: Tiling):
   return out; // the rest stays zero: the padding the kernels expect
 }
 
-/** |v| 0..13 with its sign back to the triplet (a, b, c), v = 9a + 3b + c. */
+/** The triplet (a, b, c) of each signed index v = 9a + 3b + c in -13..13, three codes at 3 (v + 13). */
+const TRIPLETS = Int8Array.from({ length: 27 * 3 }, (_, i) => {
+  const v = Math.floor(i / 3) - 13;
+  const a = Math.round(v / 9);
+  const b = Math.round((v - 9 * a) / 3);
+  return [a, b, v - 9 * a - 3 * b][i % 3]!;
+});
+
+/** |v| 0..13 with its sign back to the triplet (a, b, c) at codes[i...]. */
 function writeTriplet(codes: Int8Array, i: number, magnitude: number, negative: boolean, at: number): void {
   if (magnitude > 13) throw new B158Error("E_NOT_TERNARY", `TL2 triplet index ${magnitude} at payload byte ${at} is not 0..13`, { details: { byte: at, index: magnitude } });
-  let v = negative ? -magnitude : magnitude;
-  for (let d = 0; d < 3; d++) {
-    const weight = d === 0 ? 9 : d === 1 ? 3 : 1;
-    const t = Math.round(v / weight);
-    codes[i + d] = t;
-    v -= t * weight;
-  }
+  const k = 3 * (negative ? 13 - magnitude : 13 + magnitude);
+  codes[i] = TRIPLETS[k]!;
+  codes[i + 1] = TRIPLETS[k + 1]!;
+  codes[i + 2] = TRIPLETS[k + 2]!;
 }
 
 export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
@@ -151,10 +156,13 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
           for (let b = 0; b < 16; b++) {
             const word = bytes[o]! | (bytes[o + 1]! << 8);
             o += 2;
-            for (let a = 0; a < 16; a++) {
-              const m = i0 * BM + i2 * 32 + (a & 1) * 16 + b;
-              const j = i1 * (BK / 3) + i3 * 8 + (a >>> 1);
-              negative[m * tripletsPerRow + j] = (word >>> (15 - a)) & 1;
+            // bit 15 - a is triplet a >> 1 of row b (a even) or row b + 16 (a odd)
+            const j = i1 * (BK / 3) + i3 * 8;
+            const even = (i0 * BM + i2 * 32 + b) * tripletsPerRow + j;
+            const odd = even + 16 * tripletsPerRow;
+            for (let t = 0; t < 8; t++) {
+              negative[even + t] = (word >>> (15 - 2 * t)) & 1;
+              negative[odd + t] = (word >>> (14 - 2 * t)) & 1;
             }
           }
   const codes = new Int8Array(M * K);
