@@ -106,6 +106,25 @@ describe("packers refuse bad input", () => {
     }
   });
 
+  it("TL2: every one of the 27 triplets round-trips, and a triplet index over 13 is E_NOT_TERNARY", () => {
+    const params = { layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 } as const;
+    const [M, K] = [32, 288];
+    // row m holds triplets (m + j) mod 27 for j = 0..31: every triplet, in every position class
+    const codes = new Int8Array(M * K);
+    for (let m = 0; m < M; m++)
+      for (let j = 0; j < K / 3; j++) {
+        const v = ((m + j) % 27) - 13;
+        const a = Math.round(v / 9);
+        const b = Math.round((v - 9 * a) / 3);
+        codes.set([a, b, v - 9 * a - 3 * b], m * K + 3 * j);
+      }
+    const payload = packLayout(params, codes, [M, K], 1);
+    expect([...unpackLayout(params, payload, [M, K]).codes]).toEqual([...codes]);
+    const bad = payload.slice();
+    bad[5] = 0xe0; // the A region's first bytes: magnitude nibble 14
+    expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_NOT_TERNARY", message: expect.stringContaining("14") }));
+  });
+
   it("a payload of the wrong size is E_PAYLOAD_SIZE", () => {
     expect(() => unpackLayout({ layout: "i2_s", blockSize: 128, variant: "x86" }, new Uint8Array(10), [1, 128])).toThrow(B158Error);
   });
