@@ -94,6 +94,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
   const checkpoint = await openCheckpoint(await resolveSource(spec));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
+  let stopOnAbort: (() => void) | undefined;
   try {
     const plan = buildPlan(checkpoint, { ternarize: options.ternarize ?? [] });
     refuseBrokenPlans(spec, plan);
@@ -109,9 +110,13 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
       done++;
       options.onProgress?.({ tensor, done, total: jobs.length, bytesWritten, bytesTotal });
     };
+    const interrupted = () => new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
     const checkAbort = () => {
-      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
+      if (options.signal?.aborted) throw interrupted();
     };
+    // workers stop mid-tensor rather than finish it (inline jobs cannot be stopped: they run here)
+    stopOnAbort = () => void pool.close(interrupted());
+    options.signal?.addEventListener("abort", stopOnAbort, { once: true });
     const written = await writeJobs(jobs, writer, pool, report, checkAbort);
     checkAbort();
     const finished = await writer.finish();
@@ -139,6 +144,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     await writer?.abort();
     throw error;
   } finally {
+    if (stopOnAbort !== undefined) options.signal?.removeEventListener("abort", stopOnAbort);
     await pool.close();
     await checkpoint.close();
   }

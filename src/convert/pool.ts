@@ -15,6 +15,8 @@ export class TaskPool {
   private readonly queue: { id: number; job: PoolJob }[] = [];
   private readonly pending = new Map<number, { resolve: (r: WrittenPayload) => void; reject: (e: unknown) => void }>();
   private nextId = 0;
+  /** Why the pool was closed: later jobs fail with it. */
+  private closedWith: { reason: unknown } | undefined;
   readonly threads: number;
 
   constructor(threads: number) {
@@ -45,6 +47,7 @@ export class TaskPool {
 
   /** Converts one tensor into its slot of the output (jobs.ts). */
   write(job: PoolJob): Promise<WrittenPayload> {
+    if (this.closedWith !== undefined) return Promise.reject(this.closedWith.reason);
     if (this.threads === 0) return runJob(job);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
@@ -58,7 +61,15 @@ export class TaskPool {
     while (this.idle.length > 0 && this.queue.length > 0) this.idle.pop()!.postMessage(this.queue.shift());
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the workers, mid-job if need be (a write under way finishes first), and fails the jobs
+   * not done with `reason`. Resolves once every thread has exited; safe to call more than once.
+   */
+  async close(reason: unknown = new B158Error("E_INTERNAL", "the conversion workers were stopped")): Promise<void> {
+    this.closedWith ??= { reason };
+    for (const waiter of this.pending.values()) waiter.reject(reason);
+    this.pending.clear();
+    this.queue.length = 0;
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
   }
