@@ -30,7 +30,7 @@ interface Run {
   readonly layout: string;
   readonly threads: number;
   readonly oneCore: boolean;
-  repeats: number;
+  readonly repeats: number;
 }
 
 const SCALING_REPEATS = 5;
@@ -99,12 +99,11 @@ export const conversion: BenchSection = {
       await readSeconds(weightsFile); // warm the page cache
       const readFloor = await readSeconds(weightsFile);
       const weights = linearWeights(model);
-      const runs: Run[] = LAYOUT_IDS.filter((l) => selected("BENCH_LAYOUTS", l)).map((layout) => ({ layout, threads: cores, oneCore: false, repeats: 1 }));
-      if (model.id === "bitnet-b1.58-2B-4T-bf16" && selected("BENCH_LAYOUTS", "tq2_0")) {
-        // thread scaling: all workers and 1 worker, each the median of SCALING_REPEATS runs taken in turn
-        // (this machine's wall times wander by 10% or more); 1 worker pinned to 1 core for information
-        const all = runs.find((r) => r.layout === "tq2_0")!;
-        all.repeats = SCALING_REPEATS;
+      // thread scaling: all workers and 1 worker, each the median of SCALING_REPEATS runs taken in turn
+      // (this machine's wall times wander by 10% or more); 1 worker pinned to 1 core for information
+      const scaling = model.id === "bitnet-b1.58-2B-4T-bf16" && selected("BENCH_LAYOUTS", "tq2_0");
+      const runs: Run[] = LAYOUT_IDS.filter((l) => selected("BENCH_LAYOUTS", l)).map((layout) => ({ layout, threads: cores, oneCore: false, repeats: scaling && layout === "tq2_0" ? SCALING_REPEATS : 1 }));
+      if (scaling) {
         runs.push({ layout: "tq2_0", threads: 1, oneCore: false, repeats: SCALING_REPEATS });
         if (await hasTaskset()) runs.push({ layout: "tq2_0", threads: 1, oneCore: true, repeats: 1 });
       }

@@ -1,4 +1,4 @@
-import { packLayout } from "../src/pack/codec.js";
+import { packLayout, unpackLayout } from "../src/pack/codec.js";
 import { checkEligibility, LAYOUT_IDS, type LayoutId } from "../src/pack/layouts.js";
 import { AbsmeanAccumulator } from "../src/pack/ternarize.js";
 import { toBf16Bits } from "../src/pack/float16.js";
@@ -64,6 +64,10 @@ export const packing: BenchSection = {
         if (!fit.eligible) continue;
         const seconds = best(3, () => void packLayout(fit.params, codes, [M, K], 0.05));
         rows.push({ shape: `${M}x${K}`, step: `pack_${layout}`, seconds, weightsPerSecond: n / seconds, target: TARGETS[layout] });
+        // convert decodes every payload it packs to check it: no target of its own, but part of each conversion
+        const payload = packLayout(fit.params, codes, [M, K], 0.05);
+        const unpackSeconds = best(3, () => void unpackLayout(fit.params, payload, [M, K]));
+        rows.push({ shape: `${M}x${K}`, step: `unpack_${layout}`, seconds: unpackSeconds, weightsPerSecond: n / unpackSeconds });
       }
       codes = new Int8Array(0);
     }

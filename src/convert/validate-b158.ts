@@ -56,8 +56,9 @@ export interface ValidateOptions {
   /** NaN/Inf counts of the float payloads the converter scanned in memory as it wrote them. */
   readonly nonFinite?: ReadonlyMap<string, number>;
   /**
-   * Payloads the converter's workers read back from the file after writing them, scanned: each is
-   * damaged unless its bytes hash to the header's sha256. They are not read again here.
+   * Every payload as the converter's workers read it back from the file after writing it, scanned:
+   * each is damaged unless its bytes hash to the header's sha256. Payloads are then not read again
+   * here; a map that lacks some is not used.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
 }
@@ -155,9 +156,9 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
 
 /**
  * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and every
- * payload's scan in the same pass (those `readBack` has already are taken from it), keeping whole
- * the payloads `collect` names. Payloads are contiguous and in file order (the reader checked), so
- * walking them in order is walking the file.
+ * payload's scan in the same pass, keeping whole the payloads `collect` names. Payloads are
+ * contiguous and in file order (the reader checked), so walking them in order is walking the file.
+ * When `readBack` has every payload (a converter's), only the whole-file hash is left to do.
  */
 async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, readBack?: ReadonlyMap<string, PayloadScan>): Promise<FileScan> {
   if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
@@ -171,18 +172,17 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
     const dataStart = file.tensors.length > 0 ? file.tensors[0]!.fileOffset : file.size;
     for await (const chunk of readAhead(source, 0, dataStart)) whole.update(chunk);
     for (const [i, t] of file.tensors.entries()) {
-      const known = readBack?.get(t.name);
-      const scanner = known === undefined ? new PayloadScanner(ranges[i]!) : undefined;
+      const scanner = new PayloadScanner(ranges[i]!);
       const chunks: Uint8Array[] = [];
       for await (const chunk of readAhead(source, t.fileOffset, t.length)) {
         whole.update(chunk);
-        scanner?.update(chunk);
+        scanner.update(chunk);
         if (collect(t)) chunks.push(chunk);
       }
       const padding = await source.read(t.fileOffset + t.length, ranges[i]!.padding);
       whole.update(padding);
-      scanner?.padding(padding);
-      payloads.push(scanner?.finish() ?? known!);
+      scanner.padding(padding);
+      payloads.push(scanner.finish());
       if (collect(t)) collected.set(t.name, concat(chunks, t.length));
     }
   } finally {

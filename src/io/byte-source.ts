@@ -92,6 +92,17 @@ export async function fileSource(path: string): Promise<ByteSource> {
   };
 }
 
+/** A file opened and handed to `open`, which keeps it (a reader closes it later); closed if `open` fails. */
+export async function openFileWith<T>(path: string, open: (source: ByteSource) => Promise<T>): Promise<T> {
+  const source = await fileSource(path);
+  try {
+    return await open(source);
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+}
+
 /**
  * `length` bytes from `offset` in chunks, the next read already in flight while one is consumed.
  * With `reuse`, two buffers take turns: a chunk is valid only until the consumer asks for the next

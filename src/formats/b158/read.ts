@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { B158Error, type ErrorCode } from "../../errors.js";
-import { fileSource, type ByteSource } from "../../io/byte-source.js";
+import { openFileWith, type ByteSource } from "../../io/byte-source.js";
 import { unpackLayout } from "../../pack/codec.js";
 import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
@@ -47,14 +47,8 @@ function fail(code: ErrorCode, file: string, message: string, details: Record<st
   throw new B158Error(code, `${file}: ${message}`, { details: { file, ...details }, hint: hint ?? "The file is damaged or was not written by a .b158 writer; convert again." });
 }
 
-export async function openB158File(path: string): Promise<B158File> {
-  const source = await fileSource(path);
-  try {
-    return await openB158(source);
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
+export function openB158File(path: string): Promise<B158File> {
+  return openFileWith(path, openB158);
 }
 
 export async function openB158(source: ByteSource): Promise<B158File> {

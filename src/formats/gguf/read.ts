@@ -1,5 +1,5 @@
 import { B158Error, type ErrorCode } from "../../errors.js";
-import { fileSource, type ByteSource } from "../../io/byte-source.js";
+import { openFileWith, type ByteSource } from "../../io/byte-source.js";
 import {
   alignTo,
   BITNET_CPP_ARCHITECTURES,
@@ -157,14 +157,8 @@ class Cursor {
   }
 }
 
-export async function openGgufFile(path: string): Promise<GgufFile> {
-  const source = await fileSource(path);
-  try {
-    return await openGguf(source);
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
+export function openGgufFile(path: string): Promise<GgufFile> {
+  return openFileWith(path, openGguf);
 }
 
 export async function openGguf(source: ByteSource): Promise<GgufFile> {
