@@ -7,7 +7,7 @@ import { toBf16Bits } from "../src/pack/float16.js";
 
 /**
  * Synthetic checkpoints with the exact tensor names, shapes and dtypes of real models
- * (../shared/reference/gguf-tq-and-hf-checkpoints.md §3), written by streaming from a reusable
+ * (docs/families.md; the Hub repos' config.json and safetensors headers), written by streaming from a reusable
  * random pool so generating 4.8 GB needs no 4.8 GB of memory. Cached between bench runs.
  */
 export interface BenchModel {

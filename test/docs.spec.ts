@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES, EXIT } from "../src/errors.js";
 
@@ -10,5 +12,26 @@ describe("docs/errors.md", () => {
     for (const match of docs.matchAll(/^\| `(E_[A-Z0-9_]+)` \| (\d+) \|/gm)) documented.set(match[1]!, Number(match[2]));
     for (const [code, { exit }] of Object.entries(ERROR_CODES)) expect(documented.get(code), code).toBe(EXIT[exit]);
     for (const code of documented.keys()) expect(Object.hasOwn(ERROR_CODES, code), code).toBe(true);
+  });
+});
+
+describe("the repository stands alone", () => {
+  it("no source, test, doc, bench or fixture names a path beside the repository", () => {
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const outside = new RegExp(["\\.\\./", "shared", "/"].join("")); // written in pieces so this file does not match itself
+    const offenders: string[] = [];
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(join(root, dir))) {
+        const path = join(dir, name);
+        if (statSync(join(root, path)).isDirectory()) walk(path);
+        else if (/\.(ts|js|mjs|json|md|ini|sh)$/.test(name) || name === "run") {
+          const text = readFileSync(join(root, path), "utf8");
+          if (outside.test(text)) offenders.push(path);
+        }
+      }
+    };
+    for (const dir of ["src", "test", "docs", "bench", "fixtures", "schemas", "bin", ".ci"]) walk(dir);
+    for (const file of ["README.md", "package.json"]) if (outside.test(readFileSync(join(root, file), "utf8"))) offenders.push(file);
+    expect(offenders).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { BITNET_LINEAR, WEIGHT_SCALE_SUFFIX } from "./names.js";
 
 /**
  * Model families, detected by features (tensor dtypes, sibling tensors, config fields), never by
- * an allow-list of repo names. Reference: gguf-tq-and-hf-checkpoints.md §3-4.
+ * an allow-list of repo names. docs/families.md gives the rules and the evidence for them.
  */
 export type FamilyId = "bitnet-1bitllm" | "bitnet-latent" | "bitnet-packed" | "llama-bitnet-packed" | "generic";
 

@@ -1,6 +1,6 @@
 /**
  * Tensor names: which HF tensors are BitNet linears, and their GGUF names
- * (llama.cpp gguf-py tensor_mapping; reference gguf-tq-and-hf-checkpoints.md §2).
+ * (llama.cpp gguf-py tensor_mapping).
  */
 
 /** The seven linears BitNet b1.58 ternarizes in every layer. */

@@ -10,10 +10,10 @@ import { packTl2, unpackTl2 } from "./tl2.js";
 import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
 
 /**
- * Byte-exact agreement with the upstream implementations' own outputs (../shared/vectors: bitnet.cpp's
- * C quantizer and Python transforms, llama.cpp's gguf-py quantizer). See ../shared/vectors/README.md.
+ * Byte-exact agreement with the upstream implementations' own outputs (test/vectors: bitnet.cpp's
+ * C quantizer and Python transforms, llama.cpp's gguf-py quantizer). See test/vectors/README.md.
  */
-const VECTORS = fileURLToPath(new URL("../../../shared/vectors/", import.meta.url));
+const VECTORS = fileURLToPath(new URL("../../test/vectors/", import.meta.url));
 const vector = (path: string): Uint8Array => new Uint8Array(readFileSync(VECTORS + path));
 const SCALE = 53 / 1024;
 
@@ -48,8 +48,21 @@ const f32 = (bytes: Uint8Array) => new Float32Array(bytes.buffer, bytes.byteOffs
 const i8 = (bytes: Uint8Array) => new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 describe("golden vectors", () => {
-  it("are present beside the repository (../shared/vectors)", () => {
+  it("are in the repository, each file as its manifest records it", () => {
     expect(existsSync(VECTORS), `missing ${VECTORS}`).toBe(true);
+    let checked = 0;
+    for (const folder of ["bitnet", "tq"]) {
+      const manifest = JSON.parse(readFileSync(`${VECTORS}${folder}/manifest.json`, "utf8")) as Record<string, { bytes: number; sha256?: string }>;
+      for (const [file, entry] of Object.entries(manifest)) {
+        const path = `${VECTORS}${folder}/${file}`;
+        expect(existsSync(path), path).toBe(true);
+        const bytes = readFileSync(path);
+        expect(bytes.byteLength, file).toBe(entry.bytes);
+        if (entry.sha256 !== undefined) expect(createHash("sha256").update(bytes).digest("hex"), file).toBe(entry.sha256);
+        checked++;
+      }
+    }
+    expect(checked).toBe(18);
   });
 
   const codes256 = i8(vector("bitnet/ternary_256x256.i8"));

@@ -3,7 +3,7 @@ import { codeWords, invalidBits, minusOne, plusOne, reportNotTernary } from "./s
 import { I2_S_TAIL_BYTES } from "./layouts.js";
 
 /**
- * bitnet.cpp I2_S (reference bitnet-cpp-layouts.md §1). The flattened tensor is cut into blocks of
+ * bitnet.cpp I2_S (docs/layouts.md; bitnet.cpp's quantize_i2_s). The flattened tensor is cut into blocks of
  * 128 elements (x86 and the official files) or 64 (ARM builds since Nov 2025); byte g of a block
  * holds elements g, g + B/4, g + B/2, g + 3B/4 in bits 7:6, 5:4, 3:2, 1:0 as code = t + 1.
  * Then the f32 scale, then 28 zero bytes (llama-quantize leaves them uninitialised; we write zeros).

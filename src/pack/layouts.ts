@@ -1,8 +1,8 @@
 /**
  * The five ternary layouts b158 writes, their shape rules, tilings and exact payload sizes.
  * Shapes are [M, K] = [out_features, in_features], as nn.Linear stores them (ggml ne0 = K).
- * Facts: ../shared/reference/bitnet-cpp-layouts.md (I2_S, TL1, TL2) and
- * gguf-tq-and-hf-checkpoints.md §1 (TQ1_0, TQ2_0). This module is pure: no I/O.
+ * Byte layouts: docs/layouts.md (from bitnet.cpp's quantizer and converter for I2_S, TL1, TL2, and
+ * ggml's ggml-quants.c for TQ1_0, TQ2_0). This module is pure: no I/O.
  */
 
 export const LAYOUT_IDS = ["i2_s", "tl1", "tl2", "tq1_0", "tq2_0"] as const;

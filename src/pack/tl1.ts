@@ -4,7 +4,7 @@ import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { tl1TilingProblem, type Tiling } from "./layouts.js";
 
 /**
- * bitnet.cpp TL1 (reference bitnet-cpp-layouts.md §2.3): weight pairs (2j, 2j+1) of a row become the
+ * bitnet.cpp TL1 (docs/layouts.md; transform_to_tl1 in bitnet.cpp's converter): weight pairs (2j, 2j+1) of a row become the
  * 4-bit index P = 3a + b + 4 (0..8), two per byte (pair j high nibble, j+1 low), emitted tile by tile:
  *
  *   for i0 < M/BM, i1 < K/BK, i2 < BM/bm, i3 < BK/by, i4 < bm/16, i5 < by/4, r < 16:

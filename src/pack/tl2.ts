@@ -5,7 +5,7 @@ import { tl2PayloadBytes, tl2TilingProblem, type Tiling } from "./layouts.js";
 import { writePair } from "./tl1.js";
 
 /**
- * bitnet.cpp TL2 (reference bitnet-cpp-layouts.md §2.4). Columns split into K3 = floor(K/BK)*BK
+ * bitnet.cpp TL2 (docs/layouts.md; transform_to_tl2 in bitnet.cpp's converter). Columns split into K3 = floor(K/BK)*BK
  * three-weight columns and a K2 = K - K3 two-weight tail. Layout:
  *
  *   A  M*K3/6 bytes   |v| of triplets, two per byte, v = 9a + 3b + c in -13..13

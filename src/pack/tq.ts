@@ -5,8 +5,8 @@ import { fromF16Bits, toF16Bits } from "./float16.js";
 import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
 
 /**
- * llama.cpp TQ2_0 and TQ1_0 (ggml-common.h block_tq2_0 / block_tq1_0; reference
- * gguf-tq-and-hf-checkpoints.md §1): 256-element blocks along each row, codes q = t + 1, and the
+ * llama.cpp TQ2_0 and TQ1_0 (ggml-common.h block_tq2_0 / block_tq1_0; docs/layouts.md):
+ * 256-element blocks along each row, codes q = t + 1, and the
  * f16 scale d last. d = f16(scale) for a block with any nonzero and 0 for an all-zero block, which
  * is what llama.cpp's absmax quantizer writes for ternary x scale input, so the bytes match its own.
  * `scale` is per tensor, or per block (an array with one entry per 256 elements).

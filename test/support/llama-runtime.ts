@@ -3,7 +3,7 @@ import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
 /**
  * Real llama.cpp (v0.5.0, node-llama-cpp's CPU prebuilt: no GPU, no build, no network) as the
  * judge of our GGUFs. Logits are read for every position of one prompt; flash attention and the
- * thread count are pinned, since both change logits (../shared/reference/runtime-interop.md).
+ * thread count are pinned, since both change logits (docs/gguf.md, "How we know the files work").
  */
 let llama: Promise<Llama> | undefined;
 

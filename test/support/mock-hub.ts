@@ -4,7 +4,8 @@ import type { AddressInfo } from "node:net";
 
 /**
  * A local mock of the Hugging Face Hub: plain node:http on 127.0.0.1 with an ephemeral port,
- * answering the requests @huggingface/hub makes (../shared/reference/hub-protocol.md §3) for
+ * answering the requests @huggingface/hub makes (its `downloadFile`, `listFiles`, `uploadFiles`
+ * and `commit` calls: /api/models, /resolve, /paths-info, /preupload, /commit) for
  * model repos held in memory. Never advertises xet. Faults can be injected per path to prove the
  * retry, resume and verify paths.
  */
