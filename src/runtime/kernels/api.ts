@@ -1,0 +1,87 @@
+/**
+ * The contract between the runtime (src/runtime) and its matrix kernels. The runtime hands over
+ * weights once, at load, and asks for matrix products; a backend (plain TypeScript, WebAssembly
+ * SIMD128, relaxed SIMD) decides how weights are laid out in its memory and how the work is split
+ * over threads. Every backend gives bit-for-bit the same results as the TypeScript reference
+ * (./reference.ts), which defines the arithmetic below; tests hold each backend to it.
+ *
+ * Arithmetic, int8 activations (BitNet b1.58's ActQuant, per token, before every ternary linear):
+ *   amax  = max_k |x[k]|                                   (float32 values)
+ *   s     = f32(127 / max(amax, 1e-5))
+ *   q[k]  = clamp(roundHalfEven(f32(x[k] * s)), -128, 127)
+ *   isum  = sum_k t[m][k] * q[k]                           exact integers, per scale block
+ *   y[m]  = f32((sum over blocks b, in order, of d_b * isum_b) / s)    the sum in float64
+ * where a "block" is the whole row for a per-tensor or per-row scale, 256 weights for TQ2_0 (d_b
+ * its f16 d), or G weights for group scales. Float activations (`mode: "float"`): y[m] =
+ * f32(sum over blocks of d_b * (sum_k t[m][k] * x[k])), each sum in float64, k and b in order.
+ * Dense (float) matrices: y[r] = f32(sum_k w[r][k] * x[k]) in float64, k in order.
+ * A backend may define a faster float accumulation order only if the reference adopts it too.
+ */
+
+export type KernelBackend = "ts" | "wasm-simd128" | "wasm-relaxed";
+export type ActivationMode = "int8" | "float";
+
+/** How a ternary matrix's scales apply: effective weight = scale x code. */
+export type ScaleSpec =
+  | { readonly granularity: "tensor"; readonly scale: number }
+  /** One scale per row (length rows). */
+  | { readonly granularity: "row"; readonly scales: Float32Array }
+  /** One scale per G consecutive weights of a row: [rows, cols / G], row-major. */
+  | { readonly granularity: "group"; readonly groupSize: number; readonly scales: Float32Array };
+
+/**
+ * A ternary weight [rows = out, cols = in] as the runtime has it. I2_S and TQ2_0 payloads are used
+ * as they are (the bytes a .b158 or GGUF holds: docs/layouts.md); any other source is given as
+ * codes, which the backend re-lays once into a layout of its own.
+ */
+export type TernaryWeightSource =
+  | { readonly kind: "i2_s"; readonly rows: number; readonly cols: number; readonly blockSize: 128 | 64; readonly payload: Uint8Array }
+  | { readonly kind: "tq2_0"; readonly rows: number; readonly cols: number; readonly payload: Uint8Array }
+  | { readonly kind: "codes"; readonly rows: number; readonly cols: number; readonly codes: Int8Array; readonly scales: ScaleSpec };
+
+/** A float matrix [rows, cols], little-endian element bits as stored. */
+export type DenseWeightSource =
+  | { readonly kind: "f32"; readonly rows: number; readonly cols: number; readonly values: Float32Array }
+  | { readonly kind: "f16" | "bf16"; readonly rows: number; readonly cols: number; readonly bits: Uint16Array };
+
+export interface TernaryMatrix {
+  readonly rows: number;
+  readonly cols: number;
+  /** What the backend keeps: "i2_s", "tq2_0", or its own re-laid format (documented by the backend). */
+  readonly format: string;
+  /** Bytes held for this matrix. */
+  readonly bytes: number;
+}
+
+export interface DenseMatrix {
+  readonly rows: number;
+  readonly cols: number;
+  readonly format: string;
+  readonly bytes: number;
+}
+
+export interface KernelContext {
+  readonly backend: KernelBackend;
+  /** Threads the products are split over (1 = the calling thread only). */
+  readonly threads: number;
+  /** Takes a ternary weight (copied into the backend's memory; the source can be dropped). */
+  ternary(source: TernaryWeightSource): TernaryMatrix;
+  dense(source: DenseWeightSource): DenseMatrix;
+  /**
+   * outs[i][t * rows_i + m] = (weights[i] x_t)[m] for every token t < tokens, where x_t =
+   * x[t * cols .. (t + 1) * cols). All weights share cols and one activation quantization.
+   */
+  linear(weights: readonly TernaryMatrix[], x: Float32Array, tokens: number, outs: readonly Float32Array[], mode: ActivationMode): void;
+  /** out[t * rows + r] = (weight x_t)[r]: the output head. */
+  denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void;
+  /** Row `row` as float32 (embedding lookup). */
+  denseRow(weight: DenseMatrix, row: number, out: Float32Array): void;
+  /** Bytes held for all weights. */
+  readonly bytes: number;
+  close(): Promise<void>;
+}
+
+export interface KernelOptions {
+  readonly backend?: KernelBackend | "auto";
+  readonly threads?: number;
+}

@@ -1,0 +1,81 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { createReferenceKernels, quantizeActivations } from "./reference.js";
+
+const VECTORS = fileURLToPath(new URL("../../../test/vectors/", import.meta.url));
+const vector = (path: string) => new Uint8Array(readFileSync(VECTORS + path));
+const codes256 = new Int8Array(vector("bitnet/ternary_256x256.i8").buffer.slice(0));
+const SCALE = 53 / 1024;
+
+/** A deterministic activation vector with a spread of magnitudes and signs. */
+function activations(n: number, seed = 7): Float32Array {
+  const x = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
+    x[i] = ((s >>> 8) / 2 ** 23 - 1) * (1 + (i % 7));
+  }
+  return x;
+}
+
+describe("reference kernels", () => {
+  it("read the upstream I2_S and TQ2_0 bytes as the codes they hold (golden vectors)", () => {
+    const k = createReferenceKernels();
+    const x = activations(256 * 3);
+    const fromCodes = k.ternary({ kind: "codes", rows: 256, cols: 256, codes: codes256, scales: { granularity: "tensor", scale: SCALE } });
+    const i2s = k.ternary({ kind: "i2_s", rows: 256, cols: 256, blockSize: 128, payload: vector("bitnet/i2s_x86_256x256.bin") });
+    const arm = k.ternary({ kind: "i2_s", rows: 256, cols: 256, blockSize: 64, payload: vector("bitnet/i2s_arm_256x256.bin") });
+    const tq2 = k.ternary({ kind: "tq2_0", rows: 256, cols: 256, payload: vector("tq/tq2_0_256x256.bin") });
+    for (const mode of ["int8", "float"] as const) {
+      const outs = [0, 1, 2, 3].map(() => new Float32Array(256 * 3));
+      k.linear([fromCodes, i2s, arm, tq2], x, 3, outs, mode);
+      expect(outs[1]).toEqual(outs[0]);
+      expect(outs[2]).toEqual(outs[0]);
+      // TQ2_0 sums one block per row here (K = 256), so the same products in the same order
+      expect(outs[3]).toEqual(outs[0]);
+      expect(outs[0]!.some((v) => v !== 0)).toBe(true);
+    }
+  });
+
+  it("int8 mode is the exact integer product scaled back, float mode the float one", () => {
+    const k = createReferenceKernels();
+    const rows = 3;
+    const cols = 8;
+    const codes = Int8Array.from({ length: rows * cols }, (_, i) => ((i * 7) % 3) - 1);
+    const w = k.ternary({ kind: "codes", rows, cols, codes, scales: { granularity: "row", scales: Float32Array.of(0.5, 2, 0.25) } });
+    const x = Float32Array.of(1, -2, 3, -4, 5, -6, 7, -127);
+    const q = new Int8Array(cols);
+    const s = quantizeActivations(x, q);
+    expect(s).toBe(Math.fround(127 / 127));
+    expect([...q]).toEqual([1, -2, 3, -4, 5, -6, 7, -127]);
+    const out = new Float32Array(rows);
+    k.linear([w], x, 1, [out], "int8");
+    const floatOut = new Float32Array(rows);
+    k.linear([w], x, 1, [floatOut], "float");
+    for (let m = 0; m < rows; m++) {
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += codes[m * cols + c]! * x[c]!;
+      const scale = [0.5, 2, 0.25][m]!;
+      expect(out[m]).toBe(Math.fround(scale * dot));
+      expect(floatOut[m]).toBe(Math.fround(scale * dot));
+    }
+  });
+
+  it("quantizes activations with round-half-even and the 1e-5 floor", () => {
+    const q = new Int8Array(4);
+    // amax 2: s = 63.5; 1/127 * 63.5 = 0.5 -> 0 (even), 3/127 * 63.5 = 1.5 -> 2
+    const s = quantizeActivations(Float32Array.of(2, 1 / 127, 3 / 127, -2), q);
+    expect(s).toBe(63.5);
+    expect([...q]).toEqual([127, 0, 2, -127]);
+    expect(quantizeActivations(new Float32Array(4), q)).toBe(Math.fround(127 / 1e-5));
+  });
+
+  it("rejects code 3 and non-ternary codes", () => {
+    const k = createReferenceKernels();
+    const payload = new Uint8Array(128 / 4 + 32);
+    payload[0] = 0xc0;
+    expect(() => k.ternary({ kind: "i2_s", rows: 1, cols: 128, blockSize: 128, payload })).toThrow(/code 3/);
+    expect(() => k.ternary({ kind: "codes", rows: 1, cols: 2, codes: Int8Array.of(2, 0), scales: { granularity: "tensor", scale: 1 } })).toThrow(/not -1, 0 or 1/);
+  });
+});

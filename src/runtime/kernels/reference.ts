@@ -1,0 +1,201 @@
+import { B158Error } from "../../errors.js";
+import { fromBf16Bits, fromF16Bits } from "../../pack/float16.js";
+import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, ScaleSpec, TernaryMatrix, TernaryWeightSource } from "./api.js";
+
+/**
+ * The reference backend: plain loops over one int8 code per weight, written for clarity, not
+ * speed. It defines the arithmetic of api.ts; every other backend must match it bit for bit.
+ * Its I2_S and TQ2_0 decoding is written here from docs/layouts.md, not taken from src/pack, so
+ * a packer bug cannot cancel out between a conversion and the runtime that checks it.
+ */
+interface RefTernary extends TernaryMatrix {
+  readonly codes: Int8Array;
+  /** Weights per scale block (cols for a per-tensor or per-row scale). */
+  readonly blockSize: number;
+  /** [rows, cols / blockSize] block scales. */
+  readonly blockScales: Float32Array;
+}
+
+interface RefDense extends DenseMatrix {
+  readonly values: Float32Array;
+}
+
+/** BitNet's ActQuant floor on max|x|. */
+export const ACTIVATION_FLOOR = 1e-5;
+
+export function createReferenceKernels(): KernelContext {
+  let bytes = 0;
+  return {
+    backend: "ts",
+    threads: 1,
+    get bytes() {
+      return bytes;
+    },
+    ternary(source) {
+      const matrix = decodeTernary(source);
+      bytes += matrix.bytes;
+      return matrix;
+    },
+    dense(source) {
+      const matrix = decodeDense(source);
+      bytes += matrix.bytes;
+      return matrix;
+    },
+    linear(weights, x, tokens, outs, mode) {
+      const list = weights as readonly RefTernary[];
+      const cols = list[0]!.cols;
+      const q = new Int8Array(cols);
+      for (let t = 0; t < tokens; t++) {
+        const xt = x.subarray(t * cols, (t + 1) * cols);
+        const s = mode === "int8" ? quantizeActivations(xt, q) : 0;
+        list.forEach((w, i) => {
+          if (w.cols !== cols) throw new B158Error("E_INTERNAL", `linear: matrices of ${w.cols} and ${cols} columns share one input`);
+          const out = outs[i]!.subarray(t * w.rows, (t + 1) * w.rows);
+          if (mode === "int8") int8Rows(w, q, s, out);
+          else floatRows(w, xt, out);
+        });
+      }
+    },
+    denseLinear(weight, x, tokens, out) {
+      const { values, rows, cols } = weight as RefDense;
+      for (let t = 0; t < tokens; t++) {
+        for (let r = 0; r < rows; r++) {
+          let sum = 0;
+          for (let k = 0; k < cols; k++) sum += values[r * cols + k]! * x[t * cols + k]!;
+          out[t * rows + r] = Math.fround(sum);
+        }
+      }
+    },
+    denseRow(weight, row, out) {
+      const { values, cols } = weight as RefDense;
+      out.set(values.subarray(row * cols, (row + 1) * cols));
+    },
+    async close() {},
+  };
+}
+
+/** q = int8 activations of x; returns the scale s (q = round(x * s)). */
+export function quantizeActivations(x: Float32Array, q: Int8Array): number {
+  let amax = 0;
+  for (let k = 0; k < x.length; k++) amax = Math.max(amax, Math.abs(x[k]!));
+  const s = Math.fround(127 / Math.max(amax, ACTIVATION_FLOOR));
+  for (let k = 0; k < x.length; k++) {
+    const v = roundHalfEven(Math.fround(x[k]! * s));
+    q[k] = v > 127 ? 127 : v < -128 ? -128 : v;
+  }
+  return s;
+}
+
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function int8Rows(w: RefTernary, q: Int8Array, s: number, out: Float32Array): void {
+  const { codes, cols, blockSize, blockScales } = w;
+  const blocks = cols / blockSize;
+  for (let m = 0; m < w.rows; m++) {
+    let sum = 0;
+    for (let b = 0; b < blocks; b++) {
+      let isum = 0;
+      const base = m * cols + b * blockSize;
+      for (let k = 0; k < blockSize; k++) isum += codes[base + k]! * q[b * blockSize + k]!;
+      sum += blockScales[m * blocks + b]! * isum;
+    }
+    out[m] = Math.fround(sum / s);
+  }
+}
+
+function floatRows(w: RefTernary, x: Float32Array, out: Float32Array): void {
+  const { codes, cols, blockSize, blockScales } = w;
+  const blocks = cols / blockSize;
+  for (let m = 0; m < w.rows; m++) {
+    let sum = 0;
+    for (let b = 0; b < blocks; b++) {
+      let fsum = 0;
+      const base = m * cols + b * blockSize;
+      for (let k = 0; k < blockSize; k++) fsum += codes[base + k]! * x[b * blockSize + k]!;
+      sum += blockScales[m * blocks + b]! * fsum;
+    }
+    out[m] = Math.fround(sum);
+  }
+}
+
+function decodeTernary(source: TernaryWeightSource): RefTernary {
+  const { rows, cols } = source;
+  const codes = new Int8Array(rows * cols);
+  switch (source.kind) {
+    case "i2_s": {
+      // block of B elements = B/4 bytes; byte g holds elements g, g+B/4, g+B/2, g+3B/4 at bits 7:6 .. 1:0
+      const B = source.blockSize;
+      const quarter = B / 4;
+      for (let i = 0; i < codes.length; i++) {
+        const j = i % B;
+        const byte = source.payload[(i - j) / 4 + (j % quarter)]!;
+        codes[i] = ternaryOf((byte >> (6 - 2 * Math.floor(j / quarter))) & 3, i);
+      }
+      const tail = new DataView(source.payload.buffer, source.payload.byteOffset + codes.length / 4, 4);
+      return matrix(source, codes, cols, new Float32Array(rows).fill(tail.getFloat32(0, true)), "i2_s");
+    }
+    case "tq2_0": {
+      // 66-byte blocks of 256 along a row: qs[64] then f16 d; element e at byte (e>>7)*32 + (e&31), bits 2*((e>>5)&3)
+      const blocks = cols / 256;
+      const scales = new Float32Array(rows * blocks);
+      for (let m = 0; m < rows; m++) {
+        for (let b = 0; b < blocks; b++) {
+          const at = (m * blocks + b) * 66;
+          for (let e = 0; e < 256; e++) {
+            const byte = source.payload[at + (e >> 7) * 32 + (e & 31)]!;
+            codes[m * cols + b * 256 + e] = ternaryOf((byte >> (2 * ((e >> 5) & 3))) & 3, m * cols + b * 256 + e);
+          }
+          scales[m * blocks + b] = fromF16Bits(source.payload[at + 64]! | (source.payload[at + 65]! << 8));
+        }
+      }
+      return matrix(source, codes, 256, scales, "tq2_0");
+    }
+    case "codes": {
+      for (let i = 0; i < codes.length; i++) {
+        const c = source.codes[i]!;
+        if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${i} is ${c}, not -1, 0 or 1`);
+        codes[i] = c;
+      }
+      const { blockSize, scales } = blockScalesOf(source.scales, rows, cols);
+      return matrix(source, codes, blockSize, scales, "int8-codes");
+    }
+  }
+}
+
+function ternaryOf(code: number, index: number): number {
+  if (code === 3) throw new B158Error("E_PACKED_CODE", `weight element ${index} holds the unused 2-bit code 3`);
+  return code - 1;
+}
+
+function blockScalesOf(spec: ScaleSpec, rows: number, cols: number): { blockSize: number; scales: Float32Array } {
+  switch (spec.granularity) {
+    case "tensor":
+      return { blockSize: cols, scales: new Float32Array(rows).fill(spec.scale) };
+    case "row":
+      return { blockSize: cols, scales: Float32Array.from(spec.scales) };
+    case "group":
+      if (cols % spec.groupSize !== 0) throw new B158Error("E_INTERNAL", `group size ${spec.groupSize} does not divide ${cols} columns`);
+      return { blockSize: spec.groupSize, scales: Float32Array.from(spec.scales) };
+  }
+}
+
+function matrix(source: TernaryWeightSource, codes: Int8Array, blockSize: number, blockScales: Float32Array, format: string): RefTernary {
+  return { rows: source.rows, cols: source.cols, format, bytes: codes.byteLength + blockScales.byteLength, codes, blockSize, blockScales };
+}
+
+function decodeDense(source: DenseWeightSource): RefDense {
+  const n = source.rows * source.cols;
+  let values: Float32Array;
+  if (source.kind === "f32") values = Float32Array.from(source.values.subarray(0, n));
+  else {
+    const decode = source.kind === "f16" ? fromF16Bits : fromBf16Bits;
+    values = new Float32Array(n);
+    for (let i = 0; i < n; i++) values[i] = decode(source.bits[i]!);
+  }
+  return { rows: source.rows, cols: source.cols, format: "f32", bytes: values.byteLength, values };
+}
+
+export type { ActivationMode };
