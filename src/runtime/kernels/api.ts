@@ -14,7 +14,10 @@
  * where a "block" is the whole row for a per-tensor or per-row scale, 256 weights for TQ2_0 (d_b
  * its f16 d), or G weights for group scales. Float activations (`mode: "float"`): y[m] =
  * f32(sum over blocks of d_b * (sum_k t[m][k] * x[k])), each sum in float64, k and b in order.
- * Dense (float) matrices: y[r] = f32(sum_k w[r][k] * x[k]) in float64, k in order.
+ * Dense (float) matrices: y[r] = f32(sum_k w[r][k] * x[k]) in float64, k in order. A dense matrix
+ * loaded with `quantize: "int8-rows"` (an option for the output head, never a default) keeps
+ * int8 rows w8 with scales ws[r] = f32(max_k |w[r][k]| / 127) (w8 = clamp(roundHalfEven(f32(w / ws)))),
+ * takes int8 activations as above and gives y[r] = f32(ws[r] * isum / s) in float64.
  * A backend may define a faster float accumulation order only if the reference adopts it too.
  */
 
@@ -39,10 +42,11 @@ export type TernaryWeightSource =
   | { readonly kind: "tq2_0"; readonly rows: number; readonly cols: number; readonly payload: Uint8Array }
   | { readonly kind: "codes"; readonly rows: number; readonly cols: number; readonly codes: Int8Array; readonly scales: ScaleSpec };
 
-/** A float matrix [rows, cols], little-endian element bits as stored. */
-export type DenseWeightSource =
+/** A float matrix [rows, cols], little-endian element bits as stored; `quantize` keeps an int8 copy instead. */
+export type DenseWeightSource = (
   | { readonly kind: "f32"; readonly rows: number; readonly cols: number; readonly values: Float32Array }
-  | { readonly kind: "f16" | "bf16"; readonly rows: number; readonly cols: number; readonly bits: Uint16Array };
+  | { readonly kind: "f16" | "bf16"; readonly rows: number; readonly cols: number; readonly bits: Uint16Array }
+) & { readonly quantize?: "int8-rows" };
 
 export interface TernaryMatrix {
   readonly rows: number;

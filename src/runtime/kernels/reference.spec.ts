@@ -79,3 +79,29 @@ describe("reference kernels", () => {
     expect(() => k.ternary({ kind: "codes", rows: 1, cols: 2, codes: Int8Array.of(2, 0), scales: { granularity: "tensor", scale: 1 } })).toThrow(/not -1, 0 or 1/);
   });
 });
+
+describe("reference dense kernels", () => {
+  it("f16 rows as float32, and an int8-rows head close to it", () => {
+    const k = createReferenceKernels();
+    const rows = 5;
+    const cols = 64;
+    const values = activations(rows * cols, 3);
+    const f32 = k.dense({ kind: "f32", rows, cols, values });
+    const q8 = k.dense({ kind: "f32", rows, cols, values, quantize: "int8-rows" });
+    expect(q8.format).toBe("int8-rows");
+    const x = activations(cols * 2, 11);
+    const exact = new Float32Array(rows * 2);
+    const approx = new Float32Array(rows * 2);
+    k.denseLinear(f32, x, 2, exact);
+    k.denseLinear(q8, x, 2, approx);
+    for (let i = 0; i < exact.length; i++) {
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += values[(i % rows) * cols + c]! * x[Math.floor(i / rows) * cols + c]!;
+      expect(exact[i]).toBe(Math.fround(dot));
+      expect(Math.abs(approx[i]! - exact[i]!)).toBeLessThan(0.05 * cols);
+    }
+    const row = new Float32Array(cols);
+    k.denseRow(f32, 2, row);
+    expect(row).toEqual(values.subarray(2 * cols, 3 * cols));
+  });
+});

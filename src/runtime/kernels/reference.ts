@@ -18,6 +18,8 @@ interface RefTernary extends TernaryMatrix {
 
 interface RefDense extends DenseMatrix {
   readonly values: Float32Array;
+  /** int8-rows: the quantized rows and their scales (values then holds the dequantized rows). */
+  readonly int8?: { readonly rows: Int8Array; readonly scales: Float32Array };
 }
 
 /** BitNet's ActQuant floor on max|x|. */
@@ -57,7 +59,19 @@ export function createReferenceKernels(): KernelContext {
       }
     },
     denseLinear(weight, x, tokens, out) {
-      const { values, rows, cols } = weight as RefDense;
+      const { values, rows, cols, int8 } = weight as RefDense;
+      if (int8 !== undefined) {
+        const q = new Int8Array(cols);
+        for (let t = 0; t < tokens; t++) {
+          const s = quantizeActivations(x.subarray(t * cols, (t + 1) * cols), q);
+          for (let r = 0; r < rows; r++) {
+            let isum = 0;
+            for (let k = 0; k < cols; k++) isum += int8.rows[r * cols + k]! * q[k]!;
+            out[t * rows + r] = Math.fround((int8.scales[r]! * isum) / s);
+          }
+        }
+        return;
+      }
       for (let t = 0; t < tokens; t++) {
         for (let r = 0; r < rows; r++) {
           let sum = 0;
@@ -195,7 +209,21 @@ function decodeDense(source: DenseWeightSource): RefDense {
     values = new Float32Array(n);
     for (let i = 0; i < n; i++) values[i] = decode(source.bits[i]!);
   }
-  return { rows: source.rows, cols: source.cols, format: "f32", bytes: values.byteLength, values };
+  if (source.quantize !== "int8-rows") return { rows: source.rows, cols: source.cols, format: "f32", bytes: values.byteLength, values };
+  const { rows: R, cols: C } = source;
+  const int8 = { rows: new Int8Array(n), scales: new Float32Array(R) };
+  for (let r = 0; r < R; r++) {
+    let amax = 0;
+    for (let k = 0; k < C; k++) amax = Math.max(amax, Math.abs(values[r * C + k]!));
+    const ws = Math.fround(amax / 127);
+    int8.scales[r] = ws;
+    for (let k = 0; k < C; k++) {
+      const v = ws === 0 ? 0 : roundHalfEven(Math.fround(values[r * C + k]! / ws));
+      int8.rows[r * C + k] = v > 127 ? 127 : v < -127 ? -127 : v;
+      values[r * C + k] = int8.rows[r * C + k]! * ws;
+    }
+  }
+  return { rows: R, cols: C, format: "int8-rows", bytes: int8.rows.byteLength + int8.scales.byteLength, values, int8 };
 }
 
 export type { ActivationMode };
