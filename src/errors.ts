@@ -103,6 +103,14 @@ export const ERROR_CODES = {
   E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
   E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },
 
+  // runtime, eval and run
+  E_MODEL_SHAPE: { exit: "badInput", summary: "A tensor's shape disagrees with the model's dimensions, so the runtime cannot run it." },
+  E_CONTEXT_FULL: { exit: "usage", summary: "More tokens than the context length the model was loaded with." },
+  E_TOKENIZER_MISSING: { exit: "badInput", summary: "The model has no tokenizer the runtime can use: pass token ids instead of text." },
+  E_EVAL_INCOMPATIBLE: { exit: "badInput", summary: "The two models of an eval cannot be compared (different vocabularies)." },
+  E_EVAL_THRESHOLD: { exit: "validationFailed", summary: "eval: the converted model's logits missed a threshold." },
+  E_NPY: { exit: "badInput", summary: "A .npy file is malformed or not a float32 C-order array." },
+
   E_INTERNAL: { exit: "internal", summary: "A bug in b158: please report it." },
 } as const satisfies Record<string, { exit: ExitClass; summary: string }>;
 

@@ -1,13 +1,26 @@
 import type { B158File } from "../../src/formats/b158/read.js";
 
+export interface ReferenceOptions {
+  /**
+   * The FFN activation: "silu" (default: what llama.cpp computes for both arch llama and arch
+   * bitnet) or "relu2" (relu(x)^2, what 2B-4T computes in transformers).
+   */
+  readonly activation?: "silu" | "relu2";
+  /**
+   * "int8": BitNet's ActQuant before every ternary linear, in float64 (s = 127 / max(max|x|, 1e-5),
+   * q = clamp(round-half-even(x * s), -128, 127), x' = q / s); "float" (default): none.
+   */
+  readonly activations?: "float" | "int8";
+}
+
 /**
  * An independent float64 forward pass over a .b158, with Hugging Face semantics: rotate_half rope
  * on the unpermuted Q/K rows, GQA causal attention, optional BitNet sub-norms, a gated FFN with
- * SiLU (what llama.cpp computes for both arch llama and arch bitnet), tied or separate head.
- * It shares no code with the GGUF exporter, so agreement with llama.cpp's logits on our F32 GGUF
- * proves the tensor mapping, the Q/K permutation and the scales. Tiny models only.
+ * SiLU or relu2, tied or separate head. It shares no code with the GGUF exporter or the runtime
+ * (src/runtime), so agreement with llama.cpp's logits on our F32 GGUF proves the tensor mapping,
+ * the Q/K permutation and the scales, and agreement with the runtime proves its graph. Tiny models only.
  */
-export async function referenceLogits(file: B158File, tokens: readonly number[]): Promise<Float64Array[]> {
+export async function referenceLogits(file: B158File, tokens: readonly number[], options: ReferenceOptions = {}): Promise<Float64Array[]> {
   const config = file.header.model.config as Record<string, number>;
   const E = config.hidden_size!;
   const H = config.num_attention_heads!;
@@ -33,7 +46,20 @@ export async function referenceLogits(file: B158File, tokens: readonly number[])
   const vocab = embed.length / E;
   const layers = config.num_hidden_layers!;
 
-  const matvec = (w: Float32Array, x: Float64Array, rows: number) => {
+  const actQuant = (x: Float64Array) => {
+    if (options.activations !== "int8") return x;
+    let amax = 0;
+    for (const v of x) amax = Math.max(amax, Math.abs(v));
+    const s = 127 / Math.max(amax, 1e-5);
+    return x.map((v) => {
+      const scaled = v * s;
+      let r = Math.round(scaled);
+      if (r - scaled === 0.5 && r % 2 !== 0) r -= 1;
+      return Math.min(127, Math.max(-128, r)) / s;
+    });
+  };
+  const matvec = (w: Float32Array, input: Float64Array, rows: number, quantize = true) => {
+    const x = quantize ? actQuant(input) : input;
     const cols = x.length;
     const y = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
@@ -95,13 +121,13 @@ export async function referenceLogits(file: B158File, tokens: readonly number[])
       const h2 = rmsnorm(x, await need(`${p}ffn_norm.weight`));
       const gate = matvec(await need(`${p}ffn_gate.weight`), h2, config.intermediate_size!);
       const up = matvec(await need(`${p}ffn_up.weight`), h2, config.intermediate_size!);
-      let act = gate.map((gv, i) => (gv / (1 + Math.exp(-gv))) * up[i]!);
+      let act = gate.map((gv, i) => (options.activation === "relu2" ? Math.max(gv, 0) ** 2 : gv / (1 + Math.exp(-gv))) * up[i]!);
       const subFfn = await weight(`${p}ffn_sub_norm.weight`);
       if (subFfn !== undefined) act = rmsnorm(act, subFfn);
       const down = matvec(await need(`${p}ffn_down.weight`), act, E);
       x = x.map((val, i) => val + down[i]!);
     }
-    out.push(matvec(head, rmsnorm(x, await need("output_norm.weight")), vocab));
+    out.push(matvec(head, rmsnorm(x, await need("output_norm.weight")), vocab, false));
   }
   return out;
 }

@@ -1,0 +1,176 @@
+import { openCheckpoint, type Checkpoint, type CheckpointTensor } from "../../checkpoint/open.js";
+import { resolveSource } from "../../checkpoint/resolve.js";
+import { B158Error } from "../../errors.js";
+import { readTensorBytes } from "../../formats/safetensors/read.js";
+import type { Diagnostic } from "../../model/diagnostics.js";
+import { buildPlan, type PlanEntry, type TensorPlan } from "../../model/plan.js";
+import { fromBf16Bits, fromF16Bits, halfBitsToFloat32 } from "../../pack/float16.js";
+import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
+import { specFromHfConfig } from "../hf-spec.js";
+import { absmeanTernarize, packedScale, unpackQuarters } from "./semantics.js";
+import { denseFromBytes, uint16View, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
+
+/**
+ * How latent (float) BitNet linear weights mean what they mean:
+ * - "online": the framework ternarizes them with absmean at every forward pass (transformers'
+ *   AutoBitLinear online, 1bitLLM's BitLinear); the runtime does it once at load. The default.
+ * - "stored": the values are the effective weights as they are (a fake-quantized export that already
+ *   holds scale x ternary). Run as float matrices with BitNet's activation quantization.
+ * Which one a checkpoint means is the semantics work's to decide (docs/ternarization.md); this
+ * option is the seam it plugs into.
+ */
+export type LatentSemantics = "online" | "stored";
+
+export interface CheckpointSourceOptions {
+  readonly latent?: LatentSemantics;
+}
+
+export async function openCheckpointSource(spec: string, options: CheckpointSourceOptions = {}): Promise<ModelSource> {
+  const checkpoint = await openCheckpoint(await resolveSource(spec));
+  try {
+    return await checkpointSource(checkpoint, options);
+  } catch (error) {
+    await checkpoint.close();
+    throw error;
+  }
+}
+
+async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourceOptions): Promise<ModelSource> {
+  const label = checkpoint.label;
+  const config = checkpoint.config?.raw as Record<string, unknown> | undefined;
+  if (config === undefined) {
+    throw new B158Error("E_CONFIG_MISSING", `${label}: has no config.json, so the runtime cannot know the model's graph`, { details: { source: label } });
+  }
+  const plan = buildPlan(checkpoint);
+  const errors = plan.diagnostics.filter((d) => d.severity === "error");
+  if (errors.length > 0) {
+    throw new B158Error(errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
+      details: { diagnostics: errors },
+      hint: "Run b158 validate on it to see every problem.",
+    });
+  }
+  const names = new Set(checkpoint.tensorsByName.keys());
+  const entries = new Map(plan.entries.map((e) => [e.name, e]));
+  const embedName = hfGlobalTensor(names, "embed");
+  if (embedName === undefined) throw new B158Error("E_TENSOR_MISSING", `${label}: has no model.embed_tokens.weight`, { details: { source: label } });
+  const text = async (name: string) => ((await checkpoint.files.has(name)) ? checkpoint.files.readText(name) : undefined);
+  const generation = await text("generation_config.json");
+  let generationConfig: Record<string, unknown> | undefined;
+  try {
+    generationConfig = generation === undefined ? undefined : (JSON.parse(generation) as Record<string, unknown>);
+  } catch {
+    generationConfig = undefined;
+  }
+  const spec = specFromHfConfig(config, names, {
+    file: label,
+    vocabSize: checkpoint.tensorsByName.get(embedName)!.shape[0]!,
+    hasHead: hfGlobalTensor(names, "head") !== undefined,
+    generationConfig,
+  });
+  const tokenizerModel = (await checkpoint.files.has("tokenizer.model")) ? await readWhole(checkpoint, "tokenizer.model") : undefined;
+  const tokenizerJson = await text("tokenizer.json");
+  const tokenizerConfig = await text("tokenizer_config.json");
+  const tokenizerFiles: TokenizerFiles = {
+    ...(tokenizerJson === undefined ? {} : { tokenizerJson }),
+    ...(tokenizerConfig === undefined ? {} : { tokenizerConfig }),
+    ...(tokenizerModel === undefined ? {} : { tokenizerModel }),
+  };
+  const latent = options.latent ?? "online";
+  const diagnostics: Diagnostic[] = plan.diagnostics.filter((d) => d.severity !== "error");
+
+  const tensor = (name: string): CheckpointTensor => checkpoint.tensorsByName.get(name)!;
+  const bytesOf = async (t: CheckpointTensor) => readTensorBytes(await checkpoint.source(t.shard), t, t.byteLength);
+  const layerName = (role: LayerRole, layer: number): string => {
+    const name = hfLayerTensor(names, role, layer);
+    if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${label}: layer ${layer} has no ${role} tensor`, { details: { source: label, layer, role } });
+    return name;
+  };
+  const floats = async (name: string) => toFloat32(await bytesOf(tensor(name)), tensor(name).dtype);
+
+  return {
+    label,
+    kind: "checkpoint",
+    spec,
+    tokenizerFiles,
+    lossy: false,
+    diagnostics,
+    async vector(role, layer) {
+      return floats(role === "norm" ? (hfGlobalTensor(names, "norm") ?? "model.norm.weight") : layerName(role, layer ?? 0));
+    },
+    async linear(role, layer) {
+      const name = layerName(role, layer);
+      return linearWeight(checkpoint, plan, entries.get(name)!, latent, bytesOf);
+    },
+    async matrix(role) {
+      const name = hfGlobalTensor(names, role);
+      if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${label}: has no ${role === "embed" ? "token embedding" : "output head"}`, { details: { source: label } });
+      const t = tensor(name);
+      const [rows, cols] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
+      return denseFromBytes(await bytesOf(t), t.dtype, rows, cols, (b) => toFloat32(b, t.dtype));
+    },
+    close: () => checkpoint.close(),
+  };
+}
+
+async function linearWeight(
+  checkpoint: Checkpoint,
+  plan: TensorPlan,
+  entry: PlanEntry,
+  latent: LatentSemantics,
+  bytesOf: (t: CheckpointTensor) => Promise<Uint8Array>,
+): Promise<LinearWeight> {
+  const t = checkpoint.tensorsByName.get(entry.name)!;
+  const [rows, cols] = entry.logicalShape as [number, number];
+  if (entry.action === "repack") {
+    const scaleTensor = checkpoint.tensorsByName.get(entry.scaleTensor!)!;
+    const weightScale = scalar(await bytesOf(scaleTensor), scaleTensor.dtype);
+    const convention = plan.family.convention === "multiply" ? "multiply" : "divide";
+    const codes = unpackQuarters(await bytesOf(t), t.shape[0]!, cols, rows, entry.name);
+    return { kind: "ternary", weight: { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: packedScale(weightScale, convention, entry.scaleTensor!) } } };
+  }
+  const bytes = await bytesOf(t);
+  // a BitNet linear ternarized per forward; a plain float linear of a model that is not ternary
+  if (entry.action === "ternarize" && plan.family.id !== "generic") {
+    if (latent === "stored") return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: true };
+    const { codes, scale } = absmeanTernarize(bytes, t.dtype, rows * cols, entry.name);
+    return { kind: "ternary", weight: { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale } } };
+  }
+  return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: false };
+}
+
+async function readWhole(checkpoint: Checkpoint, name: string): Promise<Uint8Array> {
+  const source = await checkpoint.files.open(name);
+  try {
+    return await source.read(0, source.size);
+  } finally {
+    await source.close();
+  }
+}
+
+function scalar(bytes: Uint8Array, dtype: string): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === "F32") return view.getFloat32(0, true);
+  if (dtype === "F64") return view.getFloat64(0, true);
+  if (dtype === "BF16") return fromBf16Bits(view.getUint16(0, true));
+  if (dtype === "F16") return fromF16Bits(view.getUint16(0, true));
+  throw new B158Error("E_PACKED_SHAPE", `a weight_scale of dtype ${dtype} is not a float`);
+}
+
+/** Float tensor bytes (F32, F16, BF16, F64) as float32. */
+function toFloat32(bytes: Uint8Array, dtype: string): Float32Array {
+  switch (dtype) {
+    case "F32": {
+      const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+      return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >> 2);
+    }
+    case "F16":
+    case "BF16":
+      return halfBitsToFloat32(uint16View(bytes), dtype === "F16" ? "f16" : "bf16");
+    case "F64": {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return Float32Array.from({ length: bytes.byteLength / 8 }, (_, i) => view.getFloat64(i * 8, true));
+    }
+    default:
+      throw new B158Error("E_MODEL_UNSUPPORTED", `a tensor of dtype ${dtype} cannot be read as floats by the runtime`);
+  }
+}

@@ -1,0 +1,305 @@
+import { B158Error } from "../errors.js";
+import type { ActivationMode, DenseMatrix, KernelContext, TernaryMatrix } from "./kernels/api.js";
+import { ACTIVATION_FLOOR } from "./kernels/reference.js";
+import { applyRope, inverseFrequencies, ropeTables } from "./rope.js";
+import type { ModelSpec } from "./spec.js";
+
+/**
+ * The forward pass: Hugging Face semantics of the Llama core and BitNet's additions, over weights
+ * the kernels hold. Per layer:
+ *   h = RMSNorm(x) * attn_norm;  q, k, v = h W_q, h W_k, h W_v;  rope(q, k)
+ *   a = softmax(q k^T / sqrt(headDim), causal) v     (grouped-query: head h reads kv head h / (H/KV))
+ *   [a = RMSNorm(a) * attn_sub_norm]                   (BitNet)
+ *   x += a W_o
+ *   h = RMSNorm(x) * ffn_norm;  f = act(h W_gate) * (h W_up)    (act: SiLU, or relu2 = relu(.)^2)
+ *   [f = RMSNorm(f) * ffn_sub_norm]                    (BitNet)
+ *   x += f W_down
+ * then logits = RMSNorm(x) * norm x head^T. Every BitNet linear quantizes its input per token to
+ * int8 (ActQuant) in "int8" mode, inside the kernels. Activations are float32 between steps; norms,
+ * softmax and attention sums are computed in float64.
+ *
+ * Memory is fixed at construction: the KV cache holds `contextLength` positions, and scratch
+ * buffers hold `maxBatch` tokens; a forward step allocates nothing.
+ */
+export interface Projection {
+  readonly rows: number;
+  readonly cols: number;
+  readonly ternary?: TernaryMatrix;
+  readonly dense?: DenseMatrix;
+  /** The framework quantizes this linear's input (a BitNet linear). */
+  readonly bitnet: boolean;
+}
+
+export interface LayerWeights {
+  readonly attnNorm: Float32Array;
+  readonly ffnNorm: Float32Array;
+  readonly attnSubNorm?: Float32Array;
+  readonly ffnSubNorm?: Float32Array;
+  readonly q: Projection;
+  readonly k: Projection;
+  readonly v: Projection;
+  readonly o: Projection;
+  readonly gate: Projection;
+  readonly up: Projection;
+  readonly down: Projection;
+}
+
+export interface ModelWeights {
+  readonly embed: DenseMatrix;
+  /** The embedding itself when the head is tied. */
+  readonly head: DenseMatrix;
+  readonly norm: Float32Array;
+  readonly layers: readonly LayerWeights[];
+}
+
+export interface TransformerOptions {
+  readonly contextLength: number;
+  /** Tokens per step: bounds scratch memory (default 32). */
+  readonly maxBatch?: number;
+  readonly activations: ActivationMode;
+}
+
+/** Projections sharing one input: ternary ones in one kernel call (one activation quantization). */
+class LinearStep {
+  private readonly ternaries: TernaryMatrix[];
+  private readonly ternaryOuts: Float32Array[];
+  private readonly denses: { matrix: DenseMatrix; out: Float32Array; quantize: boolean }[];
+  private readonly quantized: Float32Array | undefined;
+
+  constructor(
+    private readonly kernels: KernelContext,
+    projections: readonly Projection[],
+    outs: readonly Float32Array[],
+    private readonly mode: ActivationMode,
+    maxBatch: number,
+  ) {
+    this.ternaries = [];
+    this.ternaryOuts = [];
+    this.denses = [];
+    projections.forEach((p, i) => {
+      if (p.ternary !== undefined) {
+        this.ternaries.push(p.ternary);
+        this.ternaryOuts.push(outs[i]!);
+      } else this.denses.push({ matrix: p.dense!, out: outs[i]!, quantize: p.bitnet && mode === "int8" });
+    });
+    this.quantized = this.denses.some((d) => d.quantize) ? new Float32Array(maxBatch * projections[0]!.cols) : undefined;
+  }
+
+  run(x: Float32Array, tokens: number): void {
+    if (this.ternaries.length > 0) this.kernels.linear(this.ternaries, x, tokens, this.ternaryOuts, this.mode);
+    if (this.denses.length === 0) return;
+    if (this.quantized !== undefined) fakeQuantize(x, tokens, this.denses[0]!.matrix.cols, this.quantized);
+    for (const d of this.denses) this.kernels.denseLinear(d.matrix, d.quantize ? this.quantized! : x, tokens, d.out);
+  }
+}
+
+/** ActQuant for a float-stored BitNet linear: each token's row as q / s, q = clamp(roundHalfEven(x * s)). */
+function fakeQuantize(x: Float32Array, tokens: number, cols: number, out: Float32Array): void {
+  for (let t = 0; t < tokens; t++) {
+    const base = t * cols;
+    let amax = 0;
+    for (let k = 0; k < cols; k++) amax = Math.max(amax, Math.abs(x[base + k]!));
+    const s = Math.fround(127 / Math.max(amax, ACTIVATION_FLOOR));
+    for (let k = 0; k < cols; k++) {
+      const v = Math.fround(x[base + k]! * s);
+      let r = Math.round(v);
+      if (r - v === 0.5 && r % 2 !== 0) r -= 1;
+      out[base + k] = Math.fround((r > 127 ? 127 : r < -128 ? -128 : r) / s);
+    }
+  }
+}
+
+export class Transformer {
+  readonly contextLength: number;
+  readonly maxBatch: number;
+  private positionValue = 0;
+  private readonly inv: Float64Array;
+  private readonly keys: Float32Array[];
+  private readonly values: Float32Array[];
+  // scratch, [maxBatch, width] each
+  private readonly x: Float32Array;
+  private readonly h: Float32Array;
+  private readonly q: Float32Array;
+  private readonly k: Float32Array;
+  private readonly v: Float32Array;
+  private readonly attn: Float32Array;
+  private readonly proj: Float32Array;
+  private readonly gate: Float32Array;
+  private readonly up: Float32Array;
+  private readonly cos: Float64Array;
+  private readonly sin: Float64Array;
+  private readonly scores: Float64Array;
+  private readonly rows: Float32Array[];
+  private readonly steps: { qkv: LinearStep; o: LinearStep; gateUp: LinearStep; down: LinearStep }[];
+
+  constructor(
+    readonly spec: ModelSpec,
+    private readonly weights: ModelWeights,
+    private readonly kernels: KernelContext,
+    options: TransformerOptions,
+  ) {
+    const { hiddenSize: E, intermediateSize: F, heads: H, kvHeads: KV, headDim: D } = spec;
+    this.contextLength = options.contextLength;
+    this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? 32, options.contextLength));
+    const B = this.maxBatch;
+    this.inv = inverseFrequencies(spec);
+    this.keys = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
+    this.values = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
+    this.x = new Float32Array(B * E);
+    this.h = new Float32Array(B * Math.max(E, H * D, F));
+    this.q = new Float32Array(B * H * D);
+    this.k = new Float32Array(B * KV * D);
+    this.v = new Float32Array(B * KV * D);
+    this.attn = new Float32Array(B * H * D);
+    this.proj = new Float32Array(B * E);
+    this.gate = new Float32Array(B * F);
+    this.up = new Float32Array(B * F);
+    this.cos = new Float64Array(B * (D / 2));
+    this.sin = new Float64Array(B * (D / 2));
+    this.scores = new Float64Array(this.contextLength);
+    this.rows = Array.from({ length: B }, (_, t) => this.x.subarray(t * E, (t + 1) * E));
+    this.steps = weights.layers.map((layer) => ({
+      qkv: new LinearStep(kernels, [layer.q, layer.k, layer.v], [this.q, this.k, this.v], options.activations, B),
+      o: new LinearStep(kernels, [layer.o], [this.proj], options.activations, B),
+      gateUp: new LinearStep(kernels, [layer.gate, layer.up], [this.gate, this.up], options.activations, B),
+      down: new LinearStep(kernels, [layer.down], [this.proj], options.activations, B),
+    }));
+  }
+
+  /** Tokens in the KV cache: the position the next token takes. */
+  get position(): number {
+    return this.positionValue;
+  }
+
+  /** Forgets the sequence (the cache is overwritten as the next one fills it). */
+  reset(): void {
+    this.positionValue = 0;
+  }
+
+  /**
+   * Appends up to maxBatch tokens. With `logits` [count, vocab], writes every token's logits;
+   * with `lastLogits` [vocab], only the last token's.
+   */
+  step(tokens: ArrayLike<number>, from: number, count: number, logits: Float32Array | undefined, lastLogits: Float32Array | undefined): void {
+    const { spec, weights, kernels } = this;
+    const { hiddenSize: E, heads: H, kvHeads: KV, headDim: D, vocabSize: V } = spec;
+    if (count < 1 || count > this.maxBatch) throw new B158Error("E_INTERNAL", `step of ${count} tokens (1 .. ${this.maxBatch})`);
+    if (this.positionValue + count > this.contextLength) {
+      throw new B158Error("E_CONTEXT_FULL", `${this.positionValue + count} tokens do not fit the context of ${this.contextLength}`, {
+        details: { tokens: this.positionValue + count, contextLength: this.contextLength },
+        hint: "Ask for a longer context (contextLength, or fewer tokens).",
+      });
+    }
+    for (let t = 0; t < count; t++) {
+      const id = tokens[from + t]!;
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new B158Error("E_USAGE", `token id ${id} is outside the vocabulary (0 .. ${V - 1})`, { details: { token: id } });
+      kernels.denseRow(weights.embed, id, this.rows[t]!);
+    }
+    const start = this.positionValue;
+    ropeTables(this.inv, start, count, this.cos, this.sin);
+    const eps = spec.rmsNormEps;
+    for (let l = 0; l < weights.layers.length; l++) {
+      const layer = weights.layers[l]!;
+      const step = this.steps[l]!;
+      rmsNorm(this.x, layer.attnNorm, count, E, eps, this.h);
+      step.qkv.run(this.h, count);
+      for (let t = 0; t < count; t++) {
+        applyRope(this.q, t, H, D, this.cos, this.sin, spec.rope.layout);
+        applyRope(this.k, t, KV, D, this.cos, this.sin, spec.rope.layout);
+      }
+      copyInto(this.keys[l]!, start * KV * D, this.k, count * KV * D);
+      copyInto(this.values[l]!, start * KV * D, this.v, count * KV * D);
+      this.attention(l, start, count);
+      if (layer.attnSubNorm !== undefined) rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
+      step.o.run(this.attn, count);
+      addInto(this.x, this.proj, count * E);
+      rmsNorm(this.x, layer.ffnNorm, count, E, eps, this.h);
+      step.gateUp.run(this.h, count);
+      const F = spec.intermediateSize;
+      activate(this.gate, this.up, count * F, spec.activation);
+      if (layer.ffnSubNorm !== undefined) rmsNorm(this.gate, layer.ffnSubNorm, count, F, eps, this.gate);
+      step.down.run(this.gate, count);
+      addInto(this.x, this.proj, count * E);
+    }
+    this.positionValue += count;
+    rmsNorm(this.x, weights.norm, count, E, eps, this.h);
+    if (logits !== undefined) kernels.denseLinear(weights.head, this.h, count, logits);
+    if (lastLogits !== undefined) {
+      if (count > 1) this.h.copyWithin(0, (count - 1) * E, count * E);
+      kernels.denseLinear(weights.head, this.h, 1, lastLogits);
+    }
+  }
+
+  /** Causal attention of `count` new queries over the cache [0, start + t]. */
+  private attention(layer: number, start: number, count: number): void {
+    const { heads: H, kvHeads: KV, headDim: D } = this.spec;
+    const group = H / KV;
+    const scale = 1 / Math.sqrt(D);
+    const keys = this.keys[layer]!;
+    const values = this.values[layer]!;
+    const { q, attn, scores } = this;
+    for (let t = 0; t < count; t++) {
+      const last = start + t;
+      for (let h = 0; h < H; h++) {
+        const qBase = (t * H + h) * D;
+        const kvOffset = Math.floor(h / group) * D;
+        let max = -Infinity;
+        for (let j = 0; j <= last; j++) {
+          const kBase = j * KV * D + kvOffset;
+          let dot = 0;
+          for (let i = 0; i < D; i++) dot += q[qBase + i]! * keys[kBase + i]!;
+          const s = dot * scale;
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j <= last; j++) {
+          const e = Math.exp(scores[j]! - max);
+          scores[j] = e;
+          sum += e;
+        }
+        for (let i = 0; i < D; i++) attn[qBase + i] = 0;
+        for (let j = 0; j <= last; j++) {
+          const p = scores[j]! / sum;
+          const vBase = j * KV * D + kvOffset;
+          for (let i = 0; i < D; i++) attn[qBase + i] = attn[qBase + i]! + p * values[vBase + i]!;
+        }
+      }
+    }
+  }
+}
+
+/** out[t] = x[t] / rms(x[t]) * weight, for `count` rows of `width` (out may be x). */
+function rmsNorm(x: Float32Array, weight: Float32Array, count: number, width: number, eps: number, out: Float32Array): void {
+  for (let t = 0; t < count; t++) {
+    const base = t * width;
+    let ss = 0;
+    for (let i = 0; i < width; i++) ss += x[base + i]! * x[base + i]!;
+    const k = 1 / Math.sqrt(ss / width + eps);
+    for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
+  }
+}
+
+/** to[at ..] = from[0 .. n) without making a view. */
+function copyInto(to: Float32Array, at: number, from: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) to[at + i] = from[i]!;
+}
+
+function addInto(x: Float32Array, y: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) x[i] = x[i]! + y[i]!;
+}
+
+/** gate = act(gate) * up. */
+function activate(gate: Float32Array, up: Float32Array, n: number, activation: "silu" | "relu2"): void {
+  if (activation === "silu") {
+    for (let i = 0; i < n; i++) {
+      const g = gate[i]!;
+      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const r = gate[i]! > 0 ? gate[i]! : 0;
+      gate[i] = r * r * up[i]!;
+    }
+  }
+}
