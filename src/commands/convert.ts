@@ -7,6 +7,8 @@ import { B158Error, ioError } from "../errors.js";
 import { convertCheckpointToGguf } from "../export/convert-gguf.js";
 import type { GgufExportSummary } from "../export/gguf.js";
 import { renderGgufExport } from "../report/render-gguf.js";
+import { renderEvalReport } from "../report/render-eval.js";
+import { evaluate, type EvalReport } from "../runtime/eval.js";
 import { formatBytes } from "../report/format.js";
 import { FALLBACK_DTYPES } from "../pack/codec.js";
 import { LAYOUT_IDS } from "../pack/layouts.js";
@@ -46,10 +48,13 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     "i2s-variant": Flags.option({ options: ["x86", "arm"] as const, default: "x86" as const, description: "I2_S block layout: x86 (128, the official files) or arm (64, ARM builds since Nov 2025)." })(),
     "kernel-config": Flags.file({ exists: true, description: "bitnet.cpp kernel_config.ini: TL1/TL2 tilings per shape (shapes it lacks are ineligible)." }),
     validate: Flags.boolean({ default: true, allowNo: true, description: "Validate the written file before publishing it (--no-validate skips)." }),
+    eval: Flags.boolean({
+      description: "Before publishing, run `b158 eval` of the written file against the source (default text, int8 activations, default thresholds): a miss leaves nothing at the output path (exit 4).",
+    }),
     ternarize: ternarizeFlag,
   };
 
-  async run(): Promise<ConvertSummary | { conversion: ConvertSummary; gguf: GgufExportSummary }> {
+  async run(): Promise<(ConvertSummary | { conversion: ConvertSummary; gguf: GgufExportSummary }) & { eval?: EvalReport }> {
     const { args, flags } = await this.parse(Convert);
     const format = flags.format ?? (flags.output.toLowerCase().endsWith(".gguf") ? "gguf" : "b158");
     const embeddings = flags.embeddings;
@@ -65,6 +70,23 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     const onSigint = () => abort.abort();
     process.once("SIGINT", onSigint);
     const progress = this.progress();
+    let evalReport: EvalReport | undefined;
+    const beforePublish = async (written: string) => {
+      const report = await evaluate(args.source, written, {
+        signal: abort.signal,
+        onProgress: (p) => progress(`eval: ${p.phase === "load" ? "loading" : "running"} ${p.side} ${p.done}/${p.total}`),
+      });
+      evalReport = report;
+      if (!report.pass) {
+        progress.done();
+        if (!this.jsonEnabled()) this.log(renderEvalReport(report));
+        const missed = report.comparisons.flatMap((c) => c.checks.filter((k) => k.enforced && !k.pass).map((k) => `${k.metric} ${k.value} (threshold ${k.threshold})`));
+        throw new B158Error("E_EVAL_THRESHOLD", `${flags.output}: the converted model missed ${missed.join("; ")}; nothing was written`, {
+          details: { missed, eval: report },
+          hint: "The conversion changed what the model computes; run b158 eval on a --no-eval conversion to see every position.",
+        });
+      }
+    };
     try {
       const options = {
         layout: flags.layout,
@@ -77,6 +99,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
         i2sVariant: flags["i2s-variant"],
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
         validate: flags.validate,
+        ...(flags.eval ? { beforePublish } : {}),
         signal: abort.signal,
         onProgress: (p: ConvertProgress) => {
           const width = 24;
@@ -90,17 +113,25 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
         this.log(renderGgufExport(result.gguf));
         this.log(`  from      ${result.conversion.family}, layout ${result.conversion.layout}, converted and validated in ${result.conversion.seconds.toFixed(2)} s`);
         for (const warning of result.conversion.warnings) this.log(`  warning   ${warning}`);
-        return result;
+        if (evalReport !== undefined) this.log(evalLine(evalReport));
+        return evalReport === undefined ? result : { ...result, eval: evalReport };
       }
       const summary = await convertCheckpoint(args.source, { ...options, ...(embeddings === undefined || embeddings === "q8_0" ? {} : { embeddings }) });
       progress.done();
       this.log(renderSummary(summary));
-      return summary;
+      if (evalReport !== undefined) this.log(evalLine(evalReport));
+      return evalReport === undefined ? summary : { ...summary, eval: evalReport };
     } finally {
       progress.done();
       process.removeListener("SIGINT", onSigint);
     }
   }
+}
+
+function evalLine(report: EvalReport): string {
+  const c = report.comparisons[0]!;
+  const verdict = c.checks.some((k) => k.enforced) ? "passed" : "reported (lossy conversion, thresholds not enforced)";
+  return `  eval      ${verdict}: ${report.tokens.length} tokens, min cosine ${c.summary.minCosine.toFixed(6)}, top-1 agreement ${(100 * c.summary.top1Agreement).toFixed(1)}%, mean KL ${c.summary.meanKl.toExponential(2)}, perplexity ${c.perplexity?.toFixed(3) ?? "-"} (source ${report.source.perplexity?.toFixed(3) ?? "-"})`;
 }
 
 function renderSummary(s: ConvertSummary): string {

@@ -50,6 +50,11 @@ export interface ConvertOptions {
   readonly kernelConfig?: { readonly text: string; readonly file: string };
   /** Validate the written file before publishing it (default true). */
   readonly validate?: boolean;
+  /**
+   * Runs on the complete, validated file (at its temporary path) before it is published; a throw
+   * leaves nothing at the output path. `convert --eval` checks the conversion here.
+   */
+  readonly beforePublish?: (writtenPath: string) => Promise<void>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: ConvertProgress) => void;
   /** Bytes per read (default 4 MiB). */
@@ -134,6 +139,8 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
         });
       }
     }
+    checkAbort();
+    await options.beforePublish?.(finished.tempPath);
     checkAbort();
     await writer.publish();
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));

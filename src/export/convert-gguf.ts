@@ -12,19 +12,23 @@ export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
   readonly embeddings?: EmbeddingType;
 }
 
+/** Layouts whose GGUF b158's runtime can run (a TL1/TL2 GGUF does not record its tiling: its .b158 is checked instead). */
+const RUNNABLE_GGUF_LAYOUTS = ["i2_s", "tq1_0", "tq2_0"];
+
 /**
  * `b158 convert --format gguf`: the checkpoint goes through the same conversion and validation as
  * a .b158 (to a hidden temp file beside the output, embeddings kept in their source precision),
  * then is exported. The temp file is always removed; the output appears only when complete.
  */
 export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
-  const { embeddings, ...rest } = options;
+  const { embeddings, beforePublish, ...rest } = options;
+  const checkGguf = RUNNABLE_GGUF_LAYOUTS.includes(options.layout);
   // refuse before converting, not after minutes of work
   await refuseExisting(options.output, options.force);
   await requireGgufInputs(spec);
   const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
   try {
-    const conversion = await convertCheckpoint(spec, { ...rest, output: staging, force: true });
+    const conversion = await convertCheckpoint(spec, { ...rest, output: staging, force: true, ...(beforePublish !== undefined && !checkGguf ? { beforePublish } : {}) });
     const file = await openB158File(staging);
     try {
       const gguf = await exportGguf(file, {
@@ -32,6 +36,7 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
         ...(options.force === undefined ? {} : { force: options.force }),
         ...(embeddings === undefined ? {} : { embeddings }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(beforePublish !== undefined && checkGguf ? { beforePublish } : {}),
       });
       return { conversion, gguf };
     } finally {

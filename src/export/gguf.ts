@@ -32,6 +32,8 @@ export interface GgufExportOptions {
   readonly embeddings?: EmbeddingType;
   readonly weights?: WeightType;
   readonly signal?: AbortSignal;
+  /** Runs on the complete, checked file (at its temporary path) before it is published; a throw leaves nothing behind. */
+  readonly beforePublish?: (writtenPath: string) => Promise<void>;
 }
 
 export interface GgufExportSummary {
@@ -105,6 +107,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     // the strict reader checks the temp file: one it cannot read never reaches the output path
     const check = await openGgufFile(finished.tempPath);
     await check.close();
+    await options.beforePublish?.(finished.tempPath);
     await writer.publish();
   } catch (error) {
     await writer.abort();

@@ -62,6 +62,7 @@ export interface GeneratedToken {
 
 export interface GenerationStats {
   readonly promptTokens: readonly number[];
+  /** The generated tokens (an end-of-sequence token that stopped generation is not among them). */
   readonly tokens: readonly number[];
   readonly text: string;
   readonly promptSeconds: number;
@@ -99,6 +100,9 @@ export class Model {
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer | undefined;
   readonly activations: ActivationMode;
+  /** Linears whose input the framework quantizes (BitNet linears), and those held as packed ternary weights. */
+  readonly bitnetLinears: number;
+  readonly ternaryLinears: number;
   private readonly transformer: Transformer;
   private readonly lastLogits: Float32Array;
 
@@ -117,6 +121,9 @@ export class Model {
     if (!(Number.isSafeInteger(contextLength) && contextLength > 0)) throw new B158Error("E_USAGE", `context length ${contextLength} must be a positive integer`);
     this.transformer = new Transformer(spec, weights, kernels, { contextLength, activations: this.activations, ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }) });
     this.lastLogits = new Float32Array(spec.vocabSize);
+    const projections = weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
+    this.bitnetLinears = projections.filter((p) => p.bitnet).length;
+    this.ternaryLinears = projections.filter((p) => p.ternary !== undefined).length;
   }
 
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
@@ -241,11 +248,11 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     while (tokens.length < maxTokens) {
       checkAbort(signal);
       const token = sampler.sample(logits);
-      tokens.push(token);
       if (eos.has(token)) {
         stopReason = "eos";
         break;
       }
+      tokens.push(token);
       const piece = stream?.push(token) ?? "";
       text += piece;
       yield { token, text: piece };

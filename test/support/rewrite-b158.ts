@@ -1,0 +1,45 @@
+import { B158Writer } from "../../src/formats/b158/write.js";
+import { openB158File, type B158Tensor } from "../../src/formats/b158/read.js";
+import { SlotWriter } from "../../src/formats/b158/slot.js";
+
+/**
+ * Copies a .b158 with deliberate changes, through the real writer (valid hashes, offsets and
+ * header): a different config.json, other scales, or rewritten payloads of the same length. Tests
+ * build broken conversions with it, the kind structural checks cannot catch.
+ */
+export interface Rewrite {
+  readonly config?: (config: Record<string, unknown>) => Record<string, unknown>;
+  /** The new scale of a ternary tensor (header and, for I2_S, the payload's f32 tail are the caller's business). */
+  readonly scale?: (tensor: B158Tensor) => number;
+  readonly payload?: (tensor: B158Tensor, bytes: Uint8Array) => Uint8Array;
+}
+
+export async function rewriteB158(input: string, output: string, change: Rewrite): Promise<void> {
+  const file = await openB158File(input);
+  try {
+    const { tensors: _tensors, ...header } = file.header;
+    const config = header.model.config === null || change.config === undefined ? header.model.config : change.config({ ...header.model.config });
+    const files = { ...header.files };
+    if (config !== null && change.config !== undefined) files["config.json"] = new TextEncoder().encode(JSON.stringify(config, null, 2));
+    const draft = { ...header, files, model: { ...header.model, config } };
+    const planned = file.tensors.map(({ offset: _o, sha256: _s, scale: _c, fileOffset: _f, layoutParams, ...rest }) => ({ ...rest, ternary: layoutParams !== undefined }));
+    const writer = await B158Writer.create(output, draft, planned, { force: true });
+    try {
+      for (const [index, t] of file.tensors.entries()) {
+        let bytes = await file.readPayload(t.name);
+        if (change.payload !== undefined) bytes = change.payload(t, bytes);
+        const slot = new SlotWriter(writer.slot(index));
+        slot.write(bytes);
+        const scale = t.layoutParams === undefined ? undefined : (change.scale?.(t) ?? t.scale!);
+        writer.record(index, slot.finish(), scale);
+      }
+      await writer.finish();
+      await writer.publish();
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  } finally {
+    await file.close();
+  }
+}
