@@ -28,6 +28,8 @@ export interface LoadOptions {
   readonly maxBatch?: number;
   readonly threads?: number;
   readonly backend?: KernelBackend | "auto";
+  /** Kernels to load into instead of creating them (the caller closes them). */
+  readonly kernels?: KernelContext;
   /** Checkpoint sources: how latent BitNet weights are read (default "online": absmean at load). */
   readonly latent?: LatentSemantics;
   /** The output head as int8 rows with a scale each (an option for speed, never a default). */
@@ -105,6 +107,7 @@ export class Model {
   readonly ternaryLinears: number;
   private readonly transformer: Transformer;
   private readonly lastLogits: Float32Array;
+  private readonly ownsKernels: boolean;
 
   private constructor(
     source: ModelSource,
@@ -113,6 +116,7 @@ export class Model {
     weights: ModelWeights,
     options: LoadOptions,
   ) {
+    this.ownsKernels = options.kernels === undefined;
     this.spec = spec;
     this.info = { label: source.label, kind: source.kind, lossy: source.lossy };
     this.tokenizer = loadTokenizer(source.tokenizerFiles, source.label);
@@ -129,12 +133,12 @@ export class Model {
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
   static async load(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
     const spec: ModelSpec = options.activation === undefined ? source.spec : { ...source.spec, activation: options.activation };
-    const kernels = await createKernels({ backend: options.backend ?? "auto", ...(options.threads === undefined ? {} : { threads: options.threads }) });
+    const kernels = options.kernels ?? (await createKernels({ backend: options.backend ?? "auto", ...(options.threads === undefined ? {} : { threads: options.threads }) }));
     try {
       const weights = await loadWeights(source, spec, kernels, options);
       return new Model(source, spec, kernels, weights, options);
     } catch (error) {
-      await kernels.close();
+      if (options.kernels === undefined) await kernels.close();
       throw error;
     }
   }
@@ -204,7 +208,7 @@ export class Model {
   }
 
   async close(): Promise<void> {
-    await this.kernels.close();
+    if (this.ownsKernels) await this.kernels.close();
   }
 }
 

@@ -132,9 +132,10 @@ export class SentencePieceEncoder {
         if (match !== null) bytes.push(Number.parseInt(match[1]!, 16));
         continue;
       }
-      for (const b of encoder.encode(piece.piece.replaceAll(SPACE, " "))) bytes.push(b);
+      for (const b of encoder.encode(piece.piece)) bytes.push(b);
     }
-    const text = this.decoder.decode(Uint8Array.from(bytes));
+    // byte pieces can spell "▁" too (a model without a "▁" piece): spaces are replaced after bytes join
+    const text = this.decoder.decode(Uint8Array.from(bytes)).replaceAll(SPACE, " ");
     const strip = (options.stripPrefix ?? true) && this.model.normalizer.addDummyPrefix;
     return strip && text.startsWith(" ") ? text.slice(1) : text;
   }
