@@ -46,7 +46,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
     threads: threadsFlag,
   };
 
-  async run(): Promise<EvalReport & { schemaVersion: 1; tool: typeof TOOL }> {
+  async run(): Promise<(EvalReport & { schemaVersion: 1; tool: typeof TOOL }) | undefined> {
     const { args, flags } = await this.parse(Eval);
     let text = flags.text;
     if (flags["text-file"] !== undefined) {
@@ -88,7 +88,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
           // one JSON document on stdout, with "pass": false; the status says failed
           this.logJson(result);
           process.exitCode = exit;
-          return result;
+          return undefined;
         }
         this.log(renderEvalReport(report));
         const missed = report.comparisons.flatMap((c) => c.checks.filter((k) => k.enforced && !k.pass).map((k) => `${c.side} ${k.metric} ${k.value} (threshold ${k.threshold})`));
