@@ -56,19 +56,21 @@ export function bitnetLarge(): BenchModel {
   };
 }
 
-export function bitnet2B4T(packed: boolean): BenchModel {
+/** `layerCount` < 30 makes a shorter model of the same shapes, for narrowed runs. */
+export function bitnet2B4T(packed: boolean, layerCount = 30): BenchModel {
   const E = 2560, F = 6912, V = 128256, KV = 5 * 128;
+  const suffix = layerCount === 30 ? "" : `-L${layerCount}`;
   return {
-    id: packed ? "bitnet-b1.58-2B-4T" : "bitnet-b1.58-2B-4T-bf16",
+    id: (packed ? "bitnet-b1.58-2B-4T" : "bitnet-b1.58-2B-4T-bf16") + suffix,
     repo: packed ? "microsoft/bitnet-b1.58-2B-4T" : "microsoft/bitnet-b1.58-2B-4T-bf16",
     config: {
-      architectures: ["BitNetForCausalLM"], model_type: "bitnet", hidden_size: E, intermediate_size: F, num_hidden_layers: 30, num_attention_heads: 20, num_key_value_heads: 5, head_dim: 128,
+      architectures: ["BitNetForCausalLM"], model_type: "bitnet", hidden_size: E, intermediate_size: F, num_hidden_layers: layerCount, num_attention_heads: 20, num_key_value_heads: 5, head_dim: 128,
       vocab_size: V, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 4096, hidden_act: "relu2", tie_word_embeddings: true, torch_dtype: "bfloat16",
       quantization_config: { quant_method: "bitnet", linear_class: "autobitlinear", quantization_mode: packed ? "offline" : "online" },
     },
     tensors: [
       { name: "model.embed_tokens.weight", dtype: "BF16", shape: [V, E], kind: "embedding" },
-      ...layers(30, (p) => [
+      ...layers(layerCount, (p) => [
         { name: `${p}.input_layernorm.weight`, dtype: "BF16", shape: [E], kind: "norm" },
         ...linear(`${p}.self_attn.q_proj`, E, E, packed, "BF16"),
         ...linear(`${p}.self_attn.k_proj`, KV, E, packed, "BF16"),

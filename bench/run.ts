@@ -7,9 +7,10 @@ import { cpus } from "node:os";
 import { conversion, conversionVerdicts } from "./conversion.js";
 import { exporting } from "./export.js";
 import { packing } from "./packing.js";
+import { runtime, runtimeVerdicts } from "./runtime.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting];
+const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, runtime];
 
 function format(value: unknown): string {
   if (value === undefined) return "";
@@ -42,6 +43,10 @@ for (const section of SECTIONS) {
     const verdicts = conversionVerdicts(rows);
     console.log("\n" + verdicts.join("\n"));
     results.conversionVerdicts = verdicts;
+  } else if (section.name === "runtime") {
+    const verdicts = runtimeVerdicts(rows);
+    console.log("\n" + verdicts.join("\n"));
+    results.runtimeVerdicts = verdicts;
   } else {
     const missed = rows.filter((r) => r.meetsTarget === false);
     console.log(missed.length === 0 ? "\nall targets met" : `\nbelow target: ${missed.map((r) => `${r.step} ${r.shape}`).join(", ")}`);

@@ -49,3 +49,27 @@ export { isGgufFile } from "./formats/b158/detect.js";
 export { exportGguf, type EmbeddingType, type GgufExportOptions, type GgufExportSummary, type WeightType } from "./export/gguf.js";
 export { convertCheckpointToGguf, type ConvertGgufOptions } from "./export/convert-gguf.js";
 export { inspectGguf, validateGgufReport, type GgufReport } from "./report/gguf-report.js";
+
+export {
+  loadModel,
+  openModelSource,
+  Model,
+  Generation,
+  type LoadOptions,
+  type LoadProgress,
+  type GenerateOptions,
+  type GeneratedToken,
+  type GenerationStats,
+  type ModelInfo,
+} from "./runtime/model.js";
+export type { ModelSpec, ArchitectureId, Activation } from "./runtime/spec.js";
+export { ARCHITECTURES, type Architecture } from "./runtime/architectures.js";
+export { loadTokenizer, TextStream, type Tokenizer } from "./runtime/tokenizer.js";
+export { Sampler, type SamplingOptions } from "./runtime/sampler.js";
+export { evaluate, compare, perplexity, DEFAULT_EVAL_TEXT, DEFAULT_THRESHOLDS, type EvalOptions, type EvalReport, type EvalThresholds, type Comparison, type PositionMetrics, type Check } from "./runtime/eval.js";
+export type { ModelSource, LinearWeight, TokenizerFiles } from "./runtime/sources/source.js";
+export type { LatentSemantics } from "./runtime/sources/checkpoint.js";
+export { createKernels } from "./runtime/kernels/index.js";
+export type { KernelContext, KernelBackend, KernelOptions, ActivationMode } from "./runtime/kernels/api.js";
+export { readNpy, readNpyFile, writeNpy, NpyWriter, type NpyMatrix } from "./formats/npy/npy.js";
+export { SentencePieceEncoder } from "./formats/sentencepiece/encode.js";

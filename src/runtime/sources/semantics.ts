@@ -1,5 +1,5 @@
 import { B158Error } from "../../errors.js";
-import { halfBitsToFloat32 } from "../../pack/float16.js";
+import { fromF16Bits } from "../../pack/float16.js";
 
 /**
  * What a source checkpoint's linear weights mean in their framework, computed here without the
@@ -7,7 +7,8 @@ import { halfBitsToFloat32 } from "../../pack/float16.js";
  *
  * - Latent weights ("online"): transformers' WeightQuant / AutoBitLinear online and 1bitLLM's
  *   weight_quant ternarize per forward with one absmean scale per tensor. The arithmetic is
- *   docs/ternarization.md's: mean |W| summed in float64 and rounded to float32,
+ *   docs/ternarization.md's: mean |W| summed in float64 (16-bit weights through a histogram of
+ *   their magnitudes, so the sum is order-free) and rounded to float32,
  *   inv = f32(1 / max(mean, 1e-5)), t = clamp(roundHalfEven(f32(W * inv)), -1, 1), scale = f32(1 / inv).
  * - Packed weights: transformers' pack_weights, uint8 [ceil(out/4), in] with bits 2i..2i+1 of
  *   packed[r][c] holding t[i*R + r][c] + 1; weight_scale multiplies (autobitlinear) or divides
@@ -15,72 +16,87 @@ import { halfBitsToFloat32 } from "../../pack/float16.js";
  */
 export const ABSMEAN_FLOOR = 1e-5;
 
-/** Elements decoded per step: a float32 scratch of 4 MiB. */
-const CHUNK = 1 << 20;
-
-/** Little-endian latent float bytes as float32, `count` elements from element `start`, into `out`. */
-function decodeLatent(bytes: Uint8Array, dtype: string, start: number, count: number, out: Float32Array): void {
-  switch (dtype) {
-    case "F32": {
-      const aligned = (bytes.byteOffset + start * 4) % 4 === 0;
-      const src = aligned ? new Float32Array(bytes.buffer, bytes.byteOffset + start * 4, count) : new Float32Array(bytes.slice(start * 4, (start + count) * 4).buffer);
-      out.set(src);
-      return;
-    }
-    case "BF16": {
-      // bf16 is the top half of a float32: widen by shifting the bits (exact)
-      const words = new Uint32Array(out.buffer, out.byteOffset, count);
-      for (let i = 0; i < count; i++) words[i] = (bytes[(start + i) * 2]! | (bytes[(start + i) * 2 + 1]! << 8)) << 16;
-      return;
-    }
-    case "F16": {
-      const aligned = (bytes.byteOffset + start * 2) % 2 === 0;
-      const bits = aligned ? new Uint16Array(bytes.buffer, bytes.byteOffset + start * 2, count) : new Uint16Array(bytes.slice(start * 2, (start + count) * 2).buffer);
-      halfBitsToFloat32(bits, "f16", out.subarray(0, count));
-      return;
-    }
-    case "F64": {
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      for (let i = 0; i < count; i++) out[i] = view.getFloat64((start + i) * 8, true);
-      return;
-    }
-    default:
-      throw new B158Error("E_INTERNAL", `latent weights of dtype ${dtype} cannot be read`);
-  }
-}
-
 /** Absmean ternarization of a latent weight (raw little-endian bytes of `dtype`). */
 export function absmeanTernarize(bytes: Uint8Array, dtype: string, elements: number, tensor: string): { codes: Int8Array; scale: number } {
-  const scratch = new Float32Array(Math.min(CHUNK, Math.max(1, elements)));
-  let sum = 0;
-  for (let start = 0; start < elements; start += CHUNK) {
-    const count = Math.min(CHUNK, elements - start);
-    decodeLatent(bytes, dtype, start, count, scratch);
-    let s0 = 0;
-    let s1 = 0;
-    for (let i = 0; i + 1 < count; i += 2) {
-      s0 += Math.abs(scratch[i]!);
-      s1 += Math.abs(scratch[i + 1]!);
-    }
-    if (count % 2 === 1) s0 += Math.abs(scratch[count - 1]!);
-    sum += s0 + s1;
-  }
-  if (!Number.isFinite(sum)) {
-    throw new B158Error("E_NONFINITE", `${tensor}: latent weights hold NaN or Inf; absmean ternarization is undefined`, { details: { tensor } });
-  }
+  if (dtype === "F16" || dtype === "BF16") return absmeanHalf(halfView(bytes, elements), dtype, tensor);
+  if (dtype === "F32" || dtype === "F64") return absmeanFloat(floatValues(bytes, dtype, elements), tensor);
+  throw new B158Error("E_INTERNAL", `latent weights of dtype ${dtype} cannot be read`);
+}
+
+function nonFinite(tensor: string): B158Error {
+  return new B158Error("E_NONFINITE", `${tensor}: latent weights hold NaN or Inf; absmean ternarization is undefined`, { details: { tensor } });
+}
+
+function inverseScale(sum: number, elements: number): number {
   const mean = Math.fround(elements === 0 ? 0 : sum / elements);
-  const inv = Math.fround(1 / Math.max(mean, ABSMEAN_FLOOR));
-  const codes = new Int8Array(elements);
-  for (let start = 0; start < elements; start += CHUNK) {
-    const count = Math.min(CHUNK, elements - start);
-    decodeLatent(bytes, dtype, start, count, scratch);
-    for (let i = 0; i < count; i++) {
-      const v = Math.fround(scratch[i]! * inv);
-      // |v| > 0.5 codes to +-1; exactly 0.5 rounds half to even, to 0
-      codes[start + i] = v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
-    }
+  return Math.fround(1 / Math.max(mean, ABSMEAN_FLOOR));
+}
+
+/** |v * inv| > 0.5 codes to +-1; exactly 0.5 rounds half to even, to 0. */
+function code(value: number, inv: number): number {
+  const v = Math.fround(value * inv);
+  return v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
+}
+
+/**
+ * 16-bit weights: a histogram of the 32768 magnitude patterns gives the exact multiset of |W|, so
+ * the float64 sum does not depend on element order; a 65536-entry table of codes by bit pattern
+ * then codes every weight with one load.
+ */
+function absmeanHalf(bits: Uint16Array, dtype: "F16" | "BF16", tensor: string): { codes: Int8Array; scale: number } {
+  const counts = new Uint32Array(32768);
+  for (let i = 0; i < bits.length; i++) counts[bits[i]! & 0x7fff]!++;
+  const value = dtype === "BF16" ? bf16Value : fromF16Bits;
+  let sum = 0;
+  for (let pattern = 0; pattern < 32768; pattern++) {
+    const n = counts[pattern]!;
+    if (n === 0) continue;
+    const magnitude = value(pattern);
+    if (!Number.isFinite(magnitude)) throw nonFinite(tensor);
+    sum += n * magnitude;
   }
+  const inv = inverseScale(sum, bits.length);
+  const table = new Int8Array(65536);
+  for (let pattern = 0; pattern < 65536; pattern++) table[pattern] = code(value(pattern), inv);
+  const codes = new Int8Array(bits.length);
+  for (let i = 0; i < bits.length; i++) codes[i] = table[bits[i]!]!;
   return { codes, scale: Math.fround(1 / inv) };
+}
+
+function absmeanFloat(values: Float32Array | Float64Array, tensor: string): { codes: Int8Array; scale: number } {
+  let s0 = 0;
+  let s1 = 0;
+  const n = values.length;
+  for (let i = 0; i + 1 < n; i += 2) {
+    s0 += Math.abs(values[i]!);
+    s1 += Math.abs(values[i + 1]!);
+  }
+  if (n % 2 === 1) s0 += Math.abs(values[n - 1]!);
+  const sum = s0 + s1;
+  if (!Number.isFinite(sum)) throw nonFinite(tensor);
+  const inv = inverseScale(sum, n);
+  const codes = new Int8Array(n);
+  for (let i = 0; i < n; i++) codes[i] = code(values[i]!, inv);
+  return { codes, scale: Math.fround(1 / inv) };
+}
+
+const widen = new Float32Array(1);
+const widenBits = new Uint32Array(widen.buffer);
+/** bf16 is the top half of a float32: exact. */
+function bf16Value(bits: number): number {
+  widenBits[0] = bits << 16;
+  return widen[0]!;
+}
+
+function halfView(bytes: Uint8Array, elements: number): Uint16Array {
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  return new Uint16Array(aligned.buffer, aligned.byteOffset, elements);
+}
+
+function floatValues(bytes: Uint8Array, dtype: "F32" | "F64", elements: number): Float32Array | Float64Array {
+  const size = dtype === "F32" ? 4 : 8;
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  return dtype === "F32" ? new Float32Array(aligned.buffer, aligned.byteOffset, elements) : new Float64Array(aligned.buffer, aligned.byteOffset, elements);
 }
 
 /** transformers' quarter packing, unpacked to ternary codes [outRows, cols]. */
