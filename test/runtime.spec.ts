@@ -261,6 +261,18 @@ describe("eval catches conversions that structural checks pass", () => {
   });
 });
 
+describe("the seam for fake-quantized latent checkpoints (values already scale x ternary)", () => {
+  it("read as stored, they match the converter's file; read online (absmean per forward), they differ", async () => {
+    const fixture = await generateCheckpoint({ family: "bitnet-2b4t-bf16", dir: join(root, "exact"), seed: 7, weights: "ternary" });
+    const output = join(root, "exact.b158");
+    await convertCheckpoint(fixture.dir, { layout: "i2_s", output, threads: 0 });
+    const stored = await evaluate(fixture.dir, output, { tokens: EVAL_TOKENS, latent: "stored" });
+    expect(stored.comparisons[0]!.summary.minCosine).toBeCloseTo(1, 9);
+    const online = await evaluate(fixture.dir, output, { tokens: EVAL_TOKENS, latent: "online" });
+    expect(online.pass).toBe(false);
+  });
+});
+
 describe("eval of a lossy conversion (--ternarize of a float model)", () => {
   it("reports without enforcing, unless thresholds are given", async () => {
     const fixture = await generateCheckpoint({ family: "llama-generic", dir: join(root, "generic"), seed: 7 });
