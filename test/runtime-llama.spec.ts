@@ -8,6 +8,7 @@ import { exportGguf } from "../src/export/gguf.js";
 import { openB158File } from "../src/formats/b158/read.js";
 import { loadModel, type LoadOptions } from "../src/runtime/model.js";
 import { compareLogits, llamaLogits, runtime } from "./support/llama-runtime.js";
+import { runtimeLogits } from "./support/runtime-logits.js";
 
 /**
  * The runtime against real llama.cpp (node-llama-cpp's v0.5.0 CPU build) on the same weights: its
@@ -32,17 +33,6 @@ const CASES: { family: FixtureFamily; architecture: string; prompt: number[]; ov
   { family: "bitnet-2b4t-packed", architecture: "bitnet", prompt: [151, 151, 291, 135, 195, 35, 7, 187], override: { activation: "silu" } },
 ];
 
-async function runtimeLogits(path: string, prompt: readonly number[], options: LoadOptions): Promise<Float64Array[]> {
-  const model = await loadModel(path, { activations: "float", ...options });
-  try {
-    const logits = await model.forward(prompt);
-    const V = model.spec.vocabSize;
-    return prompt.map((_, p) => Float64Array.from(logits.subarray(p * V, (p + 1) * V)));
-  } finally {
-    await model.close();
-  }
-}
-
 describe.each(CASES)("$family (arch $architecture): the runtime agrees with llama.cpp", ({ family, prompt, override }) => {
   const paths: Record<string, string> = {};
   let llama: Float64Array[];
@@ -65,7 +55,7 @@ describe.each(CASES)("$family (arch $architecture): the runtime agrees with llam
   });
 
   it.each(["b158", "f32", "tq2_0"])("on the %s file: cosine >= 0.9999 and the same argmax at every position", async (which) => {
-    const agreement = compareLogits(await runtimeLogits(paths[which]!, prompt, override ?? {}), llama);
+    const agreement = compareLogits(await runtimeLogits(paths[which]!, prompt, { activations: "float", ...override }), llama);
     expect(agreement.minCosine).toBeGreaterThanOrEqual(0.9999);
     expect(agreement.argmaxMismatches).toBe(0);
   });
@@ -94,7 +84,7 @@ describe("the comparison can fail", () => {
     const f32 = join(root, "relu2-f32.gguf");
     const file = await openB158File(b158);
     await exportGguf(file, { output: f32, weights: "f32", embeddings: "f32" }).finally(() => file.close());
-    const agreement = compareLogits(await runtimeLogits(b158, prompt, {}), await llamaLogits(f32, prompt));
+    const agreement = compareLogits(await runtimeLogits(b158, prompt, { activations: "float" }), await llamaLogits(f32, prompt));
     expect(agreement.minCosine).toBeLessThan(0.99);
   });
 });

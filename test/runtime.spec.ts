@@ -10,12 +10,13 @@ import { LAYOUT_IDS, type LayoutId } from "../src/pack/layouts.js";
 import { evaluate } from "../src/runtime/eval.js";
 import { createReferenceKernels } from "../src/runtime/kernels/index.js";
 import type { KernelContext, TernaryWeightSource } from "../src/runtime/kernels/api.js";
-import { loadModel, type LoadOptions } from "../src/runtime/model.js";
+import { loadModel } from "../src/runtime/model.js";
 import { TextStream } from "../src/runtime/tokenizer.js";
 import { expectB158Error } from "./support/expect-error.js";
 import { compareLogits } from "./support/llama-runtime.js";
 import { referenceLogits } from "./support/reference-forward.js";
 import { rewriteB158 } from "./support/rewrite-b158.js";
+import { runtimeLogits } from "./support/runtime-logits.js";
 
 /**
  * The runtime (src/runtime) on fixture models of every family: its graph against the independent
@@ -45,17 +46,6 @@ async function convert(family: FixtureFamily, layout: LayoutId, extra: { fallbac
   return output;
 }
 
-async function logitsOf(path: string, tokens: readonly number[], options: LoadOptions = {}): Promise<Float64Array[]> {
-  const model = await loadModel(path, options);
-  try {
-    const logits = await model.forward(tokens);
-    const V = model.spec.vocabSize;
-    return tokens.map((_, p) => Float64Array.from(logits.subarray(p * V, (p + 1) * V)));
-  } finally {
-    await model.close();
-  }
-}
-
 describe.each([
   { family: "bitnet-2b4t-packed" as const, activation: "relu2" as const },
   { family: "bitnet-2b4t-bf16" as const, activation: "relu2" as const },
@@ -66,7 +56,7 @@ describe.each([
     const path = await convert(family, "i2_s");
     const file = await openB158File(path);
     const reference = await referenceLogits(file, PROMPT, { activation, activations }).finally(() => file.close());
-    const agreement = compareLogits(await logitsOf(path, PROMPT, { activations }), reference);
+    const agreement = compareLogits(await runtimeLogits(path, PROMPT, { activations }), reference);
     expect(agreement.minCosine).toBeGreaterThanOrEqual(0.9999);
     expect(agreement.argmaxMismatches).toBe(0);
   });
@@ -75,7 +65,7 @@ describe.each([
     const path = await convert(family, "i2_s");
     const file = await openB158File(path);
     const reference = await referenceLogits(file, PROMPT, { activation }).finally(() => file.close());
-    const swapped = compareLogits(await logitsOf(path, PROMPT, { activations: "float", activation: activation === "relu2" ? "silu" : "relu2" }), reference);
+    const swapped = compareLogits(await runtimeLogits(path, PROMPT, { activations: "float", activation: activation === "relu2" ? "silu" : "relu2" }), reference);
     expect(swapped.minCosine).toBeLessThan(0.99);
   });
 });
@@ -83,9 +73,9 @@ describe.each([
 describe("the forward pass", () => {
   it("gives the same logits whatever the batch size, and generation continues them token by token", async () => {
     const path = await convert("bitnet-2b4t-packed", "tq2_0");
-    const batched = await logitsOf(path, PROMPT, { maxBatch: 32 });
-    expect(await logitsOf(path, PROMPT, { maxBatch: 1 })).toEqual(batched);
-    expect(await logitsOf(path, PROMPT, { maxBatch: 3 })).toEqual(batched);
+    const batched = await runtimeLogits(path, PROMPT, { maxBatch: 32 });
+    expect(await runtimeLogits(path, PROMPT, { maxBatch: 1 })).toEqual(batched);
+    expect(await runtimeLogits(path, PROMPT, { maxBatch: 3 })).toEqual(batched);
     // greedy generation through the KV cache picks, at each step, the argmax of a fresh forward pass
     const model = await loadModel(path);
     try {

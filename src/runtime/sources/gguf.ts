@@ -7,7 +7,7 @@ import { GLOBAL_TENSORS, LAYER_TENSORS, type LayerRole } from "../architectures.
 import type { DenseWeightSource } from "../kernels/api.js";
 import { checkSpec, modelError, num, type ArchitectureId, type ModelSpec } from "../spec.js";
 import { tq1BlockScales } from "./b158.js";
-import { float32View, uint16View, type LinearWeight, type ModelSource } from "./source.js";
+import { denseFromBytes, float32View, uint16View, type LinearWeight, type ModelSource } from "./source.js";
 
 /**
  * A GGUF that b158 wrote (arch bitnet, bitnet-b1.58 or llama), run with Hugging Face semantics:
@@ -90,19 +90,10 @@ export function ggufSource(file: GgufFile): ModelSource {
   };
   const dense = async (t: GgufTensorInfo): Promise<DenseWeightSource> => {
     const [cols, rows] = [t.ne[0]!, t.ne.slice(1).reduce((a, b) => a * b, 1)];
-    const bytes = await file.readTensor(t.name);
-    switch (t.type.name) {
-      case "F32":
-        return { kind: "f32", rows, cols, values: float32View(bytes) };
-      case "F16":
-        return { kind: "f16", rows, cols, bits: uint16View(bytes) };
-      case "BF16":
-        return { kind: "bf16", rows, cols, bits: uint16View(bytes) };
-      case "Q8_0":
-        return { kind: "f32", rows, cols, values: dequantizeQ8_0(bytes) };
-      default:
-        throw modelError(file.name, `tensor "${t.name}" is ${t.type.name}, which the runtime cannot read as a float matrix`);
-    }
+    return denseFromBytes(await file.readTensor(t.name), t.type.name, rows, cols, (bytes) => {
+      if (t.type.name === "Q8_0") return dequantizeQ8_0(bytes);
+      throw modelError(file.name, `tensor "${t.name}" is ${t.type.name}, which the runtime cannot read as a float matrix`);
+    });
   };
   const vector = async (t: GgufTensorInfo): Promise<Float32Array> => {
     const bytes = await file.readTensor(t.name);
