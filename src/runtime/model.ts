@@ -24,7 +24,7 @@ export interface LoadOptions {
   readonly activations?: ActivationMode;
   /** Positions the KV cache holds (default: the model's max_position_embeddings, at most 2048). */
   readonly contextLength?: number;
-  /** Tokens per forward step (default 32). */
+  /** Tokens per forward step (default 64). */
   readonly maxBatch?: number;
   readonly threads?: number;
   readonly backend?: KernelBackend | "auto";

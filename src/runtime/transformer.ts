@@ -54,7 +54,7 @@ export interface ModelWeights {
 
 export interface TransformerOptions {
   readonly contextLength: number;
-  /** Tokens per step: bounds scratch memory (default 32). */
+  /** Tokens per step: bounds scratch memory (default 64, a whole typical prompt for the kernels' matrix-matrix products). */
   readonly maxBatch?: number;
   readonly activations: ActivationMode;
 }
@@ -140,7 +140,7 @@ export class Transformer {
   ) {
     const { hiddenSize: E, intermediateSize: F, heads: H, kvHeads: KV, headDim: D } = spec;
     this.contextLength = options.contextLength;
-    this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? 32, options.contextLength));
+    this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? 64, options.contextLength));
     const B = this.maxBatch;
     this.inv = inverseFrequencies(spec);
     this.keys = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
