@@ -6,10 +6,14 @@ import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../
 import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
 import { refuseExisting } from "../io/atomic-file.js";
-import { exportGguf, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
+import type { GgufTargetId } from "../formats/gguf/targets.js";
+import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
+import { resolveTargetId } from "./gguf-target.js";
 
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
   readonly embeddings?: EmbeddingType;
+  /** The runtime whose type ids the GGUF uses (default: by layout, docs/gguf.md). */
+  readonly target?: GgufTargetId;
 }
 
 /**
@@ -18,8 +22,9 @@ export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
  * then is exported. The temp file is always removed; the output appears only when complete.
  */
 export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
-  const { embeddings, ...rest } = options;
+  const { embeddings, target, ...rest } = options;
   // refuse before converting, not after minutes of work
+  resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
   await refuseExisting(options.output, options.force);
   await requireGgufInputs(spec);
   const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
@@ -31,6 +36,7 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
         output: options.output,
         ...(options.force === undefined ? {} : { force: options.force }),
         ...(embeddings === undefined ? {} : { embeddings }),
+        ...(target === undefined ? {} : { target }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
       return { conversion, gguf };
