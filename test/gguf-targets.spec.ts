@@ -308,6 +308,20 @@ describe("--target: one type table per runtime, recorded in the file", () => {
 describe("the runtimes that compute the wrong FFN activation, for checkpoints, .b158 files and GGUFs", () => {
   const warning = (diagnostics: readonly { code: string; message: string }[]) => diagnostics.find((d) => d.code === "W_GGUF_ACTIVATION")?.message;
 
+  it("a relu2 checkpoint (2B-4T style): mainline and the 2026 fork compute SiLU, the 2024-2025 fork relu2", async () => {
+    for (const report of [await inspectCheckpoint(example), await validateCheckpoint(example)]) {
+      const message = warning(report.diagnostics)!;
+      expect(message).toContain("config.json hidden_act is relu2");
+      expect(message).toContain("mainline llama.cpp (arch bitnet: silu)");
+      expect(message).toContain("bitnet.cpp 2026 fork (arch bitnet-b1.58: silu)");
+      expect(message).toContain("Correct in: bitnet.cpp 2024-2025 fork (arch bitnet-b1.58: relu2)");
+    }
+    const run = await cli(["inspect", example]);
+    expect(run.stdout).toContain("W_GGUF_ACTIVATION");
+    const json = await cli(["inspect", example, "--json"]);
+    expect(warning(JSON.parse(json.stdout).diagnostics)).toContain("bitnet.cpp 2026 fork");
+  });
+
   it("SiLU models (1bitLLM, Llama-family) get no warning, and every GGUF architecture gets hidden_activation", async () => {
     for (const family of ["bitnet-1bitllm", "llama-bitnet-packed"] as const) {
       const dir = join(root, family);
@@ -320,6 +334,23 @@ describe("the runtimes that compute the wrong FFN activation, for checkpoints, .
       await file.close();
       expect(file.scalar(`${gguf.architecture}.hidden_activation`)).toBe("silu");
     }
+  });
+
+  it("a .b158 names only the runtimes its layout can go to; convert says the same", async () => {
+    const tq = await inspectB158(b158.get("tq2_0")!);
+    expect(getValidator("inspect-b158")(tq)).toBe(true);
+    expect(warning(tq.diagnostics)).toContain("mainline llama.cpp (arch bitnet: silu)");
+    expect(warning(tq.diagnostics)).not.toContain("bitnet.cpp");
+    const i2s = await validateB158Report(b158.get("i2_s")!);
+    expect(i2s.ok).toBe(true);
+    expect(warning(i2s.diagnostics)).toContain("bitnet.cpp 2026 fork (arch bitnet-b1.58: silu)");
+    expect(warning(i2s.diagnostics)).not.toContain("mainline");
+    const human = await cli(["inspect", b158.get("i2_s")!]);
+    expect(human.stdout).toContain("W_GGUF_ACTIVATION");
+    const summary = await convertCheckpoint(example, { layout: "tq1_0", output: join(root, "act.b158"), threads: 0 });
+    const line = summary.warnings.find((w) => w.startsWith("W_GGUF_ACTIVATION"))!;
+    expect(line).toContain("mainline llama.cpp");
+    expect(line).not.toContain("2026");
   });
 
   it("a GGUF: from <arch>.hidden_activation, or for bitnet-b1.58 without it (the official 2B-4T file) from the architecture", async () => {

@@ -39,7 +39,9 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
         ...(target === undefined ? {} : { target }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
-      return { conversion, gguf };
+      // the GGUF's own activation warning (the runtimes that load it) replaces the .b158's
+      const warnings = gguf.diagnostics.some((d) => d.code === "W_GGUF_ACTIVATION") ? conversion.warnings.filter((w) => !w.startsWith("W_GGUF_ACTIVATION")) : conversion.warnings;
+      return { conversion: { ...conversion, warnings }, gguf };
     } finally {
       await file.close();
     }
