@@ -389,7 +389,7 @@ describe("GGUFs b158 refuses to treat as ternary", () => {
     ],
   ];
 
-  it.each(files)("%s: inspect identifies it", async (kind, build, words) => {
+  it.each(files)("%s: inspect identifies it; convert and export refuse it with E_FORMAT_REFUSED", async (kind, build, words) => {
     const path = join(root, `refused-${kind}.gguf`);
     await writeFile(path, build());
     const report = await inspectGguf(path);
@@ -397,6 +397,21 @@ describe("GGUFs b158 refuses to treat as ternary", () => {
     expect(report.refusals.map((r) => r.kind)).toEqual([kind]);
     expect(report.refusals[0]!.message).toContain(words);
     expect(report.diagnostics.find((d) => d.code === "W_GGUF_REFUSED")?.message).toContain(words);
+    const error = await expectB158Error(convertCheckpoint(path, { layout: "tq2_0", output: join(root, `${kind}.b158`), threads: 0 }), "E_FORMAT_REFUSED", path);
+    expect(error.message).toContain(words);
+    await expectB158Error(convertCheckpointToGguf(path, { layout: "tq2_0", output: join(root, `${kind}-out.gguf`), threads: 0 }), "E_FORMAT_REFUSED", path);
+    const run = await cli(["export", path, "-o", join(root, `${kind}-export.gguf`), "--json"]);
+    expect(run.code).toBe(7);
+    expect(JSON.parse(run.stdout).error).toMatchObject({ code: "E_FORMAT_REFUSED" });
+    expect(JSON.parse(run.stdout).error.message).toContain(words);
+    expect((await readdir(root)).filter((f) => f.startsWith(`${kind}`))).toEqual([]);
+  });
+
+  it("a ternary GGUF is no checkpoint either: convert says so with E_SOURCE_UNRECOGNIZED", async () => {
+    const { output } = await exportTo("tq2_0", "input.gguf");
+    const error = await expectB158Error(convertCheckpoint(output, { layout: "tq2_0", output: join(root, "from-gguf.b158"), threads: 0 }), "E_SOURCE_UNRECOGNIZED", output);
+    expect(error.message).toContain("is a GGUF");
+    expect((await inspectGguf(output)).refusals).toEqual([]);
   });
 });
 

@@ -1,7 +1,9 @@
 import { Args, Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
 import { exportGguf, type GgufExportSummary } from "../export/gguf.js";
+import { isGgufFile } from "../formats/b158/detect.js";
 import { openB158File } from "../formats/b158/read.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import { GGUF_TARGET_IDS } from "../formats/gguf/targets.js";
 import { renderGgufExport } from "../report/render-gguf.js";
 
@@ -37,6 +39,7 @@ reader before it is reported; on any error nothing is left at the output path.`;
 
   async run(): Promise<GgufExportSummary> {
     const { args, flags } = await this.parse(Export);
+    if (await isGgufFile(args.file)) await refuseGgufInput(args.file, "export");
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.once("SIGINT", onSigint);

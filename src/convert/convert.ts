@@ -3,6 +3,8 @@ import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { B158Error } from "../errors.js";
+import { isGgufFile } from "../formats/b158/detect.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import { TERNARY_TYPE } from "../export/gguf.js";
 import { modelActivationDiagnostics } from "../model/activation.js";
 import { DTYPE_BYTES, isFloatDtype } from "../formats/safetensors/dtypes.js";
@@ -93,6 +95,7 @@ interface Job {
 
 export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
   const started = process.hrtime.bigint();
+  if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
   const checkpoint = await openCheckpoint(await resolveSource(spec));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());

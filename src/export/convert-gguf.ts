@@ -6,6 +6,8 @@ import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../
 import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
 import { refuseExisting } from "../io/atomic-file.js";
+import { isGgufFile } from "../formats/b158/detect.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import type { GgufTargetId } from "../formats/gguf/targets.js";
 import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
 import { resolveTargetId } from "./gguf-target.js";
@@ -24,6 +26,7 @@ export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
 export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
   const { embeddings, target, ...rest } = options;
   // refuse before converting, not after minutes of work
+  if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
   resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
   await refuseExisting(options.output, options.force);
   await requireGgufInputs(spec);

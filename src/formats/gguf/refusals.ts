@@ -1,7 +1,9 @@
-import type { GgufFile } from "./read.js";
+import { B158Error } from "../../errors.js";
+import { openGgufFile, type GgufFile } from "./read.js";
 
 /**
- * GGUFs b158 recognises and will not treat as ternary weights, and why. Inspect lists them.
+ * GGUFs b158 recognises and will not treat as ternary weights, and why. Inspect lists them; any
+ * attempt to convert or export one is E_FORMAT_REFUSED with the same words.
  * - Q1_0 (mainline 41): binary 1-bit weights, +-d per 128-weight block (1-bit Bonsai), not ternary.
  * - PQ2_0 (142) / PTQ1_0 (143): PrismML's g128 ternary types, published with Hadamard-folded weights.
  * - any `prism.hadamard.*` key: the weights are in a rotated basis; without the rotation they
@@ -37,4 +39,28 @@ export function ggufRefusals(file: GgufFile): Refusal[] {
     out.push({ kind: "hadamard", message: `${keys.slice(0, 3).join(", ")}${keys.length > 3 ? ", ..." : ""}: the weights are stored in a Hadamard-rotated basis (PrismML); without that rotation they compute a different function, and no ternary layout b158 writes can carry it` });
   }
   return out;
+}
+
+/**
+ * A GGUF given where b158 wants a checkpoint (convert) or a .b158 (export). Always throws: the
+ * refused formats with E_FORMAT_REFUSED and what they are; any other GGUF with E_SOURCE_UNRECOGNIZED.
+ */
+export async function refuseGgufInput(path: string, use: "convert" | "export"): Promise<never> {
+  const file = await openGgufFile(path);
+  let refusals: Refusal[];
+  try {
+    refusals = ggufRefusals(file);
+  } finally {
+    await file.close();
+  }
+  if (refusals.length > 0) {
+    throw new B158Error("E_FORMAT_REFUSED", `${path}: b158 will not ${use} this GGUF as ternary weights: ${refusals.map((r) => r.message).join("; ")}`, {
+      details: { file: path, refusals: refusals.map((r) => r.kind) },
+      hint: "Use the runtime this file was made for. For a ternary GGUF, convert the original ternary checkpoint (safetensors) instead.",
+    });
+  }
+  throw new B158Error("E_SOURCE_UNRECOGNIZED", `${path}: is a GGUF; b158 ${use === "convert" ? "converts checkpoints (safetensors)" : "exports .b158 files"}, and reads GGUFs only with inspect and validate`, {
+    details: { file: path },
+    hint: use === "convert" ? "Convert the original checkpoint directory, or run b158 inspect on the GGUF." : "Export from the .b158 that b158 convert wrote.",
+  });
 }
