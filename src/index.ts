@@ -44,7 +44,9 @@ export { inspectB158, type B158Report } from "./report/b158-report.js";
 
 export { openGguf, openGgufFile, type GgufFile, type GgufTensorInfo } from "./formats/gguf/read.js";
 export { GgufWriter, layoutGguf, type GgufLayout, type GgufTensorSpec } from "./formats/gguf/write.js";
-export { ggmlType, ggmlTypeTable, type GgmlType, type GgufKv, type GgufRuntime, type GgufValue } from "./formats/gguf/spec.js";
+export { ggmlType, ggmlTypeTable, GGUF_TABLES, type GgmlType, type GgufKv, type GgufRuntime, type GgufTableId, type GgufValue } from "./formats/gguf/spec.js";
+export { GGUF_TARGET_IDS, TARGET_KEY, type GgufTargetId } from "./formats/gguf/targets.js";
+export { ggufRefusals, type Refusal } from "./formats/gguf/refusals.js";
 export { isGgufFile } from "./formats/b158/detect.js";
 export { exportGguf, type EmbeddingType, type GgufExportOptions, type GgufExportSummary, type WeightType } from "./export/gguf.js";
 export { convertCheckpointToGguf, type ConvertGgufOptions } from "./export/convert-gguf.js";

@@ -303,22 +303,23 @@ describe("b158 convert --format gguf, export, and GGUF inspect / validate", () =
     expect(inspect.code).toBe(0);
     expect(getValidator("inspect-gguf")(JSON.parse(inspect.stdout))).toBe(true);
     const human = await b158(["inspect", output]);
-    expect(human.stdout).toContain("Runtime    llama.cpp");
+    expect(human.stdout).toMatch(/Runtime\s+loads in mainline llama\.cpp/);
     expect(human.stdout).toContain("token_embd.weight");
     const validate = await b158(["validate", output, "--json"]);
     expect(validate.code).toBe(0);
     expect(getValidator("validate")(JSON.parse(validate.stdout))).toBe(true);
   });
 
-  it("export writes a bitnet.cpp GGUF from a .b158 alone, which inspect labels bitnet.cpp only", async () => {
+  it("export writes a bitnet.cpp GGUF from a .b158 alone, which inspect says only the bitnet.cpp forks load", async () => {
     const source = join(root, "cli-i2s.b158");
     expect((await b158(["convert", example, "-o", source, "--layout", "i2_s"])).code).toBe(0);
     const output = join(root, "cli-i2s.gguf");
     const run = await b158(["export", source, "-o", output]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain("bitnet.cpp only");
+    expect(run.stdout).toContain("target    bitnet.cpp-2024");
+    expect(run.stdout).toContain("loads in bitnet.cpp 2024-2025 fork, bitnet.cpp 2026 fork");
     const inspect = await b158(["inspect", output]);
-    expect(inspect.stdout).toContain("Runtime    bitnet.cpp only");
+    expect(inspect.stdout).toMatch(/Runtime\s+loads in bitnet\.cpp 2024-2025 fork, bitnet\.cpp 2026 fork\n/);
     expect(inspect.stdout).toContain("I2_S");
     const again = await b158(["export", source, "-o", output, "--json"]);
     expect(again.code).toBe(2);

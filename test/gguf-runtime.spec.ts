@@ -73,6 +73,9 @@ describe.each(CASES)("$family -> arch $architecture in llama.cpp", ({ family, ar
     const file = await openGgufFile(paths.tq2_0!);
     await file.close();
     expect(file.scalar("general.architecture")).toBe(architecture);
+    // keys llama.cpp does not know, which every test below loads it with: it ignores them
+    expect(file.scalar("b158.target")).toBe("llama.cpp");
+    expect(typeof file.scalar(`${architecture}.hidden_activation`)).toBe("string");
   });
 
   it("the prompt is unambiguous: the F32 reference's top two logits are >= 1% of the range apart", () => {

@@ -117,21 +117,19 @@ describe("GGUF container: writer and reader round trip", () => {
     expect(await readFile(path, "utf8")).toBe("keep me");
   });
 
-  it("reads bitnet.cpp ids only in bitnet.cpp files", async () => {
-    const tensors = [{ name: "w", ne: [128, 4], type: ggmlType("bitnet.cpp", "I2_S") }];
-    for (const [arch, runtime] of [["bitnet-b1.58", "bitnet.cpp"], ["bitnet", "llama.cpp"]] as const) {
+  it("reads bitnet.cpp ids when their sizes fit, whatever the architecture says", async () => {
+    const tensors = [{ name: "w", ne: [128, 32], type: ggmlType("bitnet.cpp-2024", "I2_S") }];
+    for (const [arch, table] of [["bitnet-b1.58", "bitnet.cpp-2024"], ["llama", "bitnet.cpp-2024"]] as const) {
       const layout = layoutGguf([{ key: "general.architecture", value: { type: "string", value: arch } }], tensors);
       const bytes = new Uint8Array(layout.fileSize);
       bytes.set(layout.header);
-      const opening = openGguf(memorySource(`${arch}.gguf`, bytes));
-      if (runtime === "bitnet.cpp") {
-        const file = await opening;
-        expect(file.runtime).toBe("bitnet.cpp");
-        expect(file.tensors[0]!.type.name).toBe("I2_S");
-        expect(file.tensors[0]!.length).toBe(128 + 32);
-      } else {
-        await expectB158Error(opening, "E_GGUF_TENSOR");
-      }
+      const file = await openGguf(memorySource(`${arch}.gguf`, bytes));
+      expect(file.runtime).toBe("bitnet.cpp");
+      expect(file.types.table).toBe(table);
+      expect(file.types.fits).toEqual(["bitnet.cpp-2024", "bitnet.cpp-2026"]);
+      expect(file.types.decidedBy).toBe("sizes");
+      expect(file.tensors[0]!.type.name).toBe("I2_S");
+      expect(file.tensors[0]!.length).toBe(128 * 8 + 32);
     }
   });
 });
@@ -170,14 +168,16 @@ describe("GGUF export from a .b158", () => {
   it.each([
     ["tq2_0", "bitnet", "llama.cpp", 37, "TQ2_0"],
     ["tq1_0", "bitnet", "llama.cpp", 36, "TQ1_0"],
-    ["i2_s", "bitnet-b1.58", "bitnet.cpp", 40, "I2_S"],
-    ["tl1", "bitnet-b1.58", "bitnet.cpp", 38, "TL1"],
-    ["tl2", "bitnet-b1.58", "bitnet.cpp", 39, "TL2"],
-  ] as const)("%s: arch %s for %s, file type %i, payloads copied byte for byte", async (layout, arch, runtime, fileType, typeName) => {
+    ["i2_s", "bitnet-b1.58", "bitnet.cpp-2024", 40, "I2_S"],
+    ["tl1", "bitnet-b1.58", "bitnet.cpp-2024", 38, "TL1"],
+    ["tl2", "bitnet-b1.58", "bitnet.cpp-2024", 39, "TL2"],
+  ] as const)("%s: arch %s for %s, file type %i, payloads copied byte for byte", async (layout, arch, target, fileType, typeName) => {
     const { summary, file, gguf } = await exported(b158.get(layout)!, `example-${layout}.gguf`);
     try {
-      expect(summary.runtime).toBe(runtime);
-      expect(gguf.runtime).toBe(runtime);
+      expect(summary.target).toBe(target);
+      expect(gguf.types.table).toBe(target);
+      expect(gguf.types.decidedBy).toBe("declared");
+      expect(gguf.scalar("b158.target")).toBe(target);
       expect(gguf.scalar("general.architecture")).toBe(arch);
       expect(gguf.scalar("general.file_type")).toBe(fileType);
       expect(gguf.scalar("general.quantization_version")).toBe(2);
@@ -185,25 +185,33 @@ describe("GGUF export from a .b158", () => {
       expect(gguf.scalar(`${arch}.rope.freq_base`)).toBe(500000);
       expect(gguf.scalar(`${arch}.hidden_activation`)).toBe("relu2");
       expect(gguf.tensors.some((t) => t.name === "output.weight")).toBe(false);
+      expect(gguf.tensors.some((t) => t.name.endsWith("_scale"))).toBe(false);
       const ternary = file.tensors.filter((t) => t.role === "ternary-linear");
       for (const t of ternary) {
         const info = gguf.tensor(t.gguf_name!);
         expect(info.type.name).toBe(typeName);
         expect(info.ne).toEqual([t.shape[1], t.shape[0]]);
-        expect(sha(await gguf.readTensor(info.name))).toBe(t.sha256);
+        const bytes = await gguf.readTensor(info.name);
         if (layout === "tl1" || layout === "tl2") {
-          // the kernel reads the f32 scale right after the weights: the next tensor, at the next offset
-          const index = gguf.tensors.indexOf(info);
-          const scale = gguf.tensors[index + 1]!;
-          expect(scale.name).toBe(`${info.name}_scale`);
-          expect(scale.offset).toBe(Math.ceil((info.offset + info.length) / 32) * 32);
-          expect(new DataView((await gguf.readTensor(scale.name)).buffer).getFloat32(0, true)).toBe(Math.fround(t.scale!));
+          // the codes, zeros to 32, then the scale slot bitnet.cpp's kernels read: f32 scale, 28 zeros
+          const payload = await file.readPayload(t.name);
+          expect(sha(bytes.subarray(0, payload.byteLength))).toBe(t.sha256);
+          const slot = Math.ceil(payload.byteLength / 32) * 32;
+          expect(bytes.byteLength).toBe(slot + 32);
+          expect(bytes.subarray(payload.byteLength, slot).every((b) => b === 0)).toBe(true);
+          expect(new DataView(bytes.buffer, bytes.byteOffset).getFloat32(slot, true)).toBe(Math.fround(t.scale!));
+          expect(bytes.subarray(slot + 4).every((b) => b === 0)).toBe(true);
+          expect((await gguf.readBitnetScale(info.name)).scale).toBe(Math.fround(t.scale!));
+        } else {
+          expect(sha(bytes)).toBe(t.sha256);
         }
       }
       const report = await inspectGguf(gguf.name);
       expect(getValidator("inspect-gguf")(report)).toBe(true);
-      expect(report.loadableBy).toBe(runtime === "bitnet.cpp" ? "bitnet.cpp only" : "llama.cpp");
+      const loads = report.runtimes.filter((r) => r.loads === true).map((r) => r.id);
+      expect(loads).toEqual(target === "llama.cpp" ? ["llama.cpp", "bitnet.cpp-2024", "bitnet.cpp-2026", "prismml"] : layout === "tl2" ? ["bitnet.cpp-2024"] : ["bitnet.cpp-2024", "bitnet.cpp-2026"]);
       const validation = await validateGgufReport(gguf.name);
+      expect(validation.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
       expect(validation.ok).toBe(true);
       expect(getValidator("validate")(validation)).toBe(true);
     } finally {
@@ -211,12 +219,18 @@ describe("GGUF export from a .b158", () => {
     }
   });
 
-  it("warns that mainline computes SiLU where 2B-4T needs relu2, only for mainline files", async () => {
+  it("names the runtimes that compute the wrong activation for a relu2 model, and those that compute relu2", async () => {
     const tq = await exported(b158.get("tq2_0")!, "warn-tq.gguf");
     const i2s = await exported(b158.get("i2_s")!, "warn-i2s.gguf");
     await closeAll(tq.file, tq.gguf, i2s.file, i2s.gguf);
-    expect(tq.summary.diagnostics.map((d) => d.code)).toContain("W_GGUF_ACTIVATION");
-    expect(i2s.summary.diagnostics.map((d) => d.code)).not.toContain("W_GGUF_ACTIVATION");
+    const warning = (s: typeof tq.summary) => s.diagnostics.find((d) => d.code === "W_GGUF_ACTIVATION")?.message ?? "";
+    // a TQ2_0 file loads in mainline and both forks, all under arch bitnet: SiLU everywhere
+    expect(warning(tq.summary)).toContain("mainline llama.cpp (arch bitnet: silu)");
+    expect(warning(tq.summary)).not.toContain("Correct in");
+    // an I2_S file: the 2024-2025 fork computes relu2 for bitnet-b1.58, the 2026 fork SiLU
+    expect(warning(i2s.summary)).toContain("bitnet.cpp 2026 fork (arch bitnet-b1.58: silu)");
+    expect(warning(i2s.summary)).toContain("Correct in: bitnet.cpp 2024-2025 fork (arch bitnet-b1.58: relu2)");
+    expect(warning(i2s.summary)).not.toContain("mainline");
   });
 
   it("is deterministic", async () => {

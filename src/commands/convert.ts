@@ -12,6 +12,7 @@ import { evaluate, type EvalReport } from "../runtime/eval.js";
 import { formatBytes } from "../report/format.js";
 import { FALLBACK_DTYPES } from "../pack/codec.js";
 import { LAYOUT_IDS } from "../pack/layouts.js";
+import { GGUF_TARGET_IDS } from "../formats/gguf/targets.js";
 
 export default class Convert extends B158Command {
   static override summary = "Convert a checkpoint to a packed ternary .b158 file, or to a GGUF.";
@@ -23,7 +24,9 @@ renamed into place: on any error or Ctrl-C nothing is left at the output path. T
 flags always give a byte-identical file. Format: docs/FORMAT.md.
 
 With --format gguf (the default when -o ends in .gguf) the same conversion is exported to GGUF:
-tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.md.`;
+tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. --target picks the runtime whose
+type ids the file uses (bitnet.cpp renumbered TL2 and the I2_S file type in 2026); the default is
+what published GGUFs use. See docs/gguf.md.`;
 
   static override examples = [
     { description: "Convert the bundled example to TQ2_0", command: "<%= config.bin %> <%= command.id %> fixtures/example -o example.b158 --layout tq2_0" },
@@ -31,6 +34,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     { description: "Keep tensors a layout cannot hold as f16 instead of failing", command: "<%= config.bin %> <%= command.id %> ./bitnet_b1_58-3B -o 3b.b158 --layout tq2_0 --fallback f16" },
     { description: "TL2 with the tilings of your bitnet.cpp build", command: "<%= config.bin %> <%= command.id %> ./model -o model.b158 --layout tl2 --kernel-config include/kernel_config.ini" },
     { description: "A GGUF for llama.cpp, with Q8_0 embeddings", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T -o model.gguf --layout tq2_0 --embeddings q8_0" },
+    { description: "I2_S for the 2026 bitnet.cpp fork's ids", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T -o model.gguf --layout i2_s --target bitnet.cpp-2026" },
     { description: "In CI: a machine summary", command: "<%= config.bin %> <%= command.id %> ./model -o model.b158 --layout tq1_0 --json" },
   ];
 
@@ -45,6 +49,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     fallback: Flags.option({ options: FALLBACK_DTYPES, description: "Keep ternary tensors the layout cannot hold as this float dtype (reported), instead of failing." })(),
     "float-dtype": Flags.option({ options: FALLBACK_DTYPES, description: "Dtype for float tensors other than norms and embeddings (default: their source dtype)." })(),
     embeddings: Flags.option({ options: [...FALLBACK_DTYPES, "q8_0"] as const, description: "Dtype for the token embedding and lm_head (.b158 default: --float-dtype, else source dtype; GGUF default f16; q8_0 is GGUF only)." })(),
+    target: Flags.option({ options: GGUF_TARGET_IDS, description: "GGUF only: the runtime whose type ids to write: llama.cpp (mainline: TQ1_0/TQ2_0), bitnet.cpp-2024 (the 2024-2025 fork: I2_S 36, TL1 38, TL2 39), bitnet.cpp-2026 (I2_S 36, TL1 38, TL2 42). Default: llama.cpp for tq*, bitnet.cpp-2024 for i2_s/tl*." })(),
     "i2s-variant": Flags.option({ options: ["x86", "arm"] as const, default: "x86" as const, description: "I2_S block layout: x86 (128, the official files) or arm (64, ARM builds since Nov 2025)." })(),
     "kernel-config": Flags.file({ exists: true, description: "bitnet.cpp kernel_config.ini: TL1/TL2 tilings per shape (shapes it lacks are ineligible)." }),
     validate: Flags.boolean({ default: true, allowNo: true, description: "Validate the written file before publishing it (--no-validate skips)." }),
@@ -60,6 +65,9 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
     const embeddings = flags.embeddings;
     if (format === "b158" && embeddings === "q8_0") {
       throw new B158Error("E_USAGE", "--embeddings q8_0 is for GGUF output; .b158 keeps embeddings as f32, f16 or bf16", { hint: "Add --format gguf, or choose f16." });
+    }
+    if (format === "b158" && flags.target !== undefined) {
+      throw new B158Error("E_USAGE", "--target is for GGUF output: a .b158 names its layout, not type ids", { hint: "Add --format gguf (or -o <file>.gguf), or choose the target when you export." });
     }
     let kernelConfig: { text: string; file: string } | undefined;
     if (flags["kernel-config"] !== undefined) {
@@ -108,7 +116,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
         },
       };
       if (format === "gguf") {
-        const result = await convertCheckpointToGguf(args.source, { ...options, ...(embeddings === undefined ? {} : { embeddings }) });
+        const result = await convertCheckpointToGguf(args.source, { ...options, ...(embeddings === undefined ? {} : { embeddings }), ...(flags.target === undefined ? {} : { target: flags.target }) });
         progress.done();
         this.log(renderGgufExport(result.gguf));
         this.log(`  from      ${result.conversion.family}, layout ${result.conversion.layout}, converted and validated in ${result.conversion.seconds.toFixed(2)} s`);

@@ -1,7 +1,10 @@
 import { Args, Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
 import { exportGguf, type GgufExportSummary } from "../export/gguf.js";
+import { isGgufFile } from "../formats/b158/detect.js";
 import { openB158File } from "../formats/b158/read.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
+import { GGUF_TARGET_IDS } from "../formats/gguf/targets.js";
 import { renderGgufExport } from "../report/render-gguf.js";
 
 export const EMBEDDING_TYPES = ["f16", "q8_0", "f32", "bf16"] as const;
@@ -12,12 +15,15 @@ export default class Export extends B158Command {
   static override description = `Needs only the .b158: it carries config.json and the tokenizer files. TQ1_0/TQ2_0 files are
 for mainline llama.cpp (arch bitnet, or llama with Q/K permuted for Llama-family checkpoints); I2_S,
 TL1 and TL2 files are for Microsoft's bitnet.cpp only (its own type ids; mainline cannot load them).
+--target picks which runtime's type ids to write (bitnet.cpp renumbered TL2 and the I2_S file type
+in 2026); the default is what published GGUFs use, and the file records it as b158.target.
 Every key and tensor written is listed in docs/gguf.md. The file is read back with the strict GGUF
 reader before it is reported; on any error nothing is left at the output path.`;
 
   static override examples = [
     { description: "TQ2_0 GGUF for llama.cpp", command: "<%= config.bin %> <%= command.id %> example.b158 -o example.gguf" },
     { description: "Smaller embeddings", command: "<%= config.bin %> <%= command.id %> model.b158 -o model.gguf --embeddings q8_0" },
+    { description: "TL2 with the 2026 bitnet.cpp fork's ids (TL2 = 42)", command: "<%= config.bin %> <%= command.id %> model-tl2.b158 -o model.gguf --target bitnet.cpp-2026" },
     { description: "An F32 reference file with the same ternary weights", command: "<%= config.bin %> <%= command.id %> model.b158 -o model-f32.gguf --weights f32 --embeddings f32" },
   ];
 
@@ -27,17 +33,26 @@ reader before it is reported; on any error nothing is left at the output path.`;
     output: Flags.string({ char: "o", required: true, description: "The .gguf file to write.", helpValue: "<file>" }),
     force: Flags.boolean({ description: "Replace the output file if it exists." }),
     embeddings: Flags.option({ options: EMBEDDING_TYPES, default: "f16" as const, description: "Type of token_embd and output: f16, q8_0 (about half of f16), f32 or bf16." })(),
+    target: Flags.option({ options: GGUF_TARGET_IDS, description: "The runtime whose type ids to write: llama.cpp (mainline), bitnet.cpp-2024 (the 2024-2025 fork: I2_S 36, TL1 38, TL2 39), bitnet.cpp-2026 (TL2 42, I2_S file type 41). Default: llama.cpp for TQ and float weights, bitnet.cpp-2024 for I2_S/TL." })(),
     weights: Flags.option({ options: WEIGHT_TYPES, default: "packed" as const, description: "packed keeps the .b158's ternary layout; f32/f16 write the same ternary weights as floats (reference files)." })(),
   };
 
   async run(): Promise<GgufExportSummary> {
     const { args, flags } = await this.parse(Export);
+    if (await isGgufFile(args.file)) await refuseGgufInput(args.file, "export");
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.once("SIGINT", onSigint);
     const file = await openB158File(args.file);
     try {
-      const summary = await exportGguf(file, { output: flags.output, force: flags.force, embeddings: flags.embeddings, weights: flags.weights, signal: abort.signal });
+      const summary = await exportGguf(file, {
+        output: flags.output,
+        force: flags.force,
+        embeddings: flags.embeddings,
+        weights: flags.weights,
+        ...(flags.target === undefined ? {} : { target: flags.target }),
+        signal: abort.signal,
+      });
       this.log(renderGgufExport(summary));
       return summary;
     } finally {

@@ -16,9 +16,11 @@ architecture and dimensions, parameter counts by role, dtypes, the plan for ever
 weight for each layout, and every warning. Use --json for CI (schemas/inspect.schema.json).
 For a .b158 file: the header, and per tensor the layout, parameters, shape, scale, -1/0/+1
 distribution, bits per weight and absolute payload offset (--json: schemas/inspect-b158.schema.json).
-For a GGUF file: the container, metadata, tensors, which runtime can load it (bitnet.cpp's I2_S/TL1/TL2
-files are labeled "bitnet.cpp only"), and the checks llama.cpp's loader makes
-(--json: schemas/inspect-gguf.schema.json).`;
+For a GGUF file: the container, metadata, tensors, the colliding meanings of its type ids and
+general.file_type (mainline llama.cpp, bitnet.cpp's 2024 and 2026 forks, PrismML's fork), which
+table they were read with and why, which runtimes can load it and which compute the wrong FFN
+activation for it, what b158 refuses to convert (Q1_0, PQ2_0/PTQ1_0, prism.hadamard.* keys), and
+the checks llama.cpp's loader makes (--json: schemas/inspect-gguf.schema.json).`;
 
   static override examples = [
     { description: "Inspect the bundled example model", command: "<%= config.bin %> <%= command.id %> fixtures/example" },

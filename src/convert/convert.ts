@@ -3,6 +3,10 @@ import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { B158Error } from "../errors.js";
+import { isGgufFile } from "../formats/b158/detect.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
+import { TERNARY_TYPE } from "../export/gguf.js";
+import { modelActivationDiagnostics } from "../model/activation.js";
 import { DTYPE_BYTES, isFloatDtype } from "../formats/safetensors/dtypes.js";
 import { readTensorBytes } from "../formats/safetensors/read.js";
 import type { B158Header, B158Options } from "../formats/b158/header.js";
@@ -96,6 +100,7 @@ interface Job {
 
 export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
   const started = process.hrtime.bigint();
+  if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
   const checkpoint = await openCheckpoint(await resolveSource(spec));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
@@ -144,7 +149,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     checkAbort();
     await writer.publish();
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
-    return summarize(options, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    return summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
   } catch (error) {
     // workers write into the temp file: stop them before its descriptor is closed
     await pool.close();
@@ -347,14 +352,16 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
   };
 }
 
-function summarize(options: ConvertOptions, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {
+function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {
   const byLayout: Record<string, number> = {};
   for (const job of jobs) byLayout[job.planned.layout] = (byLayout[job.planned.layout] ?? 0) + 1;
   const bitsPerWeight = bitsPerWeightByRole(
     jobs.map((job) => ({ role: job.planned.role, bytes: job.planned.length, weights: job.entry.parameters })),
     size,
   );
-  const warnings = plan.diagnostics.filter((d) => d.severity === "warning").map((d) => `${d.code}: ${d.message}`);
+  // the activation warning for the written file: only the runtimes that can hold its layout
+  const activation = modelActivationDiagnostics({ family: plan.family.id, hfArchitecture: checkpoint.config?.architectures[0], config: checkpoint.config?.raw as Record<string, unknown> | undefined, weightTypes: [TERNARY_TYPE[options.layout]] });
+  const warnings = [...plan.diagnostics.filter((d) => d.code !== "W_GGUF_ACTIVATION"), ...activation].filter((d) => d.severity === "warning").map((d) => `${d.code}: ${d.message}`);
   for (const f of fallbacks) warnings.push(`W_FALLBACK: "${f.tensor}" kept as ${f.dtype}: ${f.reason}`);
   return {
     path: options.output,

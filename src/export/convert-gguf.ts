@@ -6,10 +6,16 @@ import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../
 import { B158Error } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
 import { refuseExisting } from "../io/atomic-file.js";
-import { exportGguf, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
+import { isGgufFile } from "../formats/b158/detect.js";
+import { refuseGgufInput } from "../formats/gguf/refusals.js";
+import type { GgufTargetId } from "../formats/gguf/targets.js";
+import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
+import { resolveTargetId } from "./gguf-target.js";
 
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
   readonly embeddings?: EmbeddingType;
+  /** The runtime whose type ids the GGUF uses (default: by layout, docs/gguf.md). */
+  readonly target?: GgufTargetId;
 }
 
 /** Layouts whose GGUF b158's runtime can run (a TL1/TL2 GGUF does not record its tiling: its .b158 is checked instead). */
@@ -21,9 +27,11 @@ const RUNNABLE_GGUF_LAYOUTS = ["i2_s", "tq1_0", "tq2_0"];
  * then is exported. The temp file is always removed; the output appears only when complete.
  */
 export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
-  const { embeddings, beforePublish, ...rest } = options;
+  const { embeddings, beforePublish, target, ...rest } = options;
   const checkGguf = RUNNABLE_GGUF_LAYOUTS.includes(options.layout);
   // refuse before converting, not after minutes of work
+  if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
+  resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
   await refuseExisting(options.output, options.force);
   await requireGgufInputs(spec);
   const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
@@ -35,10 +43,13 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
         output: options.output,
         ...(options.force === undefined ? {} : { force: options.force }),
         ...(embeddings === undefined ? {} : { embeddings }),
+        ...(target === undefined ? {} : { target }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
         ...(beforePublish !== undefined && checkGguf ? { beforePublish } : {}),
       });
-      return { conversion, gguf };
+      // the GGUF's own activation warning (the runtimes that load it) replaces the .b158's
+      const warnings = gguf.diagnostics.some((d) => d.code === "W_GGUF_ACTIVATION") ? conversion.warnings.filter((w) => !w.startsWith("W_GGUF_ACTIVATION")) : conversion.warnings;
+      return { conversion: { ...conversion, warnings }, gguf };
     } finally {
       await file.close();
     }

@@ -1,28 +1,25 @@
 import { B158Error } from "../errors.js";
 import type { B158File } from "../formats/b158/read.js";
-import type { GgufKv, GgufRuntime } from "../formats/gguf/spec.js";
-import type { Diagnostic } from "../model/diagnostics.js";
-import type { LayoutId } from "../pack/layouts.js";
+import { GGUF_TABLES, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
+import { architectureFor, architectureKind, defaultTarget, GGUF_TARGET_IDS, targetWeightTypes, type GgufTargetId } from "../formats/gguf/targets.js";
 
 /**
- * Which runtime and architecture a GGUF is written for, and the `<arch>.*` hyperparameters.
- * - TQ1_0 / TQ2_0 / float weights: mainline llama.cpp. BitNet families -> arch `bitnet` (NEOX rope,
- *   sub-norms, tied head); Llama-family BitNet checkpoints -> arch `llama` with Q/K permuted.
- * - I2_S / TL1 / TL2: Microsoft's bitnet.cpp fork. 2B-4T (relu2) -> `bitnet-b1.58`; 1bitLLM
- *   (SiLU) -> `bitnet`, the fork's SiLU graph; Llama-family -> `llama`.
+ * Which runtime (type-id table) and architecture a GGUF is written for, and the `<arch>.*`
+ * hyperparameters. The target is named (`--target`) or defaults to what published GGUFs use for
+ * the weight type: I2_S/TL1/TL2 -> bitnet.cpp's 2024-2025 ids, TQ1_0/TQ2_0 and floats -> mainline.
+ * - BitNet families -> arch `bitnet` (NEOX rope, sub-norms, tied head), or `bitnet-b1.58` for relu2
+ *   models (2B-4T) in the bitnet.cpp targets.
+ * - Llama-family BitNet checkpoints -> arch `llama` with Q/K permuted.
  */
 export interface GgufTarget {
+  readonly id: GgufTargetId;
   readonly runtime: GgufRuntime;
   readonly architecture: string;
   /** The output head is token_embd (no output.weight may be written). */
   readonly tiedOutput: boolean;
   /** Head count when this GGUF tensor's rows must be permuted for NORM rope. */
   permuteHeads(ggufName: string): number | undefined;
-  readonly diagnostics: readonly Diagnostic[];
 }
-
-const BITNET_FAMILIES = ["bitnet-1bitllm", "bitnet-latent", "bitnet-packed"];
-const LLAMA_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"];
 
 interface Dims {
   readonly hidden: number;
@@ -56,22 +53,29 @@ function dims(b158: B158File): Dims {
   return { hidden, intermediate, layers, heads, kvHeads: num(c.num_key_value_heads) ?? heads, headDim: num(c.head_dim) ?? hidden / heads };
 }
 
-export function chooseTarget(b158: B158File, kind: LayoutId | "f32" | "f16"): GgufTarget {
+/**
+ * The target for linear weights of ggml type `weightType`: the one asked for, if it can hold them
+ * (else a usage error naming the targets that can), or the default.
+ */
+export function resolveTargetId(weightType: string, requested: GgufTargetId | undefined, what: string): GgufTargetId {
+  if (requested === undefined) return defaultTarget(weightType);
+  if (targetWeightTypes(requested).includes(weightType)) return requested;
+  const able = GGUF_TARGET_IDS.filter((t) => targetWeightTypes(t).includes(weightType));
+  throw new B158Error("E_USAGE", `--target ${requested} cannot hold ${what}: ${GGUF_TABLES[requested].label} has ${targetWeightTypes(requested).join(", ")} weights`, {
+    details: { target: requested, weightType },
+    hint: able.length > 0 ? `Use --target ${able.join(" or ")}, or another --layout.` : "No GGUF target holds this layout.",
+  });
+}
+
+export function chooseTarget(b158: B158File, weightType: string, requested?: GgufTargetId): GgufTarget {
   const family = b158.header.model.family;
   const hfArchitecture = b158.header.model.architecture ?? "";
-  const runtime: GgufRuntime = kind === "i2_s" || kind === "tl1" || kind === "tl2" ? "bitnet.cpp" : "llama.cpp";
-  const diagnostics: Diagnostic[] = [];
+  const id = resolveTargetId(weightType, requested, `${weightType} weights`);
+  const runtime = GGUF_TABLES[id].runtime;
   const d = dims(b158);
-  const relu2 = config(b158).hidden_act === "relu2";
-  if (BITNET_FAMILIES.includes(family)) {
-    if (runtime === "llama.cpp" && relu2) {
-      diagnostics.push({
-        severity: "warning",
-        code: "W_GGUF_ACTIVATION",
-        message:
-          "mainline llama.cpp's bitnet graph computes SiLU in the FFN where this model (2B-4T) needs relu2: the file loads and runs, but its outputs are wrong until llama.cpp reads bitnet.hidden_activation (written as relu2). Use bitnet.cpp (--layout i2_s) for correct output.",
-      });
-    }
+  const hiddenAct = typeof config(b158).hidden_act === "string" ? (config(b158).hidden_act as string) : undefined;
+  const kind = architectureKind(family, hfArchitecture, config(b158).model_type);
+  if (kind === "bitnet") {
     const untied = b158.tensors.some((t) => t.gguf_name === "output.weight") && config(b158).tie_word_embeddings === false;
     if (untied) {
       throw new B158Error("E_GGUF_EXPORT", `${b158.name}: has its own lm_head, but the bitnet architectures tie the output head to token_embd`, {
@@ -79,18 +83,17 @@ export function chooseTarget(b158: B158File, kind: LayoutId | "f32" | "f16"): Gg
         hint: "No BitNet GGUF architecture can hold an untied head.",
       });
     }
-    const architecture = runtime === "bitnet.cpp" && relu2 ? "bitnet-b1.58" : "bitnet";
-    return { runtime, architecture, tiedOutput: true, permuteHeads: () => undefined, diagnostics };
+    return { id, runtime, architecture: architectureFor(id, kind, hiddenAct), tiedOutput: true, permuteHeads: () => undefined };
   }
-  if (LLAMA_ARCHITECTURES.includes(hfArchitecture) || config(b158).model_type === "llama" || config(b158).model_type === "mistral") {
+  if (kind === "llama") {
     if (d.headDim % 2 !== 0) throw new B158Error("E_GGUF_EXPORT", `${b158.name}: head_dim ${d.headDim} is odd; rope needs pairs`, { details: { file: b158.name } });
     const tied = !b158.tensors.some((t) => t.gguf_name === "output.weight");
     return {
+      id,
       runtime,
       architecture: "llama",
       tiedOutput: tied,
       permuteHeads: (name) => (/\.attn_q\.weight$/.test(name) ? d.heads : /\.attn_k\.weight$/.test(name) ? d.kvHeads : undefined),
-      diagnostics,
     };
   }
   throw new B158Error("E_GGUF_EXPORT", `${b158.name}: b158 knows no GGUF architecture for ${hfArchitecture || "this model"} (family ${family})`, {
@@ -119,7 +122,8 @@ export function archMetadata(b158: B158File, target: GgufTarget, vocabSize: numb
     u32("vocab_size", vocabSize),
   ];
   if (d.headDim !== d.hidden / d.heads) kvs.push(u32("attention.key_length", d.headDim), u32("attention.value_length", d.headDim));
+  // written for every architecture: runtimes that read it (bitnet.cpp PR #605) pick the FFN activation by it
   const act = c.hidden_act;
-  if (typeof act === "string" && a !== "llama") kvs.push({ key: `${a}.hidden_activation`, value: { type: "string", value: act } });
+  if (typeof act === "string") kvs.push({ key: `${a}.hidden_activation`, value: { type: "string", value: act } });
   return kvs;
 }

@@ -3,20 +3,22 @@ import type { B158File, B158Tensor } from "../formats/b158/read.js";
 import { plainToFloat32 } from "../formats/b158/read.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { openGgufFile } from "../formats/gguf/read.js";
-import { FILE_TYPES, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
+import { BITNET_SCALE_SLOT_BYTES, bitnetScaleSlot, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
+import { TARGET_KEY, targetFileType, type GgufTargetId } from "../formats/gguf/targets.js";
 import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { quantizeQ8_0 } from "../pack/q8_0.js";
+import { ggufCompat, type GgufCompat } from "../report/gguf-compat.js";
 import { tokenizerMetadata } from "./gguf-tokenizer.js";
 import { archMetadata, chooseTarget, type GgufTarget } from "./gguf-target.js";
 
 /**
  * .b158 -> GGUF, from the .b158 alone (it carries config.json and the tokenizer files). Ternary
  * payloads are already in the bytes the GGUF types hold (TQ1_0/TQ2_0 blocks with d = f16(scale),
- * I2_S with its f32 tail, TL1/TL2 codes with the scale as the next tensor), so they are copied,
+ * I2_S with its f32 tail; TL1/TL2 codes get the 32-byte scale slot bitnet.cpp reads after them), so they are copied,
  * except Q/K rows of Llama-architecture models, which llama.cpp's NORM rope wants interleaved per
  * head: those are decoded, permuted and packed again. Float tensors stream in row chunks.
  * docs/gguf.md lists every key and tensor written.
@@ -31,6 +33,8 @@ export interface GgufExportOptions {
   /** Token embedding and output head (default f16). */
   readonly embeddings?: EmbeddingType;
   readonly weights?: WeightType;
+  /** The runtime whose type ids the file uses (default: by the weight type, docs/gguf.md). */
+  readonly target?: GgufTargetId;
   readonly signal?: AbortSignal;
   /** Runs on the complete, checked file (at its temporary path) before it is published; a throw leaves nothing behind. */
   readonly beforePublish?: (writtenPath: string) => Promise<void>;
@@ -41,7 +45,10 @@ export interface GgufExportSummary {
   readonly size: number;
   readonly sha256: string;
   readonly architecture: string;
+  readonly target: GgufTargetId;
   readonly runtime: GgufRuntime;
+  /** The runtimes that can load the file, in words. */
+  readonly loadableBy: string;
   readonly fileType: number;
   readonly tensors: number;
   readonly types: Readonly<Record<string, number>>;
@@ -60,8 +67,9 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   const layout = header.provenance.options.layout;
   const weights = options.weights ?? "packed";
   const embeddings = options.embeddings ?? "f16";
-  const target = chooseTarget(b158, weights === "packed" ? layout : weights);
-  const diagnostics: Diagnostic[] = [...target.diagnostics];
+  const weightType = weights === "packed" ? TERNARY_TYPE[layout] : weights.toUpperCase();
+  const target = chooseTarget(b158, weightType, options.target);
+  const diagnostics: Diagnostic[] = [];
   const embedding = b158.tensors.find((t) => t.role === "embedding");
   if (embedding === undefined || embedding.shape.length !== 2) throw exportError(b158, "has no 2-D token embedding");
   const tokenizer = tokenizerMetadata({
@@ -85,19 +93,22 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     }
     planned.push(...planTensor(b158, t, name, target, weights, embeddings));
   }
-  const fileType = fileTypeFor(weights === "packed" ? layout : weights);
+  const fileType = targetFileType(target.id, weightType);
   const quantized = planned.some((p) => p.spec.type.blockSize > 1 || p.spec.type.bitnet !== undefined);
   const metadata: GgufKv[] = [
     { key: "general.architecture", value: { type: "string", value: target.architecture } },
     { key: "general.name", value: { type: "string", value: modelName(b158) } },
     { key: "general.file_type", value: { type: "uint32", value: fileType } },
     ...(quantized ? [{ key: "general.quantization_version", value: { type: "uint32", value: 2 } } as GgufKv] : []),
+    // which table the type ids follow; readers use it instead of guessing (llama.cpp ignores it)
+    { key: TARGET_KEY, value: { type: "string", value: target.id } },
     ...archMetadata(b158, target, embedding.shape[0]!),
     ...tokenizer.kvs,
   ];
 
   const writer = await GgufWriter.create(options.output, metadata, planned.map((p) => p.spec), { force: options.force ?? false });
   let finished: Awaited<ReturnType<GgufWriter["finish"]>>;
+  let compat: GgufCompat;
   try {
     for (const p of planned) {
       if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
@@ -106,7 +117,13 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     finished = await writer.finish();
     // the strict reader checks the temp file: one it cannot read never reaches the output path
     const check = await openGgufFile(finished.tempPath);
-    await check.close();
+    try {
+      compat = ggufCompat(check);
+    } finally {
+      await check.close();
+    }
+    // which runtimes load the file, and which of them compute the wrong FFN activation for it
+    diagnostics.push(...compat.diagnostics.filter((d) => d.severity !== "info"));
     await options.beforePublish?.(finished.tempPath);
     await writer.publish();
   } catch (error) {
@@ -120,7 +137,9 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     size: finished.size,
     sha256: finished.sha256,
     architecture: target.architecture,
+    target: target.id,
     runtime: target.runtime,
+    loadableBy: compat.loadableBy,
     fileType,
     tensors: planned.length,
     types,
@@ -130,25 +149,6 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
 
 function exportError(b158: B158File, message: string, hint?: string): B158Error {
   return new B158Error("E_GGUF_EXPORT", `${b158.name}: ${message}`, { details: { file: b158.name }, ...(hint === undefined ? {} : { hint }) });
-}
-
-function fileTypeFor(kind: LayoutId | "f32" | "f16"): number {
-  switch (kind) {
-    case "tq1_0":
-      return FILE_TYPES.MOSTLY_TQ1_0;
-    case "tq2_0":
-      return FILE_TYPES.MOSTLY_TQ2_0;
-    case "i2_s":
-      return FILE_TYPES.MOSTLY_I2_S;
-    case "tl1":
-      return FILE_TYPES.MOSTLY_TL1;
-    case "tl2":
-      return FILE_TYPES.MOSTLY_TL2;
-    case "f16":
-      return FILE_TYPES.MOSTLY_F16;
-    case "f32":
-      return FILE_TYPES.ALL_F32;
-  }
 }
 
 /** The repo name when the .b158 came from the Hub, else the architecture: never a local path. */
@@ -162,7 +162,7 @@ function modelName(b158: B158File): string {
 const neOf = (shape: readonly number[]) => [...shape].reverse();
 
 function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTarget, weights: WeightType, embeddings: EmbeddingType): PlannedGgufTensor[] {
-  const runtime = target.runtime;
+  const runtime = target.id;
   const permuteHeads = target.permuteHeads(name);
   const ne = neOf(t.shape);
   if (t.role === "ternary-linear" && t.layoutParams !== undefined) {
@@ -178,12 +178,9 @@ function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTar
       const { codes, scale } = await b158.decodeTernary(t.name);
       return packLayout(t.layoutParams!, permuteRows(codes, M, K, permuteHeads), [M, K], scale);
     };
-    const weight: PlannedGgufTensor = { spec: { name, ne, type }, write: payload };
-    if (type.bitnet !== "tl1" && type.bitnet !== "tl2") return [weight];
-    // TL kernels read the f32 scale from the bytes right after the weights: the next tensor
-    const scale = new Uint8Array(4);
-    new DataView(scale.buffer).setFloat32(0, t.scale!, true);
-    return [weight, { spec: { name: `${name}_scale`, ne: [], type: ggmlType(runtime, "F32") }, write: async () => scale }];
+    if (type.bitnet !== "tl1" && type.bitnet !== "tl2") return [{ spec: { name, ne, type }, write: payload }];
+    // TL kernels read the f32 scale from a 32-byte slot after the codes (padded to 32), which bitnet.cpp's ggml_nbytes counts
+    return [{ spec: { name, ne, type }, write: async () => withScaleSlot(type, ne, await payload(), t.scale!) }];
   }
   const plain = t.layout as PlainLayout;
   if (t.shape.length <= 1 || t.role === "norm") {
@@ -201,7 +198,18 @@ function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTar
   return [{ spec: { name, ne, type }, write: async () => streamRows(b158, t, plain, K, type) }];
 }
 
-const TERNARY_TYPE: Readonly<Record<LayoutId, string>> = { tq1_0: "TQ1_0", tq2_0: "TQ2_0", i2_s: "I2_S", tl1: "TL1", tl2: "TL2" };
+/** The ggml type each layout's payload is, by name: the target's table gives the id. */
+export const TERNARY_TYPE: Readonly<Record<LayoutId, string>> = { tq1_0: "TQ1_0", tq2_0: "TQ2_0", i2_s: "I2_S", tl1: "TL1", tl2: "TL2" };
+
+/** TL codes, zeros up to 32, the f32 scale, 28 zeros: the bytes bitnet.cpp's converter writes and its ggml_nbytes counts. */
+function withScaleSlot(type: GgmlType, ne: readonly number[], codes: Uint8Array, scale: number): Uint8Array {
+  const { codeBytes, scaleOffset } = bitnetScaleSlot(type, ne);
+  if (codes.byteLength !== codeBytes) throw new B158Error("E_INTERNAL", `${type.name} payload is ${codes.byteLength} bytes, ${codeBytes} expected`);
+  const out = new Uint8Array(scaleOffset + BITNET_SCALE_SLOT_BYTES);
+  out.set(codes);
+  new DataView(out.buffer).setFloat32(scaleOffset, scale, true);
+  return out;
+}
 
 /** The scale a runtime multiplies by: what the payload itself stores (f16 for TQ blocks, f32 otherwise). */
 function embeddedScale(t: B158Tensor): number {

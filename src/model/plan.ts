@@ -1,6 +1,7 @@
 import type { Checkpoint, CheckpointTensor } from "../checkpoint/open.js";
 import { DTYPE_BYTES, isFloatDtype, type Dtype } from "../formats/safetensors/dtypes.js";
 import { checkEligibility, LAYOUT_IDS, type Eligibility, type LayoutId } from "../pack/layouts.js";
+import { modelActivationDiagnostics } from "./activation.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { expectedShape, modelDims, type ModelDims } from "./dims.js";
 import { detectFamily, type Family } from "./family.js";
@@ -113,6 +114,8 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
 
   checkShapes(finalEntries, dims, config !== undefined, diagnostics);
   checkLayers(finalEntries, family, dims, diagnostics);
+  // runtimes that would compute the wrong FFN activation for this model (2B-4T's relu2 as SiLU)
+  diagnostics.push(...modelActivationDiagnostics({ family: family.id, hfArchitecture: config?.architectures[0], config: config?.raw as Record<string, unknown> | undefined }));
 
   const parametersByRole = Object.fromEntries(ROLES.map((r) => [r, 0])) as Record<TensorRole, number>;
   const dtypes: Partial<Record<Dtype, number>> = {};

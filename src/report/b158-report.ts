@@ -3,6 +3,10 @@ import { unpackLayout } from "../pack/codec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { validateOpen } from "../convert/validate-b158.js";
 import { TOOL } from "../version.js";
+import { TERNARY_TYPE } from "../export/gguf.js";
+import type { B158File } from "../formats/b158/read.js";
+import { modelActivationDiagnostics } from "../model/activation.js";
+import type { LayoutId } from "../pack/layouts.js";
 import { bitsPerWeightByRole } from "./bits-per-weight.js";
 import type { ValidateReport } from "./checkpoint-report.js";
 
@@ -38,6 +42,19 @@ export interface B158Report {
     readonly distribution: { readonly minus: number; readonly zero: number; readonly plus: number } | null;
   }[];
   readonly summary: { readonly tensors: number; readonly byLayout: Readonly<Record<string, number>>; readonly bitsPerWeight: Readonly<Record<string, number>> };
+  /** What the file's model means for the runtimes its layout targets (e.g. W_GGUF_ACTIVATION). */
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+/** For the runtimes that can hold the file's ternary layouts: which compute the wrong FFN activation. */
+function b158Diagnostics(file: B158File): Diagnostic[] {
+  const layouts = new Set(file.tensors.flatMap((t) => (t.layoutParams === undefined ? [] : [t.layoutParams.layout as LayoutId])));
+  return modelActivationDiagnostics({
+    family: file.header.model.family,
+    hfArchitecture: file.header.model.architecture ?? undefined,
+    config: file.header.model.config ?? undefined,
+    weightTypes: [...layouts].map((l) => TERNARY_TYPE[l]),
+  });
 }
 
 export async function inspectB158(path: string): Promise<B158Report> {
@@ -87,6 +104,7 @@ export async function inspectB158(path: string): Promise<B158Report> {
       provenance: file.header.provenance,
       tensors,
       summary: { tensors: tensors.length, byLayout, bitsPerWeight },
+      diagnostics: b158Diagnostics(file),
     };
   } finally {
     await file.close();
@@ -97,7 +115,7 @@ export async function validateB158Report(path: string): Promise<ValidateReport> 
   const file = await openB158File(path);
   try {
     const result = await validateOpen(file);
-    const diagnostics: Diagnostic[] = [...result.diagnostics];
+    const diagnostics: Diagnostic[] = [...result.diagnostics, ...b158Diagnostics(file)];
     const counts = countBySeverity(diagnostics);
     return {
       schemaVersion: 1,

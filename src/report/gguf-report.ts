@@ -1,10 +1,12 @@
 import { openGgufFile, type GgufFile, type GgufTensorInfo } from "../formats/gguf/read.js";
-import type { GgufValue } from "../formats/gguf/spec.js";
+import { ggufRefusals, type Refusal } from "../formats/gguf/refusals.js";
+import type { GgufRuntime, GgufValue } from "../formats/gguf/spec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
 import { fromF16Bits } from "../pack/float16.js";
 import { TOOL } from "../version.js";
 import type { ValidateReport } from "./checkpoint-report.js";
+import { ggufCompat, type GgufCompat } from "./gguf-compat.js";
 
 /**
  * `inspect` and `validate` for GGUF files. The strict reader has already checked the container;
@@ -22,10 +24,21 @@ export interface GgufReport {
   readonly alignment: number;
   readonly dataOffset: number;
   readonly architecture: string | null;
-  readonly runtime: "llama.cpp" | "bitnet.cpp";
-  /** Who can load it, in words: "llama.cpp" or "bitnet.cpp only". */
+  /** The family of runtimes whose type table the ids were read with. */
+  readonly runtime: GgufRuntime;
+  /** The runtimes that can load it, in words. */
   readonly loadableBy: string;
   readonly fileType: number | null;
+  /** The table the type ids were read with, and why (b158.target, or the evidence). */
+  readonly typeTable: GgufCompat["typeTable"];
+  /** Each type id the file uses: what it was read as, and every meaning it has elsewhere. */
+  readonly typeIds: GgufCompat["typeIds"];
+  /** What general.file_type means in each runtime's numbering (informational only). */
+  readonly fileTypeMeanings: GgufCompat["fileTypeMeanings"];
+  /** Each runtime b158 knows: whether it loads the file, and the FFN activation it computes. */
+  readonly runtimes: GgufCompat["runtimes"];
+  /** Why b158 will not convert this file's weights as ternary (Q1_0, PQ2_0/PTQ1_0, Hadamard keys). */
+  readonly refusals: readonly Refusal[];
   readonly metadata: Readonly<Record<string, string | number | boolean | { readonly type: "array"; readonly itemType: string; readonly length: number }>>;
   readonly tensors: readonly { readonly name: string; readonly type: string; readonly ne: readonly number[]; readonly offset: number; readonly length: number; readonly bitsPerWeight: number }[];
   readonly summary: { readonly tensors: number; readonly parameters: number; readonly byType: Readonly<Record<string, number>>; readonly bitsPerWeight: number };
@@ -47,6 +60,8 @@ export async function inspectGguf(path: string): Promise<GgufReport> {
     });
     const architecture = file.scalar("general.architecture");
     const fileType = file.scalar("general.file_type");
+    const compat = ggufCompat(file);
+    const refusals = ggufRefusals(file);
     return {
       schemaVersion: 1,
       kind: "gguf",
@@ -58,12 +73,17 @@ export async function inspectGguf(path: string): Promise<GgufReport> {
       dataOffset: file.dataOffset,
       architecture: typeof architecture === "string" ? architecture : null,
       runtime: file.runtime,
-      loadableBy: file.runtime === "bitnet.cpp" ? "bitnet.cpp only" : "llama.cpp",
+      loadableBy: compat.loadableBy,
       fileType: typeof fileType === "number" ? fileType : null,
+      typeTable: compat.typeTable,
+      typeIds: compat.typeIds,
+      fileTypeMeanings: compat.fileTypeMeanings,
+      runtimes: compat.runtimes,
+      refusals,
       metadata: Object.fromEntries(file.kvs.map(({ key, value }) => [key, summarize(value)])),
       tensors,
       summary: { tensors: tensors.length, parameters, byType, bitsPerWeight: parameters === 0 ? 0 : (bytes * 8) / parameters },
-      diagnostics: checkModel(file),
+      diagnostics: fileDiagnostics(file, compat, refusals),
     };
   } finally {
     await file.close();
@@ -73,7 +93,7 @@ export async function inspectGguf(path: string): Promise<GgufReport> {
 export async function validateGgufReport(path: string): Promise<ValidateReport> {
   const file = await openGgufFile(path);
   try {
-    const diagnostics = [...checkModel(file)];
+    const diagnostics = fileDiagnostics(file, ggufCompat(file), ggufRefusals(file));
     let bytesScanned = 0;
     for (const t of file.tensors) {
       const problem = await scanTensor(file, t);
@@ -99,6 +119,15 @@ export async function validateGgufReport(path: string): Promise<ValidateReport> 
   }
 }
 
+/** The loader's model checks, what the type ids and runtimes make of the file, and what b158 refuses. */
+function fileDiagnostics(file: GgufFile, compat: GgufCompat, refusals: readonly Refusal[]): Diagnostic[] {
+  return [
+    ...checkModel(file),
+    ...compat.diagnostics,
+    ...refusals.map((r): Diagnostic => ({ severity: "warning", code: "W_GGUF_REFUSED", message: `b158 will not convert this file (E_FORMAT_REFUSED): ${r.message}` })),
+  ];
+}
+
 function summarize(value: GgufValue): GgufReport["metadata"][string] {
   if (value.type === "array") return { type: "array", itemType: value.itemType, length: value.value.length };
   return typeof value.value === "bigint" ? Number(value.value) : value.value;
@@ -117,9 +146,6 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   if (typeof arch !== "string") {
     error("E_GGUF_MISSING_KEY", "general.architecture is missing or not a string: no runtime can load the file");
     return diagnostics;
-  }
-  if (file.runtime === "bitnet.cpp") {
-    diagnostics.push({ severity: "info", code: "I_GGUF_BITNET_CPP", message: "bitnet.cpp types (I2_S/TL1/TL2 ids 36-39): loadable by bitnet.cpp only; mainline llama.cpp rejects these ids" });
   }
   if (!CHECKED_ARCHITECTURES.includes(arch)) {
     diagnostics.push({ severity: "info", code: "I_GGUF_ARCH_UNCHECKED", message: `architecture "${arch}": container checked; b158 does not check its model keys and tensors` });
@@ -156,8 +182,8 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   const allowed = new Set(expected);
   if (!tiedHead) allowed.add("output.weight");
   for (const t of file.tensors) {
-    // optional per-linear scales (b3672+) and TL scales (bitnet.cpp, found by position)
-    if (/\.scale$/.test(t.name) || /_scale$/.test(t.name) || allowed.has(t.name) || t.name === "rope_freqs.weight") continue;
+    // optional per-linear scales (b3672+); bitnet.cpp's TL scales are in the tensors' own data, not tensors
+    if (/\.scale$/.test(t.name) || allowed.has(t.name) || t.name === "rope_freqs.weight") continue;
     error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
   }
 
@@ -179,10 +205,6 @@ export function checkModel(file: GgufFile): Diagnostic[] {
       }
     }
   }
-  const act = file.scalar(`${arch}.hidden_activation`);
-  if (arch === "bitnet" && act === "relu2" && file.runtime === "llama.cpp") {
-    diagnostics.push({ severity: "warning", code: "W_GGUF_ACTIVATION", message: "bitnet.hidden_activation is relu2 but mainline llama.cpp's bitnet graph computes SiLU: outputs will be wrong there (bitnet.cpp computes relu2 for arch bitnet-b1.58)" });
-  }
   const quantized = file.tensors.some((t) => t.type.blockSize > 1 || t.type.bitnet !== undefined);
   if (quantized && file.scalar("general.quantization_version") === undefined) {
     diagnostics.push({ severity: "warning", code: "W_GGUF_QUANTIZATION_VERSION", message: "quantized tensors but no general.quantization_version (llama.cpp's writers always set 2)" });
@@ -192,19 +214,27 @@ export function checkModel(file: GgufFile): Diagnostic[] {
 
 /**
  * A data check per type, streamed in chunks of whole blocks so memory does not grow with the
- * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, and the
- * unused 2-bit code 3 in TQ2_0 and I2_S codes.
+ * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, the
+ * unused 2-bit code 3 in TQ2_0 and I2_S codes, and TL1/TL2 scale slots (a positive scale, zeros around it).
  */
 async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: string; message: string } | undefined> {
   const name = t.type.name;
   const blockScaled = name === "Q8_0" || name === "TQ1_0" || name === "TQ2_0";
-  if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "I2_S" && !blockScaled) return undefined;
-  // I2_S: n/4 code bytes, then the f32 tensor scale and 28 bytes llama-quantize leaves uninitialised
+  if (t.type.bitnet !== undefined) {
+    // the f32 scale bitnet.cpp's kernels read after the codes (I2_S's 28 bytes after it are left uninitialised by llama-quantize)
+    const { scale, nonZeroPadding } = await file.readBitnetScale(t.name);
+    if (!Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
+    if (t.type.bitnet !== "i2_s") {
+      if (!(scale > 0)) return { code: "E_SCALE_INVALID", message: `the tensor scale in the 32-byte slot after the codes is ${scale}, not positive` };
+      if (nonZeroPadding > 0) return { code: "E_GGUF_PADDING", message: `${nonZeroPadding} nonzero bytes where bitnet.cpp writes zeros (the padding before the scale slot and the 28 bytes after the scale)` };
+      return undefined;
+    }
+  } else if (name !== "F32" && name !== "F16" && name !== "BF16" && !blockScaled) return undefined;
+  // I2_S: n/4 code bytes, then the 32-byte scale slot
   const codeBytes = name === "I2_S" ? t.length - 32 : t.length;
   let nonFinite = 0;
   let code3 = 0;
   let position = 0;
-  const scaleBytes = new Uint8Array(4);
   for await (const chunk of file.readTensorChunks(t.name)) {
     if (name === "F32" || name === "F16" || name === "BF16") {
       nonFinite += countNonFinite(chunk, name.toLowerCase() as FloatLayout);
@@ -218,13 +248,9 @@ async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: st
       }
     } else {
       for (let i = 0; i < chunk.length && position + i < codeBytes; i++) code3 += countCode3(chunk[i]!);
-      // the 4 scale bytes may straddle two chunks
-      for (let i = Math.max(0, codeBytes - position); i < chunk.length && position + i < codeBytes + 4; i++) scaleBytes[position + i - codeBytes] = chunk[i]!;
     }
     position += chunk.length;
   }
-  const scale = new DataView(scaleBytes.buffer).getFloat32(0, true);
-  if (name === "I2_S" && !Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
   if (nonFinite > 0) return { code: "E_NONFINITE", message: blockScaled ? `${nonFinite} blocks with a NaN/Inf scale` : `${nonFinite} NaN/Inf values` };
   return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
 }

@@ -194,6 +194,7 @@ export function renderB158Report(report: import("./b158-report.js").B158Report, 
   }
   lines.push(...table(rows));
   if (!options.all && report.tensors.some((t) => /\.layers\.[1-9]\d*\./.test(t.name))) lines.push("  (layers after 0 hidden; --all lists every tensor)");
+  if (report.diagnostics.length > 0) lines.push("", ...report.diagnostics.map((d) => `${d.severity.padEnd(7)} ${d.code}  ${d.message}`));
   return lines.join("\n");
 }
 

@@ -1,13 +1,15 @@
 import type { GgufExportSummary } from "../export/gguf.js";
 import { formatBytes, table } from "./format.js";
 import type { GgufReport } from "./gguf-report.js";
+import { GGUF_TABLES } from "../formats/gguf/spec.js";
+import { TARGET_KEY } from "../formats/gguf/targets.js";
 
 export function renderGgufExport(s: GgufExportSummary): string {
   const types = Object.entries(s.types).map(([t, n]) => `${t} x${n}`).join(", ");
   const lines = [
     `Wrote ${s.path} (${formatBytes(s.size)}): GGUF v3, arch ${s.architecture}, general.file_type ${s.fileType}`,
     `  sha256    ${s.sha256}`,
-    `  runtime   ${s.runtime === "bitnet.cpp" ? "bitnet.cpp only (its I2_S/TL1/TL2 type ids; mainline llama.cpp cannot load it)" : "llama.cpp"}`,
+    `  target    ${s.target} (${GGUF_TABLES[s.target].label}'s type ids, recorded as ${TARGET_KEY}); loads in ${s.loadableBy}`,
     `  tensors   ${s.tensors}: ${types}`,
   ];
   for (const d of s.diagnostics) if (d.severity !== "info") lines.push(`  ${d.severity.padEnd(9)} ${d.message}`);
@@ -22,7 +24,9 @@ export function renderGgufReport(report: GgufReport, options: { all?: boolean } 
   const a = report.architecture ?? "?";
   const lines = table([
     ["File", `${report.file} (${formatBytes(report.size)}, GGUF v${report.version}, alignment ${report.alignment}, data at ${report.dataOffset})`],
-    ["Runtime", report.loadableBy],
+    ["Runtime", `loads in ${report.loadableBy}`],
+    ["Type ids", `read as ${report.typeTable.label}'s (${decision(report)})`],
+    ...collisions(report),
     ["Model", `arch ${a}, "${meta("general.name")}", general.file_type ${report.fileType ?? "-"}`],
     ["Dims", `embedding ${meta(`${a}.embedding_length`)}, ffn ${meta(`${a}.feed_forward_length`)}, layers ${meta(`${a}.block_count`)}, heads ${meta(`${a}.attention.head_count`)}/${meta(`${a}.attention.head_count_kv`)}, ctx ${meta(`${a}.context_length`)}, rope base ${meta(`${a}.rope.freq_base`)}`],
     ["Tokenizer", `${meta("tokenizer.ggml.model")} (pre ${meta("tokenizer.ggml.pre")}), ${meta("tokenizer.ggml.tokens")} tokens, bos ${meta("tokenizer.ggml.bos_token_id")}, eos ${meta("tokenizer.ggml.eos_token_id")}${report.metadata["tokenizer.chat_template"] === undefined ? "" : ", chat template"}`],
@@ -35,9 +39,40 @@ export function renderGgufReport(report: GgufReport, options: { all?: boolean } 
   for (const t of report.tensors) if (!hidden(t.name)) rows.push([`  ${t.name}`, t.type, `[${t.ne.join(", ")}]`, t.bitsPerWeight.toFixed(3), String(t.offset)]);
   lines.push(...table(rows));
   if (report.tensors.some((t) => hidden(t.name))) lines.push("  (blocks after 0 hidden; --all lists every tensor)");
+  lines.push("", "Runtimes");
+  for (const r of report.runtimes) lines.push(`  ${r.label.padEnd(26)} ${r.loads === true ? "loads" : r.loads === false ? "no   " : "?    "}  ${r.reason}${r.activation === null ? "" : `; FFN activation ${r.activation}`}`);
+  for (const r of report.refusals) lines.push("", `Refused: ${r.message}`);
   if (report.diagnostics.length > 0) {
     lines.push("");
     for (const d of report.diagnostics) lines.push(`${d.severity.padEnd(7)} ${d.code}  ${d.message}`);
   }
   return lines.join("\n");
+}
+
+function decision(report: GgufReport): string {
+  const t = report.typeTable;
+  switch (t.decidedBy) {
+    case "declared":
+      return `b158.target says ${t.declared}`;
+    case "sizes":
+      return "decided by the tensors' sizes and offsets";
+    case "architecture":
+      return "sizes fit several tables; decided by the architecture";
+    case "ambiguous":
+      return "AMBIGUOUS: the file's sizes fit other meanings too";
+  }
+}
+
+/** Type ids and the file type whose meaning depends on the runtime: every meaning, the one read marked. */
+function collisions(report: GgufReport): [string, string][] {
+  const rows: [string, string][] = [];
+  for (const t of report.typeIds) {
+    if (t.meanings.length < 2) continue;
+    const meanings = t.meanings.map((m) => `${m.name} in ${m.runtime}${m.fits === false ? " (sizes do not fit)" : ""}`).join(" | ");
+    rows.push([`  id ${t.id}`, `${t.tensors} tensors read as ${t.readAs}${t.ambiguous ? " (ambiguous)" : ""}; ${meanings}`]);
+  }
+  const fileTypes = new Map<string, string[]>();
+  for (const m of report.fileTypeMeanings) fileTypes.set(m.name, [...(fileTypes.get(m.name) ?? []), m.runtime]);
+  if (fileTypes.size > 1) rows.push(["  file_type", `${report.fileType}: ${[...fileTypes].map(([name, runtimes]) => `${name} in ${runtimes.join(", ")}`).join(" | ")} (printed by runtimes; never used to read the file)`]);
+  return rows;
 }

@@ -13,6 +13,7 @@ import {
   kv,
   layoutGgufBytes,
   tensorBytes,
+  tl2CodeBytes,
   VALID_KVS,
   VALID_TENSORS,
   validGguf,
@@ -120,10 +121,11 @@ const CASES: [rule: string, build: () => Uint8Array, code: ErrorCode, mentions?:
   ["a 10^15-element F32 tensor in a small file", () => withTensors(f32("vast", [1e5, 1e5, 1e5])), "E_GGUF_TRUNCATED"],
 
   // types
-  ["type 36 in a mainline file (bitnet.cpp's I2_S)", () => withTensors({ name: "w", ne: [128, 4], type: "I2_S" }), "E_GGUF_TENSOR", ['"w"', "36"]],
+  ["type 36 whose size fits no runtime's meaning (an I2_S without its scale slot)", () => withTensors({ name: "w", ne: [128, 4], type: "I2_S", bytes: 128 }, f32("v")), "E_GGUF_OFFSETS", ['"v"', "scale slot"]],
+  ["type 44, which no runtime defines", () => withTensors(f32("w", [64], { typeId: 44 })), "E_GGUF_TENSOR", ['"w"', "44"]],
   ["type 31 (removed Q4_0_4_4)", () => withTensors(f32("w", [32], { typeId: 31 })), "E_GGUF_TENSOR", ['"w"', "31"]],
   ["type 37 in a bitnet.cpp file (I8_S, activations only)", () => bitnet(f32("w", [128, 4], { typeId: 37, bytes: 0 })), "E_GGUF_TENSOR", ['"w"', "37"]],
-  ["type 40 in a bitnet.cpp file (mainline's NVFP4)", () => bitnet(f32("w", [64], { typeId: 40, bytes: 0 })), "E_GGUF_TENSOR", ['"w"']],
+  ["type 42 in a bitnet.cpp file, 100 columns (no meaning fits: Q2_0 blocks of 64 or 128, TL2 needs 32 rows)", () => bitnet(f32("w", [100, 1], { typeId: 42, bytes: 36 })), "E_GGUF_TENSOR", ['"w"']],
   ["type id 0xffffffff", () => withTensors(f32("w", [4], { typeId: 0xffffffff })), "E_GGUF_TENSOR", ['"w"']],
   ["TQ2_0 with 100 columns (block of 256)", () => withTensors({ name: "tq", ne: [100, 2], type: "TQ2_0", bytes: 66 }), "E_GGUF_TENSOR", ['"tq"', "256"]],
   ["Q8_0 with 48 columns (block of 32)", () => withTensors({ name: "q", ne: [48], type: "Q8_0", bytes: 34 }), "E_GGUF_TENSOR", ['"q"']],
@@ -148,13 +150,13 @@ const CASES: [rule: string, build: () => Uint8Array, code: ErrorCode, mentions?:
   ["file ends inside a tensor info", () => valid({ headerOnly: true, truncate: layoutGgufBytes({ kvs: VALID_KVS, tensors: VALID_TENSORS, headerOnly: true }).bytes.byteLength - 4 }), "E_GGUF_TRUNCATED", ["tensor info 2"]],
   ["data section one byte short", () => withTensors(f32("a", [8]), f32("b", [8], { bytes: 32 })).slice(0, -1), "E_GGUF_TRUNCATED"],
 
-  // bitnet.cpp's TL1/TL2: the f32 scale is the next tensor, found by position
-  ["TL1 tensor with no scale tensor after it", () => bitnet({ name: "blk.0.ffn_up.weight", ne: [128, 4], type: "TL1" }), "E_GGUF_TENSOR", ['"blk.0.ffn_up.weight"', "_scale"]],
-  ["TL1 tensor followed by another weight", () => bitnet({ name: "w", ne: [128, 4], type: "TL1" }, f32("v"), scaleOf("w")), "E_GGUF_TENSOR", ['"w"']],
-  ["TL1 followed by an F16 scale", () => bitnet({ name: "w", ne: [128, 4], type: "TL1" }, { name: "w_scale", ne: [], type: "F16" }), "E_GGUF_TENSOR", ['"w"', "F32"]],
-  ["TL1 followed by a 2-element F32 scale", () => bitnet({ name: "w", ne: [128, 4], type: "TL1" }, scaleOf("w", { ne: [2] })), "E_GGUF_TENSOR", ['"w"']],
-  ["TL1 followed by another tensor's scale", () => bitnet({ name: "w", ne: [128, 4], type: "TL1" }, scaleOf("v")), "E_GGUF_TENSOR", ['"w"']],
-  ["TL2 tensor with no scale tensor after it", () => bitnet({ name: "w", ne: [256, 4], type: "TL2" }), "E_GGUF_TENSOR", ['"w"', "TL2"]],
+  // bitnet.cpp's TL1/TL2: the f32 scale sits in a 32-byte slot after the codes, which ggml_nbytes counts; no scale tensor
+  ["TL1 written the old b158 way: codes, then a 0-dim <name>_scale tensor", () => bitnet({ name: "blk.0.ffn_up.weight", ne: [128, 32], type: "TL1", bytes: 1024 }, scaleOf("blk.0.ffn_up.weight")), "E_GGUF_TENSOR", ['"blk.0.ffn_up.weight_scale"', "n_dims"]],
+  ["TL1 without its scale slot: the next tensor right after the codes", () => bitnet({ name: "w", ne: [128, 32], type: "TL1", bytes: 1024 }, f32("v")), "E_GGUF_OFFSETS", ['"v"', "scale slot"]],
+  ["TL1 with its scale listed as a 1-dim tensor after the slot", () => bitnet({ name: "w", ne: [128, 32], type: "TL1" }, scaleOf("w", { ne: [1] }), f32("v", [4], { offset: 1056 })), "E_GGUF_OFFSETS", ['"v"']],
+  ["TL2 whose scale slot is cut off by the end of the file", () => bitnet({ name: "w", ne: [256, 32], type: "TL2", bytes: tl2CodeBytes(256, 32) }), "E_GGUF_TRUNCATED"],
+  ["TL1 with 4 rows (its kernels tile rows by 32)", () => bitnet({ name: "w", ne: [128, 4], type: "TL1" }), "E_GGUF_TENSOR", ['"w"', "32"]],
+  ["TL2 with rows of 100 weights (its size formula needs 256)", () => bitnet({ name: "w", ne: [100, 32], type: "TL2", bytes: 800 }), "E_GGUF_TENSOR", ['"w"', "256"]],
 ];
 
 describe("malformed GGUF files: one code per broken rule", () => {
@@ -206,10 +208,11 @@ describe("malformed GGUF files: one code per broken rule", () => {
     expect(reader.filter((code) => !used.has(code))).toEqual([]);
   });
 
-  it("type 36 in a mainline file points at bitnet.cpp", async () => {
-    const error = await expectB158Error(open(withTensors({ name: "w", ne: [128, 4], type: "I2_S" })), "E_GGUF_TENSOR", FILE);
-    expect(error.hint).toContain("bitnet.cpp");
-    expect(error.hint).toContain("bitnet-b1.58");
+  it("an id unknown to the file's runtime names its other meanings, and why they do not fit either", async () => {
+    const error = await expectB158Error(open(withTensors({ name: "w", ne: [100, 4], type: "I2_S", bytes: 132 })), "E_GGUF_TENSOR", FILE);
+    expect(error.message).toContain("unknown to mainline llama.cpp");
+    expect(error.hint).toContain("bitnet.cpp 2024-2025 fork: I2_S");
+    expect(error.hint).toContain("do not fit the file either");
     expect(error.details).toMatchObject({ tensor: "w", type: 36 });
   });
 
@@ -257,22 +260,29 @@ describe("unusual but valid GGUF files are accepted", () => {
     expect(await gguf.readTensor("output_norm.weight")).toEqual(built.bytes.subarray(built.dataOffset + 160, built.dataOffset + 160 + 512));
   });
 
-  it("bitnet-25 architecture, or general.file_type 38/39/40 alone, also select bitnet.cpp", async () => {
-    for (const kvs of [[kv.str("general.architecture", "bitnet-25")], [kv.str("general.architecture", "llama"), kv.u32("general.file_type", 38)], [kv.u32("general.file_type", 39)], [kv.u32("general.file_type", 40)]]) {
+  it("I2_S ids are read as bitnet.cpp's by their sizes, whatever general.file_type says; a file type never picks the table", async () => {
+    for (const kvs of [[kv.str("general.architecture", "bitnet-25")], [kv.str("general.architecture", "llama"), kv.u32("general.file_type", 38)], [kv.u32("general.file_type", 41)], []]) {
       const gguf = await open(buildGguf({ kvs, tensors: [{ name: "w", ne: [128, 4], type: "I2_S" }] }));
       expect(gguf.runtime).toBe("bitnet.cpp");
     }
+    // 40 is I2_S in the 2024 fork, Q1_0 in mainline: a TQ2_0 file that says 40 is still read with mainline's table
+    for (const fileType of [38, 39, 40, 41, 43]) {
+      const gguf = await open(buildGguf({ kvs: [kv.str("general.architecture", "bitnet"), kv.u32("general.file_type", fileType)], tensors: [{ name: "w", ne: [256, 2], type: "TQ2_0" }] }));
+      expect(gguf.runtime, `file type ${fileType}`).toBe("llama.cpp");
+      expect(gguf.types.table).toBe("llama.cpp");
+    }
   });
 
-  it("TL1 and TL2 followed by their F32 scales are accepted, the scale right after the padded codes", async () => {
-    const gguf = await open(bitnet({ name: "a", ne: [128, 4], type: "TL1" }, scaleOf("a"), { name: "b", ne: [256, 4], type: "TL2" }, scaleOf("b"), f32("c")));
+  it("TL1 and TL2 with bitnet.cpp's 32-byte scale slot after their codes are accepted, and no scale tensor", async () => {
+    const gguf = await open(bitnet({ name: "a", ne: [128, 32], type: "TL1" }, { name: "b", ne: [256, 32], type: "TL2" }, f32("c")));
+    const tl2 = Math.ceil(tl2CodeBytes(256, 32) / 32) * 32 + 32;
+    expect(tl2).toBe(tensorBytes("TL2", [256, 32]));
     expect(gguf.tensors.map((t) => [t.name, t.type.name, t.offset, t.length])).toEqual([
-      ["a", "TL1", 0, 128],
-      ["a_scale", "F32", 128, 4],
-      ["b", "TL2", 160, tensorBytes("TL2", [256, 4])],
-      ["b_scale", "F32", 160 + Math.ceil(tensorBytes("TL2", [256, 4]) / 32) * 32, 4],
-      ["c", "F32", 160 + Math.ceil(tensorBytes("TL2", [256, 4]) / 32) * 32 + 32, 16],
+      ["a", "TL1", 0, 128 * 32 / 4 + 32],
+      ["b", "TL2", 1056, tl2],
+      ["c", "F32", 1056 + tl2, 16],
     ]);
+    expect(gguf.types.table).toBe("bitnet.cpp-2024");
   });
 
   it("MXFP4 (id 39) is accepted in a mainline file", async () => {
@@ -404,7 +414,7 @@ async function survives(bytes: Uint8Array, label: string): Promise<"ok" | ErrorC
 
 describe("no input crashes the reader", () => {
   const base = validGguf();
-  const bitnetBase = bitnet({ name: "w", ne: [128, 4], type: "TL1" }, scaleOf("w"), { name: "v", ne: [128, 2], type: "I2_S" });
+  const bitnetBase = bitnet({ name: "w", ne: [128, 32], type: "TL1" }, { name: "v", ne: [128, 2], type: "I2_S" });
 
   it.each([
     ["mainline", base],

@@ -23,7 +23,11 @@ export const VT = {
 } as const;
 export type ValueTypeName = keyof typeof VT;
 
-/** ggml tensor types these tests use: id, elements per block, bytes per block (bitnet ones sized specially). */
+/**
+ * ggml tensor types these tests use: id, elements per block, bytes per block (bitnet ones sized
+ * specially). The same id means different things in different runtimes (ggml.h of mainline, of
+ * bitnet.cpp's 2024 and 2026 forks, of PrismML's fork), so each meaning has its own name here.
+ */
 export const TT = {
   F32: { id: 0, block: 1, size: 4 },
   F16: { id: 1, block: 1, size: 2 },
@@ -31,25 +35,51 @@ export const TT = {
   Q8_0: { id: 8, block: 32, size: 34 },
   TQ1_0: { id: 34, block: 256, size: 54 },
   TQ2_0: { id: 35, block: 256, size: 66 },
+  // mainline since 2025-2026: block_mxfp4 {e; qs[16]}, block_nvfp4 {d[4]; qs[32]}, block_q1_0 / block_q2_0 {f16 d; qs[16]}
   MXFP4: { id: 39, block: 32, size: 17 },
-  // bitnet.cpp's fork (only in files whose architecture or file type marks them)
+  NVFP4: { id: 40, block: 64, size: 36 },
+  Q1_0: { id: 41, block: 128, size: 18 },
+  Q2_0: { id: 42, block: 64, size: 18 },
+  // bitnet.cpp's forks: 2024-2025 (I2_S 36, TL1 38, TL2 39) and 2026 (TL2 moved to 42)
   I2_S: { id: 36, block: 1, size: 1 },
   TL1: { id: 38, block: 1, size: 1 },
   TL2: { id: 39, block: 1, size: 1 },
+  TL2_2026: { id: 42, block: 1, size: 1 },
+  // PrismML's fork: Q2_0 in 128-weight groups at 42, and its own 142/143
+  PRISM_Q2_0: { id: 42, block: 128, size: 34 },
+  PQ2_0: { id: 142, block: 128, size: 34 },
+  PTQ1_0: { id: 143, block: 128, size: 28 },
 } as const;
 export type TypeName = keyof typeof TT;
 
-/** Bytes a tensor's data takes before padding: blocks x size, or bitnet.cpp's special cases. */
+/** TL2's code bytes, C int arithmetic left to right (bitnet.cpp's ggml_nbytes before its roundup). */
+export function tl2CodeBytes(k: number, m: number): number {
+  return Math.trunc((Math.trunc(((k - 256) * m) / 3) * 5) / 8) + Math.trunc((Math.trunc((256 * m) / 2) * 4) / 8);
+}
+
+/**
+ * Bytes a tensor's data takes before padding: blocks x size, or bitnet.cpp's ggml_nbytes, which
+ * counts a 32-byte slot (f32 scale + 28 zero bytes) after the codes: I2_S and TL1 n/4 + 32, TL2
+ * roundup(P, 32) + 32.
+ */
 export function tensorBytes(type: TypeName, ne: readonly number[]): number {
   const elements = ne.reduce((a, b) => a * b, 1);
-  if (type === "I2_S") return elements / 4 + 32;
-  if (type === "TL1") return elements / 4;
-  if (type === "TL2") {
-    const [k, m] = [ne[0] ?? 1, ne[1] ?? 1];
-    return Math.trunc((Math.trunc(((k - 256) * m) / 3) * 5) / 8) + Math.trunc((Math.trunc((256 * m) / 2) * 4) / 8);
-  }
+  if (type === "I2_S" || type === "TL1") return elements / 4 + 32;
+  if (type === "TL2" || type === "TL2_2026") return Math.ceil(tl2CodeBytes(ne[0] ?? 1, ne[1] ?? 1) / 32) * 32 + 32;
   const t = TT[type];
   return Math.floor((elements / t.block) * t.size);
+}
+
+/**
+ * A TL tensor's data as bitnet.cpp's converter writes it: the codes, zeros up to a multiple of 32,
+ * then the scale slot: f32 little-endian scale and 28 zero bytes (no `<name>_scale` tensor).
+ */
+export function forkTlData(codes: Uint8Array, scale: number): Uint8Array {
+  const at = Math.ceil(codes.byteLength / 32) * 32;
+  const out = new Uint8Array(at + 32);
+  out.set(codes);
+  new DataView(out.buffer).setFloat32(at, scale, true);
+  return out;
 }
 
 /** Little-endian byte sink. */
@@ -152,6 +182,8 @@ export interface TensorSpec {
   readonly offset?: number | bigint;
   /** Overrides the stored byte length used to lay out the next tensor and the data section. */
   readonly bytes?: number;
+  /** The tensor's data (default: a recognisable pattern); its length is the stored length unless `bytes` says otherwise. */
+  readonly data?: Uint8Array;
 }
 
 export interface GgufBuild {
@@ -222,7 +254,7 @@ export function layoutGgufBytes(options: GgufBuild = {}): BuiltGguf {
   for (const t of tensors) {
     const ne = t.ne ?? [4];
     const type = t.type ?? "F32";
-    const length = t.bytes ?? tensorBytes(type, ne.map(Number));
+    const length = t.bytes ?? t.data?.byteLength ?? tensorBytes(type, ne.map(Number));
     const offset = t.offset ?? alignUp(end, alignment);
     out.str(t.name, t.nameLength);
     out.u32(t.nDims ?? ne.length);
@@ -237,12 +269,20 @@ export function layoutGgufBytes(options: GgufBuild = {}): BuiltGguf {
   const dataOffset = tensors.length > 0 ? alignUp(header.byteLength, alignment) : header.byteLength;
   // a header claiming 10^15 bytes of data gets no 10^15-byte buffer: data beyond 1 MiB must be asked for with dataBytes
   const laidOut = tensors.length > 0 ? alignUp(end, alignment) : 0;
-  const dataBytes = options.headerOnly ? 0 : (options.dataBytes ?? (laidOut <= 1 << 20 ? laidOut : 0));
+  const given = tensors.length > 0 && tensors.every((t) => t.data !== undefined);
+  const dataBytes = options.headerOnly ? 0 : (options.dataBytes ?? (laidOut <= 1 << 20 || given ? laidOut : 0));
   const size = options.headerOnly ? header.byteLength : dataOffset + dataBytes;
   const bytes = new Uint8Array(size);
   bytes.set(header);
-  // a recognisable pattern in the data section, so reads can be checked
+  // a recognisable pattern in the data section, so reads can be checked; given data over it, padding zero
   for (let i = dataOffset; i < size; i++) bytes[i] = (i * 7 + 3) & 0xff;
+  tensors.forEach((t, i) => {
+    if (t.data === undefined) return;
+    const at = dataOffset + offsets[i]!;
+    const end = i + 1 < tensors.length ? dataOffset + offsets[i + 1]! : size;
+    if (at < end) bytes.fill(0, at, end);
+    bytes.set(t.data.subarray(0, Math.max(0, Math.min(t.data.byteLength, size - at))), at);
+  });
   return { bytes: options.truncate === undefined ? bytes : bytes.slice(0, options.truncate), dataOffset, offsets, lengths };
 }
 
@@ -281,5 +321,5 @@ export function validGguf(): Uint8Array {
   return buildGguf({ kvs: VALID_KVS, tensors: VALID_TENSORS });
 }
 
-/** bitnet.cpp marks its files only by architecture (or file type). */
+/** A bitnet.cpp file: its architecture (general.file_type 40 is I2_S there, Q1_0 in mainline and the 2026 fork). */
 export const BITNET_KVS: readonly KvSpec[] = [kv.str("general.architecture", "bitnet-b1.58"), kv.u32("general.file_type", 40)];

@@ -2,16 +2,15 @@ import { B158Error, type ErrorCode } from "../../errors.js";
 import { openFileWith, type ByteSource } from "../../io/byte-source.js";
 import {
   alignTo,
-  BITNET_CPP_ARCHITECTURES,
-  BITNET_CPP_FILE_TYPES,
+  BITNET_SCALE_SLOT_BYTES,
+  bitnetScaleSlot,
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
   GGUF_MAX_DIMS,
   GGUF_MAX_NAME_BYTES,
   GGUF_SCALAR_BYTES,
+  GGUF_TABLES,
   GGUF_TYPE_NAMES,
-  ggmlTypeTable,
-  storedBytes,
   type GgmlType,
   type GgufKv,
   type GgufRuntime,
@@ -19,13 +18,15 @@ import {
   type GgufScalarTypeName,
   type GgufValue,
 } from "./spec.js";
+import { readTensorTypes, type RawTensorInfo, type TypeReading } from "./type-reading.js";
 
 /**
  * A strict GGUF reader: the checks gguf.cpp makes when llama.cpp loads a file (magic, version 2 or
  * 3, unique non-empty keys, no nested arrays, a power-of-two uint32 alignment, unique names under
  * 64 bytes, at most 4 dims, known types, rows that fill whole blocks, offsets exactly contiguous
  * and aligned, data inside the file), and none of the allocations a hostile header asks for:
- * every count is checked against the bytes left before anything is allocated.
+ * every count is checked against the bytes left before anything is allocated. Type ids are read
+ * with the table of the runtime the file was written for (type-reading.ts decides which).
  */
 export interface GgufTensorInfo {
   readonly name: string;
@@ -34,9 +35,16 @@ export interface GgufTensorInfo {
   readonly type: GgmlType;
   /** Relative to the data section. */
   readonly offset: number;
-  /** Stored bytes (before alignment padding). */
+  /** Stored bytes (before alignment padding); for I2_S/TL1/TL2 including the 32-byte scale slot. */
   readonly length: number;
   readonly fileOffset: number;
+}
+
+/** The f32 tensor scale of an I2_S/TL1/TL2 tensor, and what surrounds it. */
+export interface BitnetScale {
+  readonly scale: number;
+  /** Nonzero bytes where bitnet.cpp's writers put zeros: TL2's padding to 32 after its codes, and the 28 bytes after a TL scale (I2_S's are left uninitialised by llama-quantize, so not counted). */
+  readonly nonZeroPadding: number;
 }
 
 export interface GgufFile {
@@ -45,8 +53,10 @@ export interface GgufFile {
   readonly version: number;
   readonly alignment: number;
   readonly dataOffset: number;
-  /** Which type table the file's ids follow: bitnet.cpp's fork reuses mainline's 36-39. */
+  /** The family of runtimes whose type table the file's ids were read with (types.table names it). */
   readonly runtime: GgufRuntime;
+  /** Which table the type ids were read with, and the evidence that decided it. */
+  readonly types: TypeReading;
   readonly kvs: readonly GgufKv[];
   readonly metadata: ReadonlyMap<string, GgufValue>;
   readonly tensors: readonly GgufTensorInfo[];
@@ -54,6 +64,8 @@ export interface GgufFile {
   scalar(key: string): GgufScalar | undefined;
   tensor(name: string): GgufTensorInfo;
   readTensor(name: string): Promise<Uint8Array>;
+  /** The scale bitnet.cpp's kernels read after an I2_S/TL1/TL2 tensor's codes (32 bytes read, whatever the tensor's size). */
+  readBitnetScale(name: string): Promise<BitnetScale>;
   /** The tensor's bytes in chunks of whole blocks (elements for plain types), at most about `chunkBytes` each. */
   readTensorChunks(name: string, chunkBytes?: number): AsyncGenerator<Uint8Array>;
   close(): Promise<void>;
@@ -195,12 +207,8 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     alignment = alignmentValue.value as number;
     if (alignment === 0 || (alignment & (alignment - 1)) !== 0) fail("E_GGUF_HEADER", file, `general.alignment ${alignment} is not a power of 2`, { alignment });
   }
-  const runtime = detectRuntime(metadata);
-  const types = ggmlTypeTable(runtime);
-
   const names = new Set<string>();
-  const infos: { name: string; ne: number[]; type: GgmlType; offset: number; length: number }[] = [];
-  let expectedOffset = 0;
+  const raws: RawTensorInfo[] = [];
   for (let i = 0; i < tensorCount; i++) {
     where = `tensor info ${i}`;
     const name = await cursor.string(`tensor ${i} name`, "E_GGUF_TENSOR");
@@ -219,28 +227,14 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
       if (elements > Number.MAX_SAFE_INTEGER) fail("E_GGUF_TENSOR", file, `tensor "${name}" has more elements than can be addressed`, { tensor: name, ne });
     }
     const typeId = await cursor.u32();
-    const type = types.get(typeId);
-    if (type === undefined) {
-      fail("E_GGUF_TENSOR", file, `tensor "${name}" has type ${typeId}, unknown to ${runtime}`, { tensor: name, type: typeId }, runtime === "llama.cpp" && typeId >= 36 && typeId <= 39 ? "Ids 36-39 are bitnet.cpp types only when general.architecture is bitnet-b1.58 or bitnet-25." : undefined);
-    }
-    // gguf.cpp pads missing dims with 1: a 0-dim tensor's row is one element
-    const row = dims > 0 ? ne[0]! : 1;
-    if (row % type.blockSize !== 0) fail("E_GGUF_TENSOR", file, `tensor "${name}" row of ${row} elements is not a multiple of ${type.name}'s block of ${type.blockSize}`, { tensor: name, ne });
-    if (type.bitnet !== undefined && (dims !== 2 || elements % 4 !== 0)) fail("E_GGUF_TENSOR", file, `${type.name} tensor "${name}" must be a 2-D matrix with a multiple of 4 elements`, { tensor: name, ne });
     const offset = await cursor.count(Number.MAX_SAFE_INTEGER, `tensor "${name}" offset`, "E_GGUF_OFFSETS");
-    if (offset !== expectedOffset) {
-      fail("E_GGUF_OFFSETS", file, `tensor "${name}" is at data offset ${offset}; gguf.cpp requires ${expectedOffset} (tensors contiguous, in order, each padded to ${alignment})`, { tensor: name, offset, expected: expectedOffset });
-    }
-    const length = storedBytes(type, ne);
-    infos.push({ name, ne, type, offset, length });
-    expectedOffset = alignTo(offset + length, alignment);
+    raws.push({ name, ne, typeId, offset });
   }
   where = "the padding before the data section";
   const dataOffset = tensorCount > 0 ? alignTo(cursor.position, alignment) : cursor.position;
-  const dataEnd = infos.length > 0 ? dataOffset + infos.at(-1)!.offset + infos.at(-1)!.length : dataOffset;
-  if (dataEnd > source.size) fail("E_GGUF_TRUNCATED", file, `is ${source.size} bytes; its tensors need ${dataEnd}`, { size: source.size, needed: dataEnd });
-
-  checkBitnetScales(file, infos);
+  // the types, sizes and offsets, checked with the table of the runtime the file was written for
+  const reading = readTensorTypes(file, raws, metadata, { alignment, dataOffset, size: source.size });
+  const infos = reading.tensors;
   const tensors: GgufTensorInfo[] = infos.map((t) => ({ ...t, fileOffset: dataOffset + t.offset }));
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const tensor = (name: string): GgufTensorInfo => {
@@ -254,7 +248,8 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     version,
     alignment,
     dataOffset,
-    runtime,
+    runtime: GGUF_TABLES[reading.table].runtime,
+    types: reading,
     kvs,
     metadata,
     tensors,
@@ -266,6 +261,17 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     readTensor(name) {
       const t = tensor(name);
       return source.read(t.fileOffset, t.length);
+    },
+    async readBitnetScale(name) {
+      const t = tensor(name);
+      if (t.type.bitnet === undefined) throw new B158Error("E_INTERNAL", `${file}: tensor "${name}" is ${t.type.name}, not a bitnet.cpp type`);
+      const { codeBytes, scaleOffset } = bitnetScaleSlot(t.type, t.ne);
+      const padding = scaleOffset - codeBytes;
+      const bytes = await source.read(t.fileOffset + codeBytes, padding + BITNET_SCALE_SLOT_BYTES);
+      const scale = new DataView(bytes.buffer, bytes.byteOffset + padding, 4).getFloat32(0, true);
+      let nonZeroPadding = 0;
+      if (t.type.bitnet !== "i2_s") for (let i = 0; i < bytes.byteLength; i++) if ((i < padding || i >= padding + 4) && bytes[i] !== 0) nonZeroPadding++;
+      return { scale, nonZeroPadding };
     },
     async *readTensorChunks(name, chunkBytes = 8 * 1024 * 1024) {
       const t = tensor(name);
@@ -293,27 +299,6 @@ async function readValue(cursor: Cursor, file: string, key: string): Promise<Ggu
 
 function readScalar(cursor: Cursor, type: GgufScalarTypeName, key: string): Promise<GgufScalar> {
   return type === "string" ? cursor.string(`metadata "${key}" string`) : cursor.scalar(type);
-}
-
-/** bitnet.cpp's files use the fork's ids 36-39; nothing marks them but the architecture or file type. */
-function detectRuntime(metadata: ReadonlyMap<string, GgufValue>): GgufRuntime {
-  const arch = metadata.get("general.architecture");
-  const fileType = metadata.get("general.file_type");
-  if (arch?.type === "string" && BITNET_CPP_ARCHITECTURES.includes(arch.value as string)) return "bitnet.cpp";
-  if (fileType !== undefined && fileType.type !== "array" && BITNET_CPP_FILE_TYPES.includes(Number(fileType.value))) return "bitnet.cpp";
-  return "llama.cpp";
-}
-
-/** TL1/TL2 kernels read their f32 scale from the bytes right after the weights: it must be the next tensor. */
-function checkBitnetScales(file: string, infos: readonly { name: string; ne: number[]; type: GgmlType }[]): void {
-  infos.forEach((t, i) => {
-    if (t.type.bitnet !== "tl1" && t.type.bitnet !== "tl2") return;
-    const next = infos[i + 1];
-    const elements = next?.ne.reduce((a, b) => a * b, 1);
-    if (next === undefined || next.name !== `${t.name}_scale` || next.type.name !== "F32" || elements !== 1) {
-      fail("E_GGUF_TENSOR", file, `${t.type.name} tensor "${t.name}" must be followed by its F32 scale "${t.name}_scale" (the kernel reads it by position)`, { tensor: t.name });
-    }
-  });
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
