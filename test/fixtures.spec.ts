@@ -12,6 +12,7 @@ import { decodeSentencePieceModel } from "../src/formats/sentencepiece/read.js";
 import { MODEL_TYPE, PIECE_TYPE } from "../src/formats/sentencepiece/spec.js";
 import { fromBf16Bits, fromF16Bits } from "../src/pack/float16.js";
 import { unpackHfPacked } from "../src/pack/hf-packed.js";
+import { ternarize } from "../src/pack/ternarize.js";
 
 const committedExample = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
 const FAMILIES: FixtureFamily[] = ["bitnet-1bitllm", "bitnet-2b4t-bf16", "bitnet-2b4t-packed", "llama-bitnet-packed", "llama-generic"];
@@ -205,11 +206,13 @@ describe("generateCheckpoint", () => {
       const result = await generateCheckpoint({ family: "bitnet-1bitllm", dir: join(root, `tern-${latentDtype}`), weights: "ternary", latentDtype, dims: { layers: 1, vocab: 300 } });
       const tensors = await loadTensors(result);
       expect(Object.keys(result.ternary)).toHaveLength(7);
-      for (const [name, { codes, scale }] of Object.entries(result.ternary)) {
+      for (const [name, { codes, scale, stored }] of Object.entries(result.ternary)) {
         const tensor = tensors.get(name)!;
         expect(tensor.dtype).toBe(latentDtype);
         const values = floats(tensor);
-        expect(values.every((v, i) => v === codes[i]! * scale)).toBe(true);
+        expect(values.every((v, i) => v === codes[i]! * stored!)).toBe(true);
+        // what the framework computes: absmean of the values, c x (nonzero fraction)
+        expect(scale).toBe(ternarize(tensor.data, latentDtype).scale.scale);
         expect(new Set(codes)).toEqual(new Set([-1, 0, 1]));
       }
     }

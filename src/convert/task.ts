@@ -84,8 +84,8 @@ const PIECE_BYTES = 1024 * 1024;
 /**
  * The two absmean passes over the latent weights, each reading the tensor in pieces on this thread
  * (cache-warm), with pass 1's chunk boundaries kept: its float sum depends on them, and so would
- * the output. Pass 2 packs and checks rows as their codes are made, with the absmean scale; input
- * that turns out exactly ternary keeps another scale and is packed again whole.
+ * the output. Pass 2 packs and checks rows as their codes are made, with the absmean scale known
+ * after pass 1 (online semantics: it is the final scale, whatever the values).
  */
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const dtype = task.sourceDtype as LatentDtype;

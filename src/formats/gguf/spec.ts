@@ -106,6 +106,8 @@ const MAINLINE: readonly GgmlType[] = [
   { name: "TQ1_0", id: 34, blockSize: 256, typeSize: 54 },
   { name: "TQ2_0", id: 35, blockSize: 256, typeSize: 66 },
   { name: "MXFP4", id: 39, blockSize: 32, typeSize: 17 },
+  // mainline Q2_0 (ggml-common.h block_q2_0: f16 d, then 16 bytes of 2-bit codes); llama.cpp b9917 and later
+  { name: "Q2_0", id: 42, blockSize: 64, typeSize: 18 },
 ];
 
 /** Microsoft's bitnet.cpp fork: mainline's table up to 35, then its own 36-39 (37 is activations only). */
@@ -148,6 +150,8 @@ export const FILE_TYPES = {
   MOSTLY_TL1: 38,
   MOSTLY_TL2: 39,
   MOSTLY_I2_S: 40,
+  /** Mainline LLAMA_FTYPE_MOSTLY_Q2_0; the 2026 bitnet.cpp fork gives 41 to I2_S. */
+  MOSTLY_Q2_0: 41,
 } as const;
 
 /**
