@@ -4,6 +4,7 @@ import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { unpackLayout } from "../pack/codec.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
+import { SCALE_BLOCK } from "../pack/layouts.js";
 import { countCodes } from "../pack/swar.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-scan.js";
@@ -126,7 +127,7 @@ function ternaryDiagnostics(t: B158Tensor, check: PackedCheck): Diagnostic[] {
   if (!check.nonzero) {
     out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor, like the broken 2B-4T re-upload)` });
   }
-  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : t.layout === "tq1_0" || t.layout === "tq2_0" ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
+  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : SCALE_BLOCK[t.layoutParams!.layout] !== undefined ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
   if (expectedEmbedded !== undefined && check.embeddedScale !== expectedEmbedded && Number.isFinite(scale)) {
     out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${check.embeddedScale}) disagrees with the header's (${scale})` });
   }
