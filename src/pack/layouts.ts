@@ -105,11 +105,11 @@ export function checkEligibility(layout: LayoutId, shape: readonly [number, numb
   if (!(Number.isSafeInteger(M) && Number.isSafeInteger(K) && M > 0 && K > 0)) return no("M > 0 and K > 0", `shape [${M}, ${K}] is empty`);
   const fit = shapeEligibility(layout, M, K, options);
   if (!fit.eligible || options.groupSize === undefined) return fit;
-  return scaleProblem(layout, K, options.groupSize) ?? fit;
+  return scaleEligibility(layout, K, options.groupSize) ?? fit;
 }
 
 /** Why `layout` cannot hold scales per group of `groupSize` along K exactly, or undefined when it can. */
-function scaleProblem(layout: LayoutId, K: number, groupSize: number): Eligibility | undefined {
+export function scaleEligibility(layout: LayoutId, K: number, groupSize: number): Eligibility | undefined {
   const block = SCALE_BLOCK[layout];
   const granularity = groupSize === K ? `a scale per row (K = ${K})` : `a scale per group of ${groupSize} weights`;
   if (block === undefined) return no("one scale per tensor", `the tensor has ${granularity}; ${layout} holds one scale per tensor`);
