@@ -121,6 +121,7 @@ describe("stored semantics forced on latent weights", () => {
 
   it("validate --weights quantized reports every linear that is not ternary x scale", async () => {
     const report = await validateCheckpoint(dir, { weights: "quantized" });
+    expect(getValidator("validate")(report)).toBe(true);
     expect(report.ok).toBe(false);
     expect(report.diagnostics.filter((d) => d.code === "E_STORED_NOT_TERNARY")).toHaveLength(7);
   });
@@ -182,6 +183,10 @@ describe("fake-quantized sources (a plain Llama / Qwen3 config, weights exactly 
     }
     const summary = await convertCheckpoint(fixture.dir, { layout: "tq2_0", output: join(root, "g128-fallback.b158"), threads: 0, fallback: "f16" });
     expect(summary.fallbacks).toHaveLength(7);
+    // validate reads every stored tensor in full: all exactly ternary x scale
+    const validation = await validateCheckpoint(fixture.dir);
+    expect(getValidator("validate")(validation)).toBe(true);
+    expect(validation).toMatchObject({ ok: true, family: "fake-quantized" });
   });
 
   it("a tensor whose own granularity the layout cannot hold fails at conversion, naming it (the sample said per row)", async () => {
