@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -218,6 +218,11 @@ describe("fake-quantized sources (a plain Llama / Qwen3 config, weights exactly 
     expect(file.tensor("model.embed_tokens.weight")).toMatchObject({ role: "embedding", layout: "q2_0", group_size: 128 });
     expect(file.tensor("lm_head.weight")).toMatchObject({ role: "lm-head", layout: "q2_0", group_size: 128 });
     expect(file.tensor("model.layers.0.self_attn.q_norm.weight").layout).toBe("f16");
+    // real worker threads (the CLI runs the built dist/) move group scales between threads: the same bytes
+    const threaded = join(root, "bonsai-threads.b158");
+    const run = await cli(["convert", fixture.dir, "-o", threaded, "--layout", "q2_0", "--threads", "2"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(Buffer.compare(await readFile(threaded), await readFile(output))).toBe(0);
 
     const floatHeads = join(root, "bonsai-f16-heads.b158");
     await convertCheckpoint(fixture.dir, { layout: "q2_0", output: floatHeads, threads: 0, embeddings: "f16" });
