@@ -71,6 +71,8 @@ export const ERROR_CODES = {
   E_NOT_TERNARY: { exit: "badInput", summary: "A value outside {-1, 0, +1} reached a ternary packer." },
   E_SCALE_RANGE: { exit: "badInput", summary: "A scale does not fit the layout's scale format (f16 for TQ1_0/TQ2_0)." },
   E_PAYLOAD_SIZE: { exit: "badInput", summary: "A packed payload has the wrong byte length for its shape." },
+  E_LAYOUT_SCALES: { exit: "badInput", summary: "A tensor's scale granularity (per row or per group) is one the requested layout cannot hold exactly." },
+  E_STORED_NOT_TERNARY: { exit: "badInput", summary: "A tensor read with stored (fake-quantized) semantics is not exactly ternary x scale at any granularity." },
 
   // .b158 container (docs/FORMAT.md §3)
   E_B158_MAGIC: { exit: "badInput", summary: "Not a .b158 file (bad magic)." },

@@ -23,8 +23,9 @@ export { registerSourceResolver, resolveSource, type SourceResolver } from "./ch
 export { openCheckpoint, type Checkpoint, type CheckpointTensor } from "./checkpoint/open.js";
 
 export type { Diagnostic } from "./model/diagnostics.js";
-export { detectFamily, type Family, type FamilyId, type ScaleConvention } from "./model/family.js";
-export { buildPlan, type LayoutEstimate, type PlanEntry, type PlanOptions, type TensorAction, type TensorPlan, type TensorRole } from "./model/plan.js";
+export { detectFamily, type DetectOptions, type Family, type FamilyId, type ScaleConvention, type SemanticsSource, type WeightSemantics, type WeightsOverride } from "./model/family.js";
+export { buildPlan, planCheckpoint, type LayoutEstimate, type PlanEntry, type PlanOptions, type TensorAction, type TensorPlan, type TensorRole } from "./model/plan.js";
+export { sampleTensor, SAMPLE_BYTES, type Granularity, type ValueSample } from "./model/sample.js";
 export { scanCheckpoint, type ScanResult } from "./model/scan.js";
 export {
   inspectCheckpoint,

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateCheckpoint } from "../fixtures/generate.js";
 import { convertCheckpoint } from "../src/convert/convert.js";
 import { validateB158 } from "../src/convert/validate-b158.js";
 import type { ErrorCode } from "../src/errors.js";
@@ -136,6 +137,7 @@ describe(".b158 format", () => {
     try {
       const t = firstTernary();
       const { codes, scale } = await file.decodeTernary(t.name);
+      if (typeof scale !== "number") throw new Error("per-tensor scale expected");
       const floats = await file.decodeFloat32(t.name);
       expect(floats.length).toBe(codes.length);
       expect(Array.from(floats.slice(0, 8))).toEqual(Array.from(codes.slice(0, 8), (c) => Math.fround(c * scale)));
@@ -144,5 +146,63 @@ describe(".b158 format", () => {
     } finally {
       await file.close();
     }
+  });
+});
+
+describe(".b158 1.1: per-group scales (group_size, values in the payload's block d)", () => {
+  let grouped: Uint8Array;
+  let fixture: Awaited<ReturnType<typeof generateCheckpoint>>;
+  const Q = "model.layers.0.self_attn.q_proj.weight";
+  beforeAll(async () => {
+    fixture = await generateCheckpoint({ family: "llama-fake-quantized", dir: join(root, "g128-src"), granularity: 128, dims: { layers: 1 } });
+    const path = join(root, "g128.b158");
+    await convertCheckpoint(fixture.dir, { layout: "q2_0", output: path, threads: 0 });
+    grouped = new Uint8Array(await readFile(path));
+  });
+  const header = () => decodeHeader(grouped.subarray(64, 64 + u64(grouped, 16))) as B158Header;
+  const edit = (name: string, change: (t: Record<string, unknown>) => void) =>
+    withHeader(grouped, (h) => change((h.tensors as Record<string, unknown>[]).find((t) => t.name === name)!));
+
+  it("writes minor 1, group_size and no scale on grouped tensors; reads the scales back from the blocks", async () => {
+    expect(new DataView(grouped.buffer).getUint16(10, true)).toBe(1);
+    const q = header().tensors.find((t) => t.name === Q)!;
+    expect(q).toMatchObject({ layout: "q2_0", group_size: 128, params: { block_size: 64 } });
+    expect(q).not.toHaveProperty("scale");
+    const file = await openB158(memorySource("g128.b158", grouped));
+    const { codes, scale } = await file.decodeTernary(Q);
+    expect(codes).toEqual(fixture.ternary[Q]!.codes);
+    expect(scale).toEqual(fixture.ternary[Q]!.scale);
+  });
+
+  it.each([
+    ["group_size on a per-tensor layout", (t: Record<string, unknown>) => { t.layout = "i2_s"; t.params = { block_size: 128, variant: "x86" }; }, "E_B158_SCHEMA"],
+    ["both scale and group_size", (t: Record<string, unknown>) => { t.scale = 0.5; }, "E_B158_SCHEMA"],
+    ["neither scale nor group_size", (t: Record<string, unknown>) => { delete t.group_size; }, "E_B158_SCHEMA"],
+    ["group_size not a multiple of the block", (t: Record<string, unknown>) => { t.group_size = 96; }, "E_B158_LAYOUT"],
+    ["group_size that does not divide K", (t: Record<string, unknown>) => { t.group_size = 192; }, "E_B158_LAYOUT"],
+    ["group_size on a plain array", (t: Record<string, unknown>) => { t.layout = "f16"; t.params = {}; }, "E_B158_SCHEMA"],
+  ] as const)("%s -> %s", async (_name, change, code) => {
+    await expectB158Error(openB158(memorySource("bad-group.b158", edit(Q, change))), code, "bad-group.b158");
+  });
+
+  it("blocks of one group with different d: decodeTernary is E_B158_LAYOUT, validate names the tensor", async () => {
+    const q = header().tensors.find((t) => t.name === Q)!;
+    const bytes = grouped.slice();
+    const start = u64(grouped, 24) + q.offset;
+    // the second block of row 0's first group of 128 gets another d, then the payload's sha256 is fixed
+    const at = start + 18;
+    const d = bytes[at]! | (bytes[at + 1]! << 8);
+    bytes[at] = (d + 1) & 0xff;
+    bytes[at + 1] = (d + 1) >> 8;
+    const sha = createHash("sha256").update(bytes.subarray(start, start + q.length)).digest("hex");
+    const fixed = withHeader(bytes, (h) => {
+      (h.tensors as Record<string, unknown>[]).find((t) => t.name === Q)!.sha256 = sha;
+    });
+    const file = await openB158(memorySource("conflict.b158", fixed));
+    await expectB158Error(file.decodeTernary(Q), "E_B158_LAYOUT", "conflict.b158");
+    const path = join(root, "conflict.b158");
+    await (await import("node:fs/promises")).writeFile(path, fixed);
+    const report = await validateB158(path);
+    expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_B158_LAYOUT", Q]);
   });
 });

@@ -59,7 +59,7 @@ describe("b158 inspect", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("3. BitNet b1.58, pre-quantized: packed U8 + weight_scale");
     expect(run.stdout).toContain("effective weight = ternary x weight_scale");
-    expect(run.stdout).toMatch(/model\.layers\.\{0-3\}\.self_attn\.q_proj\.weight\s+U8\s+\[64, 256\] -> \[256, 256\]\s+ternary-linear\s+repack \+scale\s+yes\s+yes\s+yes\s+yes\s+yes/);
+    expect(run.stdout).toMatch(/model\.layers\.\{0-3\}\.self_attn\.q_proj\.weight\s+U8\s+\[64, 256\] -> \[256, 256\]\s+ternary-linear\s+repack \+scale\s+tensor\s+yes\s+yes\s+yes\s+yes\s+yes\s+yes/);
     expect(run.stdout).toMatch(/model\.embed_tokens\.weight\s+BF16\s+\[512, 256\]\s+embedding\s+keep/);
     expect(run.stdout).toMatch(/tq2_0\s+[\d.]+ (KiB|MiB)\s+[\d.]+\s+2\.063\s+0/);
   });

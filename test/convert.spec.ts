@@ -50,7 +50,7 @@ describe("convert: round trip for every family x layout", () => {
         const { codes, scale } = await file.decodeTernary(t.name);
         const expected = fixture.ternary[t.name]!;
         expect(codes).toEqual(expected.codes);
-        expect(scale).toBe(Math.fround(expected.scale));
+        expect(scale).toBe(Math.fround(expected.scale as number));
       }
       // norms are kept exact, in the source dtype
       const norm = file.tensors.find((t) => t.role === "norm")!;

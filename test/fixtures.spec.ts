@@ -12,6 +12,7 @@ import { decodeSentencePieceModel } from "../src/formats/sentencepiece/read.js";
 import { MODEL_TYPE, PIECE_TYPE } from "../src/formats/sentencepiece/spec.js";
 import { fromBf16Bits, fromF16Bits } from "../src/pack/float16.js";
 import { unpackHfPacked } from "../src/pack/hf-packed.js";
+import { ternarize } from "../src/pack/ternarize.js";
 
 const committedExample = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
 const FAMILIES: FixtureFamily[] = ["bitnet-1bitllm", "bitnet-2b4t-bf16", "bitnet-2b4t-packed", "llama-bitnet-packed", "llama-generic"];
@@ -107,7 +108,7 @@ describe("generateCheckpoint", () => {
     expect(tensors.has("lm_head.weight")).toBe(config.tie_word_embeddings === false);
 
     const packed = family === "bitnet-2b4t-packed" || family === "llama-bitnet-packed";
-    const floatDtype = { "bitnet-1bitllm": "F32", "bitnet-2b4t-bf16": "BF16", "bitnet-2b4t-packed": "BF16", "llama-bitnet-packed": "BF16", "llama-generic": "F16" }[family];
+    const floatDtype = ({ "bitnet-1bitllm": "F32", "bitnet-2b4t-bf16": "BF16", "bitnet-2b4t-packed": "BF16", "llama-bitnet-packed": "BF16", "llama-generic": "F16" } as Record<string, string>)[family];
     const subNorms = family === "bitnet-1bitllm" ? ["self_attn.inner_attn_ln", "mlp.ffn_layernorm"] : family.startsWith("bitnet-2b4t") ? ["self_attn.attn_sub_norm", "mlp.ffn_sub_norm"] : [];
     const expected = ["model.embed_tokens.weight", "model.norm.weight", ...(tensors.has("lm_head.weight") ? ["lm_head.weight"] : [])];
     for (let layer = 0; layer < dims.layers; layer++) {
@@ -205,14 +206,40 @@ describe("generateCheckpoint", () => {
       const result = await generateCheckpoint({ family: "bitnet-1bitllm", dir: join(root, `tern-${latentDtype}`), weights: "ternary", latentDtype, dims: { layers: 1, vocab: 300 } });
       const tensors = await loadTensors(result);
       expect(Object.keys(result.ternary)).toHaveLength(7);
-      for (const [name, { codes, scale }] of Object.entries(result.ternary)) {
+      for (const [name, { codes, scale, stored }] of Object.entries(result.ternary)) {
         const tensor = tensors.get(name)!;
         expect(tensor.dtype).toBe(latentDtype);
         const values = floats(tensor);
-        expect(values.every((v, i) => v === codes[i]! * scale)).toBe(true);
+        expect(values.every((v, i) => v === codes[i]! * stored!)).toBe(true);
+        // what the framework computes: absmean of the values, c x (nonzero fraction)
+        expect(scale).toBe(ternarize(tensor.data, latentDtype).scale.scale);
         expect(new Set(codes)).toEqual(new Set([-1, 0, 1]));
       }
     }
+  });
+
+  it.each([
+    ["llama-fake-quantized", "tensor", false],
+    ["llama-fake-quantized", "row", false],
+    ["llama-fake-quantized", 64, true],
+    ["qwen3-fake-quantized", 128, true],
+  ] as const)("%s (%s, ternary heads %s): a plain config, and weights exactly codes x the recorded scales", async (family, granularity, ternaryHeads) => {
+    const result = await generateCheckpoint({ family, dir: join(root, `fake-${family}-${granularity}`), granularity, ternaryHeads, dims: { layers: 1 } });
+    expect(result.config).not.toHaveProperty("quantization_config");
+    expect(result.config.architectures).toEqual([family === "qwen3-fake-quantized" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"]);
+    const tensors = await loadTensors(result);
+    const heads = ["model.embed_tokens.weight", "lm_head.weight"];
+    expect(Object.keys(result.ternary).sort()).toEqual([...LINEARS.map((l) => `model.layers.0.${l}.weight`), ...(ternaryHeads ? heads : [])].sort());
+    for (const [name, { codes, scale }] of Object.entries(result.ternary)) {
+      const tensor = tensors.get(name)!;
+      expect(tensor.dtype).toBe("F16");
+      const K = tensor.shape[1]!;
+      const values = floats(tensor);
+      const G = typeof scale === "number" ? values.length : scale.groupSize;
+      expect(G).toBe(granularity === "tensor" ? values.length : granularity === "row" ? K : granularity);
+      expect(values.every((v, i) => v === codes[i]! * (typeof scale === "number" ? scale : scale.values[Math.floor(i / G)]!))).toBe(true);
+    }
+    if (family === "qwen3-fake-quantized") expect(tensors.get("model.layers.0.self_attn.q_norm.weight")!.shape).toEqual([64]);
   });
 
   it("is deterministic: two runs give byte-identical files; another seed changes the weights only", async () => {

@@ -153,3 +153,101 @@ async function writeMisordered(input: string, output: string): Promise<void> {
     await source.close();
   }
 }
+
+/**
+ * Mainline Q2_0 (ggml 42, general.file_type 41) in the bundled llama.cpp v0.5.0, which has it: a
+ * 1bitLLM-style model whose K (320, 640) TQ cannot hold, and a fake-quantized Llama with one scale
+ * per 64 weights (Q/K permuted with their group scales) whose embedding and head are ternary too,
+ * written in Q2_0 as well. Each agrees with an F32 GGUF of the same weights, which agrees with an
+ * independent forward pass of the checkpoint; the same bytes with the codes of each byte in reverse
+ * order fail the check.
+ */
+const Q2_0_CASES = [
+  {
+    name: "bitnet-1bitllm, K = 320 and 640",
+    architecture: "bitnet",
+    fixture: { family: "bitnet-1bitllm" as const, weights: "ternary" as const, seed: 7, dims: { hidden: 320, intermediate: 640, heads: 4, kvHeads: 4 } },
+    prompt: [118, 96, 212, 32, 147, 185, 267, 167],
+  },
+  {
+    name: "llama-fake-quantized, g64, ternary embedding and head",
+    architecture: "llama",
+    fixture: { family: "llama-fake-quantized" as const, seed: 7, granularity: 64 as const, ternaryHeads: true },
+    prompt: [225, 312, 343, 63, 101, 199, 148, 180],
+  },
+];
+
+describe.each(Q2_0_CASES)("q2_0: $name -> arch $architecture in llama.cpp", ({ name, architecture, fixture, prompt: PROMPT }) => {
+  const paths: Record<string, string> = {};
+  let reference: Float64Array[];
+  let f32: Float64Array[];
+
+  beforeAll(async () => {
+    const slug = name.replace(/[^a-z0-9]+/gi, "-");
+    const dir = join(root, slug);
+    await generateCheckpoint({ ...fixture, dir });
+    const b158 = join(root, `${slug}.b158`);
+    await convertCheckpoint(dir, { layout: "q2_0", output: b158, threads: 0 });
+    const file = await openB158File(b158);
+    try {
+      paths.q2_0 = join(root, `${slug}-q2_0.gguf`);
+      await exportGguf(file, { output: paths.q2_0 });
+      paths.f32 = join(root, `${slug}-f32.gguf`);
+      await exportGguf(file, { output: paths.f32, weights: "f32", embeddings: "f32" });
+      reference = await referenceLogits(file, PROMPT);
+    } finally {
+      await file.close();
+    }
+    f32 = await llamaLogits(paths.f32, PROMPT);
+  });
+
+  it("writes ggml type 42 and general.file_type 41 (mainline MOSTLY_Q2_0)", async () => {
+    const file = await openGgufFile(paths.q2_0!);
+    await file.close();
+    expect(file.scalar("general.architecture")).toBe(architecture);
+    expect(file.scalar("general.file_type")).toBe(41);
+    const q2 = file.tensors.filter((t) => t.type.id === 42).map((t) => t.name);
+    expect(q2).toContain("blk.0.ffn_down.weight");
+    if (architecture === "llama") expect(q2).toEqual(expect.arrayContaining(["token_embd.weight", "output.weight"]));
+    const theirs = await parseWithHuggingFace(paths.q2_0!, { allowLocalFile: true });
+    expect(theirs.tensorInfos.map((t) => t.dtype)).toEqual(file.tensors.map((t) => t.type.id));
+  });
+
+  it("the prompt is unambiguous, and the F32 GGUF matches an independent forward pass", () => {
+    expect(smallestTopTwoGap(f32)).toBeGreaterThanOrEqual(0.01);
+    const agreement = compareLogits(f32, reference);
+    expect(agreement.minCosine).toBeGreaterThanOrEqual(0.9999);
+    expect(agreement.argmaxMismatches).toBe(0);
+  });
+
+  it("q2_0 logits agree with the F32 GGUF", async () => {
+    const agreement = compareLogits(await llamaLogits(paths.q2_0!, PROMPT), f32);
+    expect(agreement.minCosine).toBeGreaterThanOrEqual(0.999);
+    expect(agreement.argmaxMismatches).toBe(0);
+  });
+
+  it("the same file with each byte's four codes in reverse order fails the check", async () => {
+    const broken = join(root, `${name.replace(/[^a-z0-9]+/gi, "-")}-reversed.gguf`);
+    const source = await openGgufFile(paths.q2_0!);
+    try {
+      const writer = await GgufWriter.create(broken, source.kvs, source.tensors);
+      for (const t of source.tensors) {
+        const bytes = (await source.readTensor(t.name)).slice();
+        if (t.type.id === 42) {
+          for (let at = 0; at < bytes.byteLength; at += 18) {
+            for (let m = at + 2; m < at + 18; m++) {
+              const b = bytes[m]!;
+              bytes[m] = ((b & 3) << 6) | ((b & 0x0c) << 2) | ((b & 0x30) >> 2) | (b >> 6);
+            }
+          }
+        }
+        await writer.writeTensor(bytes);
+      }
+      await writer.commit();
+    } finally {
+      await source.close();
+    }
+    const agreement = compareLogits(await llamaLogits(broken, PROMPT), f32);
+    expect(agreement.minCosine < 0.999 || agreement.argmaxMismatches > 0).toBe(true);
+  });
+});

@@ -342,7 +342,7 @@ describe("GGUF export from a .b158", () => {
       const { codes, scale } = await f32.file.decodeTernary(t.name);
       const weights = new Float32Array((await f32.gguf.readTensor(t.gguf_name!)).slice().buffer);
       const d = fromF16Bits(new DataView((await f32.file.readPayload(t.name)).buffer).getUint16(64, true));
-      expect(d).toBeCloseTo(scale, 3);
+      expect(d).toBeCloseTo(scale as number, 3);
       for (let i = 0; i < codes.length; i++) expect(weights[i]).toBe(Math.fround(codes[i]! * d));
     } finally {
       await closeAll(q8.file, q8.gguf, f32.file, f32.gguf);

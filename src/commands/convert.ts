@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
-import { sourceArg, ternarizeFlag } from "../cli/shared-flags.js";
+import { sourceArg, ternarizeFlag, weightsFlag } from "../cli/shared-flags.js";
 import { convertCheckpoint, type ConvertProgress, type ConvertSummary } from "../convert/convert.js";
 import { B158Error, ioError } from "../errors.js";
 import { convertCheckpointToGguf } from "../export/convert-gguf.js";
@@ -16,17 +16,19 @@ import { GGUF_TARGET_IDS } from "../formats/gguf/targets.js";
 
 export default class Convert extends B158Command {
   static override summary = "Convert a checkpoint to a packed ternary .b158 file, or to a GGUF.";
-  static override description = `Ternarizes latent weights (BitNet b1.58 absmean) or repacks pre-quantized ones into the chosen
-layout, tensor by tensor on a worker pool, in bounded memory. Non-ternary tensors keep their source
+  static override description = `Ternarizes latent weights (BitNet b1.58 absmean, as the framework does at every forward pass),
+reads already-ternary (fake-quantized) weights exactly, or repacks pre-quantized ones into the chosen
+layout (the source semantics come from config.json; --weights overrides them), tensor by tensor on
+a worker pool, in bounded memory. Non-ternary tensors keep their source
 dtype (norms always exactly) unless --embeddings / --float-dtype say otherwise. The output is
 written to a temp file, validated (hashes, decoded payloads, degenerate tensors), and only then
 renamed into place: on any error or Ctrl-C nothing is left at the output path. The same input and
 flags always give a byte-identical file. Format: docs/FORMAT.md.
 
 With --format gguf (the default when -o ends in .gguf) the same conversion is exported to GGUF:
-tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. --target picks the runtime whose
-type ids the file uses (bitnet.cpp renumbered TL2 and the I2_S file type in 2026); the default is
-what published GGUFs use. See docs/gguf.md.`;
+tq1_0/tq2_0/q2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. --target picks the runtime
+whose type ids the file uses (bitnet.cpp renumbered TL2 and the I2_S file type in 2026); the
+default is what published GGUFs use. See docs/gguf.md.`;
 
   static override examples = [
     { description: "Convert the bundled example to TQ2_0", command: "<%= config.bin %> <%= command.id %> fixtures/example -o example.b158 --layout tq2_0" },
@@ -35,6 +37,8 @@ what published GGUFs use. See docs/gguf.md.`;
     { description: "TL2 with the tilings of your bitnet.cpp build", command: "<%= config.bin %> <%= command.id %> ./model -o model.b158 --layout tl2 --kernel-config include/kernel_config.ini" },
     { description: "A GGUF for llama.cpp, with Q8_0 embeddings", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T -o model.gguf --layout tq2_0 --embeddings q8_0" },
     { description: "I2_S for the 2026 bitnet.cpp fork's ids", command: "<%= config.bin %> <%= command.id %> ./bitnet-b1.58-2B-4T -o model.gguf --layout i2_s --target bitnet.cpp-2026" },
+    { description: "Mainline llama.cpp Q2_0 (K % 64 == 0, per-group scales kept exactly)", command: "<%= config.bin %> <%= command.id %> ./bitnet_b1_58-3B -o 3b.gguf --layout q2_0" },
+    { description: "A checkpoint whose config says online but which was exported fake-quantized", command: "<%= config.bin %> <%= command.id %> ./model -o model.b158 --layout tq2_0 --weights quantized" },
     { description: "In CI: a machine summary", command: "<%= config.bin %> <%= command.id %> ./model -o model.b158 --layout tq1_0 --json" },
   ];
 
@@ -43,7 +47,7 @@ what published GGUFs use. See docs/gguf.md.`;
   static override flags = {
     output: Flags.string({ char: "o", required: true, description: "The file to write (.b158, or .gguf with --format gguf).", helpValue: "<file>" }),
     format: Flags.option({ options: ["b158", "gguf"] as const, description: "Output format (default: gguf when -o ends in .gguf, else b158)." })(),
-    layout: Flags.option({ options: LAYOUT_IDS, required: true, description: "Ternary layout: i2_s, tl1, tl2 (bitnet.cpp) or tq1_0, tq2_0 (llama.cpp)." })(),
+    layout: Flags.option({ options: LAYOUT_IDS, required: true, description: "Ternary layout: i2_s, tl1, tl2 (bitnet.cpp) or tq1_0, tq2_0, q2_0 (llama.cpp; q2_0 needs llama.cpp b9917 or later)." })(),
     force: Flags.boolean({ description: "Replace the output file if it exists." }),
     threads: Flags.integer({ min: 0, max: 256, description: "Worker threads, each converting, writing and checking whole tensors; about one core each (default: all cores; 0 runs inline)." }),
     fallback: Flags.option({ options: FALLBACK_DTYPES, description: "Keep ternary tensors the layout cannot hold as this float dtype (reported), instead of failing." })(),
@@ -57,6 +61,7 @@ what published GGUFs use. See docs/gguf.md.`;
       description: "Before publishing, run `b158 eval` of the written file against the source (default text, int8 activations, default thresholds): a miss leaves nothing at the output path (exit 4).",
     }),
     ternarize: ternarizeFlag,
+    weights: weightsFlag,
   };
 
   async run(): Promise<(ConvertSummary | { conversion: ConvertSummary; gguf: GgufExportSummary }) & { eval?: EvalReport }> {
@@ -104,6 +109,7 @@ what published GGUFs use. See docs/gguf.md.`;
         ...(flags.fallback === undefined ? {} : { fallback: flags.fallback }),
         ...(flags["float-dtype"] === undefined ? {} : { floatDtype: flags["float-dtype"] }),
         ternarize: flags.ternarize ?? [],
+        ...(flags.weights === undefined ? {} : { weights: flags.weights }),
         i2sVariant: flags["i2s-variant"],
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
         validate: flags.validate,

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Args, Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
+import { weightsFlag } from "../cli/shared-flags.js";
 import { activationsFlag, parseNumber, parseTokenList, threadsFlag, tokensFlag } from "../cli/runtime-flags.js";
 import { B158Error, ioError } from "../errors.js";
 import { renderEvalReport } from "../report/render-eval.js";
@@ -44,6 +45,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
     "max-kl": Flags.string({ description: `Highest mean KL(source || converted) in nats (default ${DEFAULT_THRESHOLDS.maxKl}).`, helpValue: "<nats>" }),
     "max-perplexity-delta": Flags.string({ description: `Highest relative perplexity difference (default ${DEFAULT_THRESHOLDS.maxPerplexityDelta}).`, helpValue: "<fraction>" }),
     threads: threadsFlag,
+    weights: weightsFlag,
   };
 
   async run(): Promise<(EvalReport & { schemaVersion: 1; tool: typeof TOOL }) | undefined> {
@@ -77,6 +79,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
         ...(flags["logits-out"] === undefined ? {} : { logitsOut: flags["logits-out"] }),
         ...(flags.gguf === undefined ? {} : { gguf: flags.gguf }),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
+        ...(flags.weights === undefined ? {} : { latent: flags.weights === "quantized" ? ("stored" as const) : ("online" as const) }),
         signal: abort.signal,
         onProgress: (p) => progress(`${p.phase === "load" ? "loading" : "running"} ${p.side}: ${p.done}/${p.total}${p.phase === "load" ? " tensors" : " tokens"}`),
       });

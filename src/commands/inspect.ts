@@ -1,6 +1,6 @@
 import { Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
-import { sourceArg, ternarizeFlag } from "../cli/shared-flags.js";
+import { sourceArg, ternarizeFlag, weightsFlag } from "../cli/shared-flags.js";
 import { isB158File, isGgufFile } from "../formats/b158/detect.js";
 import { inspectB158, type B158Report } from "../report/b158-report.js";
 import { inspectCheckpoint, type CheckpointReport } from "../report/checkpoint-report.js";
@@ -10,11 +10,13 @@ import { renderB158Report, renderCheckpointReport } from "../report/render-check
 
 export default class Inspect extends B158Command {
   static override summary = "Show what is inside a checkpoint and what b158 would do with it, or inside a .b158 or GGUF file.";
-  static override description = `Reads only headers and config.json (no tensor data): the detected model family and why, the
+  static override description = `Reads headers, config.json and a bounded sample of values (about 1 MiB of the first float
+linear, to tell latent from already-ternary weights): the detected model family and why, the source
+semantics (online, stored, packed) and the scale granularity, the
 architecture and dimensions, parameter counts by role, dtypes, the plan for every tensor
 (role, action, and which layouts can hold its shape), the estimated output size and bits per
 weight for each layout, and every warning. Use --json for CI (schemas/inspect.schema.json).
-For a .b158 file: the header, and per tensor the layout, parameters, shape, scale, -1/0/+1
+For a .b158 file: the header, and per tensor the layout, parameters, shape, scale (or per-group scales), -1/0/+1
 distribution, bits per weight and absolute payload offset (--json: schemas/inspect-b158.schema.json).
 For a GGUF file: the container, metadata, tensors, the colliding meanings of its type ids and
 general.file_type (mainline llama.cpp, bitnet.cpp's 2024 and 2026 forks, PrismML's fork), which
@@ -36,6 +38,7 @@ the checks llama.cpp's loader makes (--json: schemas/inspect-gguf.schema.json).`
   static override flags = {
     all: Flags.boolean({ description: "List every tensor (by default, layers identical but for their index share one row)." }),
     ternarize: ternarizeFlag,
+    weights: weightsFlag,
   };
 
   async run(): Promise<CheckpointReport | B158Report | GgufReport> {
@@ -50,7 +53,7 @@ the checks llama.cpp's loader makes (--json: schemas/inspect-gguf.schema.json).`
       this.log(renderB158Report(report, { all: flags.all }));
       return report;
     }
-    const report = await inspectCheckpoint(args.source, { ternarize: flags.ternarize ?? [] });
+    const report = await inspectCheckpoint(args.source, { ternarize: flags.ternarize ?? [], ...(flags.weights === undefined ? {} : { weights: flags.weights }) });
     this.log(renderCheckpointReport(report, { all: flags.all }));
     return report;
   }

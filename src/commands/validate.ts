@@ -1,6 +1,6 @@
 import { Flags } from "@oclif/core";
 import { B158Command } from "../cli/base-command.js";
-import { sourceArg, ternarizeFlag } from "../cli/shared-flags.js";
+import { sourceArg, ternarizeFlag, weightsFlag } from "../cli/shared-flags.js";
 import { B158Error } from "../errors.js";
 import { isB158File, isGgufFile } from "../formats/b158/detect.js";
 import { validateB158Report } from "../report/b158-report.js";
@@ -33,6 +33,7 @@ scales, the unused 2-bit code 3).`;
   static override args = { source: sourceArg };
   static override flags = {
     ternarize: ternarizeFlag,
+    weights: weightsFlag,
     strict: Flags.boolean({ description: "Treat warnings as errors." }),
   };
 
@@ -41,7 +42,7 @@ scales, the unused 2-bit code 3).`;
     const progress = this.progress();
     const report = (await isGgufFile(args.source))
       ? await validateGgufReport(args.source)
-      : (await isB158File(args.source)) ? await validateB158Report(args.source) : await validateCheckpoint(args.source, { ternarize: flags.ternarize ?? [] }, (p) =>
+      : (await isB158File(args.source)) ? await validateB158Report(args.source) : await validateCheckpoint(args.source, { ternarize: flags.ternarize ?? [], ...(flags.weights === undefined ? {} : { weights: flags.weights }) }, (p) =>
       progress(`scanning ${((100 * p.doneBytes) / Math.max(1, p.totalBytes)).toFixed(0)}%  ${formatBytes(p.doneBytes)} / ${formatBytes(p.totalBytes)}  ${p.tensor}`),
     );
     progress.done();

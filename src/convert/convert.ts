@@ -13,11 +13,12 @@ import type { B158Header, B158Options } from "../formats/b158/header.js";
 import { headerParams } from "../formats/b158/params.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { B158Writer, type PlannedTensor } from "../formats/b158/write.js";
-import { buildPlan, type PlanEntry, type TensorPlan } from "../model/plan.js";
+import type { WeightsOverride } from "../model/family.js";
+import { planCheckpoint, type PlanEntry, type TensorPlan } from "../model/plan.js";
 import { chooseEncoding, type FallbackDtype } from "../pack/codec.js";
 import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
-import type { LayoutId } from "../pack/layouts.js";
+import { SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
@@ -49,6 +50,12 @@ export interface ConvertOptions {
   /** Dtype for the embedding and lm_head. */
   readonly embeddings?: FloatLayout;
   readonly ternarize?: readonly string[];
+  /**
+   * Override the source semantics of the float linears (`--weights`): "latent" ternarizes them with
+   * absmean (online), "quantized" reads them as stored ternary x scale. Default: from the checkpoint's
+   * config (docs/ternarization.md). Recorded in the file's provenance when given.
+   */
+  readonly weights?: WeightsOverride;
   readonly i2sVariant?: "x86" | "arm";
   /** A bitnet.cpp kernel_config.ini: its text and file name. */
   readonly kernelConfig?: { readonly text: string; readonly file: string };
@@ -106,7 +113,11 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
   const pool = new TaskPool(options.threads ?? availableParallelism());
   let stopOnAbort: (() => void) | undefined;
   try {
-    const plan = buildPlan(checkpoint, { ternarize: options.ternarize ?? [] });
+    const plan = await planCheckpoint(checkpoint, {
+      ternarize: options.ternarize ?? [],
+      ...(options.weights === undefined ? {} : { weights: options.weights }),
+      floatHeads: options.embeddings !== undefined,
+    });
     refuseBrokenPlans(spec, plan);
     const kernelConfig = options.kernelConfig === undefined ? undefined : parseKernelConfig(options.kernelConfig.text, options.kernelConfig.file);
     const { jobs, fallbacks } = await planJobs(checkpoint, plan, options, kernelConfig);
@@ -241,11 +252,13 @@ async function planJobs(checkpoint: Checkpoint, plan: TensorPlan, options: Conve
     const tensor = checkpoint.tensorsByName.get(entry.name)!;
     const base = { name: entry.name, gguf_name: entry.ggufName ?? null, role: ROLE_OF[entry.role]!, source_dtype: entry.dtype };
     const index = jobs.length;
-    if (entry.role === "ternary-linear") {
+    if (entry.layouts !== undefined) {
       const shape = entry.logicalShape as [number, number];
+      // stored weights: the granularity the sample showed decides the fallback (or E_LAYOUT_SCALES) up front
       const encoding = chooseEncoding(entry.name, shape, options.layout, {
         ...(options.fallback === undefined ? {} : { fallback: options.fallback }),
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
+        ...(entry.groupSize === undefined ? {} : { groupSize: entry.groupSize }),
         i2sVariant: options.i2sVariant ?? "x86",
       });
       const path = localPath(checkpoint, tensor.shard);
@@ -262,13 +275,15 @@ async function planJobs(checkpoint: Checkpoint, plan: TensorPlan, options: Conve
         byteLength: tensor.byteLength,
         sourceDtype: tensor.dtype,
         shape,
-        action: entry.action === "repack" ? "repack" : "ternarize",
+        action: entry.action === "repack" ? "repack" : entry.action === "extract" ? "extract" : "ternarize",
         ...(entry.action === "repack" ? { packedShape: tensor.shape as [number, number], repackScale: repackScale! } : {}),
         encoding: encoding.kind === "layout" ? { kind: "layout", params: encoding.params } : { kind: "fallback", dtype: encoding.dtype },
         chunkBytes,
       };
       if (encoding.kind === "layout") {
-        jobs.push({ index, entry, task, planned: { ...base, shape, layout: encoding.params.layout, params: headerParams(encoding.params), length: encoding.payloadBytes, ternary: true } });
+        // stored weights may turn out per group in a layout that holds groups: the header entry then has group_size
+        const mayGroup = entry.action === "extract" && SCALE_BLOCK[encoding.params.layout] !== undefined;
+        jobs.push({ index, entry, task, planned: { ...base, shape, layout: encoding.params.layout, params: headerParams(encoding.params), length: encoding.payloadBytes, ternary: true, ...(mayGroup ? { mayGroup } : {}) } });
       } else {
         fallbacks.push({ tensor: entry.name, dtype: encoding.dtype, reason: `${encoding.reason} (rule ${encoding.rule})` });
         const size = PLAIN_LAYOUT_BYTES[encoding.dtype];
@@ -338,6 +353,7 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
     embeddings: options.embeddings ?? null,
     ternarize: [...(options.ternarize ?? [])],
     kernel_config_sha256: options.kernelConfig === undefined ? null : createHash("sha256").update(options.kernelConfig.text).digest("hex"),
+    ...(options.weights === undefined ? {} : { weights: options.weights }),
   };
   return {
     format: "b158",

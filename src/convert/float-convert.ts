@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
+import { applyScale, type TensorScale } from "../pack/scales.js";
 
 /** Float dtypes a tensor can be written as (lower-case, as .b158 layouts name them). */
 export type FloatLayout = "f32" | "f16" | "bf16";
@@ -28,7 +29,14 @@ export function convertFloats(chunk: Uint8Array, sourceDtype: string, target: Fl
 }
 
 /** scale x code as `target` floats (the --fallback payload of an ineligible ternary tensor). */
-export function dequantize(codes: Int8Array, scale: number, target: FloatLayout): Uint8Array {
+export function dequantize(codes: Int8Array, scale: TensorScale, target: FloatLayout, K = codes.length): Uint8Array {
+  if (typeof scale !== "number") {
+    // per-group scales: each weight times its group's scale, then the target dtype
+    const values = applyScale(codes, K, scale);
+    if (target === "f32") return new Uint8Array(values.buffer);
+    const encode = target === "f16" ? toF16Bits : toBf16Bits;
+    return new Uint8Array(Uint16Array.from(values, encode).buffer);
+  }
   if (target === "f32") return new Uint8Array(Float32Array.from(codes, (c) => c * scale).buffer);
   const encode = target === "f16" ? toF16Bits : toBf16Bits;
   const plus = encode(scale);

@@ -1,6 +1,7 @@
 import { fileSource } from "../io/byte-source.js";
 import { SlotWriter, type PayloadSlot } from "../formats/b158/slot.js";
 import { runFloatTask, type FloatTask } from "./float-task.js";
+import type { TensorScale } from "../pack/scales.js";
 import { readBack, type PayloadScan } from "./payload-scan.js";
 import { runTernaryTask, type TernaryTask } from "./task.js";
 import type { PackedCheck } from "./validate-b158.js";
@@ -18,8 +19,8 @@ export interface WrittenPayload {
   readonly sha256: string;
   /** The payload as read back from the file (its own sha256, zero padding, NaN/Inf of a fallback). */
   readonly readBack: PayloadScan;
-  /** Ternary tensors: the per-tensor scale (also for a fallback payload, which does not store it). */
-  readonly scale?: number;
+  /** Ternary tensors: the scale, one value or per group (also for a fallback payload, which does not store it). */
+  readonly scale?: TensorScale;
   /** Layout payloads: what decoding the packed bytes gave. */
   readonly check?: PackedCheck;
   /** Float tensors: the NaN/Inf count of the bytes written. */

@@ -10,6 +10,7 @@ const LAYOUTS: LayoutParams[] = [
   { layout: "i2_s", blockSize: 64, variant: "arm" },
   { layout: "tq2_0", blockSize: 256 },
   { layout: "tq1_0", blockSize: 256 },
+  { layout: "q2_0", blockSize: 64 },
 ];
 
 function randomCodes(n: number, seed: number, zeroRows: number, K: number): Int8Array {
@@ -22,7 +23,7 @@ function randomCodes(n: number, seed: number, zeroRows: number, K: number): Int8
 describe("packing by row ranges", () => {
   it.each(LAYOUTS)("$layout/$blockSize: the same payload and check as packing the tensor whole, fed in any steps", (params) => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 700 }), fc.constantFrom(256, 512, 1280), fc.integer({ min: 0, max: 700 }), fc.integer({ min: 1, max: 300_000 }), fc.integer(), (M, K, zeroRows, feedStep, seed) => {
+      fc.property(fc.integer({ min: 1, max: 700 }), fc.constantFrom(256, 512, 1280, ...(params.layout === "q2_0" ? [320, 64] : [])), fc.integer({ min: 0, max: 700 }), fc.integer({ min: 1, max: 300_000 }), fc.integer(), (M, K, zeroRows, feedStep, seed) => {
         const codes = randomCodes(M * K, seed, zeroRows, K);
         const scale = 0.0123;
         const packer = new RowPacker(params, [M, K], scale, new Int8Array(RowPacker.rangeCodes(K)));

@@ -1,16 +1,16 @@
 import { packLayout, unpackLayout } from "../pack/codec.js";
-import { I2_S_TAIL_BYTES, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
+import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
 import type { PackedCheck } from "./validate-b158.js";
 
 /**
  * Packing and decode-checking a tensor a few rows at a time, while its codes are still in cache.
- * For I2_S and TQ the payload of a row range is a slice of the whole payload (I2_S blocks run over
- * the flattened rows and K is a multiple of the block; TQ blocks lie within a row), so packing row
+ * For I2_S, TQ and Q2_0 the payload of a row range is a slice of the whole payload (I2_S blocks run
+ * over the flattened rows and K is a multiple of the block; TQ and Q2_0 blocks lie within a row), so packing row
  * ranges with the layout's own packer gives the same bytes as packing the tensor at once. I2_S's
  * tail (the f32 scale) is taken from the last range. TL1/TL2 tile across rows: they pack whole.
  */
 export function packsByRows(params: LayoutParams): boolean {
-  return params.layout === "i2_s" || params.layout === "tq1_0" || params.layout === "tq2_0";
+  return params.layout === "i2_s" || params.layout === "tq1_0" || params.layout === "tq2_0" || params.layout === "q2_0";
 }
 
 /** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
@@ -33,7 +33,8 @@ export class RowPacker {
     private readonly scratch: Int8Array,
   ) {
     const [M, K] = shape;
-    this.rowBytes = params.layout === "i2_s" ? K / 4 : (K / TQ_BLOCK) * (params.layout === "tq2_0" ? TQ2_0_BLOCK_BYTES : TQ1_0_BLOCK_BYTES);
+    this.rowBytes =
+      params.layout === "i2_s" ? K / 4 : params.layout === "q2_0" ? (K / Q2_0_BLOCK) * Q2_0_BLOCK_BYTES : (K / TQ_BLOCK) * (params.layout === "tq2_0" ? TQ2_0_BLOCK_BYTES : TQ1_0_BLOCK_BYTES);
     this.rangeRows = Math.max(1, Math.floor(RANGE_CODES / K));
     this.payload = new Uint8Array(M * this.rowBytes + (params.layout === "i2_s" ? I2_S_TAIL_BYTES : 0));
   }
@@ -68,7 +69,7 @@ export class RowPacker {
     const decoded = unpackLayout(this.params, packed, [rows, K], this.scratch.subarray(0, rows * K));
     this.roundTrips &&= sameBytes(decoded.codes, codes);
     this.nonzero ||= anyNonzero(codes);
-    // the whole tensor's embedded scale: I2_S's tail, TQ's d of the first block that has one
+    // the whole tensor's embedded scale: I2_S's tail, TQ's / Q2_0's d of the first block that has one
     if (this.embeddedScale === undefined || this.embeddedScale === 0) this.embeddedScale = decoded.scale;
   }
 }

@@ -1,7 +1,9 @@
 import type { ByteSource } from "../io/byte-source.js";
-import { packLayout, unpackLayout } from "../pack/codec.js";
-import type { LayoutParams } from "../pack/layouts.js";
+import { packLayout, scalesError, unpackLayout } from "../pack/codec.js";
+import { scaleEligibility, type LayoutParams } from "../pack/layouts.js";
 import { unpackHfPacked } from "../pack/hf-packed.js";
+import type { TensorScale } from "../pack/scales.js";
+import { StoredTernaryReader } from "../pack/stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../pack/ternarize.js";
 import { dequantize, type FloatLayout } from "./float-convert.js";
 import { anyNonzero, packsByRows, RowPacker, sameBytes } from "./row-packer.js";
@@ -10,7 +12,8 @@ import type { PackedCheck } from "./validate-b158.js";
 
 /**
  * One ternary tensor's conversion: read it from its weights file by position, ternarize (two
- * streaming passes) or unpack, then pack into its layout or, for an ineligible shape with a
+ * streaming passes, online semantics), read it as stored (one pass, stored semantics) or unpack,
+ * then pack into its layout or, for an ineligible shape with a
  * fallback, dequantize to float. Pure apart from the reads, so it runs the same in a worker
  * thread or inline, and the output never depends on which. A packed payload is decoded here, while
  * its codes are at hand, so validating the written file needs only hashes (validate-b158.ts).
@@ -26,7 +29,7 @@ export interface TernaryTask {
   readonly sourceDtype: string;
   /** [out, in] of the weight (unpacked for packed sources). */
   readonly shape: readonly [number, number];
-  readonly action: "ternarize" | "repack";
+  readonly action: "ternarize" | "repack" | "extract";
   /** repack: the packed [rows, cols] and the per-tensor scale already derived from weight_scale. */
   readonly packedShape?: readonly [number, number];
   readonly repackScale?: number;
@@ -37,7 +40,8 @@ export interface TernaryTask {
 
 export interface TernaryResult {
   readonly payload: Uint8Array;
-  readonly scale: number;
+  /** One value, or per group (stored weights only). */
+  readonly scale: TensorScale;
   /** Layout payloads: what decoding the packed bytes gave (fallback floats have none). */
   readonly check?: PackedCheck;
 }
@@ -48,7 +52,8 @@ const scratch = new Scratch();
 export async function runTernaryTask(task: TernaryTask, source: ByteSource): Promise<TernaryResult> {
   const lease = new Lease(scratch);
   try {
-    return task.action === "repack" ? await repackTensor(task, source, lease) : await ternarizeTensor(task, source, lease);
+    if (task.action === "repack") return await repackTensor(task, source, lease);
+    return task.action === "extract" ? await extractTensor(task, source, lease) : await ternarizeTensor(task, source, lease);
   } finally {
     lease.release();
   }
@@ -65,8 +70,8 @@ async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease)
 }
 
 /** The payload: from the row packer when its scale held, else packed (and checked) whole. */
-function finish(task: TernaryTask, codes: Int8Array, scale: number, packer: RowPacker | undefined, lease: Lease): TernaryResult {
-  if (task.encoding.kind === "fallback") return { payload: dequantize(codes, scale, task.encoding.dtype), scale };
+function finish(task: TernaryTask, codes: Int8Array, scale: TensorScale, packer: RowPacker | undefined, lease: Lease): TernaryResult {
+  if (task.encoding.kind === "fallback") return { payload: dequantize(codes, scale, task.encoding.dtype, task.shape[1]), scale };
   if (packer !== undefined && packer.scale === scale) return { ...packer.finish(), scale };
   const { params } = task.encoding;
   const payload = packLayout(params, codes, task.shape, scale);
@@ -84,8 +89,8 @@ const PIECE_BYTES = 1024 * 1024;
 /**
  * The two absmean passes over the latent weights, each reading the tensor in pieces on this thread
  * (cache-warm), with pass 1's chunk boundaries kept: its float sum depends on them, and so would
- * the output. Pass 2 packs and checks rows as their codes are made, with the absmean scale; input
- * that turns out exactly ternary keeps another scale and is packed again whole.
+ * the output. Pass 2 packs and checks rows as their codes are made, with the absmean scale known
+ * after pass 1 (online semantics: it is the final scale, whatever the values).
  */
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const dtype = task.sourceDtype as LatentDtype;
@@ -105,6 +110,30 @@ async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lea
     packer?.feed(codes, written);
   }
   return finish(task, codes, coder.result().scale, packer, lease);
+}
+
+/**
+ * Stored weights (already exactly t x s): one pass reads the codes and finds the scale granularity
+ * (stored.ts), never re-quantizing. Scales the planned layout cannot hold exactly are an error
+ * naming the tensor and the layouts that can: never averaged.
+ */
+async function extractTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
+  const reader = new StoredTernaryReader(task.sourceDtype as LatentDtype, task.shape, task.name);
+  const elementBytes = task.sourceDtype === "F32" ? 4 : 2;
+  const step = Math.max(elementBytes, Math.floor(task.chunkBytes / 4) * 4);
+  const buffer = lease.bytes(Math.min(step, PIECE_BYTES, task.byteLength));
+  const codes = lease.codes(task.shape[0] * task.shape[1]);
+  let written = 0;
+  for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {
+    written += reader.encode(await readPiece(source, task.fileOffset + offset, length, buffer), codes, written);
+  }
+  const scale = reader.result();
+  if (typeof scale !== "number" && task.encoding.kind === "layout") {
+    const { layout } = task.encoding.params;
+    const problem = scaleEligibility(layout, task.shape[1], scale.groupSize);
+    if (problem !== undefined && !problem.eligible) throw scalesError(task.name, task.shape, layout, scale.groupSize, problem.reason, problem.rule);
+  }
+  return finish(task, codes, scale, undefined, lease);
 }
 
 /** Pieces of at most `size` bytes (a multiple of 16) that never straddle a `step` chunk; `last` ends a chunk. */

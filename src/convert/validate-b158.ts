@@ -2,8 +2,11 @@ import { createHash } from "node:crypto";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
 import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
-import { unpackLayout } from "../pack/codec.js";
+import { B158Error } from "../errors.js";
+import { unpackLayout, type Unpacked } from "../pack/codec.js";
+import { groupScalesFromBlocks } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
+import { SCALE_BLOCK } from "../pack/layouts.js";
 import { countCodes } from "../pack/swar.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-scan.js";
@@ -45,8 +48,10 @@ export interface PackedCheck {
   readonly nonzero: boolean;
   /** The decoded codes equal the codes that were packed; undefined when those are not known. */
   readonly roundTrips?: boolean;
-  /** The scale stored inside the payload (I2_S, TQ); undefined for TL1/TL2. */
+  /** The scale stored inside the payload (I2_S, TQ, Q2_0); undefined for TL1/TL2. */
   readonly embeddedScale: number | undefined;
+  /** Per-group tensors decoded here: what breaks the group rules, if anything. */
+  readonly groupProblem?: string;
 }
 
 /** How validation may lean on a converter that just wrote the file. */
@@ -93,9 +98,18 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       let counts: [number, number, number] | undefined;
       if (check === undefined) {
         const payload = scan.collected.get(t.name) ?? (await file.readPayload(t.name));
-        const { codes, scale } = unpackLayout(t.layoutParams, payload, t.shape as [number, number]);
-        counts = countCodes(codes);
-        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: scale };
+        let unpacked: Unpacked;
+        try {
+          unpacked = unpackLayout(t.layoutParams, payload, t.shape as [number, number], undefined, t.name);
+        } catch (error) {
+          // a payload that does not decode (a code outside the ternary alphabet) is this tensor's error, not the end of validation
+          if (!(error instanceof B158Error)) throw error;
+          perTensor.push({ severity: "error", code: error.code, tensor: t.name, message: error.message });
+          facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
+          continue;
+        }
+        counts = countCodes(unpacked.codes);
+        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: unpacked.scale, ...groupCheck(t, unpacked) };
       }
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, ...(counts === undefined ? {} : { counts }) });
       perTensor.push(...ternaryDiagnostics(t, check));
@@ -116,9 +130,29 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   };
 }
 
+/** Per-group scales: the blocks of each group must agree on d, and each nonzero group's d must be a usable scale (docs/FORMAT.md §1.5). */
+function groupCheck(t: B158Tensor, unpacked: Unpacked): Pick<PackedCheck, "groupProblem"> {
+  if (t.group_size === undefined) return {};
+  const [M, K] = t.shape as [number, number];
+  const groups = groupScalesFromBlocks(unpacked.blockScales!, unpacked.codes, M, K, SCALE_BLOCK[t.layoutParams!.layout]!, t.group_size);
+  if ("conflict" in groups) {
+    const { row, group, scales } = groups.conflict;
+    return { groupProblem: `blocks of group ${group} of row ${row} (group_size ${t.group_size}) have different scales ${scales[0]} and ${scales[1]}` };
+  }
+  const bad = groups.values.find((v) => !(Number.isFinite(v) && v >= 0));
+  return bad === undefined ? {} : { groupProblem: `a group scale ${bad} is not finite and positive` };
+}
+
 /** The rules for a ternary payload: a usable header scale, not all zero, the same scale inside, the codes that were packed. */
 function ternaryDiagnostics(t: B158Tensor, check: PackedCheck): Diagnostic[] {
   const out: Diagnostic[] = [];
+  if (t.group_size !== undefined) {
+    // per-group scales live in the payload's block d: checked when decoded (groupCheck)
+    if (check.groupProblem !== undefined) out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": ${check.groupProblem}` });
+    if (!check.nonzero) out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor)` });
+    if (check.roundTrips === false) out.push({ severity: "error", code: "E_DECODE_MISMATCH", tensor: t.name, message: `"${t.name}": decoding the written payload does not give the codes that were packed` });
+    return out;
+  }
   const scale = t.scale!;
   if (!Number.isFinite(scale) || scale <= 0) {
     out.push({ severity: "error", code: "E_SCALE_INVALID", tensor: t.name, message: `"${t.name}": scale ${scale} is not finite and positive` });
@@ -126,7 +160,7 @@ function ternaryDiagnostics(t: B158Tensor, check: PackedCheck): Diagnostic[] {
   if (!check.nonzero) {
     out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor, like the broken 2B-4T re-upload)` });
   }
-  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : t.layout === "tq1_0" || t.layout === "tq2_0" ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
+  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : SCALE_BLOCK[t.layoutParams!.layout] !== undefined ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
   if (expectedEmbedded !== undefined && check.embeddedScale !== expectedEmbedded && Number.isFinite(scale)) {
     out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${check.embeddedScale}) disagrees with the header's (${scale})` });
   }

@@ -9,7 +9,8 @@ import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
-import type { LayoutId } from "../pack/layouts.js";
+import { SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
+import { applyScale, permuteScaleRows } from "../pack/scales.js";
 import { quantizeQ8_0 } from "../pack/q8_0.js";
 import { ggufCompat, type GgufCompat } from "../report/gguf-compat.js";
 import { tokenizerMetadata } from "./gguf-tokenizer.js";
@@ -30,7 +31,7 @@ export type WeightType = "packed" | "f32" | "f16";
 export interface GgufExportOptions {
   readonly output: string;
   readonly force?: boolean;
-  /** Token embedding and output head (default f16). */
+  /** Token embedding and output head (default f16; a ternary one keeps its ternary type unless this is given). */
   readonly embeddings?: EmbeddingType;
   readonly weights?: WeightType;
   /** The runtime whose type ids the file uses (default: by the weight type, docs/gguf.md). */
@@ -67,6 +68,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   const layout = header.provenance.options.layout;
   const weights = options.weights ?? "packed";
   const embeddings = options.embeddings ?? "f16";
+  const ternaryHeads = options.embeddings === undefined && weights === "packed";
   const weightType = weights === "packed" ? TERNARY_TYPE[layout] : weights.toUpperCase();
   const target = chooseTarget(b158, weightType, options.target);
   const diagnostics: Diagnostic[] = [];
@@ -91,7 +93,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
       diagnostics.push({ severity: "info", code: "I_GGUF_TIED_OUTPUT", tensor: t.name, message: `arch ${target.architecture} ties the output head to token_embd; "${t.name}" was left out` });
       continue;
     }
-    planned.push(...planTensor(b158, t, name, target, weights, embeddings));
+    planned.push(...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads));
   }
   const fileType = targetFileType(target.id, weightType);
   const quantized = planned.some((p) => p.spec.type.blockSize > 1 || p.spec.type.bitnet !== undefined);
@@ -161,22 +163,33 @@ function modelName(b158: B158File): string {
 /** ggml dims: reversed torch shape (ne[0] is the row length). */
 const neOf = (shape: readonly number[]) => [...shape].reverse();
 
-function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTarget, weights: WeightType, embeddings: EmbeddingType): PlannedGgufTensor[] {
+/**
+ * `ternaryHeads`: a ternary embedding / lm_head (a ternary source's, .b158 1.1) keeps its packed
+ * type, as llama.cpp's TQ and Q2_0 types can hold it; else it is written as `embeddings` floats.
+ */
+function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTarget, weights: WeightType, embeddings: EmbeddingType, ternaryHeads: boolean): PlannedGgufTensor[] {
   const runtime = target.id;
   const permuteHeads = target.permuteHeads(name);
   const ne = neOf(t.shape);
-  if (t.role === "ternary-linear" && t.layoutParams !== undefined) {
+  if (t.layoutParams !== undefined) {
     const [M, K] = t.shape as [number, number];
-    const effectiveScale = () => embeddedScale(t);
+    const effective = async () => {
+      const { codes, scale } = await b158.decodeTernary(t.name);
+      return permuted(applyScale(codes, K, typeof scale === "number" ? embeddedScale(t) : scale), M, K, permuteHeads);
+    };
     if (weights !== "packed") {
       const type = ggmlType(runtime, weights === "f32" ? "F32" : "F16");
-      return [{ spec: { name, ne, type }, write: async () => floatBytes(permuted(scaledCodes(await b158.decodeTernary(t.name), effectiveScale()), M, K, permuteHeads), weights) }];
+      return [{ spec: { name, ne, type }, write: async () => floatBytes(await effective(), weights) }];
+    }
+    if (t.role !== "ternary-linear" && !(ternaryHeads && runtime === "llama.cpp")) {
+      const type = ggmlType(runtime, embeddings === "q8_0" ? (K % 32 === 0 ? "Q8_0" : "F16") : embeddings.toUpperCase());
+      return [{ spec: { name, ne, type }, write: async () => encodeRows(await effective(), type) }];
     }
     const type = ggmlType(runtime, TERNARY_TYPE[t.layoutParams.layout]);
     const payload = async () => {
       if (permuteHeads === undefined) return b158.readPayload(t.name);
       const { codes, scale } = await b158.decodeTernary(t.name);
-      return packLayout(t.layoutParams!, permuteRows(codes, M, K, permuteHeads), [M, K], scale);
+      return packLayout(t.layoutParams!, permuteRows(codes, M, K, permuteHeads), [M, K], permuteScaleRows(scale, K, headOrder(M, permuteHeads)));
     };
     if (type.bitnet !== "tl1" && type.bitnet !== "tl2") return [{ spec: { name, ne, type }, write: payload }];
     // TL kernels read the f32 scale from a 32-byte slot after the codes (padded to 32), which bitnet.cpp's ggml_nbytes counts
@@ -199,7 +212,7 @@ function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTar
 }
 
 /** The ggml type each layout's payload is, by name: the target's table gives the id. */
-export const TERNARY_TYPE: Readonly<Record<LayoutId, string>> = { tq1_0: "TQ1_0", tq2_0: "TQ2_0", i2_s: "I2_S", tl1: "TL1", tl2: "TL2" };
+export const TERNARY_TYPE: Readonly<Record<LayoutId, string>> = { tq1_0: "TQ1_0", tq2_0: "TQ2_0", q2_0: "Q2_0", i2_s: "I2_S", tl1: "TL1", tl2: "TL2" };
 
 /** TL codes, zeros up to 32, the f32 scale, 28 zeros: the bytes bitnet.cpp's converter writes and its ggml_nbytes counts. */
 function withScaleSlot(type: GgmlType, ne: readonly number[], codes: Uint8Array, scale: number): Uint8Array {
@@ -211,16 +224,18 @@ function withScaleSlot(type: GgmlType, ne: readonly number[], codes: Uint8Array,
   return out;
 }
 
-/** The scale a runtime multiplies by: what the payload itself stores (f16 for TQ blocks, f32 otherwise). */
+/** The per-tensor scale a runtime multiplies by: what the payload itself stores (f16 for TQ / Q2_0 blocks, f32 otherwise). */
 function embeddedScale(t: B158Tensor): number {
-  const layout = t.layoutParams!.layout;
-  return layout === "tq1_0" || layout === "tq2_0" ? fromF16Bits(toF16Bits(t.scale!)) : Math.fround(t.scale!);
+  return SCALE_BLOCK[t.layoutParams!.layout] !== undefined ? fromF16Bits(toF16Bits(t.scale!)) : Math.fround(t.scale!);
 }
 
-function scaledCodes({ codes }: { codes: Int8Array }, scale: number): Float32Array {
-  const out = new Float32Array(codes.length);
-  for (let i = 0; i < codes.length; i++) out[i] = codes[i]! * scale;
-  return out;
+/** permuteRows' row order: order[to] = from. */
+function headOrder(M: number, heads: number): number[] {
+  const headDim = M / heads;
+  const half = headDim / 2;
+  const order = new Array<number>(M);
+  for (let h = 0; h < heads; h++) for (let j = 0; j < 2; j++) for (let i = 0; i < half; i++) order[h * headDim + 2 * i + j] = h * headDim + j * half + i;
+  return order;
 }
 
 /**

@@ -2,12 +2,27 @@ import type { HfConfig } from "../formats/hf-config/read.js";
 import type { CheckpointTensor } from "../checkpoint/open.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { BITNET_LINEAR, WEIGHT_SCALE_SUFFIX } from "./names.js";
+import type { ValueSample } from "./sample.js";
 
 /**
- * Model families, detected by features (tensor dtypes, sibling tensors, config fields), never by
- * an allow-list of repo names. docs/families.md gives the rules and the evidence for them.
+ * Model families, detected by features (tensor dtypes, sibling tensors, config fields, and for
+ * checkpoints whose config says nothing, a bounded sample of the values), never by an allow-list of
+ * repo names. docs/families.md gives the rules and the evidence for them; docs/ternarization.md the
+ * semantics each family's framework gives its weights.
  */
-export type FamilyId = "bitnet-1bitllm" | "bitnet-latent" | "bitnet-packed" | "llama-bitnet-packed" | "generic";
+export type FamilyId = "bitnet-1bitllm" | "bitnet-latent" | "bitnet-packed" | "llama-bitnet-packed" | "fake-quantized" | "generic";
+
+/**
+ * What the source's framework does with a ternary linear's weights (docs/ternarization.md):
+ * - "online": latent weights it ternarizes with absmean at every forward pass (whatever the values);
+ * - "packed": U8 codes + weight_scale, unpacked by the linear_class convention;
+ * - "stored": float weights it uses as they are, already exactly t x s (fake-quantized).
+ */
+export type WeightSemantics = "online" | "packed" | "stored";
+/** `--weights`: the user's override of the float linears' semantics (latent: online, quantized: stored). */
+export type WeightsOverride = "latent" | "quantized";
+/** Where the float linears' semantics came from. */
+export type SemanticsSource = "config" | "values" | "flag";
 
 /**
  * How a checkpoint's `weight_scale` turns into our per-tensor scale (effective weight = scale x ternary):
@@ -19,8 +34,8 @@ export type ScaleConvention = "absmean" | "multiply" | "divide";
 
 export interface Family {
   readonly id: FamilyId;
-  /** 1-5 as numbered in the docs. */
-  readonly number: 1 | 2 | 3 | 4 | 5;
+  /** 1-6 as numbered in the docs. */
+  readonly number: 1 | 2 | 3 | 4 | 5 | 6;
   readonly title: string;
   readonly convention: ScaleConvention;
   /** Where the convention came from: quantization_config.linear_class, or our documented default. */
@@ -29,6 +44,20 @@ export interface Family {
   readonly evidence: readonly string[];
   /** True for post-training ternarization of a model not trained ternary (family 5). */
   readonly lossy: boolean;
+  /**
+   * How the framework uses the float linear weights: "online" (absmean at every forward pass) or
+   * "stored" (as they are); null for a generic model, whose --ternarize'd tensors are ternarized
+   * (online) at the user's request. Packed U8 linears are "packed" whatever this says.
+   */
+  readonly semantics: "online" | "stored" | null;
+  readonly semanticsSource: SemanticsSource | null;
+  /** The bounded read of the first float linear's values, when the checkpoint has one. */
+  readonly sample: ValueSample | null;
+}
+
+export interface DetectOptions {
+  readonly weights?: WeightsOverride;
+  readonly sample?: ValueSample;
 }
 
 const TITLES: Record<FamilyId, string> = {
@@ -36,11 +65,12 @@ const TITLES: Record<FamilyId, string> = {
   "bitnet-latent": "BitNet b1.58, latent weights (attn_sub_norm / ffn_sub_norm sub-norms)",
   "bitnet-packed": "BitNet b1.58, pre-quantized: packed U8 + weight_scale",
   "llama-bitnet-packed": "Llama with BitNet quantization: packed U8 + weight_scale",
+  "fake-quantized": "Already ternary (fake-quantized): float weights exactly ternary x scale, used as stored",
   generic: "Generic safetensors model: post-training ternarization of the tensors you name",
 };
-const NUMBERS: Record<FamilyId, Family["number"]> = { "bitnet-1bitllm": 1, "bitnet-latent": 2, "bitnet-packed": 3, "llama-bitnet-packed": 4, generic: 5 };
+const NUMBERS: Record<FamilyId, Family["number"]> = { "bitnet-1bitllm": 1, "bitnet-latent": 2, "bitnet-packed": 3, "llama-bitnet-packed": 4, generic: 5, "fake-quantized": 6 };
 
-export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<string, CheckpointTensor>, diagnostics: Diagnostic[]): Family {
+export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<string, CheckpointTensor>, diagnostics: Diagnostic[], options: DetectOptions = {}): Family {
   const evidence: string[] = [];
   const names = [...tensors.keys()];
   const linears = names.filter((n) => BITNET_LINEAR.test(n));
@@ -56,15 +86,23 @@ export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<
   if (architecture !== undefined) evidence.push(`architecture ${architecture}`);
   if (bitnetQuant) evidence.push(`quantization_config.quant_method "bitnet"${quant?.linearClass ? `, linear_class "${quant.linearClass}"` : ""}`);
 
-  const make = (id: FamilyId, convention: ScaleConvention, conventionSource: Family["conventionSource"]): Family => ({
-    id,
-    number: NUMBERS[id],
-    title: TITLES[id],
-    convention,
-    conventionSource,
-    evidence,
-    lossy: id === "generic",
-  });
+  const sample = options.sample;
+  /** The float linears' semantics: the flag's, else the config's; the sample is reported, and checked against it. */
+  const make = (id: FamilyId, convention: ScaleConvention, conventionSource: Family["conventionSource"], fromConfig: "online" | "stored" | null, why?: string): Family => {
+    const override = options.weights === undefined ? undefined : options.weights === "latent" ? "online" : "stored";
+    const semantics = override ?? fromConfig;
+    const semanticsSource: SemanticsSource | null = override !== undefined ? "flag" : fromConfig === null ? null : id === "fake-quantized" ? "values" : "config";
+    if (sample !== undefined) evidence.push(`sample: ${sample.detail}`);
+    if (semantics !== null) evidence.push(override !== undefined ? `--weights ${options.weights}: the float linears are ${semantics === "online" ? "latent (absmean at conversion)" : "read as stored"}` : why!);
+    if (sample !== undefined && semanticsSource !== "values") warnDisagreement(semantics, semanticsSource, sample, diagnostics);
+    return { id, number: NUMBERS[id], title: TITLES[id], convention, conventionSource, evidence, lossy: id === "generic", semantics, semanticsSource, sample: sample ?? null };
+  };
+  const offline = quant?.quantizationMode === "offline";
+  const bitnetSemantics = (): "online" | "stored" => (offline ? "stored" : "online");
+  const bitnetWhy = () =>
+    offline
+      ? `config: quantization_config.quantization_mode "offline": AutoBitLinear uses float weights as stored (stored semantics)`
+      : `config: ${architecture ?? "a BitNet model"}${quant?.quantizationMode === "online" ? ` with quantization_mode "online"` : ""} ternarizes latent weights with absmean at every forward pass (online semantics)`;
 
   if (packed.length > 0) {
     evidence.push(`${packed.length} of ${linears.length} linear weights are U8 with a weight_scale sibling`);
@@ -87,17 +125,47 @@ export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<
     }
     const bitnetLayout = bitnetArchitecture || subNorms || oneBitLlmSubNorms || config?.modelType === "bitnet";
     if (subNorms) evidence.push("attn_sub_norm / ffn_sub_norm sub-norms");
-    return make(bitnetLayout ? "bitnet-packed" : "llama-bitnet-packed", convention, source);
+    const floats = linears.length - packed.length;
+    return make(bitnetLayout ? "bitnet-packed" : "llama-bitnet-packed", convention, source, floats > 0 ? bitnetSemantics() : null, floats > 0 ? bitnetWhy() : undefined);
   }
   if (oneBitLlmSubNorms) {
-    evidence.push("inner_attn_ln / ffn_layernorm sub-norms", "latent float linear weights");
-    return make("bitnet-1bitllm", "absmean", "latent");
+    evidence.push("inner_attn_ln / ffn_layernorm sub-norms", "float linear weights");
+    return make("bitnet-1bitllm", "absmean", "latent", "online", `config: ${architecture ?? "1bitLLM BitnetForCausalLM"} (1bitLLM BitLinear) ternarizes latent weights with absmean at every forward pass (online semantics)`);
   }
   if (subNorms || bitnetArchitecture || bitnetQuant) {
     if (subNorms) evidence.push("attn_sub_norm / ffn_sub_norm sub-norms");
-    evidence.push("latent float linear weights");
-    return make("bitnet-latent", "absmean", "latent");
+    evidence.push("float linear weights");
+    return make("bitnet-latent", "absmean", "latent", bitnetSemantics(), bitnetWhy());
   }
   evidence.push("no BitNet markers (architecture, quantization_config, sub-norms or packed weights)");
-  return make("generic", "absmean", "latent");
+  if (options.weights === "quantized" || sample?.verdict === "ternary") {
+    // a plain architecture runs plain linears: weights that are exactly t x s are used as stored
+    // (--weights latent still may say otherwise: then they are ternarized with absmean)
+    return make("fake-quantized", "absmean", "latent", "stored", `config: ${architecture ?? "no BitNet architecture"} without BitNet quantization runs its linears on the weights as stored; the values are exactly ternary x scale (stored semantics)`);
+  }
+  return make("generic", "absmean", "latent", null);
+}
+
+/** When the values and the semantics disagree: follow the semantics (config or flag), and say how to override. */
+function warnDisagreement(semantics: "online" | "stored" | null, source: SemanticsSource | null, sample: ValueSample, diagnostics: Diagnostic[]): void {
+  if (semantics === "online" && sample.verdict === "ternary" && source === "config") {
+    diagnostics.push({
+      severity: "warning",
+      code: "W_WEIGHTS_LOOK_QUANTIZED",
+      tensor: sample.tensor,
+      message:
+        `the config says these weights are latent and ternarized with absmean at every forward pass, but ${sample.detail}. ` +
+        "b158 follows the config, as the framework does: absmean gives scale c x (nonzero fraction), not c. If this checkpoint is a fake-quantized export that its framework uses as stored, convert with --weights quantized.",
+    });
+  }
+  if (semantics === "stored" && sample.verdict === "latent") {
+    diagnostics.push({
+      severity: "warning",
+      code: "W_WEIGHTS_LOOK_LATENT",
+      tensor: sample.tensor,
+      message:
+        `the ${source === "flag" ? "--weights quantized flag says" : "config says"} these weights are used as stored (already ternary x scale), but ${sample.detail}. ` +
+        "Converting will fail with E_STORED_NOT_TERNARY (b158 never re-quantizes stored weights). If they are latent weights the framework ternarizes at every forward pass, convert with --weights latent.",
+    });
+  }
 }

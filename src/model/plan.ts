@@ -4,8 +4,9 @@ import { checkEligibility, LAYOUT_IDS, type Eligibility, type LayoutId } from ".
 import { modelActivationDiagnostics } from "./activation.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { expectedShape, modelDims, type ModelDims } from "./dims.js";
-import { detectFamily, type Family } from "./family.js";
+import { detectFamily, type Family, type WeightSemantics, type WeightsOverride } from "./family.js";
 import { BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
+import { groupSizeOf, sampleTensor, type ValueSample } from "./sample.js";
 
 /**
  * The tensor plan: the single source of truth for conversion. For every tensor: its role, what
@@ -14,12 +15,14 @@ import { BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX 
 
 export type TensorRole = "ternary-linear" | "embedding" | "lm-head" | "norm" | "scale" | "other";
 /**
- * - ternarize: latent float weights, absmean rule at conversion.
+ * - ternarize: latent float weights (online semantics), absmean rule at conversion.
  * - repack: already ternary (packed U8 + weight_scale), unpacked and repacked losslessly.
+ * - extract: float weights used as stored (stored semantics), already exactly t x s: codes and
+ *   scales read exactly, never re-quantized (a tensor that is not is an error naming it).
  * - keep: stays float (source dtype unless the user asks otherwise).
  * - consume: a weight_scale folded into its linear's per-tensor scale.
  */
-export type TensorAction = "ternarize" | "repack" | "keep" | "consume";
+export type TensorAction = "ternarize" | "repack" | "extract" | "keep" | "consume";
 
 export interface PlanEntry {
   readonly name: string;
@@ -35,7 +38,14 @@ export interface PlanEntry {
   readonly action: TensorAction;
   /** The weight_scale tensor consumed by this repacked linear. */
   readonly scaleTensor?: string;
-  /** For ternary linears: eligibility per layout. */
+  /** Ternary tensors: what the source's framework does with the weights (docs/ternarization.md). */
+  readonly semantics?: WeightSemantics;
+  /**
+   * Stored ternary tensors: the scale granularity the sample showed (weights per group along K;
+   * absent: one scale per tensor). Conversion detects each tensor's own exactly.
+   */
+  readonly groupSize?: number;
+  /** Ternary tensors (linears, and the embedding / lm_head of a ternary source): eligibility per layout. */
   readonly layouts?: Readonly<Record<LayoutId, Eligibility>>;
 }
 
@@ -63,6 +73,44 @@ export interface TensorPlan {
 export interface PlanOptions {
   /** Globs naming tensors to ternarize in a generic (family 5) model. */
   readonly ternarize?: readonly string[];
+  /** Override the float linears' semantics (`--weights`): latent (online) or quantized (stored). */
+  readonly weights?: WeightsOverride;
+  /** Keep a ternary source's embedding and lm_head as float (an explicit --embeddings dtype). */
+  readonly floatHeads?: boolean;
+  /** Bounded reads of the values (planCheckpoint makes them): the first float linear's, and the embedding's / lm_head's. */
+  readonly samples?: { readonly linear?: ValueSample; readonly heads?: ReadonlyMap<string, ValueSample> };
+}
+
+/**
+ * buildPlan with the evidence of the values: reads about 1 MiB of the first float linear's first
+ * rows (and, when those are exactly ternary, of the embedding and lm_head), so the plan can tell
+ * fake-quantized weights from latent ones (sample.ts). Bounded whatever the model's size.
+ */
+export async function planCheckpoint(checkpoint: Checkpoint, options: PlanOptions = {}): Promise<TensorPlan> {
+  const notConverted = checkpoint.config?.quantization?.modulesToNotConvert ?? [];
+  const first = checkpoint.tensors.find((t) => BITNET_LINEAR.test(t.name) && isFloatDtype(t.dtype) && t.shape.length === 2 && !excludedModule(t.name, notConverted));
+  const linear = first === undefined ? undefined : await sampleTensor(checkpoint, first);
+  const heads = new Map<string, ValueSample>();
+  if (linear?.verdict === "ternary" || options.weights === "quantized") {
+    for (const t of checkpoint.tensors) {
+      if (headRole(t.name) === undefined) continue;
+      const sample = await sampleTensor(checkpoint, t);
+      if (sample !== undefined) heads.set(t.name, sample);
+    }
+  }
+  return buildPlan(checkpoint, { ...options, samples: { ...(linear === undefined ? {} : { linear }), heads } });
+}
+
+function excludedModule(name: string, notConverted: readonly string[]): boolean {
+  const module = name.replace(/\.weight$/, "");
+  return notConverted.some((m) => module === m || module.endsWith(`.${m}`));
+}
+
+/** The token embedding or the output head, by name. */
+function headRole(name: string): "embedding" | "lm-head" | undefined {
+  if (/(^|\.)(embed_tokens|wte|tok_embeddings|word_embeddings)\.weight$/.test(name)) return "embedding";
+  if (/(^|\.)(lm_head|output)\.weight$/.test(name)) return "lm-head";
+  return undefined;
 }
 
 const ROLES: readonly TensorRole[] = ["ternary-linear", "embedding", "lm-head", "norm", "scale", "other"];
@@ -70,10 +118,20 @@ const ROLES: readonly TensorRole[] = ["ternary-linear", "embedding", "lm-head", 
 export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): TensorPlan {
   const diagnostics: Diagnostic[] = [...checkpoint.diagnostics];
   const { config, tensorsByName } = checkpoint;
-  const family = detectFamily(config, tensorsByName, diagnostics);
-  const dims = modelDims(config, [...tensorsByName.keys()]);
-  const globs = (options.ternarize ?? []).map(globToRegExp);
-  const notConverted = config?.quantization?.modulesToNotConvert ?? [];
+  const linearSample = options.samples?.linear;
+  const family = detectFamily(config, tensorsByName, diagnostics, {
+    ...(options.weights === undefined ? {} : { weights: options.weights }),
+    ...(linearSample === undefined ? {} : { sample: linearSample }),
+  });
+  const context: PlanContext = {
+    family,
+    dims: modelDims(config, [...tensorsByName.keys()]),
+    globs: (options.ternarize ?? []).map(globToRegExp),
+    notConverted: config?.quantization?.modulesToNotConvert ?? [],
+    granularity: linearSample?.verdict === "ternary" ? linearSample.granularity : undefined,
+    heads: family.semantics === "stored" && options.floatHeads !== true ? (options.samples?.heads ?? new Map()) : new Map(),
+  };
+  const { dims, globs } = context;
 
   if (config?.quantization?.useRmsNorm) {
     diagnostics.push({
@@ -101,7 +159,7 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
   const entries: PlanEntry[] = [];
   const consumedScales = new Set<string>();
   for (const tensor of checkpoint.tensors) {
-    const entry = planTensor(tensor, tensorsByName, family, dims, globs, notConverted, diagnostics);
+    const entry = planTensor(tensor, tensorsByName, context, diagnostics);
     if (entry.scaleTensor !== undefined) consumedScales.add(entry.scaleTensor);
     entries.push(entry);
   }
@@ -134,15 +192,19 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
   };
 }
 
-function planTensor(
-  tensor: CheckpointTensor,
-  tensors: ReadonlyMap<string, CheckpointTensor>,
-  family: Family,
-  dims: ModelDims,
-  globs: readonly RegExp[],
-  notConverted: readonly string[],
-  diagnostics: Diagnostic[],
-): PlanEntry {
+interface PlanContext {
+  readonly family: Family;
+  readonly dims: ModelDims;
+  readonly globs: readonly RegExp[];
+  readonly notConverted: readonly string[];
+  /** Stored semantics: the granularity the linear sample showed. */
+  readonly granularity: ValueSample["granularity"];
+  /** Stored semantics: samples of the embedding / lm_head (kept ternary when theirs are ternary). */
+  readonly heads: ReadonlyMap<string, ValueSample>;
+}
+
+function planTensor(tensor: CheckpointTensor, tensors: ReadonlyMap<string, CheckpointTensor>, context: PlanContext, diagnostics: Diagnostic[]): PlanEntry {
+  const { family, dims, globs, notConverted } = context;
   const base = {
     name: tensor.name,
     ggufName: ggufName(tensor.name),
@@ -155,7 +217,7 @@ function planTensor(
   if (tensor.name.endsWith(WEIGHT_SCALE_SUFFIX)) return { ...base, role: "scale", action: "consume" };
 
   const module = tensor.name.replace(/\.weight$/, "");
-  const excluded = notConverted.some((m) => module === m || module.endsWith(`.${m}`));
+  const excluded = excludedModule(tensor.name, notConverted);
   const isLinearName = family.id === "generic" ? globs.some((g) => g.test(tensor.name)) : BITNET_LINEAR.test(tensor.name);
   const scaleName = `${module}${WEIGHT_SCALE_SUFFIX}`;
 
@@ -173,7 +235,9 @@ function planTensor(
       return packedEntry(base, tensor, scaleName, tensors, dims, diagnostics);
     }
     if (tensor.shape.length === 2 && isFloatDtype(tensor.dtype)) {
-      return { ...base, role: "ternary-linear", action: "ternarize", layouts: eligibility(tensor.shape as [number, number]) };
+      // a generic model's --ternarize'd tensors are ternarized (online) at the user's request
+      const stored = family.id !== "generic" && family.semantics === "stored";
+      return stored ? storedEntry(base, "ternary-linear", context.granularity) : { ...base, role: "ternary-linear", action: "ternarize", semantics: "online", layouts: eligibility(tensor.shape as [number, number]) };
     }
     diagnostics.push({
       severity: family.id === "generic" ? "error" : "warning",
@@ -182,15 +246,19 @@ function planTensor(
       message: `"${tensor.name}" is ${tensor.dtype} ${JSON.stringify(tensor.shape)}: only 2-D F32/F16/BF16/F64 weights can be ternarized; kept as is`,
     });
   }
-  const role: TensorRole =
-    /(^|\.)(embed_tokens|wte|tok_embeddings|word_embeddings)\.weight$/.test(tensor.name)
-      ? "embedding"
-      : /(^|\.)(lm_head|output)\.weight$/.test(tensor.name)
-        ? "lm-head"
-        : tensor.shape.length === 1 && /(norm|_ln|layernorm)[^.]*\.(weight|bias)$/.test(tensor.name)
-          ? "norm"
-          : "other";
+  const head = headRole(tensor.name);
+  const headSample = context.heads.get(tensor.name);
+  // a ternary source's embedding / head stays ternary, only when its own values are ternary
+  if (head !== undefined && headSample?.verdict === "ternary" && tensor.shape.length === 2) return storedEntry(base, head, headSample.granularity);
+  const role: TensorRole = head ?? (tensor.shape.length === 1 && /(norm|_ln|layernorm)[^.]*\.(weight|bias)$/.test(tensor.name) ? "norm" : "other");
   return { ...base, role, action: "keep" };
+}
+
+/** A float tensor used as stored: read exactly at conversion; eligibility for the granularity the sample showed. */
+function storedEntry(base: Omit<PlanEntry, "role" | "action">, role: TensorRole, granularity: ValueSample["granularity"]): PlanEntry {
+  const shape = base.shape as [number, number];
+  const groupSize = groupSizeOf(granularity, shape[1]);
+  return { ...base, role, action: "extract", semantics: "stored", ...(groupSize === undefined ? {} : { groupSize }), layouts: eligibility(shape, groupSize) };
 }
 
 function packedEntry(
@@ -225,13 +293,14 @@ function packedEntry(
     parameters: out * cols,
     role: "ternary-linear",
     action: "repack",
+    semantics: "packed",
     scaleTensor: scaleName,
     layouts: eligibility(logicalShape),
   };
 }
 
-function eligibility(shape: readonly [number, number]): Record<LayoutId, Eligibility> {
-  return Object.fromEntries(LAYOUT_IDS.map((layout) => [layout, checkEligibility(layout, shape)])) as Record<LayoutId, Eligibility>;
+function eligibility(shape: readonly [number, number], groupSize?: number): Record<LayoutId, Eligibility> {
+  return Object.fromEntries(LAYOUT_IDS.map((layout) => [layout, checkEligibility(layout, shape, groupSize === undefined ? {} : { groupSize })])) as Record<LayoutId, Eligibility>;
 }
 
 function checkShapes(entries: readonly PlanEntry[], dims: ModelDims, haveConfig: boolean, diagnostics: Diagnostic[]): void {
@@ -290,7 +359,7 @@ function estimate(layout: LayoutId, entries: readonly PlanEntry[]): LayoutEstima
   for (const entry of entries) {
     if (entry.role === "scale" && entry.action === "consume") continue;
     weights += entry.parameters;
-    if (entry.role !== "ternary-linear") {
+    if (entry.layouts === undefined) {
       bytes += entry.parameters * DTYPE_BYTES[entry.dtype];
       continue;
     }

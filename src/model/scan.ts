@@ -3,6 +3,7 @@ import { B158Error } from "../errors.js";
 import { readTensorBytes, readTensorChunks } from "../formats/safetensors/read.js";
 import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { countInvalidPackedCodes } from "../pack/hf-packed.js";
+import { StoredTernaryReader } from "../pack/stored.js";
 import type { Diagnostic } from "./diagnostics.js";
 import type { PlanEntry, TensorPlan } from "./plan.js";
 
@@ -72,9 +73,12 @@ export async function scanCheckpoint(checkpoint: Checkpoint, plan: TensorPlan, o
       }
     } else if (tensor.dtype === "F32" || tensor.dtype === "F16" || tensor.dtype === "BF16" || tensor.dtype === "F64") {
       const stats: FloatStats = { nonFinite: 0, firstNonFinite: -1, allZero: true, constant: true, firstBits: undefined, elements: 0 };
+      // stored (fake-quantized) weights must be exactly ternary x scale: convert reads them that way
+      let stored = entry.action === "extract" && tensor.dtype !== "F64" ? new StoredTernaryReader(tensor.dtype, entry.shape as [number, number], entry.name) : undefined;
       for await (const chunk of readTensorChunks(source, tensor)) {
         if (tensor.dtype === "F64") scanF64(chunk, stats);
         else scanFloatBits(chunk, FLOAT_BITS[tensor.dtype], stats);
+        if (stored !== undefined && stats.nonFinite === 0) stored = feedStored(stored, chunk, entry, diagnostics);
         doneBytes += chunk.byteLength;
         onProgress?.({ tensor: entry.name, doneBytes, totalBytes });
       }
@@ -86,6 +90,19 @@ export async function scanCheckpoint(checkpoint: Checkpoint, plan: TensorPlan, o
     tensorsScanned++;
   }
   return { diagnostics, tensorsScanned, bytesScanned: doneBytes };
+}
+
+/** One chunk through a stored-weights reader; a tensor that is not ternary x scale is reported once and read no further. */
+function feedStored(reader: StoredTernaryReader, chunk: Uint8Array, entry: PlanEntry, diagnostics: Diagnostic[]): StoredTernaryReader | undefined {
+  try {
+    // the codes are not kept: a chunk-sized scratch takes them
+    reader.encode(chunk, new Int8Array(chunk.byteLength / (reader.dtype === "F32" ? 4 : 2)), 0);
+    return reader;
+  } catch (error) {
+    if (!(error instanceof B158Error) || error.code !== "E_STORED_NOT_TERNARY") throw error;
+    diagnostics.push({ severity: "error", code: error.code, tensor: entry.name, message: error.message });
+    return undefined;
+  }
 }
 
 /** NaN/Inf count of one buffer of little-endian F32/F16/BF16 values (for checks outside a checkpoint scan). */

@@ -1,10 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { B158Error } from "../errors.js";
-import { chooseEncoding, LAYOUTS, packLayout, unpackLayout } from "./codec.js";
+import { chooseEncoding, LAYOUTS, layoutsHolding, packLayout, unpackLayout } from "./codec.js";
 import { fromF16Bits, toF16Bits } from "./float16.js";
 import { formatKernelConfig, parseKernelConfig } from "./kernel-config.js";
-import { checkEligibility, LAYOUT_IDS, tl2PayloadBytes, tl2TilingProblem, type LayoutId, type LayoutParams, type Tiling } from "./layouts.js";
+import { checkEligibility, LAYOUT_IDS, SCALE_BLOCK, tl2PayloadBytes, tl2TilingProblem, type LayoutId, type LayoutParams, type Tiling } from "./layouts.js";
+import { groupScalesFromBlocks, type GroupScales } from "./scales.js";
 
 /** Ternary codes with a chosen density of zeros; density 1 gives an all-zero tensor. */
 const codesArb = (n: number) =>
@@ -27,6 +28,7 @@ const shapes: Record<LayoutId, fc.Arbitrary<{ M: number; K: number; params: Layo
   })),
   tq1_0: fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 })).map(([M, b]) => ({ M, K: 256 * b, params: { layout: "tq1_0", blockSize: 256 } as const })),
   tq2_0: fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 })).map(([M, b]) => ({ M, K: 256 * b, params: { layout: "tq2_0", blockSize: 256 } as const })),
+  q2_0: fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 9 })).map(([M, b]) => ({ M, K: 64 * b, params: { layout: "q2_0", blockSize: 64 } as const })),
   tl1: fc
     .tuple(fc.constantFrom(32, 64), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 2 }))
     .map(([bm, a, b, c, d]) => {
@@ -51,7 +53,7 @@ describe.each(Object.keys(shapes) as LayoutId[])("%s round trip", (layout) => {
         shapes[layout].chain((shape) => fc.tuple(fc.constant(shape), codesArb(shape.M * shape.K), scaleArb)),
         ([{ M, K, params }, codes, rawScale]) => {
           const scale = Math.fround(rawScale);
-          const tq = layout === "tq1_0" || layout === "tq2_0";
+          const tq = layout === "tq1_0" || layout === "tq2_0" || layout === "q2_0";
           if (tq && (scale < 6e-8 || scale > 65504)) {
             if (codes.some((c) => c !== 0)) expect(() => packLayout(params, codes, [M, K], scale)).toThrow(B158Error);
             return;
@@ -74,6 +76,43 @@ describe.each(Object.keys(shapes) as LayoutId[])("%s round trip", (layout) => {
       ),
       { numRuns: 40 },
     );
+  });
+});
+
+describe.each(["tq1_0", "tq2_0", "q2_0"] as const)("%s with group scales", (layout) => {
+  const block = SCALE_BLOCK[layout]!;
+  it("packs each block with its group's scale; the blocks give the group scales back (f16, 0 for all-zero groups)", () => {
+    fc.assert(
+      fc.property(
+        fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 1, max: 4 })).chain(([M, groups, doublings, extra]) => {
+          const G = block * 2 ** doublings;
+          const K = G * groups * (layout === "q2_0" ? 1 : extra > 2 ? 2 : 1);
+          return fc.tuple(fc.constant({ M, K, G }), codesArb(M * K), fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: (M * K) / G, maxLength: (M * K) / G }));
+        }),
+        ([{ M, K, G }, codes, raw]) => {
+          const params = { layout, blockSize: block } as LayoutParams;
+          const scale: GroupScales = { groupSize: G, values: Float32Array.from(raw, (k) => fromF16Bits(toF16Bits(k / 4096))) };
+          expect(checkEligibility(layout, [M, K], { groupSize: G }).eligible).toBe(true);
+          const bytes = packLayout(params, codes, [M, K], scale);
+          const back = unpackLayout(params, bytes, [M, K]);
+          expect(back.codes).toEqual(codes);
+          const groups = groupScalesFromBlocks(back.blockScales!, back.codes, M, K, block, G);
+          expect("conflict" in groups).toBe(false);
+          const expected = scale.values.map((s, g) => (codes.subarray(g * G, (g + 1) * G).some((c) => c !== 0) ? s : 0));
+          expect((groups as GroupScales).values).toEqual(expected);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it(`holds groups of a multiple of ${block} only, and names the layouts that can hold the others`, () => {
+    const K = 1024;
+    expect(checkEligibility(layout, [4, K], { groupSize: K }).eligible).toBe(true);
+    expect(checkEligibility(layout, [4, K], { groupSize: block / 2 })).toMatchObject({ eligible: false, rule: `G % ${block} == 0` });
+    expect(layoutsHolding([32, 1024], 128)).toEqual(["q2_0"]);
+    expect(layoutsHolding([32, 1024], 256)).toEqual(["tq1_0", "tq2_0", "q2_0"]);
+    expect(layoutsHolding([32, 1024], undefined)).toEqual([...LAYOUT_IDS]);
   });
 });
 
@@ -123,6 +162,30 @@ describe("packers refuse bad input", () => {
     const bad = payload.slice();
     bad[5] = 0xe0; // the A region's first bytes: magnitude nibble 14
     expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_NOT_TERNARY", message: expect.stringContaining("14") }));
+  });
+
+  it("q2_0: code 3 (+2, legal in Q2_0 but not ternary) is E_PACKED_CODE naming the tensor and the position", () => {
+    const params = { layout: "q2_0", blockSize: 64 } as const;
+    const payload = packLayout(params, new Int8Array(2 * 128).fill(1), [2, 128], 0.5);
+    payload[3 * 18 + 2 + 5] = 0b00110000; // block 3, byte 5: element 22 gets code 3
+    try {
+      unpackLayout(params, payload, [2, 128], undefined, "model.layers.0.mlp.up_proj.weight");
+      expect.unreachable();
+    } catch (e) {
+      expect((e as B158Error).code).toBe("E_PACKED_CODE");
+      expect((e as B158Error).message).toContain("model.layers.0.mlp.up_proj.weight");
+      expect((e as B158Error).details).toMatchObject({ block: 3, row: 1, col: 64 + 22 });
+    }
+  });
+
+  it("per-tensor layouts refuse group scales (E_LAYOUT_SCALES), never averaging them", () => {
+    const scale: GroupScales = { groupSize: 128, values: new Float32Array(4).fill(0.5) };
+    for (const layout of ["i2_s", "tl1", "tl2"] as const) {
+      const fit = checkEligibility(layout, [32, 256]);
+      if (!fit.eligible) throw new Error(layout);
+      expect(() => packLayout(fit.params, new Int8Array(32 * 256), [32, 256], { ...scale, values: new Float32Array(64) })).toThrow(expect.objectContaining({ code: "E_LAYOUT_SCALES" }));
+      expect(checkEligibility(layout, [32, 256], { groupSize: 128 })).toMatchObject({ eligible: false, rule: "one scale per tensor" });
+    }
   });
 
   it("a payload of the wrong size is E_PAYLOAD_SIZE", () => {
@@ -182,6 +245,30 @@ describe("eligibility and the encoding choice", () => {
       reason: "K = 8640 is not a multiple of 256",
     });
     expect(chooseEncoding("w", [256, 256], "tq2_0", { fallback: "f16" })).toMatchObject({ kind: "layout", payloadBytes: 256 * 66 });
+  });
+
+  it("q2_0 holds 1bitLLM-3B's K = 3200 and 8640 (multiples of 64, not of 256)", () => {
+    for (const shape of [[3200, 8640], [8640, 3200]] as const) {
+      expect(checkEligibility("q2_0", shape)).toMatchObject({ eligible: true, payloadBytes: ((shape[0] * shape[1]) / 64) * 18 });
+    }
+    expect(checkEligibility("q2_0", [4, 320])).toMatchObject({ eligible: true });
+    expect(checkEligibility("q2_0", [4, 100])).toEqual({ eligible: false, rule: "K % 64 == 0", reason: "K = 100 is not a multiple of 64" });
+  });
+
+  it("scales a layout cannot hold: E_LAYOUT_SCALES naming the tensor and the layouts that can; --fallback keeps them as float", () => {
+    try {
+      chooseEncoding("model.layers.1.self_attn.q_proj.weight", [256, 1024], "tq2_0", { groupSize: 128 });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as B158Error).code).toBe("E_LAYOUT_SCALES");
+      expect((e as B158Error).message).toContain("model.layers.1.self_attn.q_proj.weight");
+      expect((e as B158Error).message).toContain("per group of 128");
+      expect((e as B158Error).details).toMatchObject({ layouts: ["q2_0"] });
+    }
+    expect(chooseEncoding("w", [256, 1024], "tq2_0", { groupSize: 128, fallback: "f16" })).toMatchObject({ kind: "fallback", rule: "G % 256 == 0" });
+    expect(chooseEncoding("w", [256, 1024], "q2_0", { groupSize: 128 })).toMatchObject({ kind: "layout", payloadBytes: (256 * 1024 * 18) / 64 });
+    // the shape is checked first: its own error
+    expect(() => chooseEncoding("w", [256, 320], "tq2_0", { groupSize: 64 })).toThrow(expect.objectContaining({ code: "E_LAYOUT_SHAPE" }));
   });
 
   it("the ARM I2_S variant is chosen explicitly and recorded", () => {

@@ -1,7 +1,9 @@
 import { B158Error } from "../errors.js";
 import { packI2S, unpackI2S } from "./i2s.js";
 import type { KernelConfig } from "./kernel-config.js";
-import { checkEligibility, type EligibilityOptions, type LayoutId, type LayoutParams } from "./layouts.js";
+import { checkEligibility, LAYOUT_IDS, type Eligibility, type EligibilityOptions, type LayoutId, type LayoutParams } from "./layouts.js";
+import { packQ2_0, unpackQ2_0 } from "./q2_0.js";
+import { blockScales, describeGranularity, type TensorScale } from "./scales.js";
 import { packTl1, unpackTl1 } from "./tl1.js";
 import { packTl2, unpackTl2 } from "./tl2.js";
 import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
@@ -9,32 +11,51 @@ import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
 /**
  * One entry point per direction over every layout: `(codes, shape, scale, params) -> bytes` and back.
  * The payload is exactly the bytes the target kernel reads. For TL1/TL2 the scale is not inside it
- * (bitnet.cpp stores it as the next tensor), so unpack returns it as undefined.
+ * (bitnet.cpp stores it as the next tensor), so unpack returns it as undefined. `scale` is one value
+ * or per-group scales (scales.ts); only layouts with a d per block (TQ, Q2_0) hold group scales, and
+ * only groups of whole blocks: the caller checked eligibility, anything else is E_LAYOUT_SCALES.
  */
-export function packLayout(params: LayoutParams, codes: Int8Array, shape: readonly [number, number], scale: number): Uint8Array {
+export function packLayout(params: LayoutParams, codes: Int8Array, shape: readonly [number, number], scale: TensorScale): Uint8Array {
   const [M, K] = shape;
   switch (params.layout) {
     case "i2_s":
-      return packI2S(codes, M, K, scale, params.blockSize);
+      return packI2S(codes, M, K, tensorScale(scale, params.layout, K), params.blockSize);
     case "tl1":
+      tensorScale(scale, params.layout, K);
       return packTl1(codes, M, K, params);
     case "tl2":
+      tensorScale(scale, params.layout, K);
       return packTl2(codes, M, K, params);
     case "tq1_0":
-      return packTq1_0(codes, M, K, scale);
+      return packTq1_0(codes, M, K, blockScales(scale, M, K, params.blockSize, params.layout));
     case "tq2_0":
-      return packTq2_0(codes, M, K, scale);
+      return packTq2_0(codes, M, K, blockScales(scale, M, K, params.blockSize, params.layout));
+    case "q2_0":
+      return packQ2_0(codes, M, K, blockScales(scale, M, K, params.blockSize, params.layout));
   }
+}
+
+/** The one scale of a per-tensor layout; group scales cannot be held there. */
+function tensorScale(scale: TensorScale, layout: LayoutId, K: number): number {
+  if (typeof scale === "number") return scale;
+  throw new B158Error("E_LAYOUT_SCALES", `${layout} holds one scale per tensor; these weights have scales ${describeGranularity(scale.groupSize, K)}`, {
+    details: { layout, groupSize: scale.groupSize },
+  });
 }
 
 export interface Unpacked {
   readonly codes: Int8Array;
-  /** The per-tensor scale the payload holds: I2_S's f32, TQ's f16 d of a nonzero block (0 if none); undefined for TL. */
+  /** The per-tensor scale the payload holds: I2_S's f32, TQ's / Q2_0's f16 d of a nonzero block (0 if none); undefined for TL. */
   readonly scale: number | undefined;
+  /** TQ and Q2_0: every block's d, in block order (group scales are read from these). */
+  readonly blockScales?: Float32Array;
 }
 
-/** `out`: M * K codes to decode into where the layout's unpacker takes one (I2_S, TQ); TL ignores it. */
-export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number], out?: Int8Array): Unpacked {
+/**
+ * `out`: M * K codes to decode into where the layout's unpacker takes one (I2_S, TQ, Q2_0); TL
+ * ignores it. `tensor` names the tensor in errors about the payload's codes.
+ */
+export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number], out?: Int8Array, tensor?: string): Unpacked {
   const [M, K] = shape;
   switch (params.layout) {
     case "i2_s":
@@ -44,10 +65,12 @@ export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: rea
     case "tl2":
       return { codes: unpackTl2(bytes, M, K, params), scale: undefined };
     case "tq1_0":
-    case "tq2_0": {
-      const { codes, scales } = params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K, out) : unpackTq2_0(bytes, M, K, out);
+    case "tq2_0":
+    case "q2_0": {
+      const { codes, scales } =
+        params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K, out) : params.layout === "tq2_0" ? unpackTq2_0(bytes, M, K, out) : unpackQ2_0(bytes, M, K, out, tensor);
       const nonzero = scales.find((d) => d !== 0);
-      return { codes, scale: nonzero ?? 0 };
+      return { codes, scale: nonzero ?? 0, blockScales: scales };
     }
   }
 }
@@ -56,9 +79,9 @@ export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: rea
 export interface LayoutCodec {
   readonly id: LayoutId;
   /** Codes (one int8 in {-1, 0, 1} per weight, row-major [M, K]) to the payload; TL1/TL2 ignore `scale` (stored separately). */
-  pack(codes: Int8Array, shape: readonly [number, number], scale: number, params: LayoutParams): Uint8Array;
+  pack(codes: Int8Array, shape: readonly [number, number], scale: TensorScale, params: LayoutParams): Uint8Array;
   unpack(bytes: Uint8Array, shape: readonly [number, number], params: LayoutParams): Unpacked;
-  /** True when the scale lives inside the payload (I2_S, TQ); false for TL1/TL2, whose f32 scale is a separate tensor. */
+  /** True when the scale lives inside the payload (I2_S, TQ, Q2_0); false for TL1/TL2, whose f32 scale is a separate tensor. */
   readonly scaleInPayload: boolean;
 }
 
@@ -82,6 +105,7 @@ export const LAYOUTS: Readonly<Record<LayoutId, LayoutCodec>> = {
   tl2: registryEntry("tl2", false),
   tq1_0: registryEntry("tq1_0", true),
   tq2_0: registryEntry("tq2_0", true),
+  q2_0: registryEntry("q2_0", true),
 };
 
 export type FallbackDtype = "f32" | "f16" | "bf16";
@@ -104,17 +128,39 @@ export interface EncodingOptions extends Omit<EligibilityOptions, "tiling"> {
  */
 export function chooseEncoding(tensor: string, shape: readonly [number, number], layout: LayoutId, options: EncodingOptions = {}): Encoding {
   const [M, K] = shape;
-  let fit;
+  const { groupSize, ...shapeOptions } = options;
+  let fit: Eligibility;
   if ((layout === "tl1" || layout === "tl2") && options.kernelConfig !== undefined) {
     const tiling = options.kernelConfig.tilings.get(`${M},${K}`);
     fit = tiling === undefined
-      ? ({ eligible: false, rule: `a [${M}, ${K}] section in ${options.kernelConfig.file}`, reason: `${options.kernelConfig.file} has no kernel for M = ${M}, K = ${K}` } as const)
-      : checkEligibility(layout, shape, { ...options, tiling });
-  } else fit = checkEligibility(layout, shape, options);
-  if (fit.eligible) return { kind: "layout", params: fit.params, payloadBytes: fit.payloadBytes };
-  if (options.fallback !== undefined) return { kind: "fallback", dtype: options.fallback, layout, rule: fit.rule, reason: fit.reason };
+      ? { eligible: false, rule: `a [${M}, ${K}] section in ${options.kernelConfig.file}`, reason: `${options.kernelConfig.file} has no kernel for M = ${M}, K = ${K}` }
+      : checkEligibility(layout, shape, { ...shapeOptions, tiling });
+  } else fit = checkEligibility(layout, shape, shapeOptions);
+  // the shape first (E_LAYOUT_SHAPE), then the scales (E_LAYOUT_SCALES): each error names its own rule
+  const scaleFit = fit.eligible && groupSize !== undefined ? checkEligibility(layout, shape, { ...shapeOptions, groupSize }) : fit;
+  if (fit.eligible && scaleFit.eligible) return { kind: "layout", params: fit.params, payloadBytes: fit.payloadBytes };
+  const failed = fit.eligible ? scaleFit : fit;
+  if (failed.eligible) throw new B158Error("E_INTERNAL", "an eligible fit failed");
+  if (options.fallback !== undefined) return { kind: "fallback", dtype: options.fallback, layout, rule: failed.rule, reason: failed.reason };
+  if (fit.eligible) throw scalesError(tensor, shape, layout, groupSize!, failed.reason, failed.rule, options);
   throw new B158Error("E_LAYOUT_SHAPE", `tensor "${tensor}" [${M}, ${K}] cannot be stored as ${layout}: ${fit.reason} (rule: ${fit.rule})`, {
     hint: "Pick another layout (b158 inspect shows which fit), or pass --fallback f16 to keep such tensors as float.",
     details: { tensor, shape: [M, K], layout, rule: fit.rule, reason: fit.reason },
+  });
+}
+
+/** The layouts that hold a [M, K] tensor with scales per group of `groupSize` (undefined: per tensor) exactly. */
+export function layoutsHolding(shape: readonly [number, number], groupSize: number | undefined, options: EligibilityOptions = {}): LayoutId[] {
+  return LAYOUT_IDS.filter((layout) => checkEligibility(layout, shape, { ...options, ...(groupSize === undefined ? {} : { groupSize }) }).eligible);
+}
+
+/** A layout that cannot hold a tensor's scales: never averaged, always an error naming the layouts that can. */
+export function scalesError(tensor: string, shape: readonly [number, number], layout: LayoutId, groupSize: number, reason: string, rule: string, options: EligibilityOptions = {}): B158Error {
+  const [M, K] = shape;
+  const able = layoutsHolding(shape, groupSize, { ...(options.i2sVariant === undefined ? {} : { i2sVariant: options.i2sVariant }) });
+  const granularity = describeGranularity(groupSize, K);
+  return new B158Error("E_LAYOUT_SCALES", `tensor "${tensor}" [${M}, ${K}] has scales ${granularity}, which ${layout} cannot hold exactly: ${reason} (rule: ${rule}). Layouts that can: ${able.length > 0 ? able.join(", ") : "none for this shape"}`, {
+    hint: able.length > 0 ? `Convert with --layout ${able[0]}; b158 never averages scales to fit a layout.` : "No layout holds these scales for this shape; b158 never averages scales to fit a layout.",
+    details: { tensor, shape: [M, K], layout, groupSize, rule, reason, layouts: able },
   });
 }

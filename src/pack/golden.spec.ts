@@ -3,10 +3,14 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { packI2S, unpackI2S } from "./i2s.js";
+import { packLayout } from "./codec.js";
 import { checkEligibility, type Tiling } from "./layouts.js";
+import { readStored } from "./stored.js";
 import { ternarize } from "./ternarize.js";
 import { packTl1, unpackTl1 } from "./tl1.js";
 import { packTl2, unpackTl2 } from "./tl2.js";
+import { packQ2_0, unpackQ2_0 } from "./q2_0.js";
+import type { GroupScales } from "./scales.js";
 import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
 
 /**
@@ -51,7 +55,7 @@ describe("golden vectors", () => {
   it("are in the repository, each file as its manifest records it", () => {
     expect(existsSync(VECTORS), `missing ${VECTORS}`).toBe(true);
     let checked = 0;
-    for (const folder of ["bitnet", "tq"]) {
+    for (const folder of ["bitnet", "tq", "q2_0"]) {
       const manifest = JSON.parse(readFileSync(`${VECTORS}${folder}/manifest.json`, "utf8")) as Record<string, { bytes: number; sha256?: string }>;
       for (const [file, entry] of Object.entries(manifest)) {
         const path = `${VECTORS}${folder}/${file}`;
@@ -62,7 +66,7 @@ describe("golden vectors", () => {
         checked++;
       }
     }
-    expect(checked).toBe(18);
+    expect(checked).toBe(25);
   });
 
   const codes256 = i8(vector("bitnet/ternary_256x256.i8"));
@@ -74,11 +78,17 @@ describe("golden vectors", () => {
     expect(createHash("sha256").update(codes256).digest("hex")).toBe(manifest["ternary_256x256.i8"].sha256);
   });
 
-  it("ternarizing the float input recovers the codes and the exact scale 53/1024", () => {
+  it("absmean (online semantics) of the float input gives the codes and the scale 53/1024 x (nonzero fraction)", () => {
     const { codes, scale } = ternarize(weights256, "F32");
     expect(codes).toEqual(codes256);
-    expect(scale.scale).toBe(SCALE);
-    expect(scale.alreadyTernary).toBe(true);
+    const nonzero = (21901 + 21855) / 65536;
+    expect(scale.scale).toBe(Math.fround(1 / Math.fround(1 / Math.fround(SCALE * nonzero))));
+  });
+
+  it("stored semantics read the same float input back exactly: the codes and 53/1024, per tensor", () => {
+    const { codes, scale } = readStored(weights256, "F32", [256, 256]);
+    expect(codes).toEqual(codes256);
+    expect(scale).toBe(SCALE);
   });
 
   it.each([
@@ -129,10 +139,10 @@ describe("golden vectors", () => {
     ["tq2_0", packTq2_0, unpackTq2_0],
     ["tq1_0", packTq1_0, unpackTq1_0],
   ] as const)("%s", (layout, pack, unpack) => {
-    it("per-tensor scale: ternarized float input gives llama.cpp's bytes", () => {
-      const { codes, scale } = ternarize(weights256, "F32");
+    it("per-tensor scale: the float input read as stored gives llama.cpp's bytes", () => {
+      const { codes, scale } = readStored(weights256, "F32", [256, 256]);
       const expected = vector(`tq/${layout}_256x256.bin`);
-      expectSameBytes(pack(codes, 256, 256, scale.scale), expected);
+      expectSameBytes(pack(codes, 256, 256, scale as number), expected);
       const back = unpack(expected, 256, 256);
       expect(back.codes).toEqual(codes256);
       expect(new Set(back.scales)).toEqual(new Set([Math.fround(SCALE)]));
@@ -140,19 +150,60 @@ describe("golden vectors", () => {
 
     it("an all-zero block gets d = 0", () => {
       const weights = vector("tq/weights_256x256_zero_row7.f32");
-      const { codes, scale } = ternarize(weights, "F32");
+      const { codes, scale } = readStored(weights, "F32", [256, 256]);
+      expect(scale).toBe(SCALE);
       const expected = vector(`tq/${layout}_256x256_zero_row7.bin`);
-      expectSameBytes(pack(codes, 256, 256, scale.scale), expected);
+      expectSameBytes(pack(codes, 256, 256, scale as number), expected);
       expect(unpack(expected, 256, 256).scales[7]).toBe(0);
     });
 
-    it("per-block scales (row r scaled by (r+1)/1024)", () => {
-      const weights = f32(vector("tq/weights_256x256_rowscaled.f32"));
+    it("per-block scales (row r scaled by (r+1)/1024): read as stored, detected per row, packed through the codec", () => {
+      const bytes = vector("tq/weights_256x256_rowscaled.f32");
+      const weights = f32(bytes);
       const codes = Int8Array.from(weights, (w) => Math.sign(w));
       const scales = Float32Array.from({ length: 256 }, (_, r) => (r + 1) / 1024);
       const expected = vector(`tq/${layout}_256x256_rowscaled.bin`);
       expectSameBytes(pack(codes, 256, 256, scales), expected);
       expect(unpack(expected, 256, 256).codes).toEqual(codes);
+      const stored = readStored(bytes, "F32", [256, 256]);
+      expect(stored.codes).toEqual(codes);
+      expect(stored.scale).toEqual({ groupSize: 256, values: scales });
+      expectSameBytes(packLayout({ layout, blockSize: 256 }, stored.codes, [256, 256], stored.scale), expected);
+    });
+  });
+  describe("q2_0 (mainline llama.cpp's quantize_q2_0 on ternary x scale input)", () => {
+    /** codes x (1 + g % mod) / 1024 for group g (row-major over [M, K / G]): the manifest's per-group inputs. */
+    const grouped = (codes: Int8Array, K: number, G: number, mod: number): { bytes: Uint8Array; scale: GroupScales } => {
+      const values = Float32Array.from({ length: codes.length / G }, (_, g) => ((g % mod) + 1) / 1024);
+      const weights = Float32Array.from(codes, (c, i) => c * values[Math.floor(i / G)]!);
+      expect(K % G).toBe(0);
+      return { bytes: new Uint8Array(weights.buffer), scale: { groupSize: G, values } };
+    };
+    const codes320 = lcgTernary(320, 64, 320);
+    const cases: [string, number, number, () => Uint8Array, number | GroupScales][] = [
+      ["q2_0_256x256.bin", 256, 256, () => weights256, SCALE],
+      ["q2_0_256x256_zero_row7.bin", 256, 256, () => vector("tq/weights_256x256_zero_row7.f32"), SCALE],
+      ["q2_0_256x256_rowscaled.bin", 256, 256, () => vector("tq/weights_256x256_rowscaled.f32"), { groupSize: 256, values: Float32Array.from({ length: 256 }, (_, r) => (r + 1) / 1024) }],
+      ["q2_0_256x256_g64.bin", 256, 256, () => grouped(codes256, 256, 64, 97).bytes, grouped(codes256, 256, 64, 97).scale],
+      ["q2_0_256x256_g128.bin", 256, 256, () => grouped(codes256, 256, 128, 89).bytes, grouped(codes256, 256, 128, 89).scale],
+      ["q2_0_64x320.bin", 64, 320, () => new Uint8Array(Float32Array.from(codes320, (c) => c * SCALE).buffer), SCALE],
+      ["q2_0_64x320_g64.bin", 64, 320, () => grouped(codes320, 320, 64, 97).bytes, grouped(codes320, 320, 64, 97).scale],
+    ];
+    it.each(cases)("%s: read as stored (granularity detected), packed byte for byte", (file, M, K, input, scale) => {
+      const expected = vector(`q2_0/${file}`);
+      const stored = readStored(input(), "F32", [M, K]);
+      expect(stored.scale).toEqual(scale);
+      expectSameBytes(packLayout({ layout: "q2_0", blockSize: 64 }, stored.codes, [M, K], stored.scale), expected);
+      const back = unpackQ2_0(expected, M, K);
+      expectSameCodes(back.codes, stored.codes);
+      if (typeof scale === "number") expectSameBytes(packQ2_0(stored.codes, M, K, scale), expected);
+    });
+
+    it("an all-zero block gets d = 0, the others d = f16(scale) first in each 18-byte block", () => {
+      const back = unpackQ2_0(vector("q2_0/q2_0_256x256_zero_row7.bin"), 256, 256);
+      expect(Array.from(back.scales.subarray(7 * 4, 8 * 4))).toEqual([0, 0, 0, 0]);
+      expect(new Set(back.scales.subarray(0, 7 * 4))).toEqual(new Set([SCALE]));
+      expect(Array.from(vector("q2_0/q2_0_256x256.bin").subarray(0, 2))).toEqual([0xa0, 0x2a]); // f16 53/1024, little-endian
     });
   });
 });

@@ -14,7 +14,22 @@ export {
   type Tiling,
   type TilingSource,
 } from "./layouts.js";
-export { chooseEncoding, FALLBACK_DTYPES, LAYOUTS, packLayout, unpackLayout, type Encoding, type EncodingOptions, type FallbackDtype, type LayoutCodec, type Unpacked } from "./codec.js";
+export {
+  chooseEncoding,
+  FALLBACK_DTYPES,
+  LAYOUTS,
+  layoutsHolding,
+  packLayout,
+  unpackLayout,
+  type Encoding,
+  type EncodingOptions,
+  type FallbackDtype,
+  type LayoutCodec,
+  type Unpacked,
+} from "./codec.js";
+export { applyScale, describeGranularity, isGroupScales, scaleAt, type GroupScales, type TensorScale } from "./scales.js";
+export { readStored, StoredTernaryReader } from "./stored.js";
+export { packQ2_0, unpackQ2_0 } from "./q2_0.js";
 export { formatKernelConfig, parseKernelConfig, type KernelConfig } from "./kernel-config.js";
 export { packHfPacked, unpackHfPacked, countInvalidPackedCodes } from "./hf-packed.js";
 export { packI2S, unpackI2S } from "./i2s.js";

@@ -1,11 +1,11 @@
 /**
- * The five ternary layouts b158 writes, their shape rules, tilings and exact payload sizes.
+ * The six ternary layouts b158 writes, their shape and scale rules, tilings and exact payload sizes.
  * Shapes are [M, K] = [out_features, in_features], as nn.Linear stores them (ggml ne0 = K).
  * Byte layouts: docs/layouts.md (from bitnet.cpp's quantizer and converter for I2_S, TL1, TL2, and
- * ggml's ggml-quants.c for TQ1_0, TQ2_0). This module is pure: no I/O.
+ * ggml's ggml-quants.c for TQ1_0, TQ2_0, Q2_0). This module is pure: no I/O.
  */
 
-export const LAYOUT_IDS = ["i2_s", "tl1", "tl2", "tq1_0", "tq2_0"] as const;
+export const LAYOUT_IDS = ["i2_s", "tl1", "tl2", "tq1_0", "tq2_0", "q2_0"] as const;
 export type LayoutId = (typeof LAYOUT_IDS)[number];
 
 export function isLayoutId(value: unknown): value is LayoutId {
@@ -27,7 +27,8 @@ export interface Tiling {
 export type LayoutParams =
   | { readonly layout: "i2_s"; readonly blockSize: 128 | 64; readonly variant: "x86" | "arm" }
   | ({ readonly layout: "tl1" | "tl2"; readonly tilingSource: TilingSource } & Tiling)
-  | { readonly layout: "tq1_0" | "tq2_0"; readonly blockSize: 256 };
+  | { readonly layout: "tq1_0" | "tq2_0"; readonly blockSize: 256 }
+  | { readonly layout: "q2_0"; readonly blockSize: 64 };
 
 /**
  * payloadBytes is exactly what the packer returns for the shape: for I2_S the codes + f32 scale +
@@ -43,12 +44,19 @@ export interface EligibilityOptions {
   readonly i2sVariant?: "x86" | "arm";
   /** An explicit TL1/TL2 tiling (from --kernel-config); otherwise presets, then the computed rule. */
   readonly tiling?: Tiling;
+  /** The tensor's scales are per group of this many weights along K (K: per row); absent: one per tensor. */
+  readonly groupSize?: number;
 }
 
 /** Block geometry, written as arithmetic so the sizes document themselves (ggml-common.h). */
 export const TQ_BLOCK = 256;
 export const TQ2_0_BLOCK_BYTES = TQ_BLOCK / 4 + 2; // qs[64] + f16 d
 export const TQ1_0_BLOCK_BYTES = (TQ_BLOCK - 16) / 5 + 4 + 2; // qs[48] + qh[4] + f16 d
+/** Mainline llama.cpp Q2_0 (ggml-common.h block_q2_0): f16 d + qs[16], 64 weights. */
+export const Q2_0_BLOCK = 64;
+export const Q2_0_BLOCK_BYTES = 2 + Q2_0_BLOCK / 4;
+/** Weights per block whose own f16 d a layout stores (so group scales of a multiple of it fit); absent: one scale per tensor. */
+export const SCALE_BLOCK: Readonly<Partial<Record<LayoutId, number>>> = { tq1_0: TQ_BLOCK, tq2_0: TQ_BLOCK, q2_0: Q2_0_BLOCK };
 /** I2_S tail: f32 scale + 28 bytes of padding (bitnet.cpp's ggml_nbytes adds 32). */
 export const I2_S_TAIL_BYTES = 32;
 /** bitnet.cpp's I2_S kernels index elements with a 32-bit int. */
@@ -95,6 +103,21 @@ const yes = (params: LayoutParams, payloadBytes: number, weights: number): Eligi
 export function checkEligibility(layout: LayoutId, shape: readonly [number, number], options: EligibilityOptions = {}): Eligibility {
   const [M, K] = shape;
   if (!(Number.isSafeInteger(M) && Number.isSafeInteger(K) && M > 0 && K > 0)) return no("M > 0 and K > 0", `shape [${M}, ${K}] is empty`);
+  const fit = shapeEligibility(layout, M, K, options);
+  if (!fit.eligible || options.groupSize === undefined) return fit;
+  return scaleEligibility(layout, K, options.groupSize) ?? fit;
+}
+
+/** Why `layout` cannot hold scales per group of `groupSize` along K exactly, or undefined when it can. */
+export function scaleEligibility(layout: LayoutId, K: number, groupSize: number): Eligibility | undefined {
+  const block = SCALE_BLOCK[layout];
+  const granularity = groupSize === K ? `a scale per row (K = ${K})` : `a scale per group of ${groupSize} weights`;
+  if (block === undefined) return no("one scale per tensor", `the tensor has ${granularity}; ${layout} holds one scale per tensor`);
+  if (groupSize % block !== 0) return no(`G % ${block} == 0`, `the tensor has ${granularity}; ${layout} holds one scale per ${block}-weight block`);
+  return undefined;
+}
+
+function shapeEligibility(layout: LayoutId, M: number, K: number, options: EligibilityOptions): Eligibility {
   switch (layout) {
     case "i2_s": {
       const variant = options.i2sVariant ?? "x86";
@@ -109,6 +132,9 @@ export function checkEligibility(layout: LayoutId, shape: readonly [number, numb
       const blockBytes = layout === "tq2_0" ? TQ2_0_BLOCK_BYTES : TQ1_0_BLOCK_BYTES;
       return yes({ layout, blockSize: TQ_BLOCK }, ((M * K) / TQ_BLOCK) * blockBytes, M * K);
     }
+    case "q2_0":
+      if (K % Q2_0_BLOCK !== 0) return no(`K % ${Q2_0_BLOCK} == 0`, `K = ${K} is not a multiple of ${Q2_0_BLOCK}`);
+      return yes({ layout, blockSize: Q2_0_BLOCK }, ((M * K) / Q2_0_BLOCK) * Q2_0_BLOCK_BYTES, M * K);
     case "tl1":
       return tl1Eligibility(M, K, options.tiling);
     case "tl2":

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { B158Error } from "../errors.js";
 import { packHfPacked } from "./hf-packed.js";
 import { repackLinear, scaleFromWeightScale } from "./repack.js";
-import { ternarize } from "./ternarize.js";
+import { readStored } from "./stored.js";
 
 describe("repacking pre-quantized weights", () => {
   it("autobitlinear (2B-4T) multiplies: scale = weight_scale", () => {
@@ -22,14 +22,14 @@ describe("repacking pre-quantized weights", () => {
     }
   });
 
-  it("unpacks the codes losslessly, and the effective weights equal ternarizing them again", () => {
+  it("unpacks the codes losslessly, and the effective weights read as stored give them back exactly", () => {
     const codes = Int8Array.from({ length: 8 * 256 }, (_, i) => ((i * 7919) % 3) - 1);
     const packed = packHfPacked(codes, 8, 256);
     const { codes: back, scale } = repackLinear(packed, [2, 256], 8, 32, "divide");
     expect(back).toEqual(codes);
-    // the dequantized tensor is exact ternary x scale, so ternarization keeps both
-    const again = ternarize(new Uint8Array(Float32Array.from(back, (c) => c * scale).buffer), "F32");
+    // the dequantized tensor is exact ternary x scale: stored semantics read both back exactly
+    const again = readStored(new Uint8Array(Float32Array.from(back, (c) => c * scale).buffer), "F32", [8, 256]);
     expect(again.codes).toEqual(codes);
-    expect(again.scale.scale).toBe(scale);
+    expect(again.scale).toBe(scale);
   });
 });

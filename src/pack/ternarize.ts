@@ -12,10 +12,10 @@ import { fromBf16Bits, fromF16Bits } from "./float16.js";
  * itself: pass 1 (`AbsmeanAccumulator.add`) sums |W|; pass 2 (`TernaryCoder.encode`) writes codes;
  * `TernaryCoder.result()` then gives the scale.
  *
- * Input that is already exactly ternary x c (one nonzero magnitude) keeps c as its scale. Re-applying
- * absmean would shrink it to c x (nonzero fraction), the rescaling bug of converters that quantize
- * twice. The codes are the same either way (|t / fraction| >= 1), so pass 2 can decide exactness
- * while it codes, which keeps pass 1 to a sum.
+ * This is the rule for "online" semantics (docs/ternarization.md): the framework ternarizes the
+ * weights with absmean at every forward pass, whatever their values, so an input that is already
+ * exactly ternary x c gets scale c x (nonzero fraction), as it does there. Weights a framework uses
+ * as stored ("stored" semantics) are read exactly by stored.ts instead, never through this rule.
  */
 
 export type LatentDtype = "F32" | "F16" | "BF16";
@@ -58,12 +58,8 @@ const FORMATS = { BF16: halfFormat(fromBf16Bits), F16: halfFormat(fromF16Bits) }
 export class AbsmeanAccumulator {
   private sum = 0;
   private count = 0;
-  /** OR of all 15-bit magnitude patterns (16-bit dtypes): the only candidate exact-ternary magnitude. */
-  private magnitudeBits = 0;
-  /** F32: the single nonzero magnitude seen so far; undefined before any, NaN once two differ. */
-  private magnitude: number | undefined = undefined;
-  /** The chunk being fed in pieces: its four partial sums, OR of its patterns, bytes so far. */
-  private readonly partial = { a: 0, b: 0, c: 0, d: 0, or: 0, bytes: 0 };
+  /** The chunk being fed in pieces: its four partial sums, bytes so far. */
+  private readonly partial = { a: 0, b: 0, c: 0, d: 0, bytes: 0 };
 
   constructor(
     readonly dtype: LatentDtype,
@@ -88,21 +84,14 @@ export class AbsmeanAccumulator {
     if (!Number.isFinite(p.a + p.b + (p.c + p.d))) throw nonFinite(this.tensorName, this.dtype, piece, p.bytes);
     p.bytes += piece.byteLength;
     if (!last) return;
-    if (this.dtype !== "F32") this.magnitudeBits |= (p.or | (p.or >>> 16)) & 0x7fff;
     this.sum += p.a + p.b + (p.c + p.d);
-    Object.assign(p, { a: 0, b: 0, c: 0, d: 0, or: 0, bytes: 0 });
+    Object.assign(p, { a: 0, b: 0, c: 0, d: 0, bytes: 0 });
   }
 
   private sumF32(piece: Uint8Array): void {
     const values = floatView(piece);
     let a = this.partial.a;
-    let magnitude = this.magnitude;
-    for (let i = 0; i < values.length; i++) {
-      const m = Math.abs(values[i]!);
-      a += m;
-      if (m !== magnitude && m !== 0) magnitude = magnitude === undefined ? m : NaN;
-    }
-    this.magnitude = magnitude;
+    for (let i = 0; i < values.length; i++) a += Math.abs(values[i]!);
     this.count += values.length;
     this.partial.a = a;
   }
@@ -111,13 +100,12 @@ export class AbsmeanAccumulator {
     const table = FORMATS[this.dtype as "F16" | "BF16"].magnitude();
     const words = u16View(piece);
     const pairs = pairView(words);
-    // Four float64 accumulators break the add-latency chain; the OR feeds the exactness check.
+    // Four float64 accumulators break the add-latency chain.
     const p = this.partial;
     let a = p.a;
     let b = p.b;
     let c = p.c;
     let d = p.d;
-    let or = p.or;
     const whole = pairs.length - (pairs.length % 4);
     for (let i = 0; i < whole; i += 4) {
       const w = pairs[i]!;
@@ -128,34 +116,19 @@ export class AbsmeanAccumulator {
       b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
       c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
       d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
-      or |= w | v | x | y;
     }
     if (last) {
-      for (let i = 2 * whole; i < words.length; i++) {
-        const w = words[i]!;
-        a += table[w & 0x7fff]!;
-        or |= w;
-      }
+      for (let i = 2 * whole; i < words.length; i++) a += table[words[i]! & 0x7fff]!;
     }
     this.count += words.length;
-    Object.assign(p, { a, b, c, d, or });
+    Object.assign(p, { a, b, c, d });
   }
 
   /** The absmean scale, and a coder for pass 2. */
   coder(): TernaryCoder {
     const mean = this.count === 0 ? 0 : Math.fround(this.sum / this.count);
     const inv = Math.fround(1 / Math.max(mean, ABSMEAN_FLOOR));
-    const absmean: TernaryScale = { scale: Math.fround(1 / inv), inv, alreadyTernary: false, elements: this.count };
-    if (this.dtype === "F32") {
-      const exact = this.magnitude !== undefined && !Number.isNaN(this.magnitude) && codeOf(Math.fround(this.magnitude * inv)) === 1;
-      return new TernaryCoder(this.dtype, absmean, exact ? this.magnitude! : undefined);
-    }
-    const format = FORMATS[this.dtype];
-    const candidate = this.magnitudeBits === 0 ? undefined : format.decode(this.magnitudeBits);
-    // Exact input sums to (nonzero count) x c exactly, so a non-integer ratio rules exactness out and
-    // pass 2 can skip the per-weight check (the common case for real latent weights).
-    const possible = candidate !== undefined && Number.isInteger(this.sum / candidate) && this.sum / candidate <= this.count;
-    return new TernaryCoder(this.dtype, absmean, possible ? candidate : undefined, possible ? this.magnitudeBits : 0);
+    return new TernaryCoder(this.dtype, { scale: Math.fround(1 / inv), inv, elements: this.count });
   }
 }
 
@@ -164,8 +137,6 @@ export interface TernaryScale {
   readonly scale: number;
   /** The multiplier codes were computed with. */
   readonly inv: number;
-  /** True when the input was exactly code x scale, so the scale is that magnitude, not absmean. */
-  readonly alreadyTernary: boolean;
   readonly elements: number;
 }
 
@@ -179,24 +150,16 @@ export class TernaryCoder {
   private readonly threshold: number;
   /** 16-bit dtypes: the code byte (0, 1 or 0xff for -1) of every bit pattern, from the threshold. */
   private readonly codeTable: Uint8Array;
-  /** Nonzero once a coded weight's magnitude differs from the candidate (16-bit dtypes). */
-  private mismatch = 0;
-  private coded = 0;
 
   constructor(
     readonly dtype: LatentDtype,
     private readonly absmean: TernaryScale,
-    /** The one nonzero magnitude the input may be an exact multiple of. */
-    private readonly candidate: number | undefined,
-    private readonly candidateBits = 0,
   ) {
     this.threshold = dtype === "F32" ? 0 : zeroThreshold(FORMATS[dtype].decode, absmean.inv);
     this.codeTable = dtype === "F32" ? new Uint8Array(0) : codeTable(this.threshold);
-    // A candidate at or under the threshold would code to 0: the floor rule wins, not exactness.
-    if (dtype !== "F32" && (candidate === undefined || candidateBits <= this.threshold)) this.mismatch = 1;
   }
 
-  /** The absmean scale: the final one unless the input turns out exactly ternary (see result()). */
+  /** The absmean scale, known after pass 1 (rows can be packed with it while pass 2 codes). */
   get provisionalScale(): number {
     return this.absmean.scale;
   }
@@ -207,47 +170,25 @@ export class TernaryCoder {
       const values = floatView(chunk);
       const { inv } = this.absmean;
       for (let i = 0; i < values.length; i++) out[offset + i] = codeOf(Math.fround(values[i]! * inv));
-      this.coded += values.length;
       return values.length;
     }
     const words = u16View(chunk);
     const pairs = pairView(words);
     const table = this.codeTable;
-    const candidate = Math.imul(this.candidateBits, 0x10001);
-    let mismatch = this.mismatch;
     let i = 0;
     if (offset % 4 === 0 && out.byteOffset % 4 === 0) {
       // Four codes per 32-bit store, each a byte looked up by its 16-bit pattern.
       const quads = pairs.length >>> 1;
-      const out32 = new Uint32Array(out.buffer, out.byteOffset + offset, quads);
-      if (mismatch === 0) {
-        // Exactness still open: every nonzero magnitude (m > 0 per 16-bit half) must equal the candidate.
-        for (let k = 0; k < quads && mismatch === 0; k++) {
-          const mw = pairs[2 * k]! & 0x7fff7fff;
-          const mv = pairs[2 * k + 1]! & 0x7fff7fff;
-          mismatch = ((mw ^ candidate) & Math.imul(((mw + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff)) | ((mv ^ candidate) & Math.imul(((mv + 0x7fff7fff) >>> 15) & 0x10001, 0x7fff));
-        }
-      }
-      codeQuads(pairs, out32, table);
+      codeQuads(pairs, new Uint32Array(out.buffer, out.byteOffset + offset, quads), table);
       i = 4 * quads;
     }
-    for (; i < words.length; i++) {
-      const w = words[i]!;
-      const m = w & 0x7fff;
-      if (m !== 0 && m !== this.candidateBits) mismatch = 1;
-      out[offset + i] = (table[w]! << 24) >> 24;
-    }
-    this.mismatch = mismatch;
-    this.coded += words.length;
+    for (; i < words.length; i++) out[offset + i] = (table[words[i]!]! << 24) >> 24;
     return words.length;
   }
 
-  /** The tensor's scale, final once every chunk was encoded. */
+  /** The tensor's scale (the absmean one: online semantics never keep another). */
   result(): TernaryScale {
-    const exact = this.candidate !== undefined && (this.dtype === "F32" || this.mismatch === 0);
-    if (!exact) return this.absmean;
-    const scale = Math.fround(this.candidate!);
-    return { scale, inv: Math.fround(1 / scale), alreadyTernary: true, elements: this.absmean.elements };
+    return this.absmean;
   }
 }
 

@@ -14,28 +14,28 @@ import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
 export type BlockScales = number | ArrayLike<number>;
 
 /** f16 bits of a block's d; a scale f16 cannot hold (0, subnormal-flushed, Inf, NaN) is an error, never garbage. */
-function blockScaleBits(scales: BlockScales, block: number): number {
+function blockScaleBits(scales: BlockScales, block: number, layout: string): number {
   const scale = typeof scales === "number" ? scales : scales[block]!;
   const bits = toF16Bits(scale);
   if ((bits & 0x7fff) === 0 || (bits & 0x7c00) === 0x7c00 || !(scale > 0)) {
-    throw new B158Error("E_SCALE_RANGE", `scale ${scale} of block ${block} is not a positive finite f16 (6e-8 .. 65504), which TQ blocks store`, {
+    throw new B158Error("E_SCALE_RANGE", `scale ${scale} of block ${block} is not a positive finite f16 (6e-8 .. 65504), which ${layout} blocks store`, {
       hint: "Use i2_s (f32 scale) for tensors with such scales.",
-      details: { block, scale },
+      details: { block, scale, layout },
     });
   }
   return bits;
 }
 
 /** blockScaleBits per block, converted once when the scale is per tensor (every nonzero block has the same d). */
-function scaleBitsOf(scales: BlockScales): (block: number) => number {
-  if (typeof scales !== "number") return (block) => blockScaleBits(scales, block);
+export function scaleBitsOf(scales: BlockScales, layout = "TQ"): (block: number) => number {
+  if (typeof scales !== "number") return (block) => blockScaleBits(scales, block, layout);
   let bits: number | undefined;
-  return (block) => (bits ??= blockScaleBits(scales, block));
+  return (block) => (bits ??= blockScaleBits(scales, block, layout));
 }
 
-function checkScales(scales: BlockScales, blocks: number): void {
+export function checkScales(scales: BlockScales, blocks: number, layout = "TQ"): void {
   if (typeof scales !== "number" && scales.length !== blocks) {
-    throw new B158Error("E_INTERNAL", `TQ packing got ${scales.length} block scales for ${blocks} blocks`);
+    throw new B158Error("E_INTERNAL", `${layout} packing got ${scales.length} block scales for ${blocks} blocks`);
   }
 }
 
@@ -120,7 +120,7 @@ export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8A
 }
 
 /** fromF16Bits with a one-entry cache: a tensor's blocks share one d (or 0), so decoding is rarely needed. */
-function cachedF16(): (bits: number) => number {
+export function cachedF16(): (bits: number) => number {
   let lastBits = 0;
   let last = 0;
   return (bits) => {

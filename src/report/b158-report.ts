@@ -1,5 +1,6 @@
 import { openB158File } from "../formats/b158/read.js";
 import { unpackLayout } from "../pack/codec.js";
+import { describeGranularity } from "../pack/scales.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { validateOpen } from "../convert/validate-b158.js";
 import { TOOL } from "../version.js";
@@ -31,7 +32,12 @@ export interface B158Report {
     readonly role: string;
     readonly layout: string;
     readonly params: Readonly<Record<string, number | string>>;
+    /** The per-tensor scale; null for plain arrays and per-group tensors. */
     readonly scale: number | null;
+    /** Per-group scales: weights per group along K (K: per row); null otherwise. */
+    readonly groupSize: number | null;
+    /** "per tensor", "per row (G = K = 2560)", "per group of 128 along K"; null for plain arrays. */
+    readonly granularity: string | null;
     readonly sourceDtype: string;
     /** Absolute byte offset of the payload in the file. */
     readonly offset: number;
@@ -66,7 +72,7 @@ export async function inspectB158(path: string): Promise<B158Report> {
       const weights = t.shape.reduce((a, b) => a * b, 1);
       let distribution = null;
       if (t.layoutParams !== undefined) {
-        const { codes } = unpackLayout(t.layoutParams, await file.readPayload(t.name), t.shape as [number, number]);
+        const { codes } = unpackLayout(t.layoutParams, await file.readPayload(t.name), t.shape as [number, number], undefined, t.name);
         const counts = [0, 0, 0];
         for (let i = 0; i < codes.length; i++) counts[codes[i]! + 1]!++;
         distribution = { minus: counts[0]! / codes.length, zero: counts[1]! / codes.length, plus: counts[2]! / codes.length };
@@ -80,6 +86,8 @@ export async function inspectB158(path: string): Promise<B158Report> {
         layout: t.layout,
         params: t.params,
         scale: t.scale ?? null,
+        groupSize: t.group_size ?? null,
+        granularity: t.layoutParams === undefined ? null : describeGranularity(t.group_size, t.shape[1]!),
         sourceDtype: t.source_dtype,
         offset: t.fileOffset,
         length: t.length,

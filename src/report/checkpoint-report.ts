@@ -4,7 +4,7 @@ import type { Dtype } from "../formats/safetensors/dtypes.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import type { ModelDims } from "../model/dims.js";
 import type { Family } from "../model/family.js";
-import { buildPlan, type LayoutEstimate, type PlanEntry, type PlanOptions, type TensorPlan, type TensorRole } from "../model/plan.js";
+import { planCheckpoint, type LayoutEstimate, type PlanEntry, type PlanOptions, type TensorPlan, type TensorRole } from "../model/plan.js";
 import { scanCheckpoint, type ScanProgress } from "../model/scan.js";
 import { TOOL } from "../version.js";
 
@@ -52,7 +52,7 @@ export interface ValidateReport {
 }
 
 export interface AnalyzeOptions extends PlanOptions {
-  /** "headers" lets remote sources answer with range reads (inspect never needs tensor data). */
+  /** "headers" lets remote sources answer with range reads (inspect reads headers and a bounded sample of values only). */
   readonly access?: "full" | "headers";
 }
 
@@ -60,7 +60,7 @@ export interface AnalyzeOptions extends PlanOptions {
 export async function withCheckpointPlan<T>(spec: string, options: AnalyzeOptions, use: (checkpoint: Checkpoint, plan: TensorPlan) => Promise<T>): Promise<T> {
   const checkpoint = await openCheckpoint(await resolveSource(spec, { access: options.access ?? "full" }));
   try {
-    return await use(checkpoint, buildPlan(checkpoint, options));
+    return await use(checkpoint, await planCheckpoint(checkpoint, options));
   } finally {
     await checkpoint.close();
   }

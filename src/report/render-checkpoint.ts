@@ -10,7 +10,7 @@ export interface RenderOptions {
 }
 
 const CONVENTION_TEXT = {
-  absmean: "latent weights: scale = mean|W| per tensor, codes = round(W / scale) clamped to [-1, 1] (BitNet b1.58 absmean)",
+  absmean: "float weights: absmean (scale = mean|W| per tensor) when online, read exactly (codes and scales) when stored",
   multiply: "effective weight = ternary x weight_scale (AutoBitLinear, offline)",
   divide: "effective weight = ternary / weight_scale (BitLinear)",
 } as const;
@@ -26,6 +26,7 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
       ["Family", `${family.number}. ${family.title}`],
       ["Evidence", family.evidence.join("; ")],
       ["Scales", `${CONVENTION_TEXT[family.convention]}${conventionSource}`],
+      ["Semantics", describeSemantics(report)],
       ["Model", describeModel(report)],
       ["Files", describeFiles(report)],
     ]),
@@ -43,12 +44,13 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
   lines.push(`Dtypes: ${Object.entries(report.dtypes).map(([d, n]) => `${d} x${n}`).join(", ")}`);
 
   lines.push("", `Plan (${report.tensors.length} tensors${options.all ? "" : "; identical layers folded, --all lists each"})`);
-  const rows: string[][] = [["  tensor", "dtype", "shape", "role", "action", ...LAYOUT_IDS]];
+  const rows: string[][] = [["  tensor", "dtype", "shape", "role", "action", "scales", ...LAYOUT_IDS]];
   for (const group of groupEntries(report.tensors, options.all === true)) {
     const e = group.entry;
     const shape = e.logicalShape === e.shape || sameShape(e.shape, e.logicalShape) ? formatShape(e.shape) : `${formatShape(e.shape)} -> ${formatShape(e.logicalShape)}`;
     const marks = LAYOUT_IDS.map((l) => (e.layouts === undefined ? "" : e.layouts[l].eligible ? "yes" : "NO"));
-    rows.push(["  " + group.label, e.dtype, shape, e.role, e.action + (e.scaleTensor ? " +scale" : ""), ...marks]);
+    const scales = e.layouts === undefined ? "" : e.groupSize === undefined ? "tensor" : e.groupSize === e.logicalShape[1] ? "row" : `g${e.groupSize}`;
+    rows.push(["  " + group.label, e.dtype, shape, e.role, e.action + (e.scaleTensor ? " +scale" : ""), scales, ...marks]);
   }
   lines.push(...table(rows));
 
@@ -91,6 +93,19 @@ function renderDiagnostics(diagnostics: readonly Diagnostic[], summary: { errors
   return [`Diagnostics (${summary.errors} errors, ${summary.warnings} warnings)`, ...sorted.map((d) => `  ${d.severity.padEnd(7)} ${d.code}  ${d.message}`)];
 }
 
+const SEMANTICS_TEXT = {
+  online: "online: the framework ternarizes the float linears with absmean at every forward pass; b158 does the same, whatever the values",
+  stored: "stored: the framework uses the float linears as they are (already ternary x scale); b158 reads codes and scales exactly",
+} as const;
+
+function describeSemantics(report: CheckpointReport): string {
+  const { family } = report;
+  const packed = report.tensors.some((t) => t.semantics === "packed") ? "packed U8 linears are unpacked by their linear_class; " : "";
+  if (family.semantics === null) return `${packed}float linears: ${family.id === "generic" ? "none ternarized but those --ternarize names (absmean, lossy)" : "none"}`;
+  const source = family.semanticsSource === "flag" ? " [from --weights]" : family.semanticsSource === "values" ? " [from the values: the config names no BitNet quantization]" : " [from config.json]";
+  return `${packed}${SEMANTICS_TEXT[family.semantics]}${source}`;
+}
+
 function describeModel(report: CheckpointReport): string {
   const d = report.dims;
   const parts = [
@@ -131,7 +146,7 @@ function groupEntries(entries: readonly PlanEntry[], all: boolean): Group[] {
       order.push({ label: entry.name, entry });
       continue;
     }
-    const signature = [match[1], match[3], entry.dtype, entry.shape.join("x"), entry.logicalShape.join("x"), entry.role, entry.action, entry.layouts ? LAYOUT_IDS.map((l) => entry.layouts![l].eligible).join() : ""].join("|");
+    const signature = [match[1], match[3], entry.dtype, entry.shape.join("x"), entry.logicalShape.join("x"), entry.role, entry.action, entry.groupSize ?? "", entry.layouts ? LAYOUT_IDS.map((l) => entry.layouts![l].eligible).join() : ""].join("|");
     const group = groups.get(signature);
     if (group === undefined) {
       groups.set(signature, { entry, layers: [Number(match[2])] });
@@ -190,7 +205,7 @@ export function renderB158Report(report: import("./b158-report.js").B158Report, 
     if (!options.all && /\.layers\.[1-9]\d*\./.test(t.name)) continue;
     const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(" ");
     const d = t.distribution;
-    rows.push(["  " + t.name, t.layout, params, formatShape(t.shape), t.scale === null ? "" : t.scale.toPrecision(6), d ? `${pct(d.minus)} / ${pct(d.zero)} / ${pct(d.plus)}` : "", t.bitsPerWeight.toFixed(3), String(t.offset)]);
+    rows.push(["  " + t.name, t.layout, params, formatShape(t.shape), t.scale !== null ? t.scale.toPrecision(6) : t.groupSize !== null ? (t.groupSize === t.shape[1] ? "per row" : `per group of ${t.groupSize}`) : "", d ? `${pct(d.minus)} / ${pct(d.zero)} / ${pct(d.plus)}` : "", t.bitsPerWeight.toFixed(3), String(t.offset)]);
   }
   lines.push(...table(rows));
   if (!options.all && report.tensors.some((t) => /\.layers\.[1-9]\d*\./.test(t.name))) lines.push("  (layers after 0 hidden; --all lists every tensor)");

@@ -1,6 +1,8 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { B158Error } from "../errors.js";
+import { isB158File } from "../formats/b158/detect.js";
+import { openB158File } from "../formats/b158/read.js";
 import { writeNpy } from "../formats/npy/npy.js";
 import type { ActivationMode } from "./kernels/api.js";
 import { Model, openModelSource, type LoadOptions } from "./model.js";
@@ -125,10 +127,13 @@ export interface EvalReport {
 export async function evaluate(source: string, converted: string, options: EvalOptions = {}): Promise<EvalReport> {
   const started = process.hrtime.bigint();
   const activations = options.activations ?? "int8";
+  // the source is read as the conversion was told to read it: an explicit override, else what
+  // `convert --weights` recorded in the .b158, else the checkpoint's own config (the plan decides)
+  const latent = options.latent ?? (await recordedSemantics(converted));
   const base: LoadOptions = {
     activations,
     ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(options.latent === undefined ? {} : { latent: options.latent }),
+    ...(latent === undefined ? {} : { latent }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   };
   // the source first: its tokenizer decides the tokens, and its logits are kept
@@ -305,4 +310,16 @@ export function compare(
     check("maxPerplexityDelta", summary.perplexityDelta, summary.perplexityDelta === null || summary.perplexityDelta <= thresholds.maxPerplexityDelta),
   ];
   return { side, file, kind, perplexity: ppl, summary, checks, pass: checks.every((c) => c.pass || !c.enforced), positions };
+}
+
+/** The source semantics `convert --weights` recorded in a .b158 (online for latent, stored for quantized). */
+async function recordedSemantics(converted: string): Promise<LoadOptions["latent"]> {
+  if (!(await isB158File(converted))) return undefined;
+  const file = await openB158File(converted);
+  try {
+    const weights = file.header.provenance.options.weights;
+    return weights === "quantized" ? "stored" : weights === "latent" ? "online" : undefined;
+  } finally {
+    await file.close();
+  }
 }

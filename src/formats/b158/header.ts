@@ -24,6 +24,8 @@ export interface B158Options {
   readonly embeddings: "f32" | "f16" | "bf16" | null;
   readonly ternarize: readonly string[];
   readonly kernel_config_sha256: string | null;
+  /** 1.1: the source semantics the user forced with --weights; absent when they came from the checkpoint. */
+  readonly weights?: "latent" | "quantized";
 }
 
 export interface B158TensorEntry {
@@ -33,7 +35,10 @@ export interface B158TensorEntry {
   readonly role: "ternary-linear" | "embedding" | "lm-head" | "norm" | "other";
   readonly layout: B158Layout;
   readonly params: Readonly<Record<string, number | string>>;
+  /** Ternary layouts, one scale per tensor. */
   readonly scale?: number;
+  /** 1.1, ternary layouts with per-group scales: weights per group along K (the values are the payload's block d). */
+  readonly group_size?: number;
   readonly source_dtype: string;
   readonly offset: number;
   readonly length: number;

@@ -10,6 +10,7 @@ export function headerParams(params: LayoutParams): Record<string, number | stri
       return { BM: params.BM, BK: params.BK, bm: params.bm, tiling_source: params.tilingSource };
     case "tq1_0":
     case "tq2_0":
+    case "q2_0":
       return { block_size: params.blockSize };
   }
 }
@@ -25,6 +26,8 @@ export function layoutParams(layout: string, params: Readonly<Record<string, num
     case "tq1_0":
     case "tq2_0":
       return { layout, blockSize: 256 };
+    case "q2_0":
+      return { layout, blockSize: 64 };
     default:
       return undefined;
   }

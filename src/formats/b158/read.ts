@@ -3,7 +3,8 @@ import { B158Error, type ErrorCode } from "../../errors.js";
 import { openFileWith, type ByteSource } from "../../io/byte-source.js";
 import { unpackLayout } from "../../pack/codec.js";
 import { halfBitsToFloat32 } from "../../pack/float16.js";
-import { tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
+import { Q2_0_BLOCK, Q2_0_BLOCK_BYTES, SCALE_BLOCK, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
+import { applyScale, groupScalesFromBlocks, type TensorScale } from "../../pack/scales.js";
 import { describeSchemaErrors, getValidator } from "../../schemas.js";
 import { decodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
 import { layoutParams } from "./params.js";
@@ -34,9 +35,9 @@ export interface B158File {
   readPayload(name: string): Promise<Uint8Array>;
   /** The payload in chunks of at most `chunkBytes`, for payloads too large to hold at once. */
   readPayloadChunks(name: string, chunkBytes?: number): AsyncGenerator<Uint8Array>;
-  /** Ternary codes [out * in] and the per-tensor scale. */
-  decodeTernary(name: string): Promise<{ codes: Int8Array; scale: number }>;
-  /** The effective weights as float32: scale x code for ternary layouts, converted for plain ones. */
+  /** Ternary codes [out * in] and the scale: one value, or per group (read from the payload's block d). */
+  decodeTernary(name: string): Promise<{ codes: Int8Array; scale: TensorScale }>;
+  /** The effective weights as float32: scale x code for ternary layouts (per group where it has groups), converted for plain ones. */
   decodeFloat32(name: string): Promise<Float32Array>;
   /** Re-hashes every payload and checks the alignment padding; returns the damaged tensors' names. */
   verify(): Promise<string[]>;
@@ -99,13 +100,13 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     const t = tensor(name);
     return source.read(t.fileOffset, t.length);
   };
-  const decodeTernary = async (name: string) => {
+  const decodeTernary = async (name: string): Promise<{ codes: Int8Array; scale: TensorScale }> => {
     const t = tensor(name);
-    if (t.layoutParams === undefined || t.scale === undefined) {
+    if (t.layoutParams === undefined) {
       throw new B158Error("E_USAGE", `${file}: tensor "${name}" is ${t.layout}, not ternary`, { details: { file, tensor: name } });
     }
-    const { codes } = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number]);
-    return { codes, scale: t.scale };
+    const unpacked = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number], undefined, name);
+    return { codes: unpacked.codes, scale: t.group_size === undefined ? t.scale! : groupScales(file, t, unpacked.codes, unpacked.blockScales!) };
   };
   return {
     name: file,
@@ -127,7 +128,7 @@ export async function openB158(source: ByteSource): Promise<B158File> {
       const t = tensor(name);
       if (t.layoutParams !== undefined) {
         const { codes, scale } = await decodeTernary(name);
-        return Float32Array.from(codes, (c) => c * scale);
+        return applyScale(codes, t.shape[1]!, scale);
       }
       return plainToFloat32(t.layout as PlainLayout, await readPayload(name));
     },
@@ -146,6 +147,17 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     },
     close: () => source.close(),
   };
+}
+
+/** A group-scaled tensor's scales, from its payload's block d (docs/FORMAT.md §1.5); blocks of a group that disagree are E_B158_LAYOUT. */
+export function groupScales(file: string, t: B158TensorEntry & { readonly layoutParams: LayoutParams | undefined }, codes: Int8Array, blocks: Float32Array) {
+  const [M, K] = t.shape as [number, number];
+  const groups = groupScalesFromBlocks(blocks, codes, M, K, SCALE_BLOCK[t.layoutParams!.layout]!, t.group_size!);
+  if ("conflict" in groups) {
+    const { row, group, scales } = groups.conflict;
+    fail("E_B158_LAYOUT", file, `tensor "${t.name}": blocks of group ${group} of row ${row} (group_size ${t.group_size}) have different scales ${scales[0]} and ${scales[1]}`, { tensor: t.name, row, group });
+  }
+  return groups;
 }
 
 function startsWithMagic(bytes: Uint8Array): boolean {
@@ -192,7 +204,19 @@ function expectedLength(entry: B158TensorEntry, params: LayoutParams | undefined
     case "tq1_0":
     case "tq2_0":
       return K % TQ_BLOCK === 0 ? { length: ((M * K) / TQ_BLOCK) * (params.layout === "tq1_0" ? TQ1_0_BLOCK_BYTES : TQ2_0_BLOCK_BYTES) } : { problem: `K = ${K} is not a multiple of 256` };
+    case "q2_0":
+      return K % Q2_0_BLOCK === 0 ? { length: ((M * K) / Q2_0_BLOCK) * Q2_0_BLOCK_BYTES } : { problem: `K = ${K} is not a multiple of 64` };
   }
+}
+
+/** docs/FORMAT.md §1.5: a group size is a multiple of the layout's block that divides K. */
+function groupSizeProblem(entry: B158TensorEntry, params: LayoutParams): string | undefined {
+  const G = entry.group_size!;
+  const block = SCALE_BLOCK[params.layout];
+  const K = entry.shape[1]!;
+  if (block === undefined) return `${params.layout} holds one scale per tensor, not group_size ${G}`;
+  if (G % block !== 0 || K % G !== 0) return `group_size ${G} is not a multiple of the ${block}-weight block that divides K = ${K}`;
+  return undefined;
 }
 
 function checkTensors(file: string, header: B158Header, dataOffset: number, size: number): B158Tensor[] {
@@ -205,6 +229,10 @@ function checkTensors(file: string, header: B158Header, dataOffset: number, size
     const params = layoutParams(entry.layout, entry.params);
     const expected = expectedLength(entry, params);
     if ("problem" in expected) fail("E_B158_LAYOUT", file, `tensor "${entry.name}" ${entry.layout} ${JSON.stringify(entry.shape)}: ${expected.problem}`, { tensor: entry.name });
+    if (params !== undefined && entry.group_size !== undefined) {
+      const problem = groupSizeProblem(entry, params);
+      if (problem !== undefined) fail("E_B158_LAYOUT", file, `tensor "${entry.name}" ${entry.layout} ${JSON.stringify(entry.shape)}: ${problem}`, { tensor: entry.name });
+    }
     if (expected.length !== entry.length) {
       fail("E_B158_LAYOUT", file, `tensor "${entry.name}" ${entry.layout} ${JSON.stringify(entry.shape)} has a ${entry.length}-byte payload; the layout needs ${expected.length}`, { tensor: entry.name });
     }
@@ -213,9 +241,9 @@ function checkTensors(file: string, header: B158Header, dataOffset: number, size
     }
     end = entry.offset + entry.length;
     expectedOffset = alignUp(end, PAYLOAD_ALIGNMENT);
-    if (params !== undefined && !(typeof entry.scale === "number" && Number.isFinite(entry.scale))) {
+    if (params !== undefined && typeof entry.scale !== "number" && entry.group_size === undefined) {
       // a non-finite scale is reported by validation as degenerate, but it must at least be a number
-      if (typeof entry.scale !== "number") fail("E_B158_SCHEMA", file, `ternary tensor "${entry.name}" has no scale`, { tensor: entry.name });
+      fail("E_B158_SCHEMA", file, `ternary tensor "${entry.name}" has no scale`, { tensor: entry.name });
     }
     return { ...entry, fileOffset: dataOffset + entry.offset, layoutParams: params };
   });

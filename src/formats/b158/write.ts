@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../../errors.js";
 import { AtomicFile } from "../../io/atomic-file.js";
+import type { TensorScale } from "../../pack/scales.js";
 import type { PayloadSlot } from "./slot.js";
 import { encodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
-import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
+import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
 
 /**
  * A streaming, atomic .b158 writer (docs/FORMAT.md). Payload lengths are known before any is
@@ -13,8 +14,12 @@ import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MINOR, PAYLOAD_ALIGNMENT, PREAMB
  * Everything goes to a temp file beside the target, renamed into place only by publish().
  */
 
-/** A tensor as planned: everything but where it lands and what it hashes to. */
-export type PlannedTensor = Omit<B158TensorEntry, "offset" | "sha256" | "scale"> & { readonly ternary: boolean };
+/**
+ * A tensor as planned: everything but where it lands and what it hashes to. `mayGroup`: a ternary
+ * tensor whose scales may turn out per group (stored weights in a layout that holds groups), so
+ * its header entry may carry group_size instead of scale.
+ */
+export type PlannedTensor = Omit<B158TensorEntry, "offset" | "sha256" | "scale" | "group_size"> & { readonly ternary: boolean; readonly mayGroup?: boolean };
 
 export interface WriterOptions {
   /** Replace an existing file at the target. */
@@ -26,7 +31,7 @@ const PLACEHOLDER_SHA = "0".repeat(64);
 export class B158Writer {
   private readonly offsets: number[];
   private readonly hashes: (string | undefined)[];
-  private readonly scales: (number | undefined)[];
+  private readonly scales: (TensorScale | undefined)[];
 
   private constructor(
     private readonly file: AtomicFile,
@@ -49,9 +54,10 @@ export class B158Writer {
       offsets.push(offset);
       end = offset + tensor.length;
     }
+    // the largest encodings of what record() may bring: a float64 scale, and a u64 group size where one may come
     const placeholder = encodeHeader({
       ...draft,
-      tensors: planned.map((t, i) => entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined)),
+      tensors: planned.map((t, i) => ({ ...entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined), ...(t.mayGroup ? { group_size: Number.MAX_SAFE_INTEGER } : {}) })),
     });
     const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.byteLength, DATA_ALIGNMENT);
     const file = await AtomicFile.create(path, options.force ?? false);
@@ -76,11 +82,12 @@ export class B158Writer {
     this.file.flushSoFar();
   }
 
-  /** Records a payload written through its slot: its sha256, and the scale of a ternary layout. */
-  record(index: number, sha256: string, scale?: number): void {
+  /** Records a payload written through its slot: its sha256, and the scale of a ternary layout (one value, or per group). */
+  record(index: number, sha256: string, scale?: TensorScale): void {
     const tensor = this.planned[index];
     if (tensor === undefined || this.hashes[index] !== undefined) throw new B158Error("E_INTERNAL", `payload ${index} is unknown or written twice`);
     if (tensor.ternary !== (scale !== undefined)) throw new B158Error("E_INTERNAL", `payload ${index} (${tensor.name}): scale ${tensor.ternary ? "missing" : "given for a plain array"}`);
+    if (typeof scale === "object" && !tensor.mayGroup) throw new B158Error("E_INTERNAL", `payload ${index} (${tensor.name}): group scales for a tensor planned with one scale`);
     this.hashes[index] = sha256;
     this.scales[index] = scale;
   }
@@ -92,16 +99,14 @@ export class B158Writer {
   async finish(): Promise<{ tempPath: string; size: number; headerLength: number; dataOffset: number }> {
     const missing = this.hashes.findIndex((h) => h === undefined);
     if (missing !== -1) throw new B158Error("E_INTERNAL", `payload ${missing} (${this.planned[missing]!.name}) was never written`);
-    const header = encodeHeader({
-      ...this.draft,
-      tensors: this.planned.map((t, i) => entry(t, this.offsets[i]!, this.hashes[i]!, this.scales[i])),
-    });
+    const tensors = this.planned.map((t, i) => entry(t, this.offsets[i]!, this.hashes[i]!, this.scales[i]));
+    const header = encodeHeader({ ...this.draft, tensors });
     if (PREAMBLE_BYTES + header.byteLength > this.dataOffset) throw new B158Error("E_INTERNAL", "the header outgrew its reserved region");
     const preamble = new Uint8Array(PREAMBLE_BYTES);
     const view = new DataView(preamble.buffer);
     preamble.set(MAGIC, 0);
     view.setUint16(8, MAJOR, true);
-    view.setUint16(10, MINOR, true);
+    view.setUint16(10, minorVersion(this.draft, tensors), true);
     view.setUint32(12, 0, true);
     view.setBigUint64(16, BigInt(header.byteLength), true);
     view.setBigUint64(24, BigInt(this.dataOffset), true);
@@ -129,7 +134,18 @@ export class B158Writer {
   }
 }
 
-function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: number | undefined): B158TensorEntry {
-  const { ternary: _ternary, ...rest } = tensor;
-  return { ...rest, offset, sha256, ...(scale === undefined ? {} : { scale }) };
+function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: TensorScale | undefined): B158TensorEntry {
+  const { ternary: _ternary, mayGroup: _mayGroup, ...rest } = tensor;
+  const scaleFields = scale === undefined ? {} : typeof scale === "number" ? { scale } : { group_size: scale.groupSize };
+  return { ...rest, offset, sha256, ...scaleFields };
+}
+
+/** The smallest minor whose features the header uses (docs/FORMAT.md §1.6): 1.0 files stay byte for byte what 1.0 writers made. */
+export function minorVersion(draft: Omit<B158Header, "tensors">, tensors: readonly B158TensorEntry[]): 0 | 1 {
+  const uses11 =
+    draft.model.family === "fake-quantized" ||
+    draft.provenance.options.weights !== undefined ||
+    draft.provenance.options.layout === "q2_0" ||
+    tensors.some((t) => t.layout === "q2_0" || t.group_size !== undefined || ((t.scale !== undefined || t.group_size !== undefined) && t.role !== "ternary-linear"));
+  return uses11 ? 1 : 0;
 }

@@ -3,7 +3,7 @@ import { openB158File, plainToFloat32, type B158File, type B158Tensor } from "..
 import type { PlainLayout } from "../../formats/b158/spec.js";
 import { unpackLayout } from "../../pack/codec.js";
 import { fromF16Bits } from "../../pack/float16.js";
-import { TQ1_0_BLOCK_BYTES, TQ_BLOCK } from "../../pack/layouts.js";
+import { Q2_0_BLOCK, TQ1_0_BLOCK_BYTES, TQ_BLOCK } from "../../pack/layouts.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
 import type { TernaryWeightSource } from "../kernels/api.js";
@@ -91,15 +91,17 @@ export function b158Source(file: B158File): ModelSource {
         case "tq2_0":
           weight = { kind: "tq2_0", rows, cols, payload: await file.readPayload(t.name) };
           break;
-        case "tq1_0": {
-          const payload = await file.readPayload(t.name);
-          const { codes } = unpackLayout(params, payload, [rows, cols]);
-          weight = { kind: "codes", rows, cols, codes, scales: { granularity: "group", groupSize: TQ_BLOCK, scales: tq1BlockScales(payload) } };
+        case "tq1_0":
+        case "q2_0": {
+          // re-laid once: the codes, with each block's own f16 d (256 weights for TQ1_0, 64 for Q2_0)
+          const { codes, blockScales } = unpackLayout(params, await file.readPayload(t.name), [rows, cols], undefined, t.name);
+          weight = { kind: "codes", rows, cols, codes, scales: { granularity: "group", groupSize: params.layout === "tq1_0" ? TQ_BLOCK : Q2_0_BLOCK, scales: blockScales! } };
           break;
         }
         case "tl1":
         case "tl2": {
           const { codes, scale } = await file.decodeTernary(t.name);
+          if (typeof scale !== "number") throw new B158Error("E_B158_LAYOUT", `${file.name}: ${params.layout} tensor "${t.name}" has group scales, which the layout cannot hold`, { details: { file: file.name, tensor: t.name } });
           weight = { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: Math.fround(scale) } };
           break;
         }

@@ -3,7 +3,7 @@ import { resolveSource } from "../../checkpoint/resolve.js";
 import { B158Error } from "../../errors.js";
 import { readTensorBytes } from "../../formats/safetensors/read.js";
 import type { Diagnostic } from "../../model/diagnostics.js";
-import { buildPlan, type PlanEntry, type TensorPlan } from "../../model/plan.js";
+import { planCheckpoint, type PlanEntry, type TensorPlan } from "../../model/plan.js";
 import { fromBf16Bits, fromF16Bits, halfBitsToFloat32 } from "../../pack/float16.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
@@ -11,13 +11,13 @@ import { absmeanTernarize, packedScale, unpackQuarters } from "./semantics.js";
 import { denseFromBytes, uint16View, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
 /**
- * How latent (float) BitNet linear weights mean what they mean:
+ * How float BitNet linear weights mean what they mean, as the plan decides from the source's
+ * config and values (docs/ternarization.md):
  * - "online": the framework ternarizes them with absmean at every forward pass (transformers'
- *   AutoBitLinear online, 1bitLLM's BitLinear); the runtime does it once at load. The default.
+ *   AutoBitLinear online, 1bitLLM's BitLinear); the runtime does it once at load.
  * - "stored": the values are the effective weights as they are (a fake-quantized export that already
  *   holds scale x ternary). Run as float matrices with BitNet's activation quantization.
- * Which one a checkpoint means is the semantics work's to decide (docs/ternarization.md); this
- * option is the seam it plugs into.
+ * This option overrides the plan's choice, as `--weights latent|quantized` does for convert.
  */
 export type LatentSemantics = "online" | "stored";
 
@@ -41,7 +41,7 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
   if (config === undefined) {
     throw new B158Error("E_CONFIG_MISSING", `${label}: has no config.json, so the runtime cannot know the model's graph`, { details: { source: label } });
   }
-  const plan = buildPlan(checkpoint);
+  const plan = await planCheckpoint(checkpoint, options.latent === undefined ? {} : { weights: options.latent === "stored" ? "quantized" : "latent" });
   const errors = plan.diagnostics.filter((d) => d.severity === "error");
   if (errors.length > 0) {
     throw new B158Error(errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
@@ -75,7 +75,6 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
     ...(tokenizerConfig === undefined ? {} : { tokenizerConfig }),
     ...(tokenizerModel === undefined ? {} : { tokenizerModel }),
   };
-  const latent = options.latent ?? "online";
   const diagnostics: Diagnostic[] = plan.diagnostics.filter((d) => d.severity !== "error");
 
   const tensor = (name: string): CheckpointTensor => checkpoint.tensorsByName.get(name)!;
@@ -99,7 +98,7 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
     },
     async linear(role, layer) {
       const name = layerName(role, layer);
-      return linearWeight(checkpoint, plan, entries.get(name)!, latent, bytesOf);
+      return linearWeight(checkpoint, plan, entries.get(name)!, bytesOf);
     },
     async matrix(role) {
       const name = hfGlobalTensor(names, role);
@@ -116,7 +115,6 @@ async function linearWeight(
   checkpoint: Checkpoint,
   plan: TensorPlan,
   entry: PlanEntry,
-  latent: LatentSemantics,
   bytesOf: (t: CheckpointTensor) => Promise<Uint8Array>,
 ): Promise<LinearWeight> {
   const t = checkpoint.tensorsByName.get(entry.name)!;
@@ -129,9 +127,10 @@ async function linearWeight(
     return { kind: "ternary", weight: { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: packedScale(weightScale, convention, entry.scaleTensor!) } } };
   }
   const bytes = await bytesOf(t);
+  // stored (fake-quantized) weights are the effective weights: run them as they are, BitNet-style
+  if (entry.action === "extract") return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: true };
   // a BitNet linear ternarized per forward; a plain float linear of a model that is not ternary
   if (entry.action === "ternarize" && plan.family.id !== "generic") {
-    if (latent === "stored") return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: true };
     const { codes, scale } = absmeanTernarize(bytes, t.dtype, rows * cols, entry.name);
     return { kind: "ternary", weight: { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale } } };
   }
