@@ -85,10 +85,16 @@ export interface KernelContext {
   denseRow(weight: DenseMatrix, row: number, out: Float32Array): void;
   /** Bytes held for all weights. */
   readonly bytes: number;
+  /** How the backend was chosen: features found, self-tests run, fallbacks taken (for logs and --json). */
+  readonly selection?: readonly string[];
   close(): Promise<void>;
 }
 
 export interface KernelOptions {
+  /** "auto" (the default): B158_KERNELS if set, else the fastest backend that passes its start-up self-test. */
   readonly backend?: KernelBackend | "auto";
+  /** Threads for the WebAssembly backends, the calling thread included (default 1). */
   readonly threads?: number;
+  /** false: "auto" never uses (nor enables) relaxed SIMD. B158_RELAXED_SIMD=0 does the same. */
+  readonly relaxedSimd?: boolean;
 }

@@ -8,7 +8,7 @@ import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, Sca
  * Its I2_S and TQ2_0 decoding is written here from docs/layouts.md, not taken from src/pack, so
  * a packer bug cannot cancel out between a conversion and the runtime that checks it.
  */
-interface RefTernary extends TernaryMatrix {
+export interface RefTernary extends TernaryMatrix {
   readonly codes: Int8Array;
   /** Weights per scale block (cols for a per-tensor or per-row scale). */
   readonly blockSize: number;
@@ -143,7 +143,8 @@ export function denseDot(w: Float32Array, x: Float32Array, cols: number): number
   return Math.fround(Math.fround(lanes[0]! + lanes[2]!) + Math.fround(lanes[1]! + lanes[3]!));
 }
 
-function decodeTernary(source: TernaryWeightSource): RefTernary {
+/** One int8 code per weight and its block scales: the reference's reading of any source. */
+export function decodeTernary(source: TernaryWeightSource): RefTernary {
   const { rows, cols } = source;
   const codes = new Int8Array(rows * cols);
   switch (source.kind) {
