@@ -3,6 +3,7 @@ import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, Ter
 import { fromF16Bits } from "../../../pack/float16.js";
 import { decodeTernary } from "../reference.js";
 import { DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
+import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
 /**
@@ -278,7 +279,7 @@ export class WasmKernels implements KernelContext {
         scratchBytes = Math.max(scratchBytes, w.paddedCols * (relaxed ? 2 : 4) + blocks * 128);
       } else {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
-        if (relaxed) tile = 4;
+        if (relaxed) tile = RELAXED_GEMV_ROWS;
       }
       const sums = float ? undefined : blockSums.get(`${geoKey}:${w.paddedGroup}`)!;
       tasks.push({
@@ -380,6 +381,11 @@ export class WasmKernels implements KernelContext {
 
   async close(): Promise<void> {
     await this.dispatcher.close();
+  }
+
+  /** Row chunks each thread has run (index 0: the calling thread; up to 8 threads). */
+  chunksRun(): number[] {
+    return Array.from({ length: Math.min(this.threads, 8) }, (_, tid) => this.dispatcher.chunksRun(tid));
   }
 
   /** Tests only: the next product runs a kernel that traps, or (tid > 0) that worker exits abruptly. */

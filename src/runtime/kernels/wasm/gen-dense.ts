@@ -6,40 +6,47 @@ import { add, field, forLoop, get, hsumI32, i32, locals, mul, set } from "./wat.
  * while the rows are in cache. Products are f32, summed in four f32 lanes (lane k mod 4), then
  * (l0 + l2) + (l1 + l3): the reference order.
  *
- * f16 has no conversion instruction in wasm: the bits go to the top of an i32 lane, an arithmetic
- * shift by 3 and a mask leave sign, exponent and mantissa where an f32 has them, which is the value
- * times 2^-112, exactly (subnormals too). The driver multiplies x by 2^112 instead when that is
+ * f16 has no conversion instruction in wasm: moving sign, exponent and mantissa to where an f32
+ * has them gives the value times 2^-112, exactly (subnormals too). The driver multiplies x by 2^112 instead when that is
  * exact (|x| < 2^15); otherwise each weight is multiplied back. f16 Inf/NaN never reach here (such
  * matrices are kept as f32).
  */
-const LOW_HALVES = "0 1 16 17 0 1 18 19 0 1 20 21 0 1 22 23";
-const HIGH_HALVES = "0 1 24 25 0 1 26 27 0 1 28 29 0 1 30 31";
-const F16_MASK = "(v128.const i32x4 0x8fffe000 0x8fffe000 0x8fffe000 0x8fffe000)";
+// word interleaves (punpcklwd / punpckhwd; V8 turns other patterns into two pshufb and a por)
+const LOW_HALVES = "0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23";
+const HIGH_HALVES = "8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31";
+const F16_HIGH_MASK = "(v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff)";
 const TWO_112 = "(v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)";
 
+/**
+ * Four f32 from half of local `v` (8 f16 or bf16). bf16: each value to the top of a lane. f16: the
+ * top half of each f32 is sign | 000 | exponent | mantissa[9:3] (an arithmetic shift by 3, masked),
+ * the bottom half mantissa[2:0] << 13; both halves are computed once per 8 values (locals fhi, flo).
+ */
 function halfToF32(layout: DenseLayoutId, v: string, high: boolean, rescale: boolean): string {
-  const moved = `(i8x16.shuffle ${high ? HIGH_HALVES : LOW_HALVES} (v128.const i64x2 0 0) ${v})`;
-  if (layout === DenseLayout.bf16) return moved;
-  const scaled = `(v128.and (i32x4.shr_s ${moved} (i32.const 3)) ${F16_MASK})`;
-  return rescale ? `(f32x4.mul ${scaled} ${TWO_112})` : scaled;
+  const pattern = high ? HIGH_HALVES : LOW_HALVES;
+  if (layout === DenseLayout.bf16) return `(i8x16.shuffle ${pattern} (v128.const i64x2 0 0) ${get(v)})`;
+  const value = `(i8x16.shuffle ${pattern} ${get("flo")} ${get("fhi")})`;
+  return rescale ? `(f32x4.mul ${value} ${TWO_112})` : value;
+}
+
+function splitHalves(layout: DenseLayoutId, v: string): string {
+  if (layout !== DenseLayout.f16) return "";
+  return `${set("fhi", `(v128.and (i16x8.shr_s ${get(v)} (i32.const 3)) ${F16_HIGH_MASK})`)} ${set("flo", `(i16x8.shl ${get(v)} (i32.const 13))`)}`;
 }
 
 /** The 16-element step of one row (local p{r}) into acc{r}; x in locals x0..x3. */
 function floatStep(layout: DenseLayoutId, r: number, rescale: boolean): string {
   const p = get(`p${r}`);
   const acc = `acc${r}`;
-  const products: string[] = [];
-  if (layout === DenseLayout.f32) {
-    for (let j = 0; j < 4; j++) products.push(`(v128.load offset=${16 * j} align=4 ${p})`);
-  } else {
-    products.push(
-      halfToF32(layout, `(v128.load align=2 ${p})`, false, rescale),
-      halfToF32(layout, `(v128.load align=2 ${p})`, true, rescale),
-      halfToF32(layout, `(v128.load offset=16 align=2 ${p})`, false, rescale),
-      halfToF32(layout, `(v128.load offset=16 align=2 ${p})`, true, rescale),
-    );
-  }
-  return products.map((w, j) => set(acc, `(f32x4.add ${get(acc)} (f32x4.mul ${w} ${get(`x${j}`)}))`)).join(" ");
+  const addProduct = (w: string, j: number) => set(acc, `(f32x4.add ${get(acc)} (f32x4.mul ${w} ${get(`x${j}`)}))`);
+  if (layout === DenseLayout.f32) return [0, 1, 2, 3].map((j) => addProduct(`(v128.load offset=${16 * j} align=4 ${p})`, j)).join(" ");
+  // 8 values per row and step: longer steps let V8 hoist every row's loads and spill
+  return (
+    set("v", `(v128.load align=2 ${p})`) +
+    splitHalves(layout, "v") +
+    addProduct(halfToF32(layout, "v", false, rescale), 0) +
+    addProduct(halfToF32(layout, "v", true, rescale), 1)
+  );
 }
 
 export function denseKernel(layout: DenseLayoutId, name: string): string {
@@ -60,11 +67,12 @@ export function denseKernel(layout: DenseLayoutId, name: string): string {
           ${set("xp", add(get("xp"), i32(32)))}
           (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))`;
     }
+    const values = layout === DenseLayout.f32 ? 16 : 8;
     return `(loop $step
-          ${[0, 1, 2, 3].map((j) => set(`x${j}`, `(v128.load offset=${16 * j} ${get("xp")})`)).join(" ")}
+          ${[0, 1, 2, 3].slice(0, values / 4).map((j) => set(`x${j}`, `(v128.load offset=${16 * j} ${get("xp")})`)).join(" ")}
           ${rows.map((r) => floatStep(layout, r, rescale)).join("\n          ")}
-          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16 * elementBytes)))).join(" ")}
-          ${set("xp", add(get("xp"), i32(64)))}
+          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(values * elementBytes)))).join(" ")}
+          ${set("xp", add(get("xp"), i32(values * 4)))}
           (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))`;
   };
   const inner =
@@ -83,7 +91,7 @@ export function denseKernel(layout: DenseLayoutId, name: string): string {
   ${locals("i32", "mat", "w", "rowBytes", "paddedCols", "scales", "tokens", "act", "actStride", "actScale", "out", "outStride", "flags")}
   ${locals("i32", "r", "t", "n", "nrows", "xp", "out0", "p0", "p1", "p2", "p3", "b0", "b1", "b2", "b3")}
   ${locals("f64", "s")}
-  ${locals("v128", "x0", "x1", "x2", "x3", "v", "acc0", "acc1", "acc2", "acc3")}
+  ${locals("v128", "x0", "x1", "x2", "x3", "v", "fhi", "flo", "acc0", "acc1", "acc2", "acc3")}
   ${set("mat", field(get("task"), TASK.matrix))}
   ${set("w", field(get("mat"), DENSE.weights))}
   ${set("rowBytes", field(get("mat"), DENSE.rowBytes))}
@@ -112,7 +120,7 @@ export function denseKernel(layout: DenseLayoutId, name: string): string {
       ${set("out0", add(get("out"), mul(get("t"), get("outStride"))))}
       ${layout === DenseLayout.int8Rows ? set("s", `(f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("t")} (i32.const 2))`)}))`) : ""}
       ${rows.map((r) => `${set(`p${r}`, get(`b${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
-      ${set("n", `(i32.shr_u ${get("paddedCols")} (i32.const 4))`)}
+      ${set("n", `(i32.shr_u ${get("paddedCols")} (i32.const ${layout === DenseLayout.f16 || layout === DenseLayout.bf16 ? 3 : 4}))`)}
       ${inner}
       ${rows.map(store).join("\n      ")}`,
     )}`,

@@ -257,6 +257,7 @@ export function dispatcher(kernelCount: number): string {
     (br_if $out (i32.ge_u ${get("idx")} (i32.atomic.load ${ctrl(CONTROL.chunks)})))
     (call $run_chunk (i32.atomic.load ${ctrl(CONTROL.dispatch)}) ${get("idx")}
       ${add(`(i32.load ${ctrl(CONTROL.scratch)})`, mul(get("tid"), `(i32.load ${ctrl(CONTROL.scratchBytes)})`))})
+    (if (i32.lt_u ${get("tid")} (i32.const 8)) (then (drop (i32.atomic.rmw.add ${add(ctrl(CONTROL.chunksRun), `(i32.shl ${get("tid")} (i32.const 2))`)} (i32.const 1)))))
     (if (i32.eq (i32.add (i32.atomic.rmw.add ${ctrl(CONTROL.done)} (i32.const 1)) (i32.const 1)) (i32.atomic.load ${ctrl(CONTROL.chunks)}))
       (then (drop (memory.atomic.notify ${ctrl(CONTROL.done)} (i32.const 1)))))
     (br $claim))))

@@ -84,6 +84,8 @@ function codes8(w: string, p: number): string {
 }
 
 const M3 = `(v128.const i16x8 3 3 3 3 3 3 3 3)`;
+/** Rows per pass of the relaxed GEMV (the backend rounds chunks to it). */
+export const RELAXED_GEMV_ROWS = 4;
 const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
 
 /**
@@ -284,16 +286,12 @@ function finishInt8Tile(v: TernaryVariant): string {
  * 4-token pmaddwd micro-kernel runs over every token (shift/and work leaves the inner loop).
  */
 export function ternaryGemm(v: TernaryVariant): string {
-  let step = "";
-  for (let half = 0; half < 2; half++) {
-    const o = 16 * half;
-    step += set("c0", `(v128.load offset=${o} ${get("up0")})`) + set("c1", `(v128.load offset=${o} ${get("up1")})`);
-    for (let tt = 0; tt < 4; tt++) {
-      step += set("a", `(v128.load offset=${o} ${get(`a${tt}`)})`);
-      step += set(`acc0${tt}`, `(i32x4.add ${get(`acc0${tt}`)} (i32x4.dot_i16x8_s ${get("c0")} ${get("a")}))`);
-      step += set(`acc1${tt}`, `(i32x4.add ${get(`acc1${tt}`)} (i32x4.dot_i16x8_s ${get("c1")} ${get("a")}))`);
-    }
-    step += "\n";
+  // one 8-code vector per row and step: unrolling further makes V8 hoist the loads and spill
+  let step = set("c0", `(v128.load ${get("up0")})`) + set("c1", `(v128.load ${get("up1")})`);
+  for (let tt = 0; tt < 4; tt++) {
+    step += set("a", `(v128.load ${get(`a${tt}`)})`);
+    step += set(`acc0${tt}`, `(i32x4.add ${get(`acc0${tt}`)} (i32x4.dot_i16x8_s ${get("c0")} ${get("a")}))`);
+    step += set(`acc1${tt}`, `(i32x4.add ${get(`acc1${tt}`)} (i32x4.dot_i16x8_s ${get("c1")} ${get("a")}))`);
   }
   const accs = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
   return `(func $ternary_gemm_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
@@ -330,10 +328,10 @@ export function ternaryGemm(v: TernaryVariant): string {
         get("blocks"),
         1,
         `${accs.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
-        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 4))`)}
+        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 3))`)}
         (loop $step
           ${step}
-          ${["up0", "up1", "a0", "a1", "a2", "a3"].map((p) => set(p, add(get(p), i32(32)))).join(" ")}
+          ${["up0", "up1", "a0", "a1", "a2", "a3"].map((p) => set(p, add(get(p), i32(16)))).join(" ")}
           (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
         ${accs.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" ")}
         ${set("ip", add(get("ip"), i32(128)))}`,
@@ -404,26 +402,25 @@ export function ternaryFloat(v: TernaryVariant): string {
 }
 
 /**
- * GEMV, relaxed SIMD: four rows per pass, 16 weights per i16x8.relaxed_dot_i8x16_i7x16_s (codes as
- * the unsigned 7-bit operand, |q| <= 127), i16 sums widened every 8 units (64 steps: |sum| <= 32512)
- * and at each block's end.
+ * GEMV, relaxed SIMD: R rows per pass, 16 weights per i16x8.relaxed_dot_i8x16_i7x16_s (codes as the
+ * unsigned 7-bit operand, |q| <= 127), i16 sums widened every 64 dots (|sum| <= 32512) and at each
+ * block's end. One loop step is one 16-byte vector per row (a longer body makes V8 hoist every load
+ * and spill): in a 128-unit the second vector's chunks sit 16 bytes after the first's.
  */
-export function ternaryGemvRelaxed(v: TernaryVariant): string {
-  const R = 4;
-  let unit = "";
-  for (let h = 0; h < vectorsPerUnit(v); h++) {
-    for (let r = 0; r < R; r++) unit += set(`w${r}`, `(v128.load offset=${16 * h} align=1 ${get(`p${r}`)})`);
-    for (let p = 0; p < 4; p++) {
-      unit += set("a", `(v128.load offset=${16 * v.chunkOf(h, p)} ${get("ap")})`);
-      for (let r = 0; r < R; r++) unit += set(`acc${r}`, `(i16x8.add ${get(`acc${r}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${codes8(`w${r}`, p)}))`);
-      unit += "\n";
-    }
+export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): string {
+  let step = "";
+  for (let r = 0; r < R; r++) step += set(`w${r}`, `(v128.load align=1 ${get(`p${r}`)})`);
+  for (let p = 0; p < 4; p++) {
+    step += set("a", `(v128.load offset=${16 * v.chunkOf(0, p)} ${get("ap")})`);
+    for (let r = 0; r < R; r++) step += set(`acc${r}`, `(i16x8.add ${get(`acc${r}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${codes8(`w${r}`, p)}))`);
+    step += "\n";
   }
-  const rows = [0, 1, 2, 3];
+  const apStep = v.unit === 128 ? `(select (i32.const 112) (i32.const 16) ${get("odd")})` : i32(64);
+  const rows = Array.from({ length: R }, (_, r) => r);
   const widen = (r: number) => set(`dot${r}`, add(get(`dot${r}`), hsumI32(`(i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)})`)));
   return `(func $ternary_gemv_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "k", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`), ...rows.map((r) => `dot${r}`))}
+  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`), ...rows.map((r) => `dot${r}`))}
   ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
   ${locals("v128", "m3b", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`))}
   ${readMatrix()}
@@ -457,17 +454,18 @@ export function ternaryGemvRelaxed(v: TernaryVariant): string {
         get("blocks"),
         1,
         `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${set(`dot${r}`, i32(0))}`).join(" ")}
-        ${set("u", get("units"))} ${set("k", i32(0))}
-        (loop $unit
-          ${unit}
-          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(v.unit / 4)))).join(" ")}
-          ${set("ap", add(get("ap"), i32(v.unit)))}
-          ${set("k", add(get("k"), i32(1)))}
-          (if (i32.eq ${get("k")} (i32.const ${(64 / (v.unit / 16)) | 0})) (then
-            ${rows.map((r) => `${widen(r)} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
-            ${set("k", i32(0))}))
-          (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
-        ${rows.map(widen).join(" ")}
+        ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
+        (loop $run
+          ${set("k", `(select (i32.const 16) ${get("u")} (i32.gt_u ${get("u")} (i32.const 16)))`)}
+          ${set("u", `(i32.sub ${get("u")} ${get("k")})`)}
+          (loop $step
+            ${step}
+            ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
+            ${set("ap", add(get("ap"), apStep))}
+            ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
+            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
+          ${rows.map((r) => `${widen(r)} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
+          (br_if $run ${get("u")}))
         ${set("q", `(i32.load ${get("qs")})`)}
         ${set("qs", add(get("qs"), i32(4)))}
         ${rows

@@ -89,6 +89,8 @@ export const CONTROL = {
   scratchBytes: 54,
   /** Tests only: a worker thread id that exits abruptly on its next dispatch. */
   inject: 55,
+  /** Chunks run by threads 0..7 since the start (tests check that workers take part). */
+  chunksRun: 56,
   words: 64,
 } as const;
 export const CONTROL_AT = 1024;

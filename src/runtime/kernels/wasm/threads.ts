@@ -154,6 +154,11 @@ export class Dispatcher {
     return this.broken;
   }
 
+  /** Chunks thread `tid` (0 = the caller, < 8) has run. */
+  chunksRun(tid: number): number {
+    return Atomics.load(this.word, C.chunksRun + tid);
+  }
+
   /** Tests only: the worker `tid` exits abruptly at its next dispatch. */
   injectExit(tid: number): void {
     Atomics.store(this.word, C.inject, tid);
