@@ -17,6 +17,7 @@ interface KernelExports {
   act_pad(src: number, k: number, g: number, gp: number, dst: number): void;
   act_pad_f64(x: number, k: number, g: number, gp: number, dst: number): void;
   act_split16(q: number, kp: number, dst: number): void;
+  act_interleave4(src: number, stride: number, vectors: number, count: number, dst: number): void;
   act_widen16(q: number, kp: number, dst: number): void;
   act_block_sums(q: number, blocks: number, gp: number, dst: number): void;
   has_code3(p: number, count: number, bytes: number, stride: number): number;
@@ -199,6 +200,8 @@ export class WasmKernels implements KernelContext {
       else {
         sizes.push(padded ? T * geo.kp : 0);
         sizes.push(relaxed ? 0 : T * geo.kp * 2);
+        // the GEMMs read four tokens interleaved (16-byte vectors: i16 split, or int8 for relaxed)
+        sizes.push(gemm ? Math.ceil(T / 4) * 4 * geo.kp * (relaxed ? 1 : 2) : 0);
       }
     }
     if (!float) {
@@ -233,6 +236,7 @@ export class WasmKernels implements KernelContext {
       }
       const qpAt = at[next++]!;
       const a16At = at[next++]!;
+      const interleavedAt = at[next++]!;
       let qp = qAt;
       let qpStride = Kq;
       if (padded) {
@@ -248,6 +252,12 @@ export class WasmKernels implements KernelContext {
         geo.act = a16At;
         geo.stride = geo.kp * 2;
         for (let t = 0; t < T; t++) ex.act_split16(qp + t * qpStride, geo.kp, geo.act + t * geo.stride);
+      }
+      if (gemm) {
+        const vectors = geo.kp / (relaxed ? 16 : 8);
+        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(geo.act + 4 * g * geo.stride, geo.stride, vectors, Math.min(4, T - 4 * g), interleavedAt + g * vectors * 64);
+        geo.act = interleavedAt;
+        geo.stride = vectors * 64;
       }
     }
     if (!float) {

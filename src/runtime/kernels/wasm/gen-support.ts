@@ -85,6 +85,21 @@ export const actSplit16 = `(func (export "act_split16") (param $q i32) (param $k
     (v128.store offset=16 ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} (i16x8.shr_s ${get("v")} (i32.const 8)))`,
   )})`;
 
+/**
+ * Four tokens' prepared activations interleaved 16 bytes at a time (the GEMMs read all four through
+ * one pointer): vector j of token t goes to dst + (4j + t) * 16; tokens past `count` repeat the last.
+ */
+export const actInterleave4 = `(func (export "act_interleave4") (param $src i32) (param $stride i32) (param $vectors i32) (param $count i32) (param $dst i32)
+  ${locals("i32", "j", "t", "from")}
+  ${forLoop(
+    "t",
+    i32(0),
+    i32(4),
+    1,
+    `${set("from", add(get("src"), mul(`(select ${get("t")} (i32.sub ${get("count")} (i32.const 1)) (i32.lt_u ${get("t")} ${get("count")}))`, get("stride"))))}
+    ${forLoop("j", i32(0), get("vectors"), 1, `(v128.store ${add(get("dst"), `(i32.shl ${add(`(i32.shl ${get("j")} (i32.const 2))`, get("t"))} (i32.const 4))`)} (v128.load ${add(get("from"), `(i32.shl ${get("j")} (i32.const 4))`)}))`)}`,
+  )})`;
+
 /** int8 activations widened to i16 in element order (the int8-rows head). */
 export const actWiden16 = `(func (export "act_widen16") (param $q i32) (param $kp i32) (param $dst i32)
   ${locals("i32", "i")} ${locals("v128", "v")}

@@ -162,13 +162,16 @@ export function ternaryGemv(v: TernaryVariant): string {
   )})`;
 }
 
-/** Writes the codes of one row as i16 vectors in the order of the split activations. */
+/**
+ * Writes the codes of one row as i16 vectors in the order of the split activations, every other
+ * 16 bytes (the GEMM interleaves two rows: row r + 1 starts at dst + 16).
+ */
 export function unpackCodes16(v: TernaryVariant): string {
   let unit = "";
   for (let h = 0; h < vectorsPerUnit(v); h++) {
     unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`);
     for (let p = 0; p < 4; p++) {
-      for (let e = 0; e < 2; e++) unit += `(v128.store offset=${16 * (2 * v.chunkOf(h, p) + e)} ${get("dst")} ${codes16("w0", 8 * e + 2 * p)})`;
+      for (let e = 0; e < 2; e++) unit += `(v128.store offset=${32 * (2 * v.chunkOf(h, p) + e)} ${get("dst")} ${codes16("w0", 8 * e + 2 * p)})`;
     }
   }
   return `(func $unpack16_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
@@ -183,18 +186,18 @@ export function unpackCodes16(v: TernaryVariant): string {
     (loop $unit
       ${unit}
       ${set("p", add(get("p"), i32(v.unit / 4)))}
-      ${set("dst", add(get("dst"), i32(v.unit * 2)))}
+      ${set("dst", add(get("dst"), i32(v.unit * 4)))}
       (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
     ${set("p", add(get("blk"), get("blockBytes")))}`,
   )})`;
 }
 
-/** Writes the codes of one row as bytes (0..2) in element order (relaxed GEMM). */
+/** Writes the codes of one row as bytes (0..2) in element order, 16 at a time every other 16 bytes (relaxed GEMM). */
 export function unpackCodes8(v: TernaryVariant): string {
   let unit = "";
   for (let h = 0; h < vectorsPerUnit(v); h++) {
     unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`);
-    for (let p = 0; p < 4; p++) unit += `(v128.store offset=${16 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`;
+    for (let p = 0; p < 4; p++) unit += `(v128.store offset=${32 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`;
   }
   return `(func $unpack8_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
   ${locals("i32", "b", "u", "blk")} ${locals("v128", "m3b", "w0")}
@@ -208,7 +211,7 @@ export function unpackCodes8(v: TernaryVariant): string {
     (loop $unit
       ${unit}
       ${set("p", add(get("p"), i32(v.unit / 4)))}
-      ${set("dst", add(get("dst"), i32(v.unit)))}
+      ${set("dst", add(get("dst"), i32(v.unit * 2)))}
       (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
     ${set("p", add(get("blk"), get("blockBytes")))}`,
   )})`;
@@ -286,25 +289,24 @@ function finishInt8Tile(v: TernaryVariant): string {
  * 4-token pmaddwd micro-kernel runs over every token (shift/and work leaves the inner loop).
  */
 export function ternaryGemm(v: TernaryVariant): string {
-  // one 8-code vector per row and step: unrolling further makes V8 hoist the loads and spill
-  let step = set("c0", `(v128.load ${get("up0")})`) + set("c1", `(v128.load ${get("up1")})`);
+  // one 8-code vector per row and step (unrolling further makes V8 hoist the loads and spill);
+  // the two rows' codes are interleaved, and so are four tokens' activations: two pointers
+  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
   for (let tt = 0; tt < 4; tt++) {
-    step += set("a", `(v128.load ${get(`a${tt}`)})`);
+    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
     step += set(`acc0${tt}`, `(i32x4.add ${get(`acc0${tt}`)} (i32x4.dot_i16x8_s ${get("c0")} ${get("a")}))`);
     step += set(`acc1${tt}`, `(i32x4.add ${get(`acc1${tt}`)} (i32x4.dot_i16x8_s ${get("c1")} ${get("a")}))`);
   }
   const accs = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
   return `(func $ternary_gemm_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "i", "rr", "tt", "two", "u0", "u1", "isum", "up0", "up1", "a0", "a1", "a2", "a3", "ip", "sp", "qs", "h", "last")}
+  ${locals("i32", "t", "r", "b", "n", "i", "rr", "tt", "two", "u0", "isum", "up", "ap", "ip", "sp", "qs", "h")}
   ${locals("f64", "sum")}
   ${locals("v128", "c0", "c1", "a", ...accs)}
   ${readMatrix()}
   ${readTask()}
   ${set("u0", get("scratch"))}
-  ${set("u1", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 1))`))}
   ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 2))`))}
-  ${set("last", `(i32.sub ${get("tokens")} (i32.const 1))`)}
   ${forLoop(
     "r",
     get("r0"),
@@ -312,16 +314,14 @@ export function ternaryGemm(v: TernaryVariant): string {
     2,
     `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
     (call $unpack16_${v.name} ${add(get("w"), mul(get("r"), get("rowBytes")))} ${get("u0")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
-    (call $unpack16_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${get("u1")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
+    (call $unpack16_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${add(get("u0"), i32(16))} ${get("blocks")} ${get("units")} ${get("blockBytes")})
     ${forLoop(
       "t",
       i32(0),
       get("tokens"),
       4,
-      `${[0, 1, 2, 3]
-        .map((tt) => set(`a${tt}`, add(get("act"), mul(tt === 0 ? get("t") : `(select ${add(get("t"), i32(tt))} ${get("last")} (i32.lt_u ${add(get("t"), i32(tt))} ${get("tokens")}))`, get("actStride")))))
-        .join(" ")}
-      ${set("up0", get("u0"))} ${set("up1", get("u1"))} ${set("ip", get("isum"))}
+      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
+      ${set("up", get("u0"))} ${set("ip", get("isum"))}
       ${forLoop(
         "b",
         i32(0),
@@ -331,7 +331,7 @@ export function ternaryGemm(v: TernaryVariant): string {
         ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 3))`)}
         (loop $step
           ${step}
-          ${["up0", "up1", "a0", "a1", "a2", "a3"].map((p) => set(p, add(get(p), i32(16)))).join(" ")}
+          ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
           (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
         ${accs.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" ")}
         ${set("ip", add(get("ip"), i32(128)))}`,
@@ -490,10 +490,9 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
  * 4-token micro-kernel of relaxed dots with i16 sums widened every 64 steps and at block ends.
  */
 export function ternaryGemmRelaxed(v: TernaryVariant): string {
-  let step = "";
-  step += set("c0", `(v128.load ${get("up0")})`) + set("c1", `(v128.load ${get("up1")})`);
+  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
   for (let tt = 0; tt < 4; tt++) {
-    step += set("a", `(v128.load ${get(`a${tt}`)})`);
+    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
     step += set(`acc0${tt}`, `(i16x8.add ${get(`acc0${tt}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get("c0")}))`);
     step += set(`acc1${tt}`, `(i16x8.add ${get(`acc1${tt}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get("c1")}))`);
   }
@@ -504,15 +503,13 @@ export function ternaryGemmRelaxed(v: TernaryVariant): string {
     .join("\n          ");
   return `(func $ternary_gemm_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "u0", "u1", "isum", "up0", "up1", "a0", "a1", "a2", "a3", "ip", "sp", "qs", "h", "last")}
+  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "u0", "isum", "up", "ap", "ip", "sp", "qs", "h")}
   ${locals("f64", "sum")}
   ${locals("v128", "c0", "c1", "a", ...accs)}
   ${readMatrix()}
   ${readTask()}
   ${set("u0", get("scratch"))}
-  ${set("u1", add(get("scratch"), get("paddedCols")))}
   ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 1))`))}
-  ${set("last", `(i32.sub ${get("tokens")} (i32.const 1))`)}
   ${forLoop(
     "r",
     get("r0"),
@@ -520,16 +517,14 @@ export function ternaryGemmRelaxed(v: TernaryVariant): string {
     2,
     `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
     (call $unpack8_${v.name} ${add(get("w"), mul(get("r"), get("rowBytes")))} ${get("u0")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
-    (call $unpack8_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${get("u1")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
+    (call $unpack8_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${add(get("u0"), i32(16))} ${get("blocks")} ${get("units")} ${get("blockBytes")})
     ${forLoop(
       "t",
       i32(0),
       get("tokens"),
       4,
-      `${[0, 1, 2, 3]
-        .map((tt) => set(`a${tt}`, add(get("act"), mul(tt === 0 ? get("t") : `(select ${add(get("t"), i32(tt))} ${get("last")} (i32.lt_u ${add(get("t"), i32(tt))} ${get("tokens")}))`, get("actStride")))))
-        .join(" ")}
-      ${set("up0", get("u0"))} ${set("up1", get("u1"))} ${set("ip", get("isum"))}
+      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
+      ${set("up", get("u0"))} ${set("ip", get("isum"))}
       ${forLoop(
         "b",
         i32(0),
@@ -539,7 +534,7 @@ export function ternaryGemmRelaxed(v: TernaryVariant): string {
         ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 4))`)} ${set("k", i32(0))}
         (loop $step
           ${step}
-          ${["up0", "up1", "a0", "a1", "a2", "a3"].map((p) => set(p, add(get(p), i32(16)))).join(" ")}
+          ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
           ${set("k", add(get("k"), i32(1)))}
           (if (i32.eq ${get("k")} (i32.const 64)) (then
           ${widen}
