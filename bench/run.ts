@@ -6,10 +6,11 @@ import { writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { conversion, conversionVerdicts } from "./conversion.js";
 import { exporting } from "./export.js";
+import { kernels } from "./kernels.js";
 import { packing } from "./packing.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting];
+const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, kernels];
 
 function format(value: unknown): string {
   if (value === undefined) return "";

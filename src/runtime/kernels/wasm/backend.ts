@@ -174,7 +174,7 @@ export class WasmKernels implements KernelContext {
 
   linear(weights: readonly TernaryMatrix[], x: Float32Array, tokens: number, outs: readonly Float32Array[], mode: ActivationMode): void {
     const list = weights.map((w) => this.own(w) as WasmTernary);
-    if (list.length === 0) return;
+    if (list.length === 0 || tokens === 0) return;
     if (list.length > MAX_TASKS) throw new B158Error("E_INTERNAL", `linear: ${list.length} matrices in one call; at most ${MAX_TASKS}`);
     const K = list[0]!.cols;
     for (const w of list) if (w.cols !== K) throw new B158Error("E_INTERNAL", `linear: matrices of ${w.cols} and ${K} columns share one input`);
@@ -311,6 +311,7 @@ export class WasmKernels implements KernelContext {
 
   denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void {
     const w = this.own(weight) as WasmDense;
+    if (tokens === 0) return;
     const T = tokens;
     const K = w.cols;
     const Kp = w.paddedCols;
@@ -587,7 +588,8 @@ export class WasmKernels implements KernelContext {
       });
     }
     const have = this.memory.buffer.byteLength;
-    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    // grow by at least 1/8 (weights arrive one matrix at a time)
+    if (end > have) this.memory.grow(Math.min(MAX_PAGES - have / PAGE, Math.max(Math.ceil((end - have) / PAGE), Math.ceil(have / PAGE / 8))));
     if (this.memory.buffer.byteLength !== this.buffer.byteLength) this.views();
     this.top = end;
     return at;
@@ -657,7 +659,7 @@ export class WasmKernels implements KernelContext {
   }
 
   private checkCall(x: Float32Array, tokens: number, cols: number, outs: readonly Float32Array[], weights: readonly { rows: number }[]): void {
-    if (!(Number.isInteger(tokens) && tokens >= 1)) throw new B158Error("E_INTERNAL", `tokens must be a positive integer, not ${tokens}`);
+    if (!(Number.isInteger(tokens) && tokens >= 1)) throw new B158Error("E_INTERNAL", `tokens must be a non-negative integer, not ${tokens}`);
     if (x.length < tokens * cols) throw new B158Error("E_INTERNAL", `x holds ${x.length} values; ${tokens} tokens of ${cols} need ${tokens * cols}`);
     weights.forEach((w, i) => {
       if (outs[i] === undefined || outs[i]!.length < tokens * w.rows) throw new B158Error("E_INTERNAL", `output ${i} must hold ${tokens * w.rows} values`);
