@@ -178,6 +178,26 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     expect([...out]).toEqual([127 * cols * (3 / 127), -127 * cols * (3 / 127)].map(Math.fround));
   });
 
+  it("activation edge cases: NaN, infinities, zeros, -0, subnormals, ties", () => {
+    const source = ternarySource("row", 5, 200, 21);
+    const cases = [
+      Float32Array.from({ length: 200 }, (_, i) => (i === 150 ? NaN : i / 7)),
+      Float32Array.from({ length: 200 }, (_, i) => (i === 3 ? Infinity : i === 199 ? -Infinity : 1)),
+      new Float32Array(200),
+      Float32Array.from({ length: 200 }, (_, i) => (i % 2 ? -0 : 1e-40 * i)),
+      Float32Array.from({ length: 200 }, (_, i) => (i === 0 ? 254 : (i % 5) * 2 - 3)), // s = 0.5: x * s = -1.5, -0.5, 0.5, 1.5, 2.5 (ties)
+    ];
+    for (const [i, x] of cases.entries()) {
+      for (const mode of ["int8", "float"] as const) {
+        expectSameAsReference((k) => {
+          const out = new Float32Array(5);
+          k.linear([k.ternary(source)], x, 1, [out], mode);
+          return [out];
+        }, `activation case ${i}, ${mode}`);
+      }
+    }
+  });
+
   it("dense rows: f32, f16 (with subnormals, large x, Inf/NaN weights), bf16 and int8-rows, one or more tokens", () => {
     fc.assert(
       fc.property(
