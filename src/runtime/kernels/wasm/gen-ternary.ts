@@ -93,22 +93,21 @@ const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
  * registers), tokens one after the other.
  */
 export function ternaryGemv(v: TernaryVariant): string {
-  let unit = "";
-  for (let h = 0; h < vectorsPerUnit(v); h++) {
-    unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p0")})`);
-    unit += set("w1", `(v128.load offset=${16 * h} align=1 ${get("p1")})`);
-    for (let p = 0; p < 4; p++) {
-      for (let e = 0; e < 2; e++) {
-        const sh = 8 * e + 2 * p;
-        unit += set("a", `(v128.load offset=${16 * (2 * v.chunkOf(h, p) + e)} ${get("ap")})`);
-        for (const r of [0, 1]) unit += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${codes16(`w${r}`, sh)} ${get("a")}))`);
-        unit += "\n";
-      }
+  // one 16-byte vector per row and step (a whole 128-unit per step made V8 hoist 16 loads and
+  // spill); in a 128-unit the second vector's activations sit 32 bytes after the first's
+  let step = set("w0", `(v128.load align=1 ${get("p0")})`) + set("w1", `(v128.load align=1 ${get("p1")})`);
+  for (let p = 0; p < 4; p++) {
+    for (let e = 0; e < 2; e++) {
+      const sh = 8 * e + 2 * p;
+      step += set("a", `(v128.load offset=${16 * (2 * v.chunkOf(0, p) + e)} ${get("ap")})`);
+      for (const r of [0, 1]) step += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${codes16(`w${r}`, sh)} ${get("a")}))`);
+      step += "\n";
     }
   }
+  const apStep = v.unit === 128 ? `(select (i32.const 224) (i32.const 32) ${get("odd")})` : i32(128);
   return `(func $ternary_gemv_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "p0", "p1", "blk0", "blk1", "sp0", "sp1", "ap", "ap0", "qs", "q", "out0", "h", "two")}
+  ${locals("i32", "t", "r", "b", "u", "odd", "p0", "p1", "blk0", "blk1", "sp0", "sp1", "ap", "ap0", "qs", "q", "out0", "h", "two")}
   ${locals("f64", "s", "sum0", "sum1")}
   ${locals("v128", "m3", "w0", "w1", "a", "acc00", "acc01", "acc10", "acc11")}
   ${readMatrix()}
@@ -142,13 +141,13 @@ export function ternaryGemv(v: TernaryVariant): string {
         1,
         `${set("blk0", get("p0"))} ${set("blk1", get("p1"))}
         ${["acc00", "acc01", "acc10", "acc11"].map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
-        ${set("u", get("units"))}
-        (loop $unit
-          ${unit}
-          ${set("p0", add(get("p0"), i32(v.unit / 4)))}
-          ${set("p1", add(get("p1"), i32(v.unit / 4)))}
-          ${set("ap", add(get("ap"), i32(v.unit * 2)))}
-          (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
+        ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
+        (loop $step
+          ${step}
+          ${set("p0", add(get("p0"), i32(16)))} ${set("p1", add(get("p1"), i32(16)))}
+          ${set("ap", add(get("ap"), apStep))}
+          ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
+          (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
         ${set("q", `(i32.load ${get("qs")})`)}
         ${set("qs", add(get("qs"), i32(4)))}
         ${set("sum0", `(f64.add ${get("sum0")} (f64.mul ${blockScale(v, "sp0")} (f64.convert_i32_s (i32.sub ${hsumI32(`(i32x4.add ${get("acc00")} ${get("acc01")})`)} ${get("q")}))))`)}
