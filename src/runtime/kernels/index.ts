@@ -51,8 +51,9 @@ export async function createKernels(options: KernelOptions = {}, hooks: KernelSe
   return withSelection(createReferenceKernels(), [...selection, "ts: the TypeScript reference (no WebAssembly backend passed)"]);
 }
 
-/** Self-test results per module for this process: a backend is tested once. */
+/** Self-test results per module for this process (a backend is tested once), and the compiled modules. */
 const tested = new Map<string, string | undefined>();
+const compiled = new Map<string, WebAssembly.Module>();
 
 async function tryBackend(kind: "simd128" | "relaxed", threads: number, selection: string[], corrupt: boolean): Promise<KernelContext | string> {
   const name = kind === "relaxed" ? "wasm-relaxed" : "wasm-simd128";
@@ -65,7 +66,8 @@ async function tryBackend(kind: "simd128" | "relaxed", threads: number, selectio
   } else if (!WebAssembly.validate(bytes)) {
     return note(selection, `${name}: this engine does not validate WebAssembly SIMD128`);
   }
-  const module = await WebAssembly.compile(bytes);
+  let module = compiled.get(kind);
+  if (module === undefined) compiled.set(kind, (module = await WebAssembly.compile(bytes)));
   const key = corrupt ? `${kind}:corrupt` : kind;
   if (!tested.has(key) || corrupt) {
     const probe = new WasmKernels(name, module, { threads: 1 });

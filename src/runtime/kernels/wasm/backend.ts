@@ -26,8 +26,6 @@ interface KernelExports {
   dense_quant_rows(src: number, kind: number, rows: number, cols: number, kp: number, dst: number, scales: number): void;
 }
 
-export type WasmFlavour = "simd128" | "relaxed";
-
 export interface WasmKernelOptions extends ThreadOptions {
   readonly threads: number;
   /** Token count from which int8 products use the GEMM kernels (tile unpacked once, 4 tokens per pass). */
@@ -50,6 +48,12 @@ const PARALLEL_MACS = 1 << 17;
 const STAGE_BYTES = 1 << 22;
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
+
+/**
+ * Matrices whose blocks need no padding share one activation layout ("natural": the int8
+ * activations as they are); padded groups need activations padded the same way.
+ */
+const geometryKey = (w: WasmTernary): string => (w.group === w.paddedGroup ? "natural" : `${w.group}/${w.paddedGroup}`);
 
 interface WasmTernary extends TernaryMatrix {
   readonly record: number;
@@ -185,11 +189,13 @@ export class WasmKernels implements KernelContext {
     const relaxed = this.backend === "wasm-relaxed";
     const gemm = T >= this.gemmMinTokens;
 
-    // the frame: x, then q and s (int8), then per geometry the prepared activations, then block sums and outputs
+    // The frame: x; int8 activations q and scales s; per geometry the prepared activations (padded q,
+    // split i16 for the portable kernels, four tokens interleaved for the GEMMs; f64 for float
+    // mode); per geometry and block size the block sums of q; the outputs.
     const geometries = new Map<string, { g: number; gp: number; kp: number; act: number; stride: number; qp: number }>();
     for (const w of list) {
-      const key = w.group === w.paddedGroup ? "natural" : `${w.group}/${w.paddedGroup}`;
-      if (!geometries.has(key)) geometries.set(key, { g: w.group === w.paddedGroup ? K : w.group, gp: w.group === w.paddedGroup ? K : w.paddedGroup, kp: w.paddedCols, act: 0, stride: 0, qp: 0 });
+      const natural = w.group === w.paddedGroup;
+      if (!geometries.has(geometryKey(w))) geometries.set(geometryKey(w), { g: natural ? K : w.group, gp: natural ? K : w.paddedGroup, kp: w.paddedCols, act: 0, stride: 0, qp: 0 });
     }
     const blockSums = new Map<string, { qp: number; kp: number; gp: number; at: number }>();
     const sizes: number[] = [T * K * 4];
@@ -206,7 +212,7 @@ export class WasmKernels implements KernelContext {
     }
     if (!float) {
       for (const w of list) {
-        const key = `${w.group === w.paddedGroup ? "natural" : `${w.group}/${w.paddedGroup}`}:${w.paddedGroup}`;
+        const key = `${geometryKey(w)}:${w.paddedGroup}`;
         if (!blockSums.has(key)) {
           blockSums.set(key, { qp: 0, kp: w.paddedCols, gp: w.paddedGroup, at: 0 });
           sizes.push(T * (w.paddedCols / w.paddedGroup) * 4);
@@ -274,7 +280,7 @@ export class WasmKernels implements KernelContext {
     let scratchBytes = 0;
     const outAt: number[] = [];
     for (const w of list) {
-      const geoKey = w.group === w.paddedGroup ? "natural" : `${w.group}/${w.paddedGroup}`;
+      const geoKey = geometryKey(w);
       const geo = geometries.get(geoKey)!;
       const out = at[next++]!;
       outAt.push(out);
