@@ -231,6 +231,21 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     );
   });
 
+  it("I2_S blocks that run across rows (cols not a multiple of the block) are re-laid, same results", () => {
+    const codes = codesOf(2 * 192, 31);
+    const source: TernaryWeightSource = { kind: "i2_s", rows: 2, cols: 192, blockSize: 128, payload: packI2S(codes, 2, 192, 0.25) };
+    for (const tokens of [1, 4]) {
+      const x = activations(tokens * 192, 32);
+      expectSameAsReference((k) => {
+        const matrix = k.ternary(source);
+        expect(matrix.format).toMatch(k.backend === "ts" ? /i2_s/ : /b158-i2s64 \(i2_s re-laid\)/);
+        const out = new Float32Array(tokens * 2);
+        k.linear([matrix], x, tokens, [out], "int8");
+        return [out];
+      }, `i2_s across rows, ${tokens} tokens`);
+    }
+  });
+
   it("rejects code 3 and non-ternary codes as the reference does", () => {
     const bad = new Uint8Array(64 * 128 / 4 + 32);
     bad[100] = 0x0c;
