@@ -76,8 +76,9 @@ export const actPadF64 = `(func (export "act_pad_f64") (param $x i32) (param $k 
     ${set("dst", add(get("dst"), `(i32.shl ${get("gp")} (i32.const 3))`))}`,
   )})`;
 
-/** Each 16-byte chunk of int8 activations as two i16 vectors: its even bytes, then its odd bytes. */
-export const actSplit16 = `(func (export "act_split16") (param $q i32) (param $kp i32) (param $dst i32)
+/** Each 16-byte chunk of int8 activations at q as two i16 vectors (`first`, `second` of local $v) at dst. */
+function widenChunks(name: string, first: string, second: string): string {
+  return `(func (export "${name}") (param $q i32) (param $kp i32) (param $dst i32)
   ${locals("i32", "i")} ${locals("v128", "v")}
   ${forLoop(
     "i",
@@ -85,9 +86,16 @@ export const actSplit16 = `(func (export "act_split16") (param $q i32) (param $k
     get("kp"),
     16,
     `${set("v", `(v128.load ${add(get("q"), get("i"))})`)}
-    (v128.store ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} (i16x8.shr_s (i16x8.shl ${get("v")} (i32.const 8)) (i32.const 8)))
-    (v128.store offset=16 ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} (i16x8.shr_s ${get("v")} (i32.const 8)))`,
+    (v128.store ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} ${first})
+    (v128.store offset=16 ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} ${second})`,
   )})`;
+}
+
+/** The portable ternary kernels' activations: each chunk's even bytes, then its odd bytes. */
+export const actSplit16 = widenChunks("act_split16", `(i16x8.shr_s (i16x8.shl ${get("v")} (i32.const 8)) (i32.const 8))`, `(i16x8.shr_s ${get("v")} (i32.const 8))`);
+
+/** The int8-rows head's activations: widened in element order. */
+export const actWiden16 = widenChunks("act_widen16", `(i16x8.extend_low_i8x16_s ${get("v")})`, `(i16x8.extend_high_i8x16_s ${get("v")})`);
 
 /**
  * Four tokens' prepared activations interleaved 16 bytes at a time (the GEMMs read all four through
@@ -102,19 +110,6 @@ export const actInterleave4 = `(func (export "act_interleave4") (param $src i32)
     1,
     `${set("from", add(get("src"), mul(`(select ${get("t")} (i32.sub ${get("count")} (i32.const 1)) (i32.lt_u ${get("t")} ${get("count")}))`, get("stride"))))}
     ${forLoop("j", i32(0), get("vectors"), 1, `(v128.store ${add(get("dst"), `(i32.shl ${add(`(i32.shl ${get("j")} (i32.const 2))`, get("t"))} (i32.const 4))`)} (v128.load ${add(get("from"), `(i32.shl ${get("j")} (i32.const 4))`)}))`)}`,
-  )})`;
-
-/** int8 activations widened to i16 in element order (the int8-rows head). */
-export const actWiden16 = `(func (export "act_widen16") (param $q i32) (param $kp i32) (param $dst i32)
-  ${locals("i32", "i")} ${locals("v128", "v")}
-  ${forLoop(
-    "i",
-    i32(0),
-    get("kp"),
-    16,
-    `${set("v", `(v128.load ${add(get("q"), get("i"))})`)}
-    (v128.store ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} (i16x8.extend_low_i8x16_s ${get("v")}))
-    (v128.store offset=16 ${add(get("dst"), `(i32.shl ${get("i")} (i32.const 1))`)} (i16x8.extend_high_i8x16_s ${get("v")}))`,
   )})`;
 
 /** Sums of int8 activations over each of `blocks` blocks of gp bytes (gp a multiple of 16). */

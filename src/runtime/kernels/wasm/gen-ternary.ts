@@ -162,95 +162,72 @@ export function ternaryGemv(v: TernaryVariant): string {
 }
 
 /**
+ * A function that walks one row's blocks and units (local $w0: the unit's 16-byte vector h, loaded
+ * by `perVector(h)`'s caller) and writes `dstPerUnit` bytes per unit at $dst.
+ */
+function unpackFunction(v: TernaryVariant, name: string, vectorLocals: string[], init: string, perVector: (h: number) => string, dstPerUnit: number): string {
+  let unit = "";
+  for (let h = 0; h < vectorsPerUnit(v); h++) unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`) + perVector(h);
+  return `(func $${name}_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
+  ${locals("i32", "b", "u", "blk")} ${locals("v128", "w0", ...vectorLocals)}
+  ${init}
+  ${forLoop(
+    "b",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("blk", get("p"))} ${set("u", get("units"))}
+    (loop $unit
+      ${unit}
+      ${set("p", add(get("p"), i32(v.unit / 4)))}
+      ${set("dst", add(get("dst"), i32(dstPerUnit)))}
+      (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
+    ${set("p", add(get("blk"), get("blockBytes")))}`,
+  )})`;
+}
+
+/**
  * Writes the codes of one row as i16 vectors in the order of the split activations, every other
  * 16 bytes (the GEMM interleaves two rows: row r + 1 starts at dst + 16).
  */
 export function unpackCodes16(v: TernaryVariant): string {
-  let unit = "";
-  for (let h = 0; h < vectorsPerUnit(v); h++) {
-    unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`);
+  const perVector = (h: number): string => {
+    let out = "";
     for (let p = 0; p < 4; p++) {
-      for (let e = 0; e < 2; e++) unit += `(v128.store offset=${32 * (2 * v.chunkOf(h, p) + e)} ${get("dst")} ${codes16("w0", 8 * e + 2 * p)})`;
+      for (let e = 0; e < 2; e++) out += `(v128.store offset=${32 * (2 * v.chunkOf(h, p) + e)} ${get("dst")} ${codes16("w0", 8 * e + 2 * p)})`;
     }
-  }
-  return `(func $unpack16_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
-  ${locals("i32", "b", "u", "blk")} ${locals("v128", "m3", "w0")}
-  ${set("m3", M3)}
-  ${forLoop(
-    "b",
-    i32(0),
-    get("blocks"),
-    1,
-    `${set("blk", get("p"))} ${set("u", get("units"))}
-    (loop $unit
-      ${unit}
-      ${set("p", add(get("p"), i32(v.unit / 4)))}
-      ${set("dst", add(get("dst"), i32(v.unit * 4)))}
-      (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
-    ${set("p", add(get("blk"), get("blockBytes")))}`,
-  )})`;
+    return out;
+  };
+  return unpackFunction(v, "unpack16", ["m3"], set("m3", M3), perVector, v.unit * 4);
 }
 
 /** Writes the codes of one row as bytes (0..2) in element order, 16 at a time every other 16 bytes (relaxed GEMM). */
 export function unpackCodes8(v: TernaryVariant): string {
-  let unit = "";
-  for (let h = 0; h < vectorsPerUnit(v); h++) {
-    unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`);
-    for (let p = 0; p < 4; p++) unit += `(v128.store offset=${32 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`;
-  }
-  return `(func $unpack8_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
-  ${locals("i32", "b", "u", "blk")} ${locals("v128", "m3b", "w0")}
-  ${set("m3b", M3B)}
-  ${forLoop(
-    "b",
-    i32(0),
-    get("blocks"),
-    1,
-    `${set("blk", get("p"))} ${set("u", get("units"))}
-    (loop $unit
-      ${unit}
-      ${set("p", add(get("p"), i32(v.unit / 4)))}
-      ${set("dst", add(get("dst"), i32(v.unit * 2)))}
-      (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
-    ${set("p", add(get("blk"), get("blockBytes")))}`,
-  )})`;
+  const perVector = (h: number): string => [0, 1, 2, 3].map((p) => `(v128.store offset=${32 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`).join("");
+  return unpackFunction(v, "unpack8", ["m3b"], set("m3b", M3B), perVector, v.unit * 2);
 }
 
 /** Writes the ternary values t = c - 1 of one row as f64, in element order (float mode). */
 export function unpackCodesF64(v: TernaryVariant): string {
-  let unit = "";
-  for (let h = 0; h < vectorsPerUnit(v); h++) {
-    unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`);
+  const perVector = (h: number): string => {
+    let out = "";
     for (let p = 0; p < 4; p++) {
-      unit += set("t8", `(i8x16.sub ${codes8("w0", p)} ${get("one")})`);
+      out += set("t8", `(i8x16.sub ${codes8("w0", p)} ${get("one")})`);
       const base = 16 * v.chunkOf(h, p) * 8;
       for (let half = 0; half < 2; half++) {
-        unit += set("t16", `(i16x8.extend_${half ? "high" : "low"}_i8x16_s ${get("t8")})`);
+        out += set("t16", `(i16x8.extend_${half ? "high" : "low"}_i8x16_s ${get("t8")})`);
         for (let quarter = 0; quarter < 2; quarter++) {
-          unit += set("t32", `(i32x4.extend_${quarter ? "high" : "low"}_i16x8_s ${get("t16")})`);
+          out += set("t32", `(i32x4.extend_${quarter ? "high" : "low"}_i16x8_s ${get("t16")})`);
           const at = base + (half * 8 + quarter * 4) * 8;
-          unit += `(v128.store offset=${at} ${get("dst")} (f64x2.convert_low_i32x4_s ${get("t32")}))`;
-          unit += `(v128.store offset=${at + 16} ${get("dst")} (f64x2.convert_low_i32x4_s (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${get("t32")} ${get("t32")})))`;
+          out += `(v128.store offset=${at} ${get("dst")} (f64x2.convert_low_i32x4_s ${get("t32")}))`;
+          out += `(v128.store offset=${at + 16} ${get("dst")} (f64x2.convert_low_i32x4_s (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${get("t32")} ${get("t32")})))`;
         }
       }
     }
-  }
-  return `(func $unpackf64_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
-  ${locals("i32", "b", "u", "blk")} ${locals("v128", "m3b", "one", "w0", "t8", "t16", "t32")}
-  ${set("m3b", M3B)} ${set("one", "(v128.const i8x16 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1)")}
-  ${forLoop(
-    "b",
-    i32(0),
-    get("blocks"),
-    1,
-    `${set("blk", get("p"))} ${set("u", get("units"))}
-    (loop $unit
-      ${unit}
-      ${set("p", add(get("p"), i32(v.unit / 4)))}
-      ${set("dst", add(get("dst"), i32(v.unit * 8)))}
-      (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
-    ${set("p", add(get("blk"), get("blockBytes")))}`,
-  )})`;
+    return out;
+  };
+  const init = `${set("m3b", M3B)} ${set("one", "(v128.const i8x16 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1)")}`;
+  return unpackFunction(v, "unpackf64", ["m3b", "one", "t8", "t16", "t32"], init, perVector, v.unit * 8);
 }
 
 /**
@@ -284,60 +261,113 @@ function finishInt8Tile(v: TernaryVariant): string {
 }
 
 /**
- * GEMM, portable: each pair of rows is unpacked once to i16 codes in thread scratch, then a 2-row x
- * 4-token pmaddwd micro-kernel runs over every token (shift/and work leaves the inner loop).
+ * The int8 GEMMs: each pair of rows is unpacked once into thread scratch (the two rows' 16-byte
+ * vectors interleaved), then a 2-row x 4-token micro-kernel runs over every token, four tokens'
+ * activations interleaved too, so that one step reads through two pointers. One step is one code
+ * vector per row (unrolling further makes V8 hoist the loads and spill). The i32x4 sums of each
+ * block go to $isum, which finishInt8Tile turns into outputs.
  */
-export function ternaryGemm(v: TernaryVariant): string {
-  // one 8-code vector per row and step (unrolling further makes V8 hoist the loads and spill);
-  // the two rows' codes are interleaved, and so are four tokens' activations: two pointers
+function gemmSkeleton(
+  v: TernaryVariant,
+  kernel: {
+    name: string;
+    unpack: string;
+    /** Code bytes per weight in scratch (2: i16, 1: bytes). */
+    codeBytes: number;
+    /** acc{r}{t} += codes c{r} x activations a, per kind. */
+    product: (acc: string, codes: string) => string;
+    /** Weights per step: 8 (i16 vectors) or 16 (bytes). */
+    stepWeights: number;
+    /** Extra code at block start, after each step, and at block end. */
+    blockStart: string;
+    afterStep: string;
+    blockEnd: string;
+  },
+): string {
   let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
   for (let tt = 0; tt < 4; tt++) {
     step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
-    step += set(`acc0${tt}`, `(i32x4.add ${get(`acc0${tt}`)} (i32x4.dot_i16x8_s ${get("c0")} ${get("a")}))`);
-    step += set(`acc1${tt}`, `(i32x4.add ${get(`acc1${tt}`)} (i32x4.dot_i16x8_s ${get("c1")} ${get("a")}))`);
+    step += set(`acc0${tt}`, kernel.product(`acc0${tt}`, "c0")) + set(`acc1${tt}`, kernel.product(`acc1${tt}`, "c1"));
   }
-  const accs = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
-  return `(func $ternary_gemm_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  const unpack = (row: string, dst: string) => `(call $${kernel.unpack}_${v.name} ${add(get("w"), mul(row, get("rowBytes")))} ${dst} ${get("blocks")} ${get("units")} ${get("blockBytes")})`;
+  return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "i", "rr", "tt", "two", "u0", "isum", "up", "ap", "ip", "sp", "qs", "h")}
+  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "isum", "up", "ap", "ip", "sp", "qs", "h")}
   ${locals("f64", "sum")}
-  ${locals("v128", "c0", "c1", "a", ...accs)}
+  ${locals("v128", "c0", "c1", "a", ...GEMM_ACCS)}
   ${readMatrix()}
   ${readTask()}
-  ${set("u0", get("scratch"))}
-  ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 2))`))}
+  ${set("isum", add(get("scratch"), mul(get("paddedCols"), i32(2 * kernel.codeBytes))))}
   ${forLoop(
     "r",
     get("r0"),
     get("r1"),
     2,
     `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
-    (call $unpack16_${v.name} ${add(get("w"), mul(get("r"), get("rowBytes")))} ${get("u0")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
-    (call $unpack16_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${add(get("u0"), i32(16))} ${get("blocks")} ${get("units")} ${get("blockBytes")})
+    ${unpack(get("r"), get("scratch"))}
+    ${unpack(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, add(get("scratch"), i32(16)))}
     ${forLoop(
       "t",
       i32(0),
       get("tokens"),
       4,
       `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
-      ${set("up", get("u0"))} ${set("ip", get("isum"))}
+      ${set("up", get("scratch"))} ${set("ip", get("isum"))}
       ${forLoop(
         "b",
         i32(0),
         get("blocks"),
         1,
-        `${accs.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
-        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 3))`)}
+        `${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
+        ${kernel.blockStart}
+        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const ${Math.log2(kernel.stepWeights)}))`)}
         (loop $step
           ${step}
           ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
+          ${kernel.afterStep}
           (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
-        ${accs.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" ")}
+        ${kernel.blockEnd}
         ${set("ip", add(get("ip"), i32(128)))}`,
       )}
       ${finishInt8Tile(v)}`,
     )}`,
   )})`;
+}
+
+const GEMM_ACCS = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
+
+/** GEMM, portable: i16 codes and pmaddwd (the pre-unpack takes shift/and work out of the inner loop). */
+export function ternaryGemm(v: TernaryVariant): string {
+  return gemmSkeleton(v, {
+    name: "ternary_gemm",
+    unpack: "unpack16",
+    codeBytes: 2,
+    stepWeights: 8,
+    product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
+    blockStart: "",
+    afterStep: "",
+    blockEnd: GEMM_ACCS.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" "),
+  });
+}
+
+/**
+ * GEMM, relaxed SIMD: code bytes and relaxed dots; the i16 sums are widened into the block's
+ * $isum slots every 64 steps (|sum| <= 32512) and at the block's end.
+ */
+export function ternaryGemmRelaxed(v: TernaryVariant): string {
+  const widen = GEMM_ACCS.map(
+    (n, i) => `(v128.store offset=${16 * i} ${get("ip")} (i32x4.add (v128.load offset=${16 * i} ${get("ip")}) (i32x4.extadd_pairwise_i16x8_s ${get(n)}))) ${set(n, "(v128.const i64x2 0 0)")}`,
+  ).join("\n          ");
+  return gemmSkeleton(v, {
+    name: "ternary_gemm_relaxed",
+    unpack: "unpack8",
+    codeBytes: 1,
+    stepWeights: 16,
+    product: (acc, codes) => `(i16x8.add ${get(acc)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get(codes)}))`,
+    blockStart: `${GEMM_ACCS.map((_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ")} ${set("k", i32(0))}`,
+    afterStep: `${set("k", add(get("k"), i32(1)))} (if (i32.eq ${get("k")} (i32.const 64)) (then ${widen} ${set("k", i32(0))}))`,
+    blockEnd: widen,
+  });
 }
 
 /**
@@ -480,69 +510,6 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
             `(if (i32.gt_u ${get("nrows")} ${i32(r)}) (then (f32.store offset=${4 * r} ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get(`sum${r}`)} ${get("s")})))))`,
         )
         .join("\n      ")}`,
-    )}`,
-  )})`;
-}
-
-/**
- * GEMM, relaxed SIMD: rows unpacked two at a time to code bytes in thread scratch, then a 2-row x
- * 4-token micro-kernel of relaxed dots with i16 sums widened every 64 steps and at block ends.
- */
-export function ternaryGemmRelaxed(v: TernaryVariant): string {
-  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
-  for (let tt = 0; tt < 4; tt++) {
-    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
-    step += set(`acc0${tt}`, `(i16x8.add ${get(`acc0${tt}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get("c0")}))`);
-    step += set(`acc1${tt}`, `(i16x8.add ${get(`acc1${tt}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get("c1")}))`);
-  }
-  const accs = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
-  // i32x4 block sums live in the $isum slots of the current block while i16 sums are in registers
-  const widen = accs
-    .map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} (i32x4.add (v128.load offset=${16 * i} ${get("ip")}) (i32x4.extadd_pairwise_i16x8_s ${get(n)}))) ${set(n, "(v128.const i64x2 0 0)")}`)
-    .join("\n          ");
-  return `(func $ternary_gemm_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
-  ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "u0", "isum", "up", "ap", "ip", "sp", "qs", "h")}
-  ${locals("f64", "sum")}
-  ${locals("v128", "c0", "c1", "a", ...accs)}
-  ${readMatrix()}
-  ${readTask()}
-  ${set("u0", get("scratch"))}
-  ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 1))`))}
-  ${forLoop(
-    "r",
-    get("r0"),
-    get("r1"),
-    2,
-    `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
-    (call $unpack8_${v.name} ${add(get("w"), mul(get("r"), get("rowBytes")))} ${get("u0")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
-    (call $unpack8_${v.name} ${add(get("w"), mul(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, get("rowBytes")))} ${add(get("u0"), i32(16))} ${get("blocks")} ${get("units")} ${get("blockBytes")})
-    ${forLoop(
-      "t",
-      i32(0),
-      get("tokens"),
-      4,
-      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
-      ${set("up", get("u0"))} ${set("ip", get("isum"))}
-      ${forLoop(
-        "b",
-        i32(0),
-        get("blocks"),
-        1,
-        `${accs.map((n, i) => `${set(n, "(v128.const i64x2 0 0)")} (v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ")}
-        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 4))`)} ${set("k", i32(0))}
-        (loop $step
-          ${step}
-          ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
-          ${set("k", add(get("k"), i32(1)))}
-          (if (i32.eq ${get("k")} (i32.const 64)) (then
-          ${widen}
-          ${set("k", i32(0))}))
-          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
-        ${widen}
-        ${set("ip", add(get("ip"), i32(128)))}`,
-      )}
-      ${finishInt8Tile(v)}`,
     )}`,
   )})`;
 }
