@@ -33,7 +33,7 @@ export async function createKernels(options: KernelOptions = {}, hooks: KernelSe
     backend = env.B158_KERNELS as KernelBackend | "auto";
     selection.push(`B158_KERNELS=${backend}`);
   }
-  const threads = Math.max(1, Math.floor(options.threads ?? 1));
+  const threads = Number.isFinite(options.threads) ? Math.max(1, Math.floor(options.threads!)) : 1;
   if (backend === "ts") return withSelection(createReferenceKernels(), [...selection, "ts: the TypeScript reference"]);
 
   const relaxedWanted = backend === "wasm-relaxed" || (backend === "auto" && options.relaxedSimd !== false && env.B158_RELAXED_SIMD !== "0");

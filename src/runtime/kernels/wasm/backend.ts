@@ -114,7 +114,7 @@ export class WasmKernels implements KernelContext {
     module: WebAssembly.Module,
     options: WasmKernelOptions,
   ) {
-    this.threads = Math.max(1, Math.floor(options.threads));
+    this.threads = Number.isFinite(options.threads) ? Math.max(1, Math.floor(options.threads)) : 1;
     this.gemmMinTokens = options.gemmMinTokens ?? 4;
     this.chunkMacs = options.chunkMacs ?? CHUNK_MACS;
     this.parallelMinMacs = options.parallelMinMacs ?? PARALLEL_MACS;
