@@ -6,11 +6,12 @@ import { writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { conversion, conversionVerdicts } from "./conversion.js";
 import { exporting } from "./export.js";
+import { kernels } from "./kernels.js";
 import { packing } from "./packing.js";
 import { runtime, runtimeVerdicts } from "./runtime.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, runtime];
+const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, kernels, runtime];
 
 function format(value: unknown): string {
   if (value === undefined) return "";

@@ -13,12 +13,15 @@
  *   y[m]  = f32((sum over blocks b, in order, of d_b * isum_b) / s)    the sum in float64
  * where a "block" is the whole row for a per-tensor or per-row scale, 256 weights for TQ2_0 (d_b
  * its f16 d), or G weights for group scales. Float activations (`mode: "float"`): y[m] =
- * f32(sum over blocks of d_b * (sum_k t[m][k] * x[k])), each sum in float64, k and b in order.
- * Dense (float) matrices: y[r] = f32(sum_k w[r][k] * x[k]) in float64, k in order. A dense matrix
+ * f32(sum over blocks of d_b * fsum_b) in float64, b in order, where fsum_b = p0 + p1 and p0 (p1)
+ * sums t[m][k] * x[k] in float64 over the block's even (odd) offsets k - start_b, in order.
+ * Dense (float) matrices: y[r] = (l0 + l2) + (l1 + l3) where lane l_j sums f32(w[r][k] * x[k]) over
+ * k = j mod 4, in order; every product and sum is rounded to float32. A dense matrix
  * loaded with `quantize: "int8-rows"` (an option for the output head, never a default) keeps
  * int8 rows w8 with scales ws[r] = f32(max_k |w[r][k]| / 127) (w8 = clamp(roundHalfEven(f32(w / ws)))),
  * takes int8 activations as above and gives y[r] = f32(ws[r] * isum / s) in float64.
- * A backend may define a faster float accumulation order only if the reference adopts it too.
+ * These float orders are what SIMD lanes compute (two float64 lanes, four float32 lanes); a backend
+ * may define another only if the reference adopts it too.
  */
 
 export type KernelBackend = "ts" | "wasm-simd128" | "wasm-relaxed";
@@ -82,10 +85,16 @@ export interface KernelContext {
   denseRow(weight: DenseMatrix, row: number, out: Float32Array): void;
   /** Bytes held for all weights. */
   readonly bytes: number;
+  /** How the backend was chosen: features found, self-tests run, fallbacks taken (for logs and --json). */
+  readonly selection?: readonly string[];
   close(): Promise<void>;
 }
 
 export interface KernelOptions {
+  /** "auto" (the default): B158_KERNELS if set, else the fastest backend that passes its start-up self-test. */
   readonly backend?: KernelBackend | "auto";
+  /** Threads for the WebAssembly backends, the calling thread included (default 1). */
   readonly threads?: number;
+  /** false: "auto" never uses (nor enables) relaxed SIMD. B158_RELAXED_SIMD=0 does the same. */
+  readonly relaxedSimd?: boolean;
 }

@@ -62,6 +62,16 @@ describe("reference kernels", () => {
     }
   });
 
+  it("float mode sums each block in two float64 lanes (even and odd offsets), then adds the lanes", () => {
+    const k = createReferenceKernels();
+    // in k order, (1e16 + 1) rounds back to 1e16 and the sum is 1; per lane it is (1e16 - 1e16) + (1 + 1) = 2
+    const x = Float32Array.of(1e16, 1, -1e16, 1);
+    const w = k.ternary({ kind: "codes", rows: 1, cols: 4, codes: Int8Array.of(1, 1, 1, 1), scales: { granularity: "tensor", scale: 1 } });
+    const out = new Float32Array(1);
+    k.linear([w], x, 1, [out], "float");
+    expect(out[0]).toBe(2);
+  });
+
   it("quantizes activations with round-half-even and the 1e-5 floor", () => {
     const q = new Int8Array(4);
     // amax 2: s = 63.5; 1/127 * 63.5 = 0.5 -> 0 (even), 3/127 * 63.5 = 1.5 -> 2
@@ -96,8 +106,14 @@ describe("reference dense kernels", () => {
     k.denseLinear(q8, x, 2, approx);
     for (let i = 0; i < exact.length; i++) {
       let dot = 0;
-      for (let c = 0; c < cols; c++) dot += values[(i % rows) * cols + c]! * x[Math.floor(i / rows) * cols + c]!;
-      expect(exact[i]).toBe(Math.fround(dot));
+      const lanes = [0, 0, 0, 0];
+      for (let c = 0; c < cols; c++) {
+        const product = values[(i % rows) * cols + c]! * x[Math.floor(i / rows) * cols + c]!;
+        dot += product;
+        lanes[c % 4] = Math.fround(lanes[c % 4]! + Math.fround(product));
+      }
+      expect(exact[i]).toBe(Math.fround(Math.fround(lanes[0]! + lanes[2]!) + Math.fround(lanes[1]! + lanes[3]!)));
+      expect(Math.abs(exact[i]! - dot)).toBeLessThan(1e-5 * cols);
       expect(Math.abs(approx[i]! - exact[i]!)).toBeLessThan(0.05 * cols);
     }
     const row = new Float32Array(cols);

@@ -8,7 +8,7 @@ import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, Sca
  * Its I2_S and TQ2_0 decoding is written here from docs/layouts.md, not taken from src/pack, so
  * a packer bug cannot cancel out between a conversion and the runtime that checks it.
  */
-interface RefTernary extends TernaryMatrix {
+export interface RefTernary extends TernaryMatrix {
   readonly codes: Int8Array;
   /** Weights per scale block (cols for a per-tensor or per-row scale). */
   readonly blockSize: number;
@@ -73,11 +73,8 @@ export function createReferenceKernels(): KernelContext {
         return;
       }
       for (let t = 0; t < tokens; t++) {
-        for (let r = 0; r < rows; r++) {
-          let sum = 0;
-          for (let k = 0; k < cols; k++) sum += values[r * cols + k]! * x[t * cols + k]!;
-          out[t * rows + r] = Math.fround(sum);
-        }
+        const xt = x.subarray(t * cols, (t + 1) * cols);
+        for (let r = 0; r < rows; r++) out[t * rows + r] = denseDot(values.subarray(r * cols, (r + 1) * cols), xt, cols);
       }
     },
     denseRow(weight, row, out) {
@@ -120,22 +117,34 @@ function int8Rows(w: RefTernary, q: Int8Array, s: number, out: Float32Array): vo
   }
 }
 
+/** Float activations: per block, two float64 partial sums (even and odd offsets in the block, in order), then their sum. */
 function floatRows(w: RefTernary, x: Float32Array, out: Float32Array): void {
   const { codes, cols, blockSize, blockScales } = w;
   const blocks = cols / blockSize;
   for (let m = 0; m < w.rows; m++) {
     let sum = 0;
     for (let b = 0; b < blocks; b++) {
-      let fsum = 0;
+      const lanes = [0, 0];
       const base = m * cols + b * blockSize;
-      for (let k = 0; k < blockSize; k++) fsum += codes[base + k]! * x[b * blockSize + k]!;
-      sum += blockScales[m * blocks + b]! * fsum;
+      for (let k = 0; k < blockSize; k++) lanes[k & 1]! += codes[base + k]! * x[b * blockSize + k]!;
+      sum += blockScales[m * blocks + b]! * (lanes[0]! + lanes[1]!);
     }
     out[m] = Math.fround(sum);
   }
 }
 
-function decodeTernary(source: TernaryWeightSource): RefTernary {
+/**
+ * A dense float row times x: products rounded to float32, summed in four float32 lanes (lane
+ * k mod 4, k in order), then (lane 0 + lane 2) + (lane 1 + lane 3), every step rounded to float32.
+ */
+export function denseDot(w: Float32Array, x: Float32Array, cols: number): number {
+  const lanes = new Float32Array(4);
+  for (let k = 0; k < cols; k++) lanes[k & 3] = lanes[k & 3]! + Math.fround(w[k]! * x[k]!);
+  return Math.fround(Math.fround(lanes[0]! + lanes[2]!) + Math.fround(lanes[1]! + lanes[3]!));
+}
+
+/** One int8 code per weight and its block scales: the reference's reading of any source. */
+export function decodeTernary(source: TernaryWeightSource): RefTernary {
   const { rows, cols } = source;
   const codes = new Int8Array(rows * cols);
   switch (source.kind) {

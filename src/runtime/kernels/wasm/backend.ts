@@ -1,0 +1,674 @@
+import { B158Error } from "../../../errors.js";
+import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, TernaryMatrix, TernaryWeightSource } from "../api.js";
+import { fromF16Bits } from "../../../pack/float16.js";
+import { decodeTernary } from "../reference.js";
+import { DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
+import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
+import { Dispatcher, type ThreadOptions } from "./threads.js";
+
+/**
+ * The WebAssembly backends over one shared memory: weights are copied in once, packed as they came
+ * (I2_S and TQ2_0 bytes untouched; codes re-laid once into b158's padded I2_S order), and every
+ * product prepares its activations once per token and dispatches row chunks to the threads.
+ */
+interface KernelExports {
+  work(ctrl: number, tid: number): void;
+  act_quantize(x: number, k: number, q: number): number;
+  act_pad(src: number, k: number, g: number, gp: number, dst: number): void;
+  act_pad_f64(x: number, k: number, g: number, gp: number, dst: number): void;
+  act_split16(q: number, kp: number, dst: number): void;
+  act_interleave4(src: number, stride: number, vectors: number, count: number, dst: number): void;
+  act_widen16(q: number, kp: number, dst: number): void;
+  act_block_sums(q: number, blocks: number, gp: number, dst: number): void;
+  has_code3(p: number, count: number, bytes: number, stride: number): number;
+  f16_nonfinite(p: number, n: number): number;
+  relay_codes(src: number, rows: number, cols: number, g: number, gp: number, unit: number, dst: number, tmp: number): number;
+  dense_quant_rows(src: number, kind: number, rows: number, cols: number, kp: number, dst: number, scales: number): void;
+}
+
+export interface WasmKernelOptions extends ThreadOptions {
+  readonly threads: number;
+  /** Token count from which int8 products use the GEMM kernels (tile unpacked once, 4 tokens per pass). */
+  readonly gemmMinTokens?: number;
+  /** Multiply-adds per chunk a thread claims (tests make it tiny to exercise the split). */
+  readonly chunkMacs?: number;
+  /** Below this many multiply-adds a product runs on the calling thread alone. */
+  readonly parallelMinMacs?: number;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+const DISPATCH_AT = 2048;
+const MAX_TASKS = 60;
+const HEAP_AT = DISPATCH_AT + DISPATCH.tasksAt + MAX_TASKS * TASK.size;
+/** Multiply-adds per chunk a thread claims: small enough to balance, large enough to amortise the claim. */
+const CHUNK_MACS = 1 << 18;
+/** Below this many multiply-adds a dispatch runs on the calling thread alone (waking a worker costs more). */
+const PARALLEL_MACS = 1 << 17;
+const STAGE_BYTES = 1 << 22;
+
+const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
+
+/**
+ * Matrices whose blocks need no padding share one activation layout ("natural": the int8
+ * activations as they are); padded groups need activations padded the same way.
+ */
+const geometryKey = (w: WasmTernary): string => (w.group === w.paddedGroup ? "natural" : `${w.group}/${w.paddedGroup}`);
+
+interface WasmTernary extends TernaryMatrix {
+  readonly record: number;
+  readonly layout: TernaryLayoutId;
+  /** Weights per scale block, and as stored (padded with zero weights to a multiple of 64). */
+  readonly group: number;
+  readonly paddedGroup: number;
+  readonly paddedCols: number;
+}
+
+interface WasmDense extends DenseMatrix {
+  readonly record: number;
+  readonly layout: DenseLayoutId;
+  readonly weights: number;
+  readonly rowBytes: number;
+  readonly paddedCols: number;
+  readonly scales: number;
+}
+
+interface Task {
+  kernel: number;
+  matrix: number;
+  rows: number;
+  rowsPerChunk: number;
+  tokens: number;
+  act: number;
+  actStride: number;
+  qsum?: number;
+  qsumStride?: number;
+  actScale?: number;
+  out: number;
+  outStride: number;
+  flags?: number;
+}
+
+export class WasmKernels implements KernelContext {
+  readonly threads: number;
+  private readonly memory: WebAssembly.Memory;
+  private readonly exports: KernelExports;
+  private readonly dispatcher: Dispatcher;
+  private readonly matrices = new WeakSet<object>();
+  private readonly gemmMinTokens: number;
+  private readonly chunkMacs: number;
+  private readonly parallelMinMacs: number;
+  private top = HEAP_AT;
+  private heldBytes = 0;
+  private frame = { at: 0, size: 0 };
+  private scratch = { at: 0, size: 0 };
+  private stage = { at: 0, size: 0 };
+  private faultNext = false;
+  private buffer: ArrayBufferLike;
+  private u8!: Uint8Array;
+  private i32!: Int32Array;
+  private f32!: Float32Array;
+
+  constructor(
+    readonly backend: "wasm-simd128" | "wasm-relaxed",
+    module: WebAssembly.Module,
+    options: WasmKernelOptions,
+  ) {
+    this.threads = Number.isFinite(options.threads) ? Math.max(1, Math.floor(options.threads)) : 1;
+    this.gemmMinTokens = options.gemmMinTokens ?? 4;
+    this.chunkMacs = options.chunkMacs ?? CHUNK_MACS;
+    this.parallelMinMacs = options.parallelMinMacs ?? PARALLEL_MACS;
+    this.memory = new WebAssembly.Memory({ initial: Math.ceil(HEAP_AT / PAGE) + 16, maximum: MAX_PAGES, shared: true });
+    this.buffer = this.memory.buffer;
+    this.views();
+    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
+    this.exports = instance.exports as unknown as KernelExports;
+    this.dispatcher = new Dispatcher(this.memory, this.exports.work, module, this.threads, options);
+  }
+
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  ternary(source: TernaryWeightSource): TernaryMatrix {
+    const { rows, cols } = source;
+    if (!(Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0)) {
+      throw new B158Error("E_INTERNAL", `ternary: shape [${rows}, ${cols}] is not a positive integer shape`);
+    }
+    switch (source.kind) {
+      case "i2_s":
+        if (cols % source.blockSize !== 0) return this.relay(decodeTernary(source), "i2_s re-laid");
+        return this.i2s(source);
+      case "tq2_0":
+        return this.tq2(source);
+      case "codes":
+        return this.codes(source);
+    }
+  }
+
+  dense(source: DenseWeightSource): DenseMatrix {
+    const { rows, cols } = source;
+    if (!(Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0)) {
+      throw new B158Error("E_INTERNAL", `dense: shape [${rows}, ${cols}] is not a positive integer shape`);
+    }
+    const n = rows * cols;
+    const available = source.kind === "f32" ? source.values.length : source.bits.length;
+    if (available < n) throw new B158Error("E_PAYLOAD_SIZE", `dense ${source.kind} matrix [${rows}, ${cols}] has ${available} values; expected ${n}`);
+    const paddedCols = roundUp(cols, 16);
+    if (source.quantize === "int8-rows") return this.denseInt8(source, paddedCols);
+    let layout: DenseLayoutId = source.kind === "f32" ? DenseLayout.f32 : source.kind === "f16" ? DenseLayout.f16 : DenseLayout.bf16;
+    if (source.kind === "f16" && this.f16HasNonFinite(source.bits, n)) layout = DenseLayout.f32;
+    const elementBytes = layout === DenseLayout.f32 ? 4 : 2;
+    const rowBytes = paddedCols * elementBytes;
+    const weights = this.alloc(rows * rowBytes);
+    if (layout === DenseLayout.f32 && source.kind === "f16") {
+      // Inf or NaN in f16: kept as exact f32 (the SIMD f16 trick covers finite values only)
+      const f32 = this.f32;
+      for (let r = 0; r < rows; r++) {
+        for (let k = 0; k < cols; k++) f32[(weights + r * rowBytes) / 4 + k] = fromF16Bits(source.bits[r * cols + k]!);
+      }
+    } else if (source.kind === "f32") {
+      this.copyRows(new Uint8Array(source.values.buffer, source.values.byteOffset, n * 4), rows, cols * 4, weights, rowBytes);
+    } else {
+      this.copyRows(new Uint8Array(source.bits.buffer, source.bits.byteOffset, n * 2), rows, cols * 2, weights, rowBytes);
+    }
+    const format = layout === DenseLayout.f32 ? "f32" : source.kind;
+    return this.denseRecord(source, layout, format, weights, rowBytes, paddedCols, 0, rows * rowBytes);
+  }
+
+  linear(weights: readonly TernaryMatrix[], x: Float32Array, tokens: number, outs: readonly Float32Array[], mode: ActivationMode): void {
+    const list = weights.map((w) => this.own(w) as WasmTernary);
+    if (list.length === 0 || tokens === 0) return;
+    if (list.length > MAX_TASKS) throw new B158Error("E_INTERNAL", `linear: ${list.length} matrices in one call; at most ${MAX_TASKS}`);
+    const K = list[0]!.cols;
+    for (const w of list) if (w.cols !== K) throw new B158Error("E_INTERNAL", `linear: matrices of ${w.cols} and ${K} columns share one input`);
+    this.checkCall(x, tokens, K, outs, list);
+    const T = tokens;
+    const Kq = roundUp(K, 64);
+    const float = mode === "float";
+    const relaxed = this.backend === "wasm-relaxed";
+    const gemm = T >= this.gemmMinTokens;
+
+    // The frame: x; int8 activations q and scales s; per geometry the prepared activations (padded q,
+    // split i16 for the portable kernels, four tokens interleaved for the GEMMs; f64 for float
+    // mode); per geometry and block size the block sums of q; the outputs.
+    const geometries = new Map<string, { g: number; gp: number; kp: number; act: number; stride: number; qp: number }>();
+    for (const w of list) {
+      const natural = w.group === w.paddedGroup;
+      if (!geometries.has(geometryKey(w))) geometries.set(geometryKey(w), { g: natural ? K : w.group, gp: natural ? K : w.paddedGroup, kp: w.paddedCols, act: 0, stride: 0, qp: 0 });
+    }
+    const blockSums = new Map<string, { qp: number; kp: number; gp: number; at: number }>();
+    const sizes: number[] = [T * K * 4];
+    if (!float) sizes.push(T * Kq, T * 4);
+    for (const geo of geometries.values()) {
+      const padded = geo.g !== geo.gp;
+      if (float) sizes.push(T * geo.kp * 8);
+      else {
+        sizes.push(padded ? T * geo.kp : 0);
+        sizes.push(relaxed ? 0 : T * geo.kp * 2);
+        // the GEMMs read four tokens interleaved (16-byte vectors: i16 split, or int8 for relaxed)
+        sizes.push(gemm ? Math.ceil(T / 4) * 4 * geo.kp * (relaxed ? 1 : 2) : 0);
+      }
+    }
+    if (!float) {
+      for (const w of list) {
+        const key = `${geometryKey(w)}:${w.paddedGroup}`;
+        if (!blockSums.has(key)) {
+          blockSums.set(key, { qp: 0, kp: w.paddedCols, gp: w.paddedGroup, at: 0 });
+          sizes.push(T * (w.paddedCols / w.paddedGroup) * 4);
+        }
+      }
+    }
+    for (const w of list) sizes.push(T * w.rows * 4);
+    const at = this.frameAlloc(sizes);
+    let next = 0;
+    const xAt = at[next++]!;
+    this.f32.set(x.subarray(0, T * K), xAt / 4);
+    const ex = this.exports;
+    let qAt = 0;
+    let sAt = 0;
+    if (!float) {
+      qAt = at[next++]!;
+      sAt = at[next++]!;
+      for (let t = 0; t < T; t++) this.f32[sAt / 4 + t] = ex.act_quantize(xAt + t * K * 4, K, qAt + t * Kq);
+    }
+    for (const geo of geometries.values()) {
+      const padded = geo.g !== geo.gp;
+      if (float) {
+        geo.act = at[next++]!;
+        geo.stride = geo.kp * 8;
+        for (let t = 0; t < T; t++) ex.act_pad_f64(xAt + t * K * 4, K, geo.g, geo.gp, geo.act + t * geo.stride);
+        continue;
+      }
+      const qpAt = at[next++]!;
+      const a16At = at[next++]!;
+      const interleavedAt = at[next++]!;
+      let qp = qAt;
+      let qpStride = Kq;
+      if (padded) {
+        qp = qpAt;
+        qpStride = geo.kp;
+        for (let t = 0; t < T; t++) ex.act_pad(qAt + t * Kq, K, geo.g, geo.gp, qp + t * qpStride);
+      }
+      geo.qp = qp;
+      if (relaxed) {
+        geo.act = qp;
+        geo.stride = qpStride;
+      } else {
+        geo.act = a16At;
+        geo.stride = geo.kp * 2;
+        for (let t = 0; t < T; t++) ex.act_split16(qp + t * qpStride, geo.kp, geo.act + t * geo.stride);
+      }
+      if (gemm) {
+        const vectors = geo.kp / (relaxed ? 16 : 8);
+        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(geo.act + 4 * g * geo.stride, geo.stride, vectors, Math.min(4, T - 4 * g), interleavedAt + g * vectors * 64);
+        geo.act = interleavedAt;
+        geo.stride = vectors * 64;
+      }
+    }
+    if (!float) {
+      for (const [key, sums] of blockSums) {
+        const geo = geometries.get(key.slice(0, key.lastIndexOf(":")))!;
+        sums.at = at[next++]!;
+        const blocks = sums.kp / sums.gp;
+        const qpStride = geo.g !== geo.gp ? geo.kp : Kq;
+        for (let t = 0; t < T; t++) ex.act_block_sums(geo.qp + t * qpStride, blocks, sums.gp, sums.at + t * blocks * 4);
+      }
+    }
+
+    const tasks: Task[] = [];
+    let scratchBytes = 0;
+    const outAt: number[] = [];
+    for (const w of list) {
+      const geoKey = geometryKey(w);
+      const geo = geometries.get(geoKey)!;
+      const out = at[next++]!;
+      outAt.push(out);
+      const blocks = w.paddedCols / w.paddedGroup;
+      let kernel: number;
+      let tile = 2;
+      if (float) {
+        kernel = KERNEL.ternaryFloat + w.layout;
+        scratchBytes = Math.max(scratchBytes, w.paddedCols * 8);
+      } else if (gemm) {
+        kernel = (relaxed ? KERNEL.ternaryGemmRelaxed : KERNEL.ternaryGemm) + w.layout;
+        scratchBytes = Math.max(scratchBytes, w.paddedCols * (relaxed ? 2 : 4) + blocks * 128);
+      } else {
+        kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
+        if (relaxed) tile = RELAXED_GEMV_ROWS;
+      }
+      const sums = float ? undefined : blockSums.get(`${geoKey}:${w.paddedGroup}`)!;
+      tasks.push({
+        kernel: this.faultNext ? KERNEL.fault : kernel,
+        matrix: w.record,
+        rows: w.rows,
+        rowsPerChunk: this.rowsPerChunk(w.rows, w.paddedCols * T, tile),
+        tokens: T,
+        act: geo.act,
+        actStride: geo.stride,
+        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: sAt }),
+        out,
+        outStride: w.rows * 4,
+      });
+    }
+    this.dispatch(tasks, scratchBytes, list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0));
+    list.forEach((w, i) => outs[i]!.set(this.f32.subarray(outAt[i]! / 4, outAt[i]! / 4 + T * w.rows)));
+  }
+
+  denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void {
+    const w = this.own(weight) as WasmDense;
+    if (tokens === 0) return;
+    const T = tokens;
+    const K = w.cols;
+    const Kp = w.paddedCols;
+    this.checkCall(x, tokens, K, [out], [w]);
+    const int8 = w.layout === DenseLayout.int8Rows;
+    const [xAt, qAt, sAt, actAt, outAt] = this.frameAlloc([T * Kp * 4, int8 ? T * Kp : 0, T * 4, int8 ? T * Kp * 2 : 0, T * w.rows * 4]) as [number, number, number, number, number];
+    let act = xAt;
+    let actStride = Kp * 4;
+    let flags = 0;
+    const f32 = this.f32;
+    if (int8) {
+      for (let t = 0; t < T; t++) {
+        f32.set(x.subarray(t * K, (t + 1) * K), xAt / 4 + t * Kp);
+        f32[sAt / 4 + t] = this.exports.act_quantize(xAt + t * Kp * 4, K, qAt + t * Kp);
+        this.u8.fill(0, qAt + t * Kp + K, qAt + (t + 1) * Kp);
+        this.exports.act_widen16(qAt + t * Kp, Kp, actAt + t * Kp * 2);
+      }
+      act = actAt;
+      actStride = Kp * 2;
+    } else {
+      // f16 weights are read as w * 2^-112; x * 2^112 is exact while |x| < 2^15 (and finite)
+      let prescale = w.layout === DenseLayout.f16;
+      if (prescale) for (let i = 0; i < T * K; i++) if (!(Math.abs(x[i]!) < 32768)) prescale = false;
+      const factor = prescale ? 2 ** 112 : 1;
+      for (let t = 0; t < T; t++) {
+        const row = xAt / 4 + t * Kp;
+        if (factor === 1) f32.set(x.subarray(t * K, (t + 1) * K), row);
+        else for (let k = 0; k < K; k++) f32[row + k] = x[t * K + k]! * factor;
+        f32.fill(0, row + K, row + Kp);
+      }
+      if (prescale) flags = DENSE_PRESCALED;
+    }
+    const task: Task = {
+      kernel: this.faultNext ? KERNEL.fault : KERNEL.dense + w.layout,
+      matrix: w.record,
+      rows: w.rows,
+      rowsPerChunk: this.rowsPerChunk(w.rows, Kp * T, 4),
+      tokens: T,
+      act,
+      actStride,
+      actScale: sAt,
+      out: outAt,
+      outStride: w.rows * 4,
+      flags,
+    };
+    this.dispatch([task], 0, w.rows * Kp * T);
+    out.set(this.f32.subarray(outAt / 4, outAt / 4 + T * w.rows));
+  }
+
+  denseRow(weight: DenseMatrix, row: number, out: Float32Array): void {
+    const w = this.own(weight) as WasmDense;
+    if (!(Number.isInteger(row) && row >= 0 && row < w.rows)) throw new B158Error("E_INTERNAL", `denseRow: row ${row} is outside 0..${w.rows - 1}`);
+    const base = w.weights + row * w.rowBytes;
+    const K = w.cols;
+    switch (w.layout) {
+      case DenseLayout.f32:
+        out.set(this.f32.subarray(base / 4, base / 4 + K));
+        return;
+      case DenseLayout.f16: {
+        const bits = new Uint16Array(this.buffer, base, K);
+        for (let k = 0; k < K; k++) out[k] = fromF16Bits(bits[k]!);
+        return;
+      }
+      case DenseLayout.bf16: {
+        const bits = new Uint16Array(this.buffer, base, K);
+        const words = new Uint32Array(out.buffer, out.byteOffset, K);
+        for (let k = 0; k < K; k++) words[k] = bits[k]! << 16;
+        return;
+      }
+      case DenseLayout.int8Rows: {
+        const ws = this.f32[(w.scales >>> 2) + row]!;
+        const q = new Int8Array(this.buffer, base, K);
+        for (let k = 0; k < K; k++) out[k] = q[k]! * ws;
+        return;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  /** Row chunks each thread has run (index 0: the calling thread; up to 8 threads). */
+  chunksRun(): number[] {
+    return Array.from({ length: Math.min(this.threads, 8) }, (_, tid) => this.dispatcher.chunksRun(tid));
+  }
+
+  /** Tests only: the next product runs a kernel that traps, or (tid > 0) that worker exits abruptly. */
+  injectFault(kind: "trap" | { exitThread: number }): void {
+    if (kind === "trap") this.faultNext = true;
+    else this.dispatcher.injectExit(kind.exitThread);
+  }
+
+  // ---- loading ----
+
+  private i2s(source: Extract<TernaryWeightSource, { kind: "i2_s" }>): TernaryMatrix {
+    const { rows, cols, blockSize, payload } = source;
+    const n = rows * cols;
+    if (payload.byteLength < n / 4 + 4) throw new B158Error("E_PAYLOAD_SIZE", `i2_s payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected at least ${n / 4 + 4}`);
+    const weights = this.alloc(n / 4 + 16);
+    this.u8.set(payload.subarray(0, n / 4 + 4), weights);
+    if (this.exports.has_code3(weights, 1, n / 4, 0) !== 0) decodeTernary(source); // throws the reference's precise E_PACKED_CODE
+    const layout = blockSize === 128 ? TernaryLayout.i2s128 : TernaryLayout.i2s64;
+    return this.ternaryRecord(source, layout, "i2_s", { weights, rowBytes: cols / 4, blockBytes: cols / 4, group: cols, paddedGroup: cols, scales: weights + n / 4, scaleRow: 0, scaleBlock: 0 }, n / 4 + 4);
+  }
+
+  private tq2(source: Extract<TernaryWeightSource, { kind: "tq2_0" }>): TernaryMatrix {
+    const { rows, cols, payload } = source;
+    if (cols % 256 !== 0) throw new B158Error("E_LAYOUT_SHAPE", `tq2_0 needs cols % 256 == 0; cols = ${cols} is not`);
+    const blocks = (rows * cols) / 256;
+    const size = blocks * 66;
+    if (payload.byteLength < size) throw new B158Error("E_PAYLOAD_SIZE", `tq2_0 payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected ${size}`);
+    const weights = this.alloc(size + 16);
+    this.u8.set(payload.subarray(0, size), weights);
+    if (this.exports.has_code3(weights, blocks, 64, 66) !== 0) decodeTernary(source);
+    const rowBytes = (cols / 256) * 66;
+    return this.ternaryRecord(source, TernaryLayout.tq2, "tq2_0", { weights, rowBytes, blockBytes: 66, group: 256, paddedGroup: 256, scales: weights + 64, scaleRow: rowBytes, scaleBlock: 66 }, size);
+  }
+
+  private codes(source: Extract<TernaryWeightSource, { kind: "codes" }>): TernaryMatrix {
+    const { rows, cols, scales: spec } = source;
+    if (source.codes.length < rows * cols) throw new B158Error("E_PAYLOAD_SIZE", `codes for [${rows}, ${cols}] hold ${source.codes.length} values; expected ${rows * cols}`);
+    let group = cols;
+    let scales: Float32Array;
+    if (spec.granularity === "tensor") scales = Float32Array.of(spec.scale);
+    else if (spec.granularity === "row") scales = spec.scales.subarray(0, rows);
+    else {
+      group = spec.groupSize;
+      if (!(Number.isInteger(group) && group > 0 && cols % group === 0)) throw new B158Error("E_INTERNAL", `group size ${group} does not divide ${cols} columns`);
+      scales = spec.scales.subarray(0, rows * (cols / group));
+    }
+    const expectedScales = spec.granularity === "tensor" ? 1 : spec.granularity === "row" ? rows : rows * (cols / group);
+    if (scales.length < expectedScales) throw new B158Error("E_INTERNAL", `${spec.granularity} scales: ${scales.length} given, ${expectedScales} needed`);
+    return this.relayCodes(source, source.codes, group, scales, spec.granularity, "codes");
+  }
+
+  /** Codes the reference decoded (a layout this backend does not read directly) re-laid with their scales. */
+  private relay(ref: ReturnType<typeof decodeTernary>, format: string): TernaryMatrix {
+    const perRow = ref.blockSize === ref.cols;
+    return this.relayCodes(ref, ref.codes, ref.blockSize, ref.blockScales, perRow ? "row" : "group", format);
+  }
+
+  private relayCodes(shape: { rows: number; cols: number }, codes: Int8Array, group: number, scales: Float32Array, granularity: "tensor" | "row" | "group", format: string): TernaryMatrix {
+    const { rows, cols } = shape;
+    const paddedGroup = roundUp(group, 64);
+    const unit = paddedGroup % 128 === 0 ? 128 : 64;
+    const blocks = cols / group;
+    const rowBytes = (blocks * paddedGroup) / 4;
+    const weights = this.alloc(rows * rowBytes + 16);
+    const scalesAt = this.alloc(scales.length * 4);
+    this.f32.set(scales, scalesAt / 4);
+    const rowsPerStage = Math.max(1, Math.floor((STAGE_BYTES - paddedGroup) / cols));
+    const stage = this.stageArea(cols + paddedGroup);
+    for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
+      const n = Math.min(rowsPerStage, rows - r0);
+      this.u8.set(new Uint8Array(codes.buffer, codes.byteOffset + r0 * cols, n * cols), stage);
+      const bad = this.exports.relay_codes(stage, n, cols, group, paddedGroup, unit, weights + r0 * rowBytes, stage + n * cols);
+      if (bad >= 0) {
+        const row = r0 + bad;
+        for (let k = 0; k < cols; k++) {
+          const c = codes[row * cols + k]!;
+          if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${row * cols + k} is ${c}, not -1, 0 or 1`);
+        }
+      }
+    }
+    const scaleRow = granularity === "tensor" ? 0 : granularity === "row" ? 4 : blocks * 4;
+    const scaleBlock = granularity === "group" ? 4 : 0;
+    const layout = unit === 128 ? TernaryLayout.i2s128 : TernaryLayout.i2s64;
+    return this.ternaryRecord(shape, layout, `b158-i2s${unit}${paddedGroup === group ? "" : `-padded${paddedGroup}`}${format === "codes" ? "" : ` (${format})`}`, { weights, rowBytes, blockBytes: paddedGroup / 4, group, paddedGroup, scales: scalesAt, scaleRow, scaleBlock }, rows * rowBytes + scales.length * 4);
+  }
+
+  private ternaryRecord(
+    shape: { rows: number; cols: number },
+    layout: TernaryLayoutId,
+    format: string,
+    at: { weights: number; rowBytes: number; blockBytes: number; group: number; paddedGroup: number; scales: number; scaleRow: number; scaleBlock: number },
+    bytes: number,
+  ): WasmTernary {
+    const { rows, cols } = shape;
+    const unit = layout === TernaryLayout.i2s64 ? 64 : 128;
+    const blocks = cols / at.group;
+    const paddedCols = blocks * at.paddedGroup;
+    const record = this.alloc(TERNARY.size);
+    const f = (offset: number, value: number) => (this.i32[(record + offset) / 4] = value);
+    f(TERNARY.layout, layout);
+    f(TERNARY.rows, rows);
+    f(TERNARY.cols, cols);
+    f(TERNARY.weights, at.weights);
+    f(TERNARY.rowBytes, at.rowBytes);
+    f(TERNARY.blockBytes, at.blockBytes);
+    f(TERNARY.blocks, blocks);
+    f(TERNARY.unitsPerBlock, at.paddedGroup / unit);
+    f(TERNARY.paddedBlock, at.paddedGroup);
+    f(TERNARY.scales, at.scales);
+    f(TERNARY.scaleRowBytes, at.scaleRow);
+    f(TERNARY.scaleBlockBytes, at.scaleBlock);
+    f(TERNARY.paddedCols, paddedCols);
+    this.heldBytes += bytes;
+    const matrix: WasmTernary = { rows, cols, format, bytes, record, layout, group: at.group, paddedGroup: at.paddedGroup, paddedCols };
+    this.matrices.add(matrix);
+    return matrix;
+  }
+
+  private denseInt8(source: DenseWeightSource, paddedCols: number): DenseMatrix {
+    const { rows, cols } = source;
+    const weights = this.alloc(rows * paddedCols);
+    const scales = this.alloc(rows * 4);
+    const kind = source.kind === "f32" ? 0 : source.kind === "f16" ? 1 : 2;
+    const elementBytes = kind === 0 ? 4 : 2;
+    const bytes = source.kind === "f32" ? new Uint8Array(source.values.buffer, source.values.byteOffset, rows * cols * 4) : new Uint8Array(source.bits.buffer, source.bits.byteOffset, rows * cols * 2);
+    const rowsPerStage = Math.max(1, Math.floor(STAGE_BYTES / (cols * elementBytes)));
+    const stage = this.stageArea(cols * elementBytes);
+    for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
+      const n = Math.min(rowsPerStage, rows - r0);
+      this.u8.set(bytes.subarray(r0 * cols * elementBytes, (r0 + n) * cols * elementBytes), stage);
+      this.exports.dense_quant_rows(stage, kind, n, cols, paddedCols, weights + r0 * paddedCols, scales + r0 * 4);
+    }
+    return this.denseRecord(source, DenseLayout.int8Rows, "int8-rows", weights, paddedCols, paddedCols, scales, rows * paddedCols + rows * 4);
+  }
+
+  private f16HasNonFinite(bits: Uint16Array, n: number): boolean {
+    const per = STAGE_BYTES / 2;
+    const stage = this.stageArea();
+    for (let i = 0; i < n; i += per) {
+      const count = Math.min(per, n - i);
+      this.u8.set(new Uint8Array(bits.buffer, bits.byteOffset + i * 2, count * 2), stage);
+      const whole = count & ~7;
+      if (this.exports.f16_nonfinite(stage, whole) !== 0) return true;
+      for (let j = whole; j < count; j++) if ((bits[i + j]! & 0x7c00) === 0x7c00) return true;
+    }
+    return false;
+  }
+
+  private denseRecord(source: DenseWeightSource, layout: DenseLayoutId, format: string, weights: number, rowBytes: number, paddedCols: number, scales: number, bytes: number): WasmDense {
+    const record = this.alloc(DENSE.size);
+    const f = (offset: number, value: number) => (this.i32[(record + offset) / 4] = value);
+    f(DENSE.layout, layout);
+    f(DENSE.rows, source.rows);
+    f(DENSE.cols, source.cols);
+    f(DENSE.weights, weights);
+    f(DENSE.rowBytes, rowBytes);
+    f(DENSE.paddedCols, paddedCols);
+    f(DENSE.scales, scales);
+    this.heldBytes += bytes;
+    const matrix: WasmDense = { rows: source.rows, cols: source.cols, format, bytes, record, layout, weights, rowBytes, paddedCols, scales };
+    this.matrices.add(matrix);
+    return matrix;
+  }
+
+  /** Rows of `rowBytes` (source rows of `srcRowBytes`, zero padded) into memory at `dst`. */
+  private copyRows(src: Uint8Array, rows: number, srcRowBytes: number, dst: number, rowBytes: number): void {
+    if (srcRowBytes === rowBytes) {
+      this.u8.set(src, dst);
+      return;
+    }
+    for (let r = 0; r < rows; r++) this.u8.set(src.subarray(r * srcRowBytes, (r + 1) * srcRowBytes), dst + r * rowBytes);
+  }
+
+  // ---- memory ----
+
+  private views(): void {
+    this.buffer = this.memory.buffer;
+    this.u8 = new Uint8Array(this.buffer);
+    this.i32 = new Int32Array(this.buffer);
+    this.f32 = new Float32Array(this.buffer);
+  }
+
+  private alloc(bytes: number, align = 64): number {
+    const at = roundUp(this.top, align);
+    const end = at + bytes;
+    if (end > MAX_PAGES * PAGE - PAGE) {
+      throw new B158Error("E_MODEL_UNSUPPORTED", `the WebAssembly kernels hold at most 4 GiB; this model needs more (${Math.ceil(end / 2 ** 20)} MiB so far)`, {
+        hint: "Use the TypeScript kernels (B158_KERNELS=ts), or a smaller model or head format.",
+      });
+    }
+    const have = this.memory.buffer.byteLength;
+    // grow by at least 1/8 (weights arrive one matrix at a time)
+    if (end > have) this.memory.grow(Math.min(MAX_PAGES - have / PAGE, Math.max(Math.ceil((end - have) / PAGE), Math.ceil(have / PAGE / 8))));
+    if (this.memory.buffer.byteLength !== this.buffer.byteLength) this.views();
+    this.top = end;
+    return at;
+  }
+
+  /** A reusable staging area of at least STAGE_BYTES (+ extra) for loads. */
+  private stageArea(extra = 0): number {
+    const need = STAGE_BYTES + extra;
+    if (need > this.stage.size) this.stage = { at: this.alloc(need), size: need };
+    return this.stage.at;
+  }
+
+  /** Offsets (64-aligned) of the given sizes within the per-call frame, grown when too small. */
+  private frameAlloc(sizes: readonly number[]): number[] {
+    let total = 0;
+    const offsets = sizes.map((s) => {
+      const at = total;
+      total += roundUp(s, 64);
+      return at;
+    });
+    if (total > this.frame.size) {
+      const size = Math.max(total, Math.ceil(this.frame.size * 1.5));
+      this.frame = { at: this.alloc(size), size };
+    }
+    return offsets.map((o) => this.frame.at + o);
+  }
+
+  private rowsPerChunk(rows: number, macsPerRow: number, tile: number): number {
+    return Math.min(roundUp(rows, tile), roundUp(Math.max(1, Math.ceil(this.chunkMacs / macsPerRow)), tile));
+  }
+
+  private dispatch(tasks: Task[], scratchPerThread: number, macs: number): void {
+    if (scratchPerThread > this.scratch.size) {
+      const size = roundUp(scratchPerThread, 4096);
+      this.scratch = { at: this.alloc(size * this.threads), size };
+    }
+    this.dispatcher.setScratch(this.scratch.at, this.scratch.size);
+    const i32 = this.i32;
+    let chunks = 0;
+    i32[(DISPATCH_AT + DISPATCH.tasks) / 4] = tasks.length;
+    tasks.forEach((task, i) => {
+      const base = (DISPATCH_AT + DISPATCH.tasksAt + i * TASK.size) / 4;
+      const count = Math.ceil(task.rows / task.rowsPerChunk);
+      i32[base + TASK.kernel / 4] = task.kernel;
+      i32[base + TASK.matrix / 4] = task.matrix;
+      i32[base + TASK.rowsPerChunk / 4] = task.rowsPerChunk;
+      i32[base + TASK.firstChunk / 4] = chunks;
+      i32[base + TASK.chunks / 4] = count;
+      i32[base + TASK.tokens / 4] = task.tokens;
+      i32[base + TASK.act / 4] = task.act;
+      i32[base + TASK.actStride / 4] = task.actStride;
+      i32[base + TASK.qsum / 4] = task.qsum ?? 0;
+      i32[base + TASK.qsumStride / 4] = task.qsumStride ?? 0;
+      i32[base + TASK.actScale / 4] = task.actScale ?? 0;
+      i32[base + TASK.out / 4] = task.out;
+      i32[base + TASK.outStride / 4] = task.outStride;
+      i32[base + TASK.flags / 4] = task.flags ?? 0;
+      chunks += count;
+    });
+    this.faultNext = false;
+    this.dispatcher.run(DISPATCH_AT, chunks, macs >= this.parallelMinMacs);
+  }
+
+  private own(matrix: TernaryMatrix | DenseMatrix): TernaryMatrix | DenseMatrix {
+    if (!this.matrices.has(matrix)) throw new B158Error("E_INTERNAL", "a matrix from another kernel context was passed in");
+    return matrix;
+  }
+
+  private checkCall(x: Float32Array, tokens: number, cols: number, outs: readonly Float32Array[], weights: readonly { rows: number }[]): void {
+    if (!(Number.isInteger(tokens) && tokens >= 1)) throw new B158Error("E_INTERNAL", `tokens must be a non-negative integer, not ${tokens}`);
+    if (x.length < tokens * cols) throw new B158Error("E_INTERNAL", `x holds ${x.length} values; ${tokens} tokens of ${cols} need ${tokens * cols}`);
+    weights.forEach((w, i) => {
+      if (outs[i] === undefined || outs[i]!.length < tokens * w.rows) throw new B158Error("E_INTERNAL", `output ${i} must hold ${tokens * w.rows} values`);
+    });
+  }
+}

@@ -1,0 +1,128 @@
+import { DENSE, DENSE_PRESCALED, DenseLayout, TASK, type DenseLayoutId } from "./layout.js";
+import { add, field, forLoop, get, hsumI32, i32, locals, mul, set } from "./wat.js";
+
+/**
+ * Dense rows (the output head) times float activations, four rows per pass, each token in turn
+ * while the rows are in cache. Products are f32, summed in four f32 lanes (lane k mod 4), then
+ * (l0 + l2) + (l1 + l3): the reference order.
+ *
+ * f16 has no conversion instruction in wasm: moving sign, exponent and mantissa to where an f32
+ * has them gives the value times 2^-112, exactly (subnormals too). The driver multiplies x by 2^112 instead when that is
+ * exact (|x| < 2^15); otherwise each weight is multiplied back. f16 Inf/NaN never reach here (such
+ * matrices are kept as f32).
+ */
+// word interleaves (punpcklwd / punpckhwd; V8 turns other patterns into two pshufb and a por)
+const LOW_HALVES = "0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23";
+const HIGH_HALVES = "8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31";
+const F16_HIGH_MASK = "(v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff)";
+const TWO_112 = "(v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)";
+
+/**
+ * Four f32 from half of local `v` (8 f16 or bf16). bf16: each value to the top of a lane. f16: the
+ * top half of each f32 is sign | 000 | exponent | mantissa[9:3] (an arithmetic shift by 3, masked),
+ * the bottom half mantissa[2:0] << 13; both halves are computed once per 8 values (locals fhi, flo).
+ */
+function halfToF32(layout: DenseLayoutId, v: string, high: boolean, rescale: boolean): string {
+  const pattern = high ? HIGH_HALVES : LOW_HALVES;
+  if (layout === DenseLayout.bf16) return `(i8x16.shuffle ${pattern} (v128.const i64x2 0 0) ${get(v)})`;
+  const value = `(i8x16.shuffle ${pattern} ${get("flo")} ${get("fhi")})`;
+  return rescale ? `(f32x4.mul ${value} ${TWO_112})` : value;
+}
+
+function splitHalves(layout: DenseLayoutId, v: string): string {
+  if (layout !== DenseLayout.f16) return "";
+  return `${set("fhi", `(v128.and (i16x8.shr_s ${get(v)} (i32.const 3)) ${F16_HIGH_MASK})`)} ${set("flo", `(i16x8.shl ${get(v)} (i32.const 13))`)}`;
+}
+
+/** The 16-element step of one row (local p{r}) into acc{r}; x in locals x0..x3. */
+function floatStep(layout: DenseLayoutId, r: number, rescale: boolean): string {
+  const p = get(`p${r}`);
+  const acc = `acc${r}`;
+  const addProduct = (w: string, j: number) => set(acc, `(f32x4.add ${get(acc)} (f32x4.mul ${w} ${get(`x${j}`)}))`);
+  if (layout === DenseLayout.f32) return [0, 1, 2, 3].map((j) => addProduct(`(v128.load offset=${16 * j} align=4 ${p})`, j)).join(" ");
+  // 8 values per row and step: longer steps let V8 hoist every row's loads and spill
+  return (
+    set("v", `(v128.load align=2 ${p})`) +
+    splitHalves(layout, "v") +
+    addProduct(halfToF32(layout, "v", false, rescale), 0) +
+    addProduct(halfToF32(layout, "v", true, rescale), 1)
+  );
+}
+
+export function denseKernel(layout: DenseLayoutId, name: string): string {
+  const rows = [0, 1, 2, 3];
+  const elementBytes = layout === DenseLayout.f32 ? 4 : layout === DenseLayout.int8Rows ? 1 : 2;
+  const loopFor = (rescale: boolean): string => {
+    if (layout === DenseLayout.int8Rows) {
+      // x is int8, widened to i16: 16 elements = 2 vectors; weights: 16 bytes per row
+      return `(loop $step
+          ${set("x0", `(v128.load ${get("xp")})`)} ${set("x1", `(v128.load offset=16 ${get("xp")})`)}
+          ${rows
+            .map(
+              (r) =>
+                `${set("v", `(v128.load align=1 ${get(`p${r}`)})`)} ${set(`acc${r}`, `(i32x4.add ${get(`acc${r}`)} (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s ${get("v")}) ${get("x0")}) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s ${get("v")}) ${get("x1")})))`)}`,
+            )
+            .join("\n          ")}
+          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
+          ${set("xp", add(get("xp"), i32(32)))}
+          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))`;
+    }
+    const values = layout === DenseLayout.f32 ? 16 : 8;
+    return `(loop $step
+          ${[0, 1, 2, 3].slice(0, values / 4).map((j) => set(`x${j}`, `(v128.load offset=${16 * j} ${get("xp")})`)).join(" ")}
+          ${rows.map((r) => floatStep(layout, r, rescale)).join("\n          ")}
+          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(values * elementBytes)))).join(" ")}
+          ${set("xp", add(get("xp"), i32(values * 4)))}
+          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))`;
+  };
+  const inner =
+    layout === DenseLayout.f16
+      ? `(if (i32.and ${get("flags")} (i32.const ${DENSE_PRESCALED})) (then ${loopFor(false)}) (else ${loopFor(true)}))`
+      : loopFor(false);
+  const store = (r: number): string => {
+    const at = add(get("out0"), `(i32.shl ${add(get("r"), i32(r))} (i32.const 2))`);
+    const value =
+      layout === DenseLayout.int8Rows
+        ? `(f32.demote_f64 (f64.div (f64.mul (f64.promote_f32 (f32.load ${add(get("scales"), `(i32.shl ${add(get("r"), i32(r))} (i32.const 2))`)})) (f64.convert_i32_s ${hsumI32(get(`acc${r}`))})) ${get("s")}))`
+        : `(f32.add (f32.add (f32x4.extract_lane 0 ${get(`acc${r}`)}) (f32x4.extract_lane 2 ${get(`acc${r}`)})) (f32.add (f32x4.extract_lane 1 ${get(`acc${r}`)}) (f32x4.extract_lane 3 ${get(`acc${r}`)})))`;
+    return `(if (i32.gt_u ${get("nrows")} ${i32(r)}) (then (f32.store ${at} ${value})))`;
+  };
+  return `(func $dense_${name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${locals("i32", "mat", "w", "rowBytes", "paddedCols", "scales", "tokens", "act", "actStride", "actScale", "out", "outStride", "flags")}
+  ${locals("i32", "r", "t", "n", "nrows", "xp", "out0", "p0", "p1", "p2", "p3", "b0", "b1", "b2", "b3")}
+  ${locals("f64", "s")}
+  ${locals("v128", "x0", "x1", "x2", "x3", "v", "fhi", "flo", "acc0", "acc1", "acc2", "acc3")}
+  ${set("mat", field(get("task"), TASK.matrix))}
+  ${set("w", field(get("mat"), DENSE.weights))}
+  ${set("rowBytes", field(get("mat"), DENSE.rowBytes))}
+  ${set("paddedCols", field(get("mat"), DENSE.paddedCols))}
+  ${set("scales", field(get("mat"), DENSE.scales))}
+  ${set("tokens", field(get("task"), TASK.tokens))}
+  ${set("act", field(get("task"), TASK.act))}
+  ${set("actStride", field(get("task"), TASK.actStride))}
+  ${set("actScale", field(get("task"), TASK.actScale))}
+  ${set("out", field(get("task"), TASK.out))}
+  ${set("outStride", field(get("task"), TASK.outStride))}
+  ${set("flags", field(get("task"), TASK.flags))}
+  ${forLoop(
+    "r",
+    get("r0"),
+    get("r1"),
+    4,
+    `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
+    ${rows.map((r) => set(`b${r}`, add(get("w"), mul(r === 0 ? get("r") : `(select ${add(get("r"), i32(r))} ${get("r")} (i32.gt_u ${get("nrows")} ${i32(r)}))`, get("rowBytes"))))).join("\n    ")}
+    ${forLoop(
+      "t",
+      i32(0),
+      get("tokens"),
+      1,
+      `${set("xp", add(get("act"), mul(get("t"), get("actStride"))))}
+      ${set("out0", add(get("out"), mul(get("t"), get("outStride"))))}
+      ${layout === DenseLayout.int8Rows ? set("s", `(f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("t")} (i32.const 2))`)}))`) : ""}
+      ${rows.map((r) => `${set(`p${r}`, get(`b${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
+      ${set("n", `(i32.shr_u ${get("paddedCols")} (i32.const ${layout === DenseLayout.f16 || layout === DenseLayout.bf16 ? 3 : 4}))`)}
+      ${inner}
+      ${rows.map(store).join("\n      ")}`,
+    )}`,
+  )})`;
+}

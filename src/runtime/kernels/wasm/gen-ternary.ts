@@ -1,0 +1,515 @@
+import { TASK, TERNARY, TernaryLayout, type TernaryLayoutId } from "./layout.js";
+import { add, f16ToF64, field, forLoop, get, hsumI32, i32, locals, mul, set } from "./wat.js";
+
+/**
+ * Ternary matrix products straight from the packed bytes. In every layout read here a 16-byte load
+ * holds, for each 2-bit position p (bits 2p+1:2p), 16 consecutive weights: one "chunk" of a 128-
+ * or 64-element unit. Codes are c = t + 1 (0..2), so a row's integer dot product is
+ * sum(c * q) - sum(q), the second term computed once per token and block.
+ *
+ * Portable SIMD128: the int8 activations are split once per token into i16 vectors (even bytes
+ * of each 16-byte chunk, then odd bytes), so that `(w >> 2p + 8e) & 3` on i16 lanes gives 8 codes
+ * that line up with one of them, and i32x4.dot_i16x8_s (pmaddwd) multiplies and adds pairs.
+ * Relaxed SIMD: the same byte-lane codes meet the int8 activations themselves in
+ * i16x8.relaxed_dot_i8x16_i7x16_s (the codes are the 7-bit operand), 16 weights per instruction.
+ */
+export interface TernaryVariant {
+  readonly layout: TernaryLayoutId;
+  readonly name: string;
+  readonly unit: 128 | 64;
+  /** Block scales are f16 (TQ2_0's d) rather than f32. */
+  readonly f16Scales: boolean;
+  /** The chunk of a unit that 16-byte vector h, bit pair p holds. */
+  chunkOf(h: number, p: number): number;
+}
+
+export const TERNARY_VARIANTS: readonly TernaryVariant[] = [
+  // I2_S: byte g of a 32-byte block holds elements g, g+32, g+64, g+96 in bits 7:6 .. 1:0
+  { layout: TernaryLayout.i2s128, name: "i2s128", unit: 128, f16Scales: false, chunkOf: (h, p) => 2 * (3 - p) + h },
+  { layout: TernaryLayout.i2s64, name: "i2s64", unit: 64, f16Scales: false, chunkOf: (_h, p) => 3 - p },
+  // TQ2_0: byte 32j + m holds element 128j + 32n + m in bits 2n+1:2n
+  { layout: TernaryLayout.tq2, name: "tq2", unit: 128, f16Scales: true, chunkOf: (h, p) => 2 * p + h },
+];
+
+const vectorsPerUnit = (v: TernaryVariant): number => v.unit / 64;
+
+/** The matrix fields every ternary kernel reads (locals named as the fields). */
+const MATRIX_LOCALS = locals("i32", "mat", "w", "rowBytes", "blockBytes", "blocks", "units", "paddedBlock", "sPtr", "sRow", "sBlk", "paddedCols");
+function readMatrix(): string {
+  return [
+    set("mat", field(get("task"), TASK.matrix)),
+    set("w", field(get("mat"), TERNARY.weights)),
+    set("rowBytes", field(get("mat"), TERNARY.rowBytes)),
+    set("blockBytes", field(get("mat"), TERNARY.blockBytes)),
+    set("blocks", field(get("mat"), TERNARY.blocks)),
+    set("units", field(get("mat"), TERNARY.unitsPerBlock)),
+    set("paddedBlock", field(get("mat"), TERNARY.paddedBlock)),
+    set("sPtr", field(get("mat"), TERNARY.scales)),
+    set("sRow", field(get("mat"), TERNARY.scaleRowBytes)),
+    set("sBlk", field(get("mat"), TERNARY.scaleBlockBytes)),
+    set("paddedCols", field(get("mat"), TERNARY.paddedCols)),
+  ].join("\n  ");
+}
+const TASK_LOCALS = locals("i32", "tokens", "act", "actStride", "qsum", "qsumStride", "actScale", "out", "outStride");
+function readTask(): string {
+  return [
+    set("tokens", field(get("task"), TASK.tokens)),
+    set("act", field(get("task"), TASK.act)),
+    set("actStride", field(get("task"), TASK.actStride)),
+    set("qsum", field(get("task"), TASK.qsum)),
+    set("qsumStride", field(get("task"), TASK.qsumStride)),
+    set("actScale", field(get("task"), TASK.actScale)),
+    set("out", field(get("task"), TASK.out)),
+    set("outStride", field(get("task"), TASK.outStride)),
+  ].join("\n  ");
+}
+
+/** Block scale at address local `ptr`, as f64 (uses local $h for f16). */
+function blockScale(v: TernaryVariant, ptr: string): string {
+  if (!v.f16Scales) return `(f64.promote_f32 (f32.load ${get(ptr)}))`;
+  return `(block (result f64) ${set("h", `(i32.load16_u ${get(ptr)})`)} ${f16ToF64("h")})`;
+}
+
+/** 8 codes (0..2) in i16 lanes from bits sh+1:sh of each lane of local `w`. */
+function codes16(w: string, sh: number): string {
+  if (sh === 14) return `(i16x8.shr_u ${get(w)} (i32.const 14))`;
+  const shifted = sh === 0 ? get(w) : `(i16x8.shr_u ${get(w)} (i32.const ${sh}))`;
+  return `(v128.and ${shifted} ${get("m3")})`;
+}
+
+/** 16 codes (0..2) in byte lanes from bit pair p of local `w` (m3b: 0x03 bytes). */
+function codes8(w: string, p: number): string {
+  const shifted = p === 0 ? get(w) : `(i16x8.shr_u ${get(w)} (i32.const ${2 * p}))`;
+  return `(v128.and ${shifted} ${get("m3b")})`;
+}
+
+const M3 = `(v128.const i16x8 3 3 3 3 3 3 3 3)`;
+/** Rows per pass of the relaxed GEMV (the backend rounds chunks to it). */
+export const RELAXED_GEMV_ROWS = 4;
+const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
+
+/**
+ * GEMV, portable: two rows per pass share each activation load (the best tile with 16 xmm
+ * registers), tokens one after the other.
+ */
+export function ternaryGemv(v: TernaryVariant): string {
+  // one 16-byte vector per row and step (a whole 128-unit per step made V8 hoist 16 loads and
+  // spill); in a 128-unit the second vector's activations sit 32 bytes after the first's
+  let step = set("w0", `(v128.load align=1 ${get("p0")})`) + set("w1", `(v128.load align=1 ${get("p1")})`);
+  for (let p = 0; p < 4; p++) {
+    for (let e = 0; e < 2; e++) {
+      const sh = 8 * e + 2 * p;
+      step += set("a", `(v128.load offset=${16 * (2 * v.chunkOf(0, p) + e)} ${get("ap")})`);
+      for (const r of [0, 1]) step += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${codes16(`w${r}`, sh)} ${get("a")}))`);
+      step += "\n";
+    }
+  }
+  const apStep = v.unit === 128 ? `(select (i32.const 224) (i32.const 32) ${get("odd")})` : i32(128);
+  return `(func $ternary_gemv_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${MATRIX_LOCALS} ${TASK_LOCALS}
+  ${locals("i32", "t", "r", "b", "u", "odd", "p0", "p1", "blk0", "blk1", "sp0", "sp1", "ap", "ap0", "qs", "q", "out0", "h", "two")}
+  ${locals("f64", "s", "sum0", "sum1")}
+  ${locals("v128", "m3", "w0", "w1", "a", "acc00", "acc01", "acc10", "acc11")}
+  ${readMatrix()}
+  ${readTask()}
+  ${set("m3", M3)}
+  ${forLoop(
+    "t",
+    i32(0),
+    get("tokens"),
+    1,
+    `${set("ap0", add(get("act"), mul(get("t"), get("actStride"))))}
+    ${set("out0", add(get("out"), mul(get("t"), get("outStride"))))}
+    ${set("s", `(f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("t")} (i32.const 2))`)}))`)}
+    ${forLoop(
+      "r",
+      get("r0"),
+      get("r1"),
+      2,
+      `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
+      ${set("p0", add(get("w"), mul(get("r"), get("rowBytes"))))}
+      ${set("p1", `(select ${add(get("p0"), get("rowBytes"))} ${get("p0")} ${get("two")})`)}
+      ${set("sp0", add(get("sPtr"), mul(get("r"), get("sRow"))))}
+      ${set("sp1", `(select ${add(get("sp0"), get("sRow"))} ${get("sp0")} ${get("two")})`)}
+      ${set("sum0", "(f64.const 0)")} ${set("sum1", "(f64.const 0)")}
+      ${set("ap", get("ap0"))}
+      ${set("qs", add(get("qsum"), mul(get("t"), get("qsumStride"))))}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${set("blk0", get("p0"))} ${set("blk1", get("p1"))}
+        ${["acc00", "acc01", "acc10", "acc11"].map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
+        ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
+        (loop $step
+          ${step}
+          ${set("p0", add(get("p0"), i32(16)))} ${set("p1", add(get("p1"), i32(16)))}
+          ${set("ap", add(get("ap"), apStep))}
+          ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
+          (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
+        ${set("q", `(i32.load ${get("qs")})`)}
+        ${set("qs", add(get("qs"), i32(4)))}
+        ${set("sum0", `(f64.add ${get("sum0")} (f64.mul ${blockScale(v, "sp0")} (f64.convert_i32_s (i32.sub ${hsumI32(`(i32x4.add ${get("acc00")} ${get("acc01")})`)} ${get("q")}))))`)}
+        ${set("sum1", `(f64.add ${get("sum1")} (f64.mul ${blockScale(v, "sp1")} (f64.convert_i32_s (i32.sub ${hsumI32(`(i32x4.add ${get("acc10")} ${get("acc11")})`)} ${get("q")}))))`)}
+        ${set("sp0", add(get("sp0"), get("sBlk")))} ${set("sp1", add(get("sp1"), get("sBlk")))}
+        ${set("p0", add(get("blk0"), get("blockBytes")))} ${set("p1", add(get("blk1"), get("blockBytes")))}`,
+      )}
+      (f32.store ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get("sum0")} ${get("s")})))
+      (if ${get("two")} (then (f32.store offset=4 ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get("sum1")} ${get("s")})))))`,
+    )}`,
+  )})`;
+}
+
+/**
+ * A function that walks one row's blocks and units (local $w0: the unit's 16-byte vector h, loaded
+ * by `perVector(h)`'s caller) and writes `dstPerUnit` bytes per unit at $dst.
+ */
+function unpackFunction(v: TernaryVariant, name: string, vectorLocals: string[], init: string, perVector: (h: number) => string, dstPerUnit: number): string {
+  let unit = "";
+  for (let h = 0; h < vectorsPerUnit(v); h++) unit += set("w0", `(v128.load offset=${16 * h} align=1 ${get("p")})`) + perVector(h);
+  return `(func $${name}_${v.name} (param $p i32) (param $dst i32) (param $blocks i32) (param $units i32) (param $blockBytes i32)
+  ${locals("i32", "b", "u", "blk")} ${locals("v128", "w0", ...vectorLocals)}
+  ${init}
+  ${forLoop(
+    "b",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("blk", get("p"))} ${set("u", get("units"))}
+    (loop $unit
+      ${unit}
+      ${set("p", add(get("p"), i32(v.unit / 4)))}
+      ${set("dst", add(get("dst"), i32(dstPerUnit)))}
+      (br_if $unit (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
+    ${set("p", add(get("blk"), get("blockBytes")))}`,
+  )})`;
+}
+
+/**
+ * Writes the codes of one row as i16 vectors in the order of the split activations, every other
+ * 16 bytes (the GEMM interleaves two rows: row r + 1 starts at dst + 16).
+ */
+export function unpackCodes16(v: TernaryVariant): string {
+  const perVector = (h: number): string => {
+    let out = "";
+    for (let p = 0; p < 4; p++) {
+      for (let e = 0; e < 2; e++) out += `(v128.store offset=${32 * (2 * v.chunkOf(h, p) + e)} ${get("dst")} ${codes16("w0", 8 * e + 2 * p)})`;
+    }
+    return out;
+  };
+  return unpackFunction(v, "unpack16", ["m3"], set("m3", M3), perVector, v.unit * 4);
+}
+
+/** Writes the codes of one row as bytes (0..2) in element order, 16 at a time every other 16 bytes (relaxed GEMM). */
+export function unpackCodes8(v: TernaryVariant): string {
+  const perVector = (h: number): string => [0, 1, 2, 3].map((p) => `(v128.store offset=${32 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`).join("");
+  return unpackFunction(v, "unpack8", ["m3b"], set("m3b", M3B), perVector, v.unit * 2);
+}
+
+/** Writes the ternary values t = c - 1 of one row as f64, in element order (float mode). */
+export function unpackCodesF64(v: TernaryVariant): string {
+  const perVector = (h: number): string => {
+    let out = "";
+    for (let p = 0; p < 4; p++) {
+      out += set("t8", `(i8x16.sub ${codes8("w0", p)} ${get("one")})`);
+      const base = 16 * v.chunkOf(h, p) * 8;
+      for (let half = 0; half < 2; half++) {
+        out += set("t16", `(i16x8.extend_${half ? "high" : "low"}_i8x16_s ${get("t8")})`);
+        for (let quarter = 0; quarter < 2; quarter++) {
+          out += set("t32", `(i32x4.extend_${quarter ? "high" : "low"}_i16x8_s ${get("t16")})`);
+          const at = base + (half * 8 + quarter * 4) * 8;
+          out += `(v128.store offset=${at} ${get("dst")} (f64x2.convert_low_i32x4_s ${get("t32")}))`;
+          out += `(v128.store offset=${at + 16} ${get("dst")} (f64x2.convert_low_i32x4_s (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${get("t32")} ${get("t32")})))`;
+        }
+      }
+    }
+    return out;
+  };
+  const init = `${set("m3b", M3B)} ${set("one", "(v128.const i8x16 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1)")}`;
+  return unpackFunction(v, "unpackf64", ["m3b", "one", "t8", "t16", "t32"], init, perVector, v.unit * 8);
+}
+
+/**
+ * The last step of the int8 GEMMs: for 2 rows x 4 tokens, the i32x4 partial sums each block left
+ * in $isum ([block][row * 4 + token]) become y = f32(sum_b d_b * (dot_b - qsum_b) / s).
+ */
+function finishInt8Tile(v: TernaryVariant): string {
+  return `${forLoop(
+    "i",
+    i32(0),
+    i32(8),
+    1,
+    `${set("rr", `(i32.shr_u ${get("i")} (i32.const 2))`)}
+    ${set("tt", add(get("t"), `(i32.and ${get("i")} (i32.const 3))`))}
+    (if (i32.and (i32.or (i32.eqz ${get("rr")}) ${get("two")}) (i32.lt_u ${get("tt")} ${get("tokens")})) (then
+      ${set("sum", "(f64.const 0)")}
+      ${set("sp", add(get("sPtr"), mul(add(get("r"), get("rr")), get("sRow"))))}
+      ${set("ip", add(get("isum"), `(i32.shl ${get("i")} (i32.const 4))`))}
+      ${set("qs", add(get("qsum"), mul(get("tt"), get("qsumStride"))))}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${set("sum", `(f64.add ${get("sum")} (f64.mul ${blockScale(v, "sp")} (f64.convert_i32_s (i32.sub ${hsumI32(`(v128.load ${get("ip")})`)} (i32.load ${get("qs")})))))`)}
+        ${set("sp", add(get("sp"), get("sBlk")))} ${set("ip", add(get("ip"), i32(128)))} ${set("qs", add(get("qs"), i32(4)))}`,
+      )}
+      (f32.store ${add(add(get("out"), mul(get("tt"), get("outStride"))), `(i32.shl ${add(get("r"), get("rr"))} (i32.const 2))`)}
+        (f32.demote_f64 (f64.div ${get("sum")} (f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("tt")} (i32.const 2))`)})))))))`,
+  )}`;
+}
+
+/**
+ * The int8 GEMMs: each pair of rows is unpacked once into thread scratch (the two rows' 16-byte
+ * vectors interleaved), then a 2-row x 4-token micro-kernel runs over every token, four tokens'
+ * activations interleaved too, so that one step reads through two pointers. One step is one code
+ * vector per row (unrolling further makes V8 hoist the loads and spill). The i32x4 sums of each
+ * block go to $isum, which finishInt8Tile turns into outputs.
+ */
+function gemmSkeleton(
+  v: TernaryVariant,
+  kernel: {
+    name: string;
+    unpack: string;
+    /** Code bytes per weight in scratch (2: i16, 1: bytes). */
+    codeBytes: number;
+    /** acc{r}{t} += codes c{r} x activations a, per kind. */
+    product: (acc: string, codes: string) => string;
+    /** Weights per step: 8 (i16 vectors) or 16 (bytes). */
+    stepWeights: number;
+    /** Extra code at block start, after each step, and at block end. */
+    blockStart: string;
+    afterStep: string;
+    blockEnd: string;
+  },
+): string {
+  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
+  for (let tt = 0; tt < 4; tt++) {
+    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
+    step += set(`acc0${tt}`, kernel.product(`acc0${tt}`, "c0")) + set(`acc1${tt}`, kernel.product(`acc1${tt}`, "c1"));
+  }
+  const unpack = (row: string, dst: string) => `(call $${kernel.unpack}_${v.name} ${add(get("w"), mul(row, get("rowBytes")))} ${dst} ${get("blocks")} ${get("units")} ${get("blockBytes")})`;
+  return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${MATRIX_LOCALS} ${TASK_LOCALS}
+  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "isum", "up", "ap", "ip", "sp", "qs", "h")}
+  ${locals("f64", "sum")}
+  ${locals("v128", "c0", "c1", "a", ...GEMM_ACCS)}
+  ${readMatrix()}
+  ${readTask()}
+  ${set("isum", add(get("scratch"), mul(get("paddedCols"), i32(2 * kernel.codeBytes))))}
+  ${forLoop(
+    "r",
+    get("r0"),
+    get("r1"),
+    2,
+    `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
+    ${unpack(get("r"), get("scratch"))}
+    ${unpack(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, add(get("scratch"), i32(16)))}
+    ${forLoop(
+      "t",
+      i32(0),
+      get("tokens"),
+      4,
+      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
+      ${set("up", get("scratch"))} ${set("ip", get("isum"))}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
+        ${kernel.blockStart}
+        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const ${Math.log2(kernel.stepWeights)}))`)}
+        (loop $step
+          ${step}
+          ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
+          ${kernel.afterStep}
+          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
+        ${kernel.blockEnd}
+        ${set("ip", add(get("ip"), i32(128)))}`,
+      )}
+      ${finishInt8Tile(v)}`,
+    )}`,
+  )})`;
+}
+
+const GEMM_ACCS = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
+
+/** GEMM, portable: i16 codes and pmaddwd (the pre-unpack takes shift/and work out of the inner loop). */
+export function ternaryGemm(v: TernaryVariant): string {
+  return gemmSkeleton(v, {
+    name: "ternary_gemm",
+    unpack: "unpack16",
+    codeBytes: 2,
+    stepWeights: 8,
+    product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
+    blockStart: "",
+    afterStep: "",
+    blockEnd: GEMM_ACCS.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" "),
+  });
+}
+
+/**
+ * GEMM, relaxed SIMD: code bytes and relaxed dots; the i16 sums are widened into the block's
+ * $isum slots every 64 steps (|sum| <= 32512) and at the block's end.
+ */
+export function ternaryGemmRelaxed(v: TernaryVariant): string {
+  const widen = GEMM_ACCS.map(
+    (n, i) => `(v128.store offset=${16 * i} ${get("ip")} (i32x4.add (v128.load offset=${16 * i} ${get("ip")}) (i32x4.extadd_pairwise_i16x8_s ${get(n)}))) ${set(n, "(v128.const i64x2 0 0)")}`,
+  ).join("\n          ");
+  return gemmSkeleton(v, {
+    name: "ternary_gemm_relaxed",
+    unpack: "unpack8",
+    codeBytes: 1,
+    stepWeights: 16,
+    product: (acc, codes) => `(i16x8.add ${get(acc)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get(codes)}))`,
+    blockStart: `${GEMM_ACCS.map((_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ")} ${set("k", i32(0))}`,
+    afterStep: `${set("k", add(get("k"), i32(1)))} (if (i32.eq ${get("k")} (i32.const 64)) (then ${widen} ${set("k", i32(0))}))`,
+    blockEnd: widen,
+  });
+}
+
+/**
+ * Float activations: one row at a time, its ternary values unpacked once to f64 in thread
+ * scratch, then four tokens per pass, each summed in two f64 lanes per block (the reference order).
+ */
+export function ternaryFloat(v: TernaryVariant): string {
+  let step = "";
+  for (let tt = 0; tt < 4; tt++) step += set(`acc${tt}`, `(f64x2.add ${get(`acc${tt}`)} (f64x2.mul ${get("f")} (v128.load ${get(`x${tt}`)})))`);
+  return `(func $ternary_float_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${MATRIX_LOCALS} ${TASK_LOCALS}
+  ${locals("i32", "t", "r", "b", "n", "tt", "fp", "sp", "h", "last", "x0", "x1", "x2", "x3")}
+  ${locals("f64", "d", "sum0", "sum1", "sum2", "sum3")}
+  ${locals("v128", "f", "acc0", "acc1", "acc2", "acc3")}
+  ${readMatrix()}
+  ${readTask()}
+  ${set("last", `(i32.sub ${get("tokens")} (i32.const 1))`)}
+  ${forLoop(
+    "r",
+    get("r0"),
+    get("r1"),
+    1,
+    `(call $unpackf64_${v.name} ${add(get("w"), mul(get("r"), get("rowBytes")))} ${get("scratch")} ${get("blocks")} ${get("units")} ${get("blockBytes")})
+    ${forLoop(
+      "t",
+      i32(0),
+      get("tokens"),
+      4,
+      `${[0, 1, 2, 3]
+        .map((tt) => set(`x${tt}`, add(get("act"), mul(tt === 0 ? get("t") : `(select ${add(get("t"), i32(tt))} ${get("last")} (i32.lt_u ${add(get("t"), i32(tt))} ${get("tokens")}))`, get("actStride")))))
+        .join(" ")}
+      ${set("fp", get("scratch"))}
+      ${set("sp", add(get("sPtr"), mul(get("r"), get("sRow"))))}
+      ${[0, 1, 2, 3].map((tt) => set(`sum${tt}`, "(f64.const 0)")).join(" ")}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${[0, 1, 2, 3].map((tt) => set(`acc${tt}`, "(v128.const i64x2 0 0)")).join(" ")}
+        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 1))`)}
+        (loop $step
+          ${set("f", `(v128.load ${get("fp")})`)}
+          ${step}
+          ${["fp", "x0", "x1", "x2", "x3"].map((p) => set(p, add(get(p), i32(16)))).join(" ")}
+          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
+        ${set("d", blockScale(v, "sp"))}
+        ${set("sp", add(get("sp"), get("sBlk")))}
+        ${[0, 1, 2, 3]
+          .map((tt) => set(`sum${tt}`, `(f64.add ${get(`sum${tt}`)} (f64.mul ${get("d")} (f64.add (f64x2.extract_lane 0 ${get(`acc${tt}`)}) (f64x2.extract_lane 1 ${get(`acc${tt}`)}))))`))
+          .join("\n        ")}`,
+      )}
+      ${[0, 1, 2, 3]
+        .map(
+          (tt) => `(if (i32.lt_u ${add(get("t"), i32(tt))} ${get("tokens")}) (then
+        (f32.store ${add(add(get("out"), mul(add(get("t"), i32(tt)), get("outStride"))), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 ${get(`sum${tt}`)}))))`,
+        )
+        .join("\n      ")}`,
+    )}`,
+  )})`;
+}
+
+/**
+ * GEMV, relaxed SIMD: R rows per pass, 16 weights per i16x8.relaxed_dot_i8x16_i7x16_s (codes as the
+ * unsigned 7-bit operand, |q| <= 127), i16 sums widened every 64 dots (|sum| <= 32512) and at each
+ * block's end. One loop step is one 16-byte vector per row (a longer body makes V8 hoist every load
+ * and spill): in a 128-unit the second vector's chunks sit 16 bytes after the first's.
+ */
+export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): string {
+  let step = "";
+  for (let r = 0; r < R; r++) step += set(`w${r}`, `(v128.load align=1 ${get(`p${r}`)})`);
+  for (let p = 0; p < 4; p++) {
+    step += set("a", `(v128.load offset=${16 * v.chunkOf(0, p)} ${get("ap")})`);
+    for (let r = 0; r < R; r++) step += set(`acc${r}`, `(i16x8.add ${get(`acc${r}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${codes8(`w${r}`, p)}))`);
+    step += "\n";
+  }
+  const apStep = v.unit === 128 ? `(select (i32.const 112) (i32.const 16) ${get("odd")})` : i32(64);
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const widen = (r: number) => set(`dot${r}`, add(get(`dot${r}`), hsumI32(`(i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)})`)));
+  return `(func $ternary_gemv_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${MATRIX_LOCALS} ${TASK_LOCALS}
+  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`), ...rows.map((r) => `dot${r}`))}
+  ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
+  ${locals("v128", "m3b", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`))}
+  ${readMatrix()}
+  ${readTask()}
+  ${set("m3b", M3B)}
+  ${forLoop(
+    "t",
+    i32(0),
+    get("tokens"),
+    1,
+    `${set("ap0", add(get("act"), mul(get("t"), get("actStride"))))}
+    ${set("out0", add(get("out"), mul(get("t"), get("outStride"))))}
+    ${set("s", `(f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("t")} (i32.const 2))`)}))`)}
+    ${forLoop(
+      "r",
+      get("r0"),
+      get("r1"),
+      R,
+      `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
+      ${rows
+        .map((r) => {
+          const row = r === 0 ? get("r") : `(select ${add(get("r"), i32(r))} ${get("r")} (i32.gt_u ${get("nrows")} ${i32(r)}))`;
+          return `${set(`p${r}`, add(get("w"), mul(row, get("rowBytes"))))} ${set(`sp${r}`, add(get("sPtr"), mul(row, get("sRow"))))} ${set(`sum${r}`, "(f64.const 0)")}`;
+        })
+        .join("\n      ")}
+      ${set("ap", get("ap0"))}
+      ${set("qs", add(get("qsum"), mul(get("t"), get("qsumStride"))))}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${set(`dot${r}`, i32(0))}`).join(" ")}
+        ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
+        (loop $run
+          ${set("k", `(select (i32.const 16) ${get("u")} (i32.gt_u ${get("u")} (i32.const 16)))`)}
+          ${set("u", `(i32.sub ${get("u")} ${get("k")})`)}
+          (loop $step
+            ${step}
+            ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
+            ${set("ap", add(get("ap"), apStep))}
+            ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
+            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
+          ${rows.map((r) => `${widen(r)} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
+          (br_if $run ${get("u")}))
+        ${set("q", `(i32.load ${get("qs")})`)}
+        ${set("qs", add(get("qs"), i32(4)))}
+        ${rows
+          .map(
+            (r) =>
+              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${get(`dot${r}`)} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
+          )
+          .join("\n        ")}`,
+      )}
+      ${rows
+        .map(
+          (r) =>
+            `(if (i32.gt_u ${get("nrows")} ${i32(r)}) (then (f32.store offset=${4 * r} ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get(`sum${r}`)} ${get("s")})))))`,
+        )
+        .join("\n      ")}`,
+    )}`,
+  )})`;
+}
