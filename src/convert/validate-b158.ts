@@ -105,7 +105,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       if (nonFinite > 0) perTensor.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${nonFinite} NaN/Inf values` });
     }
   }
-  diagnostics.push(...perTensor);
+  for (const d of perTensor) diagnostics.push(d);
   return {
     ok: !diagnostics.some((d) => d.severity === "error"),
     file: file.name,

@@ -1,6 +1,7 @@
 import { openGgufFile, type GgufFile, type GgufTensorInfo } from "../formats/gguf/read.js";
 import type { GgufValue } from "../formats/gguf/spec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
+import { absentRanges } from "../model/names.js";
 import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
 import { fromF16Bits } from "../pack/float16.js";
 import { TOOL } from "../version.js";
@@ -146,18 +147,30 @@ export function checkModel(file: GgufFile): Diagnostic[] {
 
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const tiedHead = BITNET_ARCHITECTURES.includes(arch);
-  const expected = ["token_embd.weight", "output_norm.weight"];
+  const parts = [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])];
+  // Work and output follow the tensors the file holds, never block_count (a 300-byte file may claim 2^32 blocks).
+  const layers = blocks === undefined ? new Map<number, GgufTensorInfo[]>() : layerTensors(file.tensors, blocks);
+  for (const name of ["token_embd.weight", "output_norm.weight"]) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
   if (blocks !== undefined) {
-    for (let layer = 0; layer < blocks; layer++) {
-      for (const part of [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])]) expected.push(`blk.${layer}.${part}.weight`);
+    for (const [layer, present] of layers) {
+      for (const part of parts) {
+        const name = `blk.${layer}.${part}.weight`;
+        if (!present.some((t) => t.name === name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
+      }
+    }
+    for (const [first, last] of absentRanges([...layers.keys()], blocks)) {
+      const name = `blk.${first}.${parts[0]}.weight`;
+      const which = first === last ? `block ${first}` : `blocks ${first}-${last}`;
+      error("E_GGUF_MISSING_TENSOR", `${which} of ${arch}.block_count ${blocks} hold${first === last ? "s" : ""} none of their ${parts.length} tensors (first missing: "${name}"): llama.cpp fails with "missing tensor"`, name);
     }
   }
-  for (const name of expected) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
-  const allowed = new Set(expected);
-  if (!tiedHead) allowed.add("output.weight");
+  const isLayerTensor = (t: GgufTensorInfo): boolean => {
+    const match = BLOCK_TENSOR.exec(t.name);
+    return match !== null && blocks !== undefined && Number(match[1]) < blocks && parts.includes(match[2]!);
+  };
   for (const t of file.tensors) {
     // optional per-linear scales (b3672+) and TL scales (bitnet.cpp, found by position)
-    if (/\.scale$/.test(t.name) || /_scale$/.test(t.name) || allowed.has(t.name) || t.name === "rope_freqs.weight") continue;
+    if (/\.scale$/.test(t.name) || /_scale$/.test(t.name) || t.name === "token_embd.weight" || t.name === "output_norm.weight" || (!tiedHead && t.name === "output.weight") || t.name === "rope_freqs.weight" || isLayerTensor(t)) continue;
     error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
   }
 
@@ -169,10 +182,17 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   }
   if (embd !== undefined && embedding !== undefined && embd.ne[0] !== embedding) error("E_GGUF_SHAPE", `token_embd.weight rows are ${embd.ne[0]} long, embedding_length is ${embedding}`, "token_embd.weight");
   if (blocks !== undefined && embedding !== undefined && ffn !== undefined) {
-    for (let layer = 0; layer < blocks; layer++) {
-      for (const [part, ne] of [["ffn_gate", [embedding, ffn]], ["ffn_up", [embedding, ffn]], ["ffn_down", [ffn, embedding]], ["attn_q", [embedding, undefined]], ["attn_output", [undefined, embedding]]] as const) {
-        const t = byName.get(`blk.${layer}.${part}.weight`);
-        if (t === undefined) continue;
+    const wanted: Readonly<Record<string, readonly [number | undefined, number | undefined]>> = {
+      ffn_gate: [embedding, ffn],
+      ffn_up: [embedding, ffn],
+      ffn_down: [ffn, embedding],
+      attn_q: [embedding, undefined],
+      attn_output: [undefined, embedding],
+    };
+    for (const present of layers.values()) {
+      for (const t of present) {
+        const ne = wanted[BLOCK_TENSOR.exec(t.name)![2]!];
+        if (ne === undefined) continue;
         if ((ne[0] !== undefined && t.ne[0] !== ne[0]) || (ne[1] !== undefined && t.ne[1] !== ne[1])) {
           error("E_GGUF_SHAPE", `"${t.name}" is [${t.ne.join(", ")}], the hyperparameters say [${ne.map((n) => n ?? "*").join(", ")}]`, t.name);
         }
@@ -188,6 +208,23 @@ export function checkModel(file: GgufFile): Diagnostic[] {
     diagnostics.push({ severity: "warning", code: "W_GGUF_QUANTIZATION_VERSION", message: "quantized tensors but no general.quantization_version (llama.cpp's writers always set 2)" });
   }
   return diagnostics;
+}
+
+/** `blk.<layer>.<part>.weight`, the layer in canonical decimal. */
+const BLOCK_TENSOR = /^blk\.(0|[1-9]\d*)\.([a-z_]+)\.weight$/;
+
+/** The file's block tensors by layer, for layers below `blocks`, in ascending layer order. */
+function layerTensors(tensors: readonly GgufTensorInfo[], blocks: number): Map<number, GgufTensorInfo[]> {
+  const byLayer = new Map<number, GgufTensorInfo[]>();
+  for (const t of tensors) {
+    const match = BLOCK_TENSOR.exec(t.name);
+    if (match === null || Number(match[1]) >= blocks) continue;
+    const layer = Number(match[1]);
+    const list = byLayer.get(layer);
+    if (list === undefined) byLayer.set(layer, [t]);
+    else list.push(t);
+  }
+  return new Map([...byLayer].sort((a, b) => a[0] - b[0]));
 }
 
 /**

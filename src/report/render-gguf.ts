@@ -1,5 +1,5 @@
 import type { GgufExportSummary } from "../export/gguf.js";
-import { formatBytes, table } from "./format.js";
+import { appendAll, formatBytes, table } from "./format.js";
 import type { GgufReport } from "./gguf-report.js";
 
 export function renderGgufExport(s: GgufExportSummary): string {
@@ -33,7 +33,7 @@ export function renderGgufReport(report: GgufReport, options: { all?: boolean } 
   const rows = [["  tensor", "type", "ne", "bpw", "offset"]];
   const hidden = (name: string) => !options.all && /^blk\.[1-9]\d*\./.test(name);
   for (const t of report.tensors) if (!hidden(t.name)) rows.push([`  ${t.name}`, t.type, `[${t.ne.join(", ")}]`, t.bitsPerWeight.toFixed(3), String(t.offset)]);
-  lines.push(...table(rows));
+  appendAll(lines, table(rows));
   if (report.tensors.some((t) => hidden(t.name))) lines.push("  (blocks after 0 hidden; --all lists every tensor)");
   if (report.diagnostics.length > 0) {
     lines.push("");
