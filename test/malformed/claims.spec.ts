@@ -118,6 +118,18 @@ describe("config.json num_hidden_layers is a claim, not a loop bound", () => {
   });
 });
 
+describe("a long report reaches a pipe whole", () => {
+  it("validate that fails prints every diagnostic before it exits (oclif's process.exit would cut it at 64 KiB)", async () => {
+    // a llama GGUF of 3,000 tensors llama has no place for: one error line each, ~300 KB of report
+    const path = await manyTensorGguf(join(root, "long-report.gguf"), 3000, "llama");
+    const run = await runCli(["validate", path]);
+    expect(run.status, run.stderr).toBe(4);
+    expect(run.stdout.length).toBeGreaterThan(200 * 1024);
+    expect(run.stdout.split("\n").filter((l) => l.includes("E_GGUF_EXTRA_TENSOR"))).toHaveLength(3000);
+    expect(run.stdout.trimEnd()).toMatch(/FAILED: \d+ errors\.$/);
+  });
+});
+
 describe("150,000 tensors: no stack overflow, in any format, through the library and the CLI", () => {
   const COUNT = 150_000;
   let checkpointDir: string;

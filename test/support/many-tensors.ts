@@ -29,8 +29,8 @@ export async function manyTensorCheckpoint(dir: string, count: number): Promise<
   return dir;
 }
 
-/** A GGUF (an architecture b158 does not check) with `count` F32 [1] tensors, 32-byte aligned. */
-export async function manyTensorGguf(path: string, count: number): Promise<string> {
+/** A GGUF with `count` F32 [1] tensors, 32-byte aligned; by default of an architecture b158 does not check. */
+export async function manyTensorGguf(path: string, count: number, architecture = "many-tensors"): Promise<string> {
   const parts: Buffer[] = [];
   const u32 = (n: number) => {
     const b = Buffer.alloc(4);
@@ -52,7 +52,7 @@ export async function manyTensorGguf(path: string, count: number): Promise<strin
   u64(1);
   str("general.architecture");
   u32(8); // string
-  str("many-tensors");
+  str(architecture);
   for (let i = 0; i < count; i++) {
     str(`blk.${i}.attn_norm.weight`);
     u32(1); // n_dims
