@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   E_MODEL_UNSUPPORTED: { exit: "unsupported", summary: "The checkpoint uses a feature no target runtime can express." },
   E_PACKED_NO_SCALE: { exit: "badInput", summary: "A packed U8 linear weight has no weight_scale sibling." },
   E_PACKED_SHAPE: { exit: "badInput", summary: "A packed weight or its weight_scale has an impossible shape or dtype." },
-  E_PACKED_CODE: { exit: "badInput", summary: "A packed weight contains the unused 2-bit code 3." },
+  E_PACKED_CODE: { exit: "badInput", summary: "A packed payload holds a code outside the ternary alphabet (docs/layouts.md)." },
   E_TOKENIZER_MODEL: { exit: "badInput", summary: "tokenizer.model is not a valid SentencePiece model." },
   E_TENSOR_MISSING: { exit: "badInput", summary: "A tensor the operation needs is not in the checkpoint." },
 

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
 import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
@@ -93,9 +94,18 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       let counts: [number, number, number] | undefined;
       if (check === undefined) {
         const payload = scan.collected.get(t.name) ?? (await file.readPayload(t.name));
-        const { codes, scale } = unpackLayout(t.layoutParams, payload, t.shape as [number, number]);
-        counts = countCodes(codes);
-        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: scale };
+        let decoded;
+        try {
+          decoded = unpackLayout(t.layoutParams, payload, t.shape as [number, number], undefined, { file: file.name, tensor: t.name });
+        } catch (error) {
+          // a damaged tensor is reported, and the others are still checked
+          if (!(error instanceof B158Error) || error.code !== "E_PACKED_CODE") throw error;
+          diagnostics.push({ severity: "error", code: "E_PACKED_CODE", tensor: t.name, message: error.message });
+          facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
+          continue;
+        }
+        counts = countCodes(decoded.codes);
+        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: decoded.scale };
       }
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, ...(counts === undefined ? {} : { counts }) });
       perTensor.push(...ternaryDiagnostics(t, check));

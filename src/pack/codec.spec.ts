@@ -106,7 +106,7 @@ describe("packers refuse bad input", () => {
     }
   });
 
-  it("TL2: every one of the 27 triplets round-trips, and a triplet index over 13 is E_NOT_TERNARY", () => {
+  it("TL2: every one of the 27 triplets round-trips, and a triplet index over 13 is E_PACKED_CODE", () => {
     const params = { layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 } as const;
     const [M, K] = [32, 288];
     // row m holds triplets (m + j) mod 27 for j = 0..31: every triplet, in every position class
@@ -122,7 +122,7 @@ describe("packers refuse bad input", () => {
     expect([...unpackLayout(params, payload, [M, K]).codes]).toEqual([...codes]);
     const bad = payload.slice();
     bad[5] = 0xe0; // the A region's first bytes: magnitude nibble 14
-    expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_NOT_TERNARY", message: expect.stringContaining("14") }));
+    expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_PACKED_CODE", message: expect.stringContaining("magnitude 14") }));
   });
 
   it("a payload of the wrong size is E_PAYLOAD_SIZE", () => {

@@ -4,6 +4,9 @@ import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { absentRanges } from "../model/names.js";
 import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
 import { fromF16Bits } from "../pack/float16.js";
+import { scanCode3, type CodeScan } from "../pack/packed-code.js";
+import { scanTl1 } from "../pack/tl1.js";
+import { scanTq1_0, scanTq2_0 } from "../pack/tq.js";
 import { TOOL } from "../version.js";
 import type { ValidateReport } from "./checkpoint-report.js";
 
@@ -229,21 +232,29 @@ function layerTensors(tensors: readonly GgufTensorInfo[], blocks: number): Map<n
 
 /**
  * A data check per type, streamed in chunks of whole blocks so memory does not grow with the
- * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, and the
- * unused 2-bit code 3 in TQ2_0 and I2_S codes.
+ * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, and codes
+ * outside the ternary alphabet (docs/layouts.md): the 2-bit code 3 in TQ2_0 and I2_S, bytes TQ1_0
+ * never writes, TL1 pair indices over 8. TL2 codes are not checked here: where its regions split
+ * depends on the tiling of the bitnet.cpp build, which the file does not record.
  */
 async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: string; message: string } | undefined> {
   const name = t.type.name;
   const blockScaled = name === "Q8_0" || name === "TQ1_0" || name === "TQ2_0";
-  if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "I2_S" && !blockScaled) return undefined;
-  // I2_S: n/4 code bytes, then the f32 tensor scale and 28 bytes llama-quantize leaves uninitialised
-  const codeBytes = name === "I2_S" ? t.length - 32 : t.length;
+  const float = name === "F32" || name === "F16" || name === "BF16";
+  if (!float && !blockScaled && name !== "I2_S" && name !== "TL1") return undefined;
+  // I2_S: n/4 code bytes, then the f32 tensor scale and 28 bytes llama-quantize leaves uninitialised; TL1: n/4 code bytes
+  const codeBytes = name === "I2_S" || name === "TL1" ? t.ne.reduce((a, b) => a * b, 1) / 4 : t.length;
   let nonFinite = 0;
-  let code3 = 0;
+  let invalid = 0;
+  let firstInvalid = -1;
+  const codes = (scan: CodeScan, offset: number): void => {
+    if (scan.count > 0 && invalid === 0) firstInvalid = offset + scan.first;
+    invalid += scan.count;
+  };
   let position = 0;
   const scaleBytes = new Uint8Array(4);
   for await (const chunk of file.readTensorChunks(t.name)) {
-    if (name === "F32" || name === "F16" || name === "BF16") {
+    if (float) {
       nonFinite += countNonFinite(chunk, name.toLowerCase() as FloatLayout);
     } else if (blockScaled) {
       const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -251,10 +262,12 @@ async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: st
       const at = name === "Q8_0" ? 0 : t.type.typeSize - 2;
       for (let block = 0; block + t.type.typeSize <= chunk.length; block += t.type.typeSize) {
         if (!Number.isFinite(fromF16Bits(view.getUint16(block + at, true)))) nonFinite++;
-        if (name === "TQ2_0") for (let i = 0; i < 64; i++) code3 += countCode3(chunk[block + i]!);
       }
+      if (name === "TQ2_0") codes(scanTq2_0(chunk), position);
+      if (name === "TQ1_0") codes(scanTq1_0(chunk), position);
     } else {
-      for (let i = 0; i < chunk.length && position + i < codeBytes; i++) code3 += countCode3(chunk[i]!);
+      const inCodes = chunk.subarray(0, Math.max(0, Math.min(chunk.length, codeBytes - position)));
+      codes(name === "TL1" ? scanTl1(inCodes) : scanCode3(inCodes), position);
       // the 4 scale bytes may straddle two chunks
       for (let i = Math.max(0, codeBytes - position); i < chunk.length && position + i < codeBytes + 4; i++) scaleBytes[position + i - codeBytes] = chunk[i]!;
     }
@@ -263,11 +276,6 @@ async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: st
   const scale = new DataView(scaleBytes.buffer).getFloat32(0, true);
   if (name === "I2_S" && !Number.isFinite(scale)) return { code: "E_NONFINITE", message: `the tensor scale is ${scale}` };
   if (nonFinite > 0) return { code: "E_NONFINITE", message: blockScaled ? `${nonFinite} blocks with a NaN/Inf scale` : `${nonFinite} NaN/Inf values` };
-  return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
-}
-
-function countCode3(byte: number): number {
-  let n = 0;
-  for (let shift = 0; shift < 8; shift += 2) if (((byte >> shift) & 3) === 3) n++;
-  return n;
+  if (invalid === 0) return undefined;
+  return { code: "E_PACKED_CODE", message: `${invalid} payload bytes hold codes outside the ternary alphabet, the first at byte ${firstInvalid} (docs/layouts.md, "Invalid codes")` };
 }

@@ -104,7 +104,7 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     if (t.layoutParams === undefined || t.scale === undefined) {
       throw new B158Error("E_USAGE", `${file}: tensor "${name}" is ${t.layout}, not ternary`, { details: { file, tensor: name } });
     }
-    const { codes } = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number]);
+    const { codes } = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number], undefined, { file, tensor: name });
     return { codes, scale: t.scale };
   };
   return {
