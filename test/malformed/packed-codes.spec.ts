@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,13 +5,13 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { convertCheckpoint } from "../../src/convert/convert.js";
 import { exportGguf } from "../../src/export/gguf.js";
-import { decodeHeader, encodeHeader, type B158Header } from "../../src/formats/b158/header.js";
 import { openB158File } from "../../src/formats/b158/read.js";
 import { openGgufFile } from "../../src/formats/gguf/read.js";
 import type { LayoutId } from "../../src/pack/layouts.js";
 import { inspectB158, validateB158Report } from "../../src/report/b158-report.js";
 import { validateGgufReport } from "../../src/report/gguf-report.js";
 import { expectB158Error } from "../support/expect-error.js";
+import { rewriteB158 } from "../support/rewrite-b158.js";
 import { runCli } from "../support/run-cli.js";
 
 /**
@@ -29,25 +28,9 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const u64 = (bytes: Uint8Array, at: number) => Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(at, true));
-
-/** Sets payload byte `at` of each named tensor to `value` and rewrites the header's sha256s to match: only the codes are wrong. */
+/** Sets payload byte `at` of each named tensor to `value`, with sha256s rewritten to match: only the codes are wrong. */
 async function damage(path: string, edits: readonly { tensor: string; at: number; value: number }[]): Promise<void> {
-  const bytes = new Uint8Array(await readFile(path));
-  const headerLength = u64(bytes, 16);
-  const dataOffset = u64(bytes, 24);
-  const header = decodeHeader(bytes.subarray(64, 64 + headerLength)) as { tensors: { name: string; offset: number; length: number; sha256: string }[] };
-  for (const edit of edits) {
-    const t = header.tensors.find((x) => x.name === edit.tensor)!;
-    bytes[dataOffset + t.offset + edit.at] = edit.value;
-    t.sha256 = createHash("sha256").update(bytes.subarray(dataOffset + t.offset, dataOffset + t.offset + t.length)).digest("hex");
-  }
-  const encoded = encodeHeader(header as unknown as B158Header);
-  bytes.fill(0, 64, dataOffset);
-  bytes.set(encoded, 64);
-  new DataView(bytes.buffer).setBigUint64(16, BigInt(encoded.byteLength), true);
-  bytes.set(createHash("sha256").update(encoded).digest(), 32);
-  await writeFile(path, bytes);
+  await writeFile(path, rewriteB158(new Uint8Array(await readFile(path)), { payload: edits }));
 }
 
 async function converted(layout: LayoutId): Promise<{ path: string; ternary: string[] }> {
