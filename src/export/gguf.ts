@@ -61,7 +61,8 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   const target = chooseTarget(b158, weights === "packed" ? layout : weights);
   const diagnostics: Diagnostic[] = [...target.diagnostics];
   const embedding = b158.tensors.find((t) => t.role === "embedding");
-  if (embedding === undefined || embedding.shape.length !== 2) throw exportError(b158, "has no 2-D token embedding");
+  // a non-empty embedding bounds the vocabulary (the tokenizer table) by the bytes the file holds
+  if (embedding === undefined || embedding.shape.length !== 2 || !(embedding.shape[0]! > 0 && embedding.shape[1]! > 0)) throw exportError(b158, "has no non-empty 2-D token embedding");
   const tokenizer = tokenizerMetadata({
     files: header.files,
     config: header.model.config,
