@@ -123,9 +123,9 @@ function hostileValue(random: Random, current: unknown): unknown {
     case 7:
       return Array.isArray(current) ? current.map((x) => (typeof x === "number" ? pick(random, numbers) : x)) : [pick(random, numbers), pick(random, numbers)];
     case 8: {
-      // nest it deeper
+      // nest it deeper: a little, or past what any recursive walk of it survives
       let v: unknown = current;
-      for (let i = random.int(1, 100); i > 0; i--) v = [v];
+      for (let i = random.next() < 0.1 ? 3000 : random.int(1, 100); i > 0; i--) v = [v];
       return v;
     }
     default:

@@ -283,7 +283,12 @@ function mutateB158(random: Random, seed: SeedFile): FuzzInput {
     t.sha256 = createHash("sha256").update(payloads.subarray(t.offset, t.offset + t.length)).digest("hex");
     step = `payload bytes of ${seed.name}, sha256 rewritten`;
   }
-  return { files: { [seed.name]: signB158(header, payloads) }, open: seed.name, steps: [step] };
+  try {
+    return { files: { [seed.name]: signB158(header, payloads) }, open: seed.name, steps: [step] };
+  } catch {
+    // nested past what the encoder's own recursion survives: damage bytes instead
+    return { files: { [seed.name]: mutateBytes(random, seed.bytes, seed.hot) }, open: seed.name, steps: [`bytes of ${seed.name}`] };
+  }
 }
 
 /** Writes a case into `dir` (emptied first); returns the path to open. */
@@ -299,19 +304,24 @@ export async function writeInput(dir: string, input: FuzzInput): Promise<string>
  * included); `deep` adds what convert does with a checkpoint and export with a .b158, writing to `out`.
  */
 export async function run(target: TargetName, path: string, deep = false, out = `${path}.out`): Promise<void> {
+  // what the CLI prints: the text report, and the JSON one under --json
+  const show = <T>(report: T, render: (report: T) => string): void => {
+    render(report);
+    JSON.stringify(report, null, 2);
+  };
   switch (target) {
     case "gguf":
-      renderGgufReport(await inspectGguf(path), { all: true });
-      renderValidateReport(await validateGgufReport(path));
+      show(await inspectGguf(path), (r) => renderGgufReport(r, { all: true }));
+      show(await validateGgufReport(path), renderValidateReport);
       return;
     case "safetensors":
-      renderCheckpointReport(await inspectCheckpoint(path), { all: true });
-      renderValidateReport(await validateCheckpoint(path));
+      show(await inspectCheckpoint(path), (r) => renderCheckpointReport(r, { all: true }));
+      show(await validateCheckpoint(path), renderValidateReport);
       if (deep) await convertCheckpoint(path, { layout: "tq2_0", output: out, threads: 0, force: true });
       return;
     case "b158":
-      renderB158Report(await inspectB158(path), { all: true });
-      renderValidateReport(await validateB158Report(path));
+      show(await inspectB158(path), (r) => renderB158Report(r, { all: true }));
+      show(await validateB158Report(path), renderValidateReport);
       if (deep) {
         const file = await openB158File(path);
         try {

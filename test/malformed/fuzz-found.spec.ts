@@ -7,8 +7,11 @@ import { convertCheckpoint } from "../../src/convert/convert.js";
 import { exportGguf } from "../../src/export/gguf.js";
 import { openB158File } from "../../src/formats/b158/read.js";
 import { expectB158Error } from "../support/expect-error.js";
-import { rewriteB158 } from "../support/rewrite-b158.js";
+import { rewriteB158, signB158Bytes } from "../support/rewrite-b158.js";
 import { expect } from "vitest";
+import { decodeHeader, encodeHeader, type B158Header } from "../../src/formats/b158/header.js";
+import { inspectB158 } from "../../src/report/b158-report.js";
+import { runCli } from "../support/run-cli.js";
 
 /**
  * Inputs the fuzzer (test/fuzz, `npm run fuzz`) found mishandled, each kept as a regression test
@@ -73,5 +76,28 @@ describe("export of a .b158 whose header lies (re-signed, so it opens)", () => {
       },
       "E_GGUF_EXPORT",
     );
+  });
+});
+
+describe("a .b158 header nested thousands of levels deep (re-signed)", () => {
+  /** The good file with provenance.deep = `depth` nested one-element arrays, written as raw MessagePack. */
+  function nested(depth: number): Uint8Array {
+    const u64 = (at: number) => Number(new DataView(good.buffer, good.byteOffset).getBigUint64(at, true));
+    const header = decodeHeader(good.subarray(64, 64 + u64(16))) as B158Header & { provenance: Record<string, unknown> };
+    header.provenance.deep = "MARKER";
+    const encoded = Buffer.from(encodeHeader(header));
+    const at = encoded.indexOf(Buffer.from([0xa6, ...Buffer.from("MARKER")]));
+    const raw = Buffer.concat([encoded.subarray(0, at), Buffer.alloc(depth, 0x91), Buffer.from([0x01]), encoded.subarray(at + 7)]);
+    return signB158Bytes(raw, good.subarray(u64(24)));
+  }
+  // found by hand while widening the fuzzer's nesting: msgpackr decoded 3,000 levels, and
+  // inspect --json then crashed in JSON.stringify with a RangeError
+  it.each([100, 3000, 100_000])("%i levels: E_B158_HEADER (nesting bounded at 64, like JSON), from the library and inspect --json", async (depth) => {
+    const path = join(root, `deep-${depth}.b158`);
+    await writeFile(path, nested(depth));
+    await expectB158Error(inspectB158(path), "E_B158_HEADER", path);
+    const run = await runCli(["inspect", path, "--json"]);
+    expect(run.status, run.stderr).toBe(3);
+    expect(JSON.parse(run.stdout).error.code).toBe("E_B158_HEADER");
   });
 });

@@ -53,7 +53,11 @@ export function rewriteB158(bytes: Uint8Array, edit: B158Edit): Uint8Array {
 
 /** A .b158 around `header` and the data section: preamble, lengths and header sha256 consistent. */
 export function signB158(header: unknown, data: Uint8Array): Uint8Array {
-  const encoded = encodeHeader(header as B158Header);
+  return signB158Bytes(encodeHeader(header as B158Header), data);
+}
+
+/** The same around header bytes already encoded (any MessagePack, valid or not). */
+export function signB158Bytes(encoded: Uint8Array, data: Uint8Array): Uint8Array {
   const dataOffset = Math.ceil((64 + encoded.byteLength) / 4096) * 4096;
   const out = new Uint8Array(dataOffset + data.byteLength);
   out.set([0x89, 0x42, 0x31, 0x35, 0x38, 0x0d, 0x0a, 0x1a]);
