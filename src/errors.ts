@@ -101,6 +101,7 @@ export const ERROR_CODES = {
 
   // output
   E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
+  E_OUTPUT_PATH: { exit: "usage", summary: "The output path is a directory, a device, a FIFO or a socket, or its folder does not exist." },
   E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },
 
   E_INTERNAL: { exit: "internal", summary: "A bug in b158: please report it." },
@@ -169,4 +170,13 @@ export function ioError(file: string, action: string, cause: unknown): B158Error
     details: { file, errno },
     cause,
   });
+}
+
+/**
+ * E_INTERRUPTED for `what` ("conversion", "export", "pull") of `file`. Commands abort their
+ * AbortSignal with the name of the signal that arrived (SIGINT, SIGTERM, SIGHUP); it is named.
+ */
+export function interruptedError(file: string, what: string, signal?: AbortSignal, left = "nothing was left at the output path"): B158Error {
+  const name = typeof signal?.reason === "string" && /^SIG[A-Z]+$/.test(signal.reason) ? ` by ${signal.reason}` : "";
+  return new B158Error("E_INTERRUPTED", `${file}: ${what} interrupted${name}; ${left}`, { details: { file } });
 }

@@ -1,6 +1,8 @@
 import { Command, ux } from "@oclif/core";
 import { B158Error } from "../errors.js";
 
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
 /**
  * Shared behaviour of b158 commands: B158Errors become `{"error": {...}}` under --json and a
  * short "Error / Code / Try this" block otherwise (oclif's printer reads our fields), with the
@@ -28,6 +30,27 @@ export abstract class B158Command extends Command {
   protected override toErrorJson(err: unknown): unknown {
     if (err instanceof B158Error) return { error: err.toJSON() };
     return super.toErrorJson(err);
+  }
+
+  /**
+   * An AbortSignal for long commands (convert, export, pull): SIGINT (Ctrl-C), SIGTERM (what
+   * `timeout`, CI cancellation and `docker stop` send) and SIGHUP abort it, with the signal's name
+   * as the reason, so the command stops, removes its temp output and exits 130 (E_INTERRUPTED).
+   * Each handler runs once: a second signal ends the process at once. dispose() removes them.
+   */
+  protected stopOnSignals(): { signal: AbortSignal; dispose(): void } {
+    const controller = new AbortController();
+    const handlers = STOP_SIGNALS.map((name) => {
+      const handler = () => controller.abort(name);
+      process.once(name, handler);
+      return [name, handler] as const;
+    });
+    return {
+      signal: controller.signal,
+      dispose: () => {
+        for (const [name, handler] of handlers) process.removeListener(name, handler);
+      },
+    };
   }
 
   /** A progress line on stderr, only for people: never under --json or when stderr is not a terminal. */

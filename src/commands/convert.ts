@@ -61,9 +61,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
       const file = flags["kernel-config"];
       kernelConfig = { text: await readFile(file, "utf8").catch((cause: unknown) => Promise.reject(ioError(file, "read", cause))), file };
     }
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     try {
       const options = {
@@ -77,7 +75,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
         i2sVariant: flags["i2s-variant"],
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
         validate: flags.validate,
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p: ConvertProgress) => {
           const width = 24;
           const filled = Math.round((width * p.bytesWritten) / Math.max(1, p.bytesTotal));
@@ -98,7 +96,7 @@ tq1_0/tq2_0 for mainline llama.cpp, i2_s/tl1/tl2 for bitnet.cpp. See docs/gguf.m
       return summary;
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

@@ -32,17 +32,18 @@ reader before it is reported; on any error nothing is left at the output path.`;
 
   async run(): Promise<GgufExportSummary> {
     const { args, flags } = await this.parse(Export);
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
-    const file = await openB158File(args.file);
+    const stop = this.stopOnSignals();
     try {
-      const summary = await exportGguf(file, { output: flags.output, force: flags.force, embeddings: flags.embeddings, weights: flags.weights, signal: abort.signal });
-      this.log(renderGgufExport(summary));
-      return summary;
+      const file = await openB158File(args.file);
+      try {
+        const summary = await exportGguf(file, { output: flags.output, force: flags.force, embeddings: flags.embeddings, weights: flags.weights, signal: stop.signal });
+        this.log(renderGgufExport(summary));
+        return summary;
+      } finally {
+        await file.close();
+      }
     } finally {
-      await file.close();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

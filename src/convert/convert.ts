@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import { DTYPE_BYTES, isFloatDtype } from "../formats/safetensors/dtypes.js";
 import { readTensorBytes } from "../formats/safetensors/read.js";
 import type { B158Header, B158Options } from "../formats/b158/header.js";
@@ -15,6 +15,7 @@ import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
 import type { LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
+import { prepareOutput } from "../io/atomic-file.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
@@ -91,6 +92,8 @@ interface Job {
 
 export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
   const started = process.hrtime.bigint();
+  // the output path first: a missing folder or a directory must not cost a conversion
+  const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const checkpoint = await openCheckpoint(await resolveSource(spec));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
@@ -110,7 +113,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
       done++;
       options.onProgress?.({ tensor, done, total: jobs.length, bytesWritten, bytesTotal });
     };
-    const interrupted = () => new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
+    const interrupted = () => interruptedError(options.output, "conversion", options.signal);
     const checkAbort = () => {
       if (options.signal?.aborted) throw interrupted();
     };
@@ -137,7 +140,8 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     checkAbort();
     await writer.publish();
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
-    return summarize(options, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    const summary = summarize(options, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    return { ...summary, warnings: [...outputNotes.map((d) => `${d.code}: ${d.message}`), ...summary.warnings] };
   } catch (error) {
     // workers write into the temp file: stop them before its descriptor is closed
     await pool.close();

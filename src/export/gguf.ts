@@ -1,10 +1,11 @@
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import type { B158File, B158Tensor } from "../formats/b158/read.js";
 import { plainToFloat32 } from "../formats/b158/read.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { openGgufFile } from "../formats/gguf/read.js";
 import { FILE_TYPES, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
 import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
+import { prepareOutput } from "../io/atomic-file.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
@@ -54,12 +55,13 @@ interface PlannedGgufTensor {
 }
 
 export async function exportGguf(b158: B158File, options: GgufExportOptions): Promise<GgufExportSummary> {
+  const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const header = b158.header;
   const layout = header.provenance.options.layout;
   const weights = options.weights ?? "packed";
   const embeddings = options.embeddings ?? "f16";
   const target = chooseTarget(b158, weights === "packed" ? layout : weights);
-  const diagnostics: Diagnostic[] = [...target.diagnostics];
+  const diagnostics: Diagnostic[] = [...outputNotes, ...target.diagnostics];
   const embedding = b158.tensors.find((t) => t.role === "embedding");
   // a non-empty embedding bounds the vocabulary (the tokenizer table) by the bytes the file holds
   if (embedding === undefined || embedding.shape.length !== 2 || !(embedding.shape[0]! > 0 && embedding.shape[1]! > 0)) throw exportError(b158, "has no non-empty 2-D token embedding");
@@ -99,7 +101,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   let finished: Awaited<ReturnType<GgufWriter["finish"]>>;
   try {
     for (const p of planned) {
-      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
+      if (options.signal?.aborted) throw interruptedError(options.output, "export", options.signal);
       await writer.writeTensor(await p.write());
     }
     finished = await writer.finish();
