@@ -162,15 +162,12 @@ describe("150,000 tensors: no stack overflow, in any format, through the library
     expect(renderB158Report(report, { all: true }).split("\n").length).toBeGreaterThan(COUNT);
   }, 120_000);
 
-  // The renderers run under --json too (oclif only drops what they print), and --json prints the whole report.
-  it.each([
-    ["inspect <checkpoint> --all", () => [checkpointDir, "--all"]],
-    ["inspect <file.b158> --json", () => [b158, "--json"]],
-  ] as const)("b158 %s", async (_, args) => {
-    const run = await runCli(["inspect", ...args()], { timeoutMs: 110_000 });
+  // The CLI once crashed here even under --json: the renderers run then too (oclif only drops what
+  // they print), and --json prints the whole report. One format is enough: the code is shared.
+  it("b158 inspect <file.b158> --json", async () => {
+    const run = await runCli(["inspect", b158, "--json"], { timeoutMs: 110_000 });
     expect(run.stderr).not.toContain("RangeError");
     expect(run.status, run.stderr).toBe(0);
-    if (args().includes("--json")) expect(JSON.parse(run.stdout).tensors).toHaveLength(COUNT);
-    else expect(run.stdout.split("\n").length).toBeGreaterThan(2 * COUNT);
+    expect(JSON.parse(run.stdout).tensors).toHaveLength(COUNT);
   }, 120_000);
 });
