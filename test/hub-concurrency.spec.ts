@@ -142,28 +142,46 @@ describe("pull: locks between pulls", () => {
   });
 });
 
-describe("pull: SIGTERM", () => {
-  it("stops with exit 130 and E_INTERRUPTED, leaving no lock or temp file; the next pull resumes", async () => {
+/** Runs `b158 args` against the mock Hub with slow downloads, sends SIGTERM once one is under way; its exit code and stderr. */
+async function terminatedDuringDownload(args: readonly string[], home: string, bytesPer20Ms = 1024): Promise<{ code: number | null; stderr: string }> {
+  const blobs = join(home, "hub", "models--org--model", "blobs");
+  hub.inject(/\/resolve\//, { kind: "slow", bytes: bytesPer20Ms, everyMs: 20 }, 1000);
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, HF_ENDPOINT: hub.url, HF_HOME: home, NO_COLOR: "1" } });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  for (let i = 0; i < 500; i++) {
+    const names = await readdir(blobs).catch(() => [] as string[]);
+    if (names.some((n) => n.endsWith(".incomplete"))) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill("SIGTERM");
+  const code = await exited;
+  hub.clearFaults();
+  return { code, stderr };
+}
+
+describe("SIGTERM during a download", () => {
+  it("convert hf://... stops at once (exit 130), not after the download", async () => {
+    const home = join(root, "cli-sigterm-convert");
+    const out = await mkdtemp(join(root, "sigterm-out-"));
+    const started = Date.now();
+    // 5 KB/s: the whole download would take about a minute
+    const { code, stderr } = await terminatedDuringDownload(["convert", "hf://org/model", "-o", join(out, "x.b158"), "--layout", "tq2_0"], home, 100);
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain("E_INTERRUPTED");
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await readdir(out)).toEqual([]);
+  });
+
+  it("pull stops with exit 130 and E_INTERRUPTED, leaving no lock or temp file; the next pull resumes", async () => {
     const home = join(root, "cli-sigterm");
-    const blobs = join(home, "hub", "models--org--model", "blobs");
-    hub.inject(/\/resolve\//, { kind: "slow", bytes: 1024, everyMs: 20 }, 1000);
-    const child = spawn(process.execPath, [CLI, "pull", "org/model"], { cwd: REPO, env: { ...process.env, HF_ENDPOINT: hub.url, HF_HOME: home, NO_COLOR: "1" } });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    // stop it once a download is under way
-    for (let i = 0; i < 500; i++) {
-      const names = await readdir(blobs).catch(() => [] as string[]);
-      if (names.some((n) => n.endsWith(".incomplete"))) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    child.kill("SIGTERM");
-    expect(await exited, stderr).toBe(130);
+    const { code, stderr } = await terminatedDuringDownload(["pull", "org/model"], home);
+    expect(code, stderr).toBe(130);
     expect(stderr).toContain("E_INTERRUPTED");
     expect(stderr).toContain("SIGTERM");
     const left = (await readdir(join(home, "hub", "models--org--model"), { recursive: true })).map(String);
     expect(left.filter((n) => /\.(lock|tmp|stale)$/.test(n))).toEqual([]);
-    hub.clearFaults();
     const again = await runCli(["pull", "org/model", "--json"], { env: { HF_ENDPOINT: hub.url, HF_HOME: home } });
     expect(again.status, again.stderr).toBe(0);
     await expectCleanCache(env(join(home, "hub")));

@@ -94,7 +94,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
   const started = process.hrtime.bigint();
   // the output path first: a missing folder or a directory must not cost a conversion
   const outputNotes = await prepareOutput(options.output, options.force ?? false);
-  const checkpoint = await openCheckpoint(await resolveSource(spec));
+  const checkpoint = await openCheckpoint(await resolveSource(spec, options.signal === undefined ? {} : { signal: options.signal }));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
   let stopOnAbort: (() => void) | undefined;
