@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   E_MODEL_UNSUPPORTED: { exit: "unsupported", summary: "The checkpoint uses a feature no target runtime can express." },
   E_PACKED_NO_SCALE: { exit: "badInput", summary: "A packed U8 linear weight has no weight_scale sibling." },
   E_PACKED_SHAPE: { exit: "badInput", summary: "A packed weight or its weight_scale has an impossible shape or dtype." },
-  E_PACKED_CODE: { exit: "badInput", summary: "A packed weight contains the unused 2-bit code 3." },
+  E_PACKED_CODE: { exit: "badInput", summary: "A packed payload holds a code outside the ternary alphabet (docs/layouts.md)." },
   E_TOKENIZER_MODEL: { exit: "badInput", summary: "tokenizer.model is not a valid SentencePiece model." },
   E_TENSOR_MISSING: { exit: "badInput", summary: "A tensor the operation needs is not in the checkpoint." },
 
@@ -104,6 +104,7 @@ export const ERROR_CODES = {
 
   // output
   E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
+  E_OUTPUT_PATH: { exit: "usage", summary: "The output path is a directory, a device, a FIFO or a socket, or its folder does not exist." },
   E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },
 
   // runtime, eval and run
@@ -180,4 +181,13 @@ export function ioError(file: string, action: string, cause: unknown): B158Error
     details: { file, errno },
     cause,
   });
+}
+
+/**
+ * E_INTERRUPTED for `what` ("conversion", "export", "pull") of `file`. Commands abort their
+ * AbortSignal with the name of the signal that arrived (SIGINT, SIGTERM, SIGHUP); it is named.
+ */
+export function interruptedError(file: string, what: string, signal?: AbortSignal, left = "nothing was left at the output path"): B158Error {
+  const name = typeof signal?.reason === "string" && /^SIG[A-Z]+$/.test(signal.reason) ? ` by ${signal.reason}` : "";
+  return new B158Error("E_INTERRUPTED", `${file}: ${what} interrupted${name}; ${left}`, { details: { file } });
 }

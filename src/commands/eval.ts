@@ -66,9 +66,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       const n = parseNumber(flags[flag], `--${flag}`);
       if (n !== undefined) thresholds[metric] = n;
     }
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     try {
       const report = await evaluate(args.source, args.converted, {
@@ -80,7 +78,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
         ...(flags.gguf === undefined ? {} : { gguf: flags.gguf }),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         ...(flags.weights === undefined ? {} : { latent: flags.weights === "quantized" ? ("stored" as const) : ("online" as const) }),
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p) => progress(`${p.phase === "load" ? "loading" : "running"} ${p.side}: ${p.done}/${p.total}${p.phase === "load" ? " tensors" : " tokens"}`),
       });
       progress.done();
@@ -104,7 +102,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       return result;
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

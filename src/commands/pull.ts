@@ -31,9 +31,13 @@ HF_HUB_CACHE, and HF_HUB_OFFLINE=1 (cache only, no request at all).`;
 
   async run(): Promise<PullResult> {
     const { args, flags } = await this.parse(Pull);
+    const spec = parseHubSpec(args.repo);
     const progress = this.progress();
+    const stop = this.stopOnSignals();
     const started = Date.now();
-    const result = await pull(parseHubSpec(args.repo), {
+    const result = await pull(spec, {
+      signal: stop.signal,
+      onWait: ({ file, owner }) => progress(`waiting for another pull${owner === undefined ? "" : ` (process ${owner.pid} on ${owner.host})`} to finish ${file}`),
       ...(flags.include === undefined ? {} : { include: flags.include }),
       ...(flags.exclude === undefined ? {} : { exclude: flags.exclude }),
       concurrency: flags.concurrency,
@@ -43,8 +47,10 @@ HF_HUB_CACHE, and HF_HUB_OFFLINE=1 (cache only, no request at all).`;
         const eta = speed > 0 ? (p.totalBytes - p.doneBytes) / speed : 0;
         progress(`${formatBytes(p.doneBytes)} / ${formatBytes(p.totalBytes)}  ${formatBytes(speed)}/s  ETA ${eta.toFixed(0)} s  ${p.file}`);
       },
+    }).finally(() => {
+      stop.dispose();
+      progress.done();
     });
-    progress.done();
     const fetched = result.files.filter((f) => f.downloaded);
     this.log(`${result.repo}@${result.revision} -> ${result.commit}${result.offline ? " (offline, from the cache)" : ""}`);
     this.log(`  ${result.snapshotDir}`);

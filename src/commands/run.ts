@@ -76,9 +76,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
     if (temperature < 0) throw new B158Error("E_USAGE", `--temperature ${temperature} must be >= 0`);
     if (!(topP > 0 && topP <= 1)) throw new B158Error("E_USAGE", `--top-p ${topP} must be in (0, 1]`);
     const json = this.jsonEnabled();
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     try {
       // tokenize first: the prompt's length sizes the KV cache
@@ -99,7 +97,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         activations: flags.activations,
         contextLength: promptTokens.length + Math.max(1, maxTokens),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p) => progress(`loading ${p.done}/${p.total} tensors`),
       });
       progress.done();
@@ -112,7 +110,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
           seed: flags.seed,
           stopAtEos: !flags["ignore-eos"],
           promptLogits: flags["logits-out"] !== undefined,
-          signal: abort.signal,
+          signal: stop.signal,
         });
         for await (const piece of generation) {
           if (json) continue;
@@ -157,7 +155,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
       }
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

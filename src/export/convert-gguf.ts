@@ -1,11 +1,9 @@
-import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../convert/convert.js";
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
-import { refuseExisting } from "../io/atomic-file.js";
+import { partialPath, prepareOutput } from "../io/atomic-file.js";
 import { isGgufFile } from "../formats/b158/detect.js";
 import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import type { GgufTargetId } from "../formats/gguf/targets.js";
@@ -32,11 +30,15 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
   // refuse before converting, not after minutes of work
   if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
   resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
-  await refuseExisting(options.output, options.force);
+  const notes = await prepareOutput(options.output, options.force);
   await requireGgufInputs(spec);
-  const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
+  const staging = partialPath(options.output, ".b158");
   try {
-    const conversion = await convertCheckpoint(spec, { ...rest, output: staging, force: true, ...(beforePublish !== undefined && !checkGguf ? { beforePublish } : {}) });
+    const converted = await convertCheckpoint(spec, { ...rest, output: staging, force: true, ...(beforePublish !== undefined && !checkGguf ? { beforePublish } : {}) }).catch((error: unknown) =>
+      // the staging file is an internal name: an interrupted conversion is reported against the output
+      Promise.reject(error instanceof B158Error && error.code === "E_INTERRUPTED" ? interruptedError(options.output, "conversion", options.signal) : error),
+    );
+    const conversion = { ...converted, warnings: [...notes.map((d) => `${d.code}: ${d.message}`), ...converted.warnings] };
     const file = await openB158File(staging);
     try {
       const gguf = await exportGguf(file, {

@@ -50,7 +50,17 @@ function dims(b158: B158File): Dims {
       hint: "GGUF needs the model's hyperparameters; convert from a checkpoint with its config.json.",
     });
   }
-  return { hidden, intermediate, layers, heads, kvHeads: num(c.num_key_value_heads) ?? heads, headDim: num(c.head_dim) ?? hidden / heads };
+  const d = { hidden, intermediate, layers, heads, kvHeads: num(c.num_key_value_heads) ?? heads, headDim: num(c.head_dim) ?? hidden / heads };
+  // a .b158's config is whatever its writer put there: GGUF stores these as uint32
+  for (const [field, value] of Object.entries(d)) {
+    if (!Number.isInteger(value) || value < 1 || value > 0xffffffff) {
+      throw new B158Error("E_GGUF_EXPORT", `${b158.name}: config.json gives ${field} = ${value}, not a positive 32-bit integer`, {
+        details: { file: b158.name, field, value },
+        hint: "Convert again from the checkpoint; its config.json must hold the model's integer hyperparameters.",
+      });
+    }
+  }
+  return d;
 }
 
 /**

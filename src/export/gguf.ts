@@ -1,4 +1,4 @@
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import type { B158File, B158Tensor } from "../formats/b158/read.js";
 import { plainToFloat32 } from "../formats/b158/read.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
@@ -6,6 +6,7 @@ import { openGgufFile } from "../formats/gguf/read.js";
 import { BITNET_SCALE_SLOT_BYTES, bitnetScaleSlot, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
 import { TARGET_KEY, targetFileType, type GgufTargetId } from "../formats/gguf/targets.js";
 import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
+import { prepareOutput } from "../io/atomic-file.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
@@ -64,6 +65,7 @@ interface PlannedGgufTensor {
 }
 
 export async function exportGguf(b158: B158File, options: GgufExportOptions): Promise<GgufExportSummary> {
+  const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const header = b158.header;
   const layout = header.provenance.options.layout;
   const weights = options.weights ?? "packed";
@@ -71,9 +73,10 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   const ternaryHeads = options.embeddings === undefined && weights === "packed";
   const weightType = weights === "packed" ? TERNARY_TYPE[layout] : weights.toUpperCase();
   const target = chooseTarget(b158, weightType, options.target);
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = [...outputNotes];
   const embedding = b158.tensors.find((t) => t.role === "embedding");
-  if (embedding === undefined || embedding.shape.length !== 2) throw exportError(b158, "has no 2-D token embedding");
+  // a non-empty embedding bounds the vocabulary (the tokenizer table) by the bytes the file holds
+  if (embedding === undefined || embedding.shape.length !== 2 || !(embedding.shape[0]! > 0 && embedding.shape[1]! > 0)) throw exportError(b158, "has no non-empty 2-D token embedding");
   const tokenizer = tokenizerMetadata({
     files: header.files,
     config: header.model.config,
@@ -113,7 +116,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   let compat: GgufCompat;
   try {
     for (const p of planned) {
-      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
+      if (options.signal?.aborted) throw interruptedError(options.output, "export", options.signal);
       await writer.writeTensor(await p.write());
     }
     finished = await writer.finish();

@@ -46,6 +46,22 @@ export function layerIndex(name: string): number | undefined {
 }
 
 /**
+ * The runs of layer indices in 0 .. count-1 missing from `present` (ascending, distinct): at most
+ * present.length + 1 ranges, however large `count` is, so a claimed layer count costs nothing.
+ */
+export function absentRanges(present: readonly number[], count: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  let next = 0;
+  for (const layer of present) {
+    if (layer >= count) break;
+    if (layer > next) ranges.push([next, layer - 1]);
+    next = Math.max(next, layer + 1);
+  }
+  if (next < count) ranges.push([next, count - 1]);
+  return ranges;
+}
+
+/**
  * `--ternarize` globs: `*` matches any run of characters (dots included), `?` one character;
  * everything else is literal. Whole-name match.
  */

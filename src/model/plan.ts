@@ -5,7 +5,7 @@ import { modelActivationDiagnostics } from "./activation.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { expectedShape, modelDims, type ModelDims } from "./dims.js";
 import { detectFamily, type Family, type WeightSemantics, type WeightsOverride } from "./family.js";
-import { BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
+import { absentRanges, BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
 import { groupSizeOf, sampleTensor, type ValueSample } from "./sample.js";
 
 /**
@@ -328,22 +328,32 @@ function checkLayers(entries: readonly PlanEntry[], family: Family, dims: ModelD
   if (family.id === "generic" || dims.layers === undefined) return;
   const names = new Set(entries.map((e) => e.name));
   const prefix = entries.some((e) => e.name.startsWith("model.layers.")) ? "model.layers" : "layers";
-  let maxLayer = -1;
-  for (const e of entries) maxLayer = Math.max(maxLayer, layerIndex(e.name) ?? -1);
-  if (maxLayer + 1 !== dims.layers) {
+  // Work and output follow the layers the weights hold, never num_hidden_layers (which may claim 2^32).
+  const present = new Set<number>();
+  for (const e of entries) {
+    const layer = layerIndex(e.name);
+    if (layer !== undefined) present.add(layer);
+  }
+  const layers = [...present].sort((a, b) => a - b);
+  const held = layers.length === 0 ? 0 : layers.at(-1)! + 1;
+  if (held !== dims.layers) {
     diagnostics.push({
       severity: "error",
       code: "E_SHAPE_CONFIG",
-      message: `config.json says num_hidden_layers = ${dims.layers} but the weights hold ${maxLayer + 1} layers`,
+      message: `config.json says num_hidden_layers = ${dims.layers} but the weights hold ${held} layers`,
     });
   }
-  for (let layer = 0; layer < Math.min(dims.layers, maxLayer + 1); layer++) {
+  const checked = Math.min(dims.layers, held);
+  for (const layer of layers) {
+    if (layer >= checked) break;
     for (const linear of LAYER_LINEARS) {
       const name = `${prefix}.${layer}.${linear}.weight`;
-      if (!names.has(name)) {
-        diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `layer ${layer} has no "${name}"` });
-      }
+      if (!names.has(name)) diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `layer ${layer} has no "${name}"` });
     }
+  }
+  for (const [first, last] of absentRanges(layers, checked)) {
+    const name = `${prefix}.${first}.${LAYER_LINEARS[0]}.weight`;
+    diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `${first === last ? `layer ${first} has` : `layers ${first}-${last} have`} no tensors at all (no "${name}" or any of the seven linears)` });
   }
 }
 

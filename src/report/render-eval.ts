@@ -33,7 +33,7 @@ export function renderEvalReport(report: EvalReport): string {
     for (const p of c.positions) {
       rows.push([`  ${p.position}`, String(p.token), p.cosine.toFixed(6), p.kl.toExponential(2), String(p.top1Source), String(p.top1Converted), p.top1Agree ? "yes" : "NO", fixed(p.nllSource, 4), fixed(p.nllConverted, 4)]);
     }
-    lines.push(...table(rows, [0, 1, 2, 3, 4, 5, 7, 8]));
+    for (const line of table(rows, [0, 1, 2, 3, 4, 5, 7, 8])) lines.push(line);
   }
   lines.push("");
   for (const c of report.comparisons) {

@@ -295,11 +295,11 @@ export function compare(
   const pplSource = perplexity(tokens, source, vocab);
   const ppl = perplexity(tokens, converted, vocab);
   const summary = {
-    minCosine: Math.min(...positions.map((q) => q.cosine)),
+    minCosine: positions.reduce((min, q) => Math.min(min, q.cosine), Infinity),
     meanCosine: positions.reduce((s, q) => s + q.cosine, 0) / n,
     top1Agreement: positions.filter((q) => q.top1Agree).length / n,
     meanKl: positions.reduce((s, q) => s + q.kl, 0) / n,
-    maxKl: Math.max(...positions.map((q) => q.kl)),
+    maxKl: positions.reduce((max, q) => Math.max(max, q.kl), -Infinity),
     perplexityDelta: pplSource === null || ppl === null ? null : Math.abs(ppl / pplSource - 1),
   };
   const check = (metric: Metric, value: number | null, pass: boolean): Check => ({ metric, value, threshold: thresholds[metric], pass, enforced: enforced.has(metric) });

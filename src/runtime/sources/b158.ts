@@ -94,7 +94,7 @@ export function b158Source(file: B158File): ModelSource {
         case "tq1_0":
         case "q2_0": {
           // re-laid once: the codes, with each block's own f16 d (256 weights for TQ1_0, 64 for Q2_0)
-          const { codes, blockScales } = unpackLayout(params, await file.readPayload(t.name), [rows, cols], undefined, t.name);
+          const { codes, blockScales } = unpackLayout(params, await file.readPayload(t.name), [rows, cols], undefined, { file: file.name, tensor: t.name });
           weight = { kind: "codes", rows, cols, codes, scales: { granularity: "group", groupSize: params.layout === "tq1_0" ? TQ_BLOCK : Q2_0_BLOCK, scales: blockScales! } };
           break;
         }
