@@ -2,14 +2,14 @@ import { fileSource } from "../io/byte-source.js";
 import { SlotWriter, type PayloadSlot } from "../formats/b158/slot.js";
 import { runFloatTask, type FloatTask } from "./float-task.js";
 import type { TensorScale } from "../pack/scales.js";
-import { readBack, type PayloadScan } from "./payload-scan.js";
+import { countNonFinite, isFloatLayout, type PayloadScan } from "./payload-scan.js";
 import { runTernaryTask, type TernaryTask } from "./task.js";
 import type { PackedCheck } from "./validate-b158.js";
 
 /**
  * What the pool runs (pool.ts): one tensor's conversion. The thread that makes the payload writes
- * it into its slot of the output, hashing it on the way, then reads it back from the file and
- * scans it, so validation of the finished file need not read any payload again.
+ * it into its slot of the output, hashing it on the way and reading each write back from the file
+ * to compare it (slot.ts), so validation of the finished file need not read any payload again.
  */
 export type PoolJob = { readonly kind: "ternary"; readonly task: TernaryTask; readonly slot: PayloadSlot } | { readonly kind: "float"; readonly task: FloatTask; readonly slot: PayloadSlot };
 
@@ -17,7 +17,10 @@ export type PoolJob = { readonly kind: "ternary"; readonly task: TernaryTask; re
 export interface WrittenPayload {
   /** sha256 of the bytes written: the header's entry. */
   readonly sha256: string;
-  /** The payload as read back from the file (its own sha256, zero padding, NaN/Inf of a fallback). */
+  /**
+   * The payload as read back from the file: damaged unless every byte, padding included, read back
+   * as written (then it hashes to `sha256`); NaN/Inf of a fallback payload, counted before writing.
+   */
   readonly readBack: PayloadScan;
   /** Ternary tensors: the scale, one value or per group (also for a fallback payload, which does not store it). */
   readonly scale?: TensorScale;
@@ -35,15 +38,16 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
     if (job.kind === "float") {
       const nonFinite = await runFloatTask(job.task, source, sink);
       const sha256 = sink.finish();
-      return { sha256, readBack: readBack(job.slot, sha256, job.task.target, false), ...(nonFinite === undefined ? {} : { nonFinite }) };
+      return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
     }
     const { encoding } = job.task;
     const result = await runTernaryTask(job.task, source);
+    // a fallback payload is floats made here: its NaN/Inf count, of the bytes the read-back matched
+    const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
+    const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout) : 0;
     sink.write(result.payload);
     const sha256 = sink.finish();
-    // a fallback payload is floats made here: the read-back counts its NaN/Inf
-    const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
-    return { sha256, readBack: readBack(job.slot, sha256, layout, true), scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+    return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
   } finally {
     await source.close();
   }

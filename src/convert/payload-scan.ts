@@ -1,10 +1,10 @@
 import { createHash, type Hash } from "node:crypto";
-import { readSlot, type PayloadSlot } from "../formats/b158/slot.js";
 
 /**
  * The per-payload half of validating a written .b158: each payload's sha256 against its header
  * entry, its zero alignment padding, and NaN/Inf in float payloads. Kept free of the reader and the
- * schemas so a conversion worker can run it on the payloads it has just written (validate-b158.ts).
+ * schemas; a conversion worker reports the same facts for the payloads it has just written
+ * (jobs.ts, from SlotWriter's read-back), so validation need not read them again (validate-b158.ts).
  */
 export interface PayloadRange {
   readonly name: string;
@@ -54,23 +54,6 @@ export class PayloadScanner {
     const sha256 = this.hash.digest("hex");
     return { damaged: this.badPadding || sha256 !== this.range.sha256, sha256, nonFinite: this.nonFinite };
   }
-}
-
-/** Bytes read back at a time: a piece stays in this core's cache while it is hashed. */
-const READ_BACK_BYTES = 1024 * 1024;
-let readBackBuffer: Uint8Array | undefined;
-
-/**
- * A payload just written through `slot`, read back from the file by the thread that wrote it and
- * scanned against `sha256` (what its bytes hashed to on the way out). Synchronous: the buffer is
- * this thread's own.
- */
-export function readBack(slot: PayloadSlot, sha256: string, layout: string, scanFloats: boolean): PayloadScan {
-  const scanner = new PayloadScanner({ name: slot.tensor, fileOffset: slot.position, length: slot.length, padding: slot.padding, sha256, layout, scanFloats });
-  readBackBuffer ??= new Uint8Array(READ_BACK_BYTES);
-  for (let at = 0; at < slot.length; at += READ_BACK_BYTES) scanner.update(readSlot(slot, at, Math.min(READ_BACK_BYTES, slot.length - at), readBackBuffer));
-  scanner.padding(readSlot(slot, slot.length, slot.padding, readBackBuffer));
-  return scanner.finish();
 }
 
 export type FloatLayout = "f32" | "f16" | "bf16";

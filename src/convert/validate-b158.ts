@@ -19,9 +19,9 @@ import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-s
  *
  * One sequential pass over the file hashes it whole and per payload and scans float payloads.
  * Convert passes what its workers learned: the checks made on each ternary payload in memory
- * (`PackedCheck`), so the file's ternary payloads need no second decode, and each payload as the
- * worker read it back from the file right after writing it (its slot is its own: no later write can
- * touch it), so this pass only hashes the whole file. A file of unknown origin has its ternary
+ * (`PackedCheck`), so the file's ternary payloads need no second decode, and whether each payload
+ * read back from the file right after writing it as written (its slot is its own: no later write
+ * can touch it), so this pass only hashes the whole file. A file of unknown origin has its ternary
  * payloads decoded here.
  */
 export interface TensorFacts {
@@ -61,9 +61,10 @@ export interface ValidateOptions {
   /** NaN/Inf counts of the float payloads the converter scanned in memory as it wrote them. */
   readonly nonFinite?: ReadonlyMap<string, number>;
   /**
-   * Every payload as the converter's workers read it back from the file after writing it, scanned:
-   * each is damaged unless its bytes hash to the header's sha256. Payloads are then not read again
-   * here; a map that lacks some is not used.
+   * Every payload as the converter's workers read it back from the file right after writing it:
+   * damaged unless it read back byte for byte as written, padding included (slot.ts), with the
+   * sha256 of what was written, which must be the header's. Payloads are then not read again here;
+   * a map that lacks some is not used.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
 }

@@ -52,6 +52,49 @@ describe("SlotWriter", () => {
     expect(file.subarray(5400).every((b) => b === FILL)).toBe(true);
   });
 
+  it("reads every write and the padding back: a slot that holds what was written is not damaged", () => {
+    const { path, fd } = filledFile(64 + 8 + 1024 * 1024);
+    try {
+      // a write over the read-back buffer's 1 MiB is compared piece by piece
+      const payload = new Uint8Array(1024 * 1024 + 5);
+      for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) % 253;
+      const writer = new SlotWriter({ fd, output: path, tensor: "t", position: 64, length: payload.byteLength, padding: 3 });
+      writer.write(payload.subarray(0, 10));
+      writer.write(payload.subarray(10));
+      expect(writer.finish()).toBe(sha(payload));
+      expect(writer.damaged).toBe(false);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("a write that lands elsewhere than its position is read back as damaged (O_APPEND ignores positions)", () => {
+    const { path, fd } = filledFile(32, "a+");
+    try {
+      const writer = new SlotWriter({ fd, output: path, tensor: "t", position: 8, length: 4, padding: 0 });
+      writer.write(Uint8Array.of(1, 2, 3, 4)); // appended at 32: bytes 8..11 still hold FILL
+      expect(writer.finish()).toBe(sha(Uint8Array.of(1, 2, 3, 4)));
+      expect(writer.damaged).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("padding that does not read back as zeros is damaged; a later matching write does not clear it", () => {
+    const { path, fd } = filledFile(32, "a+");
+    try {
+      const writer = new SlotWriter({ fd, output: path, tensor: "t", position: 32, length: 0, padding: 4 });
+      // appended zeros land at 32.. in this file, so they read back: then only a mismatch elsewhere counts
+      writer.finish();
+      expect(writer.damaged).toBe(false);
+      const late = new SlotWriter({ fd, output: path, tensor: "u", position: 0, length: 0, padding: 4 });
+      late.finish(); // appended at 36: bytes 0..3 still hold FILL
+      expect(late.damaged).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it("an empty payload with no padding hashes to the sha256 of nothing and writes nothing", () => {
     const { path, fd } = filledFile(16);
     try {

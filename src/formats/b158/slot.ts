@@ -6,8 +6,10 @@ import { B158Error, ioError } from "../../errors.js";
  * Where one payload goes in a .b158 being written, in a form a worker thread can use: the temp
  * file's descriptor (shared by every thread of the process, open for reading and writing) and fixed
  * positions. The thread that made a payload writes and hashes it while its bytes are still in that
- * core's cache, then reads it back (validate-b158.ts), so the writer's thread only collects hashes
- * (B158Writer.slot / record). Slots never overlap and a SlotWriter cannot write outside its own.
+ * core's cache, and reads each write back from the file at once to compare it with what it wrote
+ * (validate-b158.ts trusts the payload once that matched), so the writer's thread only collects
+ * hashes (B158Writer.slot / record). Slots never overlap and a SlotWriter cannot write outside its
+ * own, so what was read back right after writing is what the finished file holds.
  */
 export interface PayloadSlot {
   /** Descriptor of the open temp file. */
@@ -24,11 +26,22 @@ export interface PayloadSlot {
 
 const ZEROS = new Uint8Array(4096);
 
-/** Writes one payload into its slot in order, in any chunking, and hashes what it wrote. */
+/** Bytes read back at a time: a piece stays in this core's cache while it is compared. */
+const READ_BACK_BYTES = 1024 * 1024;
+/** This thread's read-back buffer (a SlotWriter is used synchronously, by one thread). */
+let readBackBuffer: Uint8Array | undefined;
+
+/**
+ * Writes one payload into its slot in order, in any chunking, and hashes what it wrote. Each write
+ * and the zero padding are read back from the file at once and compared byte for byte with what was
+ * written (`damaged` tells whether any differed): equal bytes hash alike, so this is the check of
+ * "the file holds what the header's sha256 says" without hashing the payload a second time.
+ */
 export class SlotWriter {
   private readonly hash = createHash("sha256");
   private written = 0;
   private finished = false;
+  private differs = false;
 
   constructor(readonly slot: PayloadSlot) {}
 
@@ -40,10 +53,11 @@ export class SlotWriter {
     }
     writeFully(slot, bytes, slot.position + this.written);
     this.hash.update(bytes);
+    if (!readsBack(slot, this.written, bytes)) this.differs = true;
     this.written += bytes.byteLength;
   }
 
-  /** Zeroes the alignment gap (explicitly, not left as a file hole) and returns the payload's sha256. */
+  /** Zeroes the alignment gap (explicitly, not left as a file hole), reads it back, and returns the payload's sha256. */
   finish(): string {
     const { slot } = this;
     if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" finished twice`);
@@ -51,11 +65,30 @@ export class SlotWriter {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
     }
     for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
-      writeFully(slot, ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.position + slot.length + done);
+      const zeros = ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done));
+      writeFully(slot, zeros, slot.position + slot.length + done);
+      if (!readsBack(slot, slot.length + done, zeros)) this.differs = true;
     }
     this.finished = true;
     return this.hash.digest("hex");
   }
+
+  /** Some write (or the padding) read back from the file differently from what was written. */
+  get damaged(): boolean {
+    return this.differs;
+  }
+}
+
+/** Whether the slot holds `expected` at `offset` (payload then padding), read back from the file. */
+function readsBack(slot: PayloadSlot, offset: number, expected: Uint8Array): boolean {
+  readBackBuffer ??= new Uint8Array(READ_BACK_BYTES);
+  const buffer = readBackBuffer;
+  for (let at = 0; at < expected.byteLength; at += READ_BACK_BYTES) {
+    const length = Math.min(READ_BACK_BYTES, expected.byteLength - at);
+    const back = readSlot(slot, offset + at, length, buffer);
+    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, length), Buffer.from(expected.buffer, expected.byteOffset + at, length)) !== 0) return false;
+  }
+  return true;
 }
 
 function writeFully(slot: PayloadSlot, bytes: Uint8Array, position: number): void {
