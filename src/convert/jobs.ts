@@ -3,6 +3,7 @@ import { SlotWriter, type PayloadSlot } from "../formats/b158/slot.js";
 import { runFloatTask, type FloatTask } from "./float-task.js";
 import type { TensorScale } from "../pack/scales.js";
 import { countNonFinite, isFloatLayout, type PayloadScan } from "./payload-scan.js";
+import { returnArena, takeArena } from "../pack/wasm/kernels.js";
 import { runTernaryTask, type TernaryTask } from "./task.js";
 import type { PackedCheck } from "./validate-b158.js";
 
@@ -41,13 +42,19 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
     }
     const { encoding } = job.task;
-    const result = await runTernaryTask(job.task, source);
-    // a fallback payload is floats made here: its NaN/Inf count, of the bytes the read-back matched
-    const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
-    const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout) : 0;
-    sink.write(result.payload);
-    const sha256 = sink.finish();
-    return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+    // the payload is made in this thread's arena and written from it before the arena is reused
+    const arena = takeArena();
+    try {
+      const result = await runTernaryTask(job.task, source, arena);
+      // a fallback payload is floats made here: its NaN/Inf count, of the bytes the read-back matched
+      const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
+      const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout) : 0;
+      sink.write(result.payload);
+      const sha256 = sink.finish();
+      return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+    } finally {
+      returnArena(arena);
+    }
   } finally {
     await source.close();
   }

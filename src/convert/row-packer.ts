@@ -1,77 +1,186 @@
 import { B158Error } from "../errors.js";
 import { packLayout, unpackLayout, type Unpacked } from "../pack/codec.js";
-import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
+import { fromF16Bits } from "../pack/float16.js";
+import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, tl2PayloadBytes, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
+import { scaleBitsOf } from "../pack/tq.js";
+import type { CheckFlags, WasmKernels } from "../pack/wasm/kernels.js";
 import type { PackedCheck } from "./validate-b158.js";
 
 /**
- * Packing and decode-checking a tensor a few rows at a time, while its codes are still in cache.
- * For I2_S, TQ and Q2_0 the payload of a row range is a slice of the whole payload (I2_S blocks run
- * over the flattened rows and K is a multiple of the block; TQ and Q2_0 blocks lie within a row), so packing row
- * ranges with the layout's own packer gives the same bytes as packing the tensor at once. I2_S's
- * tail (the f32 scale) is taken from the last range. TL1/TL2 tile across rows: they pack whole.
+ * Packing and decode-checking a tensor a range of rows at a time, while its codes are still in
+ * cache, so a tensor's codes never exist whole. Every layout's payload is made of row ranges:
+ * I2_S, TQ and Q2_0 blocks lie within a row (I2_S's run over the flattened rows, and K is a
+ * multiple of the block), so a range's bytes are a slice of the payload; TL1 and TL2 tile BM rows
+ * at a time, and their tile order puts a BM-row group's bytes in one slice (TL1) or one slice of
+ * each of its three regions (TL2). Packing ranges with the layout's own packer therefore gives the
+ * bytes of packing the tensor at once (row-packer.spec.ts). I2_S's tail (the f32 scale) and TL2's
+ * zero padding are written once. With WebAssembly kernels and views in their memory, I2_S, TQ2_0
+ * and Q2_0 pack and check in WebAssembly, with the same bytes and the same check.
  */
-export function packsByRows(params: LayoutParams): boolean {
-  return params.layout === "i2_s" || params.layout === "tq1_0" || params.layout === "tq2_0" || params.layout === "q2_0";
+
+/** Rows a layout packs on its own: TL1/TL2 tile BM rows at once, the others any rows. */
+export function rowUnit(params: LayoutParams): number {
+  return params.layout === "tl1" || params.layout === "tl2" ? params.BM : 1;
 }
 
-/** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
-const RANGE_CODES = 128 * 1024;
+/** Rows per range for about `codes` codes a range, a multiple of the layout's unit. */
+export function rangeRows(params: LayoutParams, K: number, codes: number): number {
+  const unit = rowUnit(params);
+  return Math.max(1, Math.floor(codes / (K * unit))) * unit;
+}
 
-export class RowPacker {
-  readonly payload: Uint8Array;
-  private readonly rowBytes: number;
-  private readonly rangeRows: number;
+/** Where a range of rows' packed bytes go in the whole payload: [from in the range's bytes, to in the payload, length]. */
+function rangeSlices(params: LayoutParams, shape: readonly [number, number], row: number, rows: number): [number, number, number][] {
+  const [M, K] = shape;
+  if (params.layout === "tl2") {
+    const K3 = Math.floor(K / params.BK) * params.BK;
+    const K2 = K - K3;
+    const [a, s, b] = [(rows * K3) / 6, (rows * K3) / 24, (rows * K2) / 4];
+    return [
+      [0, (row * K3) / 6, a],
+      [a, (M * K3) / 6 + (row * K3) / 24, s],
+      [a + s, (M * K3) / 6 + (M * K3) / 24 + (row * K2) / 4, b],
+    ];
+  }
+  const rowBytes = rowBytesOf(params, K);
+  return [[0, row * rowBytes, rows * rowBytes]];
+}
+
+function rowBytesOf(params: LayoutParams, K: number): number {
+  switch (params.layout) {
+    case "i2_s":
+    case "tl1":
+    case "tl2": // not used for TL2, which is three regions (rangeSlices)
+      return K / 4;
+    case "q2_0":
+      return (K / Q2_0_BLOCK) * Q2_0_BLOCK_BYTES;
+    case "tq1_0":
+      return (K / TQ_BLOCK) * TQ1_0_BLOCK_BYTES;
+    case "tq2_0":
+      return (K / TQ_BLOCK) * TQ2_0_BLOCK_BYTES;
+  }
+}
+
+/** The layout's whole payload bytes for `shape` (what packLayout returns). */
+export function payloadBytesOf(params: LayoutParams, shape: readonly [number, number]): number {
+  if (params.layout === "tl2") return tl2PayloadBytes(shape[0], shape[1]);
+  return rowsEnd(params, shape) + (params.layout === "i2_s" ? I2_S_TAIL_BYTES : 0);
+}
+
+/** The payload's bytes after the rows': I2_S's tail, TL2's zero padding (none for the others). */
+function rowsEnd(params: LayoutParams, shape: readonly [number, number]): number {
+  const [M, K] = shape;
+  if (params.layout === "tl2") {
+    const K3 = Math.floor(K / params.BK) * params.BK;
+    return (M * K3) / 6 + (M * K3) / 24 + (M * (K - K3)) / 4;
+  }
+  return M * rowBytesOf(params, K);
+}
+
+export class RangePacker {
   private rowsDone = 0;
   private nonzero = false;
   private roundTrips = true;
   private embeddedScale: number | undefined;
+  /** TQ2_0 / Q2_0's d of a nonzero block, for the WebAssembly packer; undefined: pack in TypeScript (which raises the scale's error, if any). */
+  private readonly d: number | undefined;
 
-  /** `scratch`: room to decode one range into (rangeCodes codes). */
+  /**
+   * `payload`: exactly the layout's payload bytes for `shape` (any contents: every byte is written).
+   * `scratch`: room for a range's codes, which the TypeScript decode-check decodes into.
+   */
   constructor(
     private readonly params: LayoutParams,
     private readonly shape: readonly [number, number],
     readonly scale: number,
+    readonly payload: Uint8Array,
     private readonly scratch: Int8Array,
+    private readonly kernels?: WasmKernels,
   ) {
     const [M, K] = shape;
-    this.rowBytes =
-      params.layout === "i2_s" ? K / 4 : params.layout === "q2_0" ? (K / Q2_0_BLOCK) * Q2_0_BLOCK_BYTES : (K / TQ_BLOCK) * (params.layout === "tq2_0" ? TQ2_0_BLOCK_BYTES : TQ1_0_BLOCK_BYTES);
-    this.rangeRows = Math.max(1, Math.floor(RANGE_CODES / K));
-    this.payload = new Uint8Array(M * this.rowBytes + (params.layout === "i2_s" ? I2_S_TAIL_BYTES : 0));
+    const end = rowsEnd(params, shape);
+    payload.fill(0, end);
+    if (params.layout === "i2_s") new DataView(payload.buffer, payload.byteOffset + M * (K / 4), 4).setFloat32(0, scale, true);
+    this.d = params.layout === "tq2_0" || params.layout === "q2_0" ? tryScaleBits(scale, params.layout) : undefined;
   }
 
-  /** Codes a range of rows decodes into. */
-  static rangeCodes(K: number): number {
-    return Math.max(1, Math.floor(RANGE_CODES / K)) * K;
-  }
-
-  /** Packs and checks every whole range of rows among the first `available` codes (all rows once `available` is M x K). */
-  feed(codes: Int8Array, available: number): void {
+  /** Packs and checks the next `codes.length / K` rows (whole units of the layout's, or the last rows). */
+  packRows(codes: Int8Array): void {
     const [M, K] = this.shape;
-    while (this.rowsDone < M) {
-      const end = Math.min(M, this.rowsDone + this.rangeRows);
-      if (end * K > available) return;
-      this.packRange(codes.subarray(this.rowsDone * K, end * K), this.rowsDone, end - this.rowsDone);
-      this.rowsDone = end;
+    const rows = codes.length / K;
+    const row = this.rowsDone;
+    if (!Number.isInteger(rows) || rows <= 0 || row + rows > M || (row + rows < M && rows % rowUnit(this.params) !== 0)) {
+      throw new B158Error("E_INTERNAL", `a range of ${codes.length} codes does not fit rows ${row}.. of [${M}, ${K}]`);
     }
+    if (!this.packInWasm(codes, row, rows)) this.packInTypeScript(codes, row, rows);
+    this.rowsDone += rows;
   }
 
-  /** The payload and its check; every row must have been fed. */
+  /** The payload and its check; every row must have been packed. */
   finish(): { payload: Uint8Array; check: PackedCheck } {
+    if (this.rowsDone !== this.shape[0]) throw new B158Error("E_INTERNAL", `${this.rowsDone} of ${this.shape[0]} rows were packed`);
     return { payload: this.payload, check: { nonzero: this.nonzero, roundTrips: this.roundTrips, embeddedScale: this.embeddedScale } };
   }
 
-  private packRange(codes: Int8Array, row: number, rows: number): void {
+  private packInTypeScript(codes: Int8Array, row: number, rows: number): void {
     const K = this.shape[1];
     const packed = packLayout(this.params, codes, [rows, K], this.scale);
-    const body = rows * this.rowBytes;
-    this.payload.set(packed.subarray(0, body), row * this.rowBytes);
-    if (row + rows === this.shape[0] && this.params.layout === "i2_s") this.payload.set(packed.subarray(body), this.payload.byteLength - I2_S_TAIL_BYTES);
+    for (const [from, to, length] of rangeSlices(this.params, this.shape, row, rows)) this.payload.set(packed.subarray(from, from + length), to);
     const decoded = decodeWritten(this.params, packed, [rows, K], this.scratch.subarray(0, rows * K));
-    this.roundTrips &&= decoded !== undefined && sameBytes(decoded.codes, codes);
-    this.nonzero ||= anyNonzero(codes);
+    this.record(decoded !== undefined && sameBytes(decoded.codes, codes), anyNonzero(codes), () => decoded?.scale);
+  }
+
+  /** I2_S, TQ2_0 and Q2_0 in WebAssembly, when the views lie in the kernels' memory; false when not done. */
+  private packInWasm(codes: Int8Array, row: number, rows: number): boolean {
+    const { kernels, params } = this;
+    if (kernels === undefined || !kernels.holds(codes, this.payload)) return false;
+    if (params.layout !== "i2_s" && (this.d === undefined || (params.layout !== "tq2_0" && params.layout !== "q2_0"))) return false;
+    const [[, to, length]] = rangeSlices(params, this.shape, row, rows) as [[number, number, number]];
+    const out = this.payload.subarray(to, to + length);
+    let ternary: boolean;
+    let flags: CheckFlags;
+    if (params.layout === "i2_s") {
+      ternary = kernels.packI2s(codes, params.blockSize, out);
+      flags = kernels.checkI2s(out, codes, params.blockSize);
+    } else if (params.layout === "tq2_0") {
+      ternary = kernels.packTq2_0(codes, this.d!, out);
+      flags = kernels.checkTq2_0(out, codes);
+    } else {
+      ternary = kernels.packQ2_0(codes, this.d!, out);
+      flags = kernels.checkQ2_0(out, codes);
+    }
+    // codes outside -1..1: the TypeScript packer raises E_NOT_TERNARY naming the first
+    if (!ternary) packLayout(params, codes, [rows, this.shape[1]], this.scale);
+    this.record(!flags.invalid && !flags.differs, flags.nonzero, () => (flags.invalid ? undefined : this.embeddedIn(out)));
+    return true;
+  }
+
+  /** The scale a decoder reads from a range just packed in WebAssembly: I2_S's tail, else the d of its first nonzero block (0 if none). */
+  private embeddedIn(out: Uint8Array): number {
+    const { params, payload } = this;
+    if (params.layout === "i2_s") return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getFloat32(payload.byteLength - I2_S_TAIL_BYTES, true);
+    const [blockBytes, at] = params.layout === "tq2_0" ? [TQ2_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES - 2] : [Q2_0_BLOCK_BYTES, 0];
+    for (let o = at; o < out.byteLength; o += blockBytes) {
+      const bits = out[o]! | (out[o + 1]! << 8);
+      if (bits !== 0) return fromF16Bits(bits);
+    }
+    return 0;
+  }
+
+  private record(roundTrips: boolean, nonzero: boolean, scale: () => number | undefined): void {
+    this.roundTrips &&= roundTrips;
+    this.nonzero ||= nonzero;
     // the whole tensor's embedded scale: I2_S's tail, TQ's / Q2_0's d of the first block that has one
-    if (this.embeddedScale === undefined || this.embeddedScale === 0) this.embeddedScale = decoded?.scale;
+    if (this.embeddedScale === undefined || this.embeddedScale === 0) this.embeddedScale = scale();
+  }
+}
+
+/** f16 bits of a per-tensor TQ / Q2_0 scale, or undefined when the packer would refuse it (then it packs, and raises the error, itself). */
+function tryScaleBits(scale: number, layout: "tq2_0" | "q2_0"): number | undefined {
+  try {
+    return scaleBitsOf(scale, layout === "q2_0" ? "Q2_0" : "TQ")(0);
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,12 +1,13 @@
 import type { ByteSource } from "../io/byte-source.js";
 import { packLayout, scalesError } from "../pack/codec.js";
 import { scaleEligibility, type LayoutParams } from "../pack/layouts.js";
-import { unpackHfPacked } from "../pack/hf-packed.js";
+import { checkHfShape, unpackHfPacked, unpackHfRows } from "../pack/hf-packed.js";
 import type { TensorScale } from "../pack/scales.js";
 import { StoredTernaryReader } from "../pack/stored.js";
-import { AbsmeanAccumulator, type LatentDtype } from "../pack/ternarize.js";
+import { AbsmeanAccumulator, type LatentDtype, type TernaryCoder } from "../pack/ternarize.js";
 import { dequantize, type FloatLayout } from "./float-convert.js";
-import { anyNonzero, decodeWritten, packsByRows, RowPacker, sameBytes } from "./row-packer.js";
+import { returnArena, takeArena, type Arena } from "../pack/wasm/kernels.js";
+import { anyNonzero, decodeWritten, payloadBytesOf, RangePacker, rangeRows, sameBytes } from "./row-packer.js";
 import { Lease, Scratch } from "./scratch.js";
 import type { PackedCheck } from "./validate-b158.js";
 
@@ -17,8 +18,10 @@ import type { PackedCheck } from "./validate-b158.js";
  * fallback, dequantize to float. Pure apart from the reads, so it runs the same in a worker
  * thread or inline, and the output never depends on which. A packed payload is decoded here, while
  * its codes are at hand, so validating the written file needs only hashes (validate-b158.ts).
- * I2_S and TQ are packed and decoded a few rows at a time as pass 2 makes the codes (row-packer.ts),
- * and large buffers are reused from task to task (scratch.ts): both keep the work in cache.
+ * Layout payloads are packed and decoded a range of rows at a time as pass 2 (or the unpacking of a
+ * packed source) makes the codes (row-packer.ts), so a tensor's codes never exist whole, in an
+ * arena reused from task to task (src/pack/wasm/kernels.ts) whose memory the WebAssembly kernels
+ * work in: both keep the work in cache and the memory bounded by the payload.
  */
 export interface TernaryTask {
   readonly name: string;
@@ -46,41 +49,71 @@ export interface TernaryResult {
   readonly check?: PackedCheck;
 }
 
-/** This thread's reusable buffers (see scratch.ts). */
+/** This thread's reusable buffers for whole-codes paths (see scratch.ts). */
 const scratch = new Scratch();
 
-export async function runTernaryTask(task: TernaryTask, source: ByteSource): Promise<TernaryResult> {
+/**
+ * `arena`: where layout payloads are made; the payload returned is then a view of it, valid until
+ * its next carve. Without one, the task takes this thread's and returns a copy.
+ */
+export async function runTernaryTask(task: TernaryTask, source: ByteSource, arena?: Arena): Promise<TernaryResult> {
+  const own = arena === undefined ? takeArena() : undefined;
   const lease = new Lease(scratch);
   try {
-    if (task.action === "repack") return await repackTensor(task, source, lease);
-    return task.action === "extract" ? await extractTensor(task, source, lease) : await ternarizeTensor(task, source, lease);
+    const result = await runWith(task, source, lease, arena ?? own!);
+    return own === undefined || task.encoding.kind === "fallback" ? result : { ...result, payload: result.payload.slice() };
   } finally {
     lease.release();
+    if (own !== undefined) returnArena(own);
   }
 }
 
+function runWith(task: TernaryTask, source: ByteSource, lease: Lease, arena: Arena): Promise<TernaryResult> {
+  if (task.action === "extract") return extractTensor(task, source, lease);
+  if (task.encoding.kind === "layout") return task.action === "repack" ? repackByRanges(task, task.encoding.params, source, arena) : ternarizeByRanges(task, task.encoding.params, source, arena);
+  return task.action === "repack" ? repackTensor(task, source, lease) : ternarizeTensor(task, source, lease);
+}
+
+/** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
+const RANGE_CODES = 128 * 1024;
+
+/** A fallback encoding's repack: the whole codes, dequantized. */
 async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const bytes = await source.read(task.fileOffset, task.byteLength, lease.bytes(task.byteLength));
   const [rows, cols] = task.packedShape!;
   const codes = unpackHfPacked(bytes, rows, cols, task.shape[0], task.name, task.path);
-  const scale = task.repackScale!;
-  const packer = rowPacker(task, scale, lease);
-  packer?.feed(codes, codes.length);
-  return finish(task, codes, scale, packer, lease);
+  return finish(task, codes, task.repackScale!, lease);
 }
 
-/** The payload: from the row packer when its scale held, else packed (and checked) whole. */
-function finish(task: TernaryTask, codes: Int8Array, scale: TensorScale, packer: RowPacker | undefined, lease: Lease): TernaryResult {
+/** A packed source into a layout: unpacked and packed a range of rows at a time. */
+async function repackByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena): Promise<TernaryResult> {
+  const [packedRows, cols] = task.packedShape!;
+  const [M, K] = task.shape;
+  checkHfShape(task.byteLength, packedRows, cols, M, task.name);
+  const rows = rangeRows(params, K, RANGE_CODES);
+  const [into, codeBytes, payload, decoded] = arena.carve(task.byteLength, Math.min(M, rows) * K, payloadBytesOf(params, task.shape), Math.min(M, rows) * K);
+  const bytes = await source.read(task.fileOffset, task.byteLength, into!);
+  const codes = int8(codeBytes!);
+  const packer = new RangePacker(params, task.shape, task.repackScale!, payload!, int8(decoded!), arena.kernels);
+  for (let row = 0; row < M; row += rows) {
+    const range = codes.subarray(0, Math.min(rows, M - row) * K);
+    // a code 3: the whole tensor's unpacking names the first
+    if (!unpackHfRows(bytes, packedRows, cols, row, range, arena.kernels)) unpackHfPacked(bytes, packedRows, cols, M, task.name, task.path);
+    packer.packRows(range);
+  }
+  return { ...packer.finish(), scale: task.repackScale! };
+}
+
+/** Whole codes into their encoding: a fallback's floats, or a layout packed and checked at once. */
+function finish(task: TernaryTask, codes: Int8Array, scale: TensorScale, lease: Lease): TernaryResult {
   if (task.encoding.kind === "fallback") return { payload: dequantize(codes, scale, task.encoding.dtype, task.shape[1]), scale };
-  if (packer !== undefined && packer.scale === scale) return { ...packer.finish(), scale };
   const { params } = task.encoding;
   const payload = packLayout(params, codes, task.shape, scale);
   return { payload, scale, check: checkPacked(params, payload, codes, task.shape, lease.codes(codes.length)) };
 }
 
-function rowPacker(task: TernaryTask, scale: number, lease: Lease): RowPacker | undefined {
-  if (task.encoding.kind !== "layout" || !packsByRows(task.encoding.params)) return undefined;
-  return new RowPacker(task.encoding.params, task.shape, scale, lease.codes(RowPacker.rangeCodes(task.shape[1])));
+function int8(bytes: Uint8Array): Int8Array {
+  return new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Bytes read at a time within a chunk: small enough to be processed while still in this core's cache. */
@@ -93,23 +126,53 @@ const PIECE_BYTES = 1024 * 1024;
  * after pass 1 (online semantics: it is the final scale, whatever the values).
  */
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
-  const dtype = task.sourceDtype as LatentDtype;
-  const elementBytes = dtype === "F32" ? 4 : 2;
-  const step = Math.max(elementBytes, Math.floor(task.chunkBytes / 4) * 4);
-  const buffer = lease.bytes(Math.min(step, PIECE_BYTES, task.byteLength));
-  const accumulator = new AbsmeanAccumulator(dtype, task.name);
-  for (const { offset, length, last } of pieces(task.byteLength, step, buffer.byteLength)) {
-    accumulator.addPiece(await readPiece(source, task.fileOffset + offset, length, buffer), last);
-  }
-  const coder = accumulator.coder();
+  const { step, pieceBytes } = pieceSizes(task);
+  const buffer = lease.bytes(pieceBytes);
+  const coder = await absmeanPass(task, source, buffer);
   const codes = lease.codes(task.shape[0] * task.shape[1]);
-  const packer = rowPacker(task, coder.provisionalScale, lease);
   let written = 0;
   for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {
     written += coder.encode(await readPiece(source, task.fileOffset + offset, length, buffer), codes, written);
-    packer?.feed(codes, written);
   }
-  return finish(task, codes, coder.result().scale, packer, lease);
+  return finish(task, codes, coder.result().scale, lease);
+}
+
+/** The same into a layout, its rows packed and checked a range at a time as pass 2 codes them. */
+async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena): Promise<TernaryResult> {
+  const [M, K] = task.shape;
+  const { step, pieceBytes, elementBytes } = pieceSizes(task);
+  const rangeCodes = Math.min(M, rangeRows(params, K, RANGE_CODES)) * K;
+  // the codes of a range not yet whole, and a piece's
+  const [buffer, codeBytes, payload, decoded] = arena.carve(pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
+  const coder = await absmeanPass(task, source, buffer!, arena);
+  const codes = int8(codeBytes!);
+  const packer = new RangePacker(params, task.shape, coder.result().scale, payload!, int8(decoded!), arena.kernels);
+  let filled = 0;
+  for (const { offset, length } of pieces(task.byteLength, step, buffer!.byteLength)) {
+    filled += coder.encode(await readPiece(source, task.fileOffset + offset, length, buffer!), codes, filled);
+    let start = 0;
+    for (; filled - start >= rangeCodes; start += rangeCodes) packer.packRows(codes.subarray(start, start + rangeCodes));
+    if (start > 0) codes.copyWithin(0, start, filled);
+    filled -= start;
+  }
+  if (filled > 0) packer.packRows(codes.subarray(0, filled));
+  return { ...packer.finish(), scale: coder.result().scale };
+}
+
+function pieceSizes(task: TernaryTask): { step: number; pieceBytes: number; elementBytes: number } {
+  const elementBytes = task.sourceDtype === "F32" ? 4 : 2;
+  const step = Math.max(elementBytes, Math.floor(task.chunkBytes / 4) * 4);
+  return { step, pieceBytes: Math.min(step, PIECE_BYTES, task.byteLength), elementBytes };
+}
+
+/** Pass 1 (the absmean), read in pieces into `buffer`; the coder for pass 2. */
+async function absmeanPass(task: TernaryTask, source: ByteSource, buffer: Uint8Array, arena?: Arena): Promise<TernaryCoder> {
+  const { step } = pieceSizes(task);
+  const accumulator = new AbsmeanAccumulator(task.sourceDtype as LatentDtype, task.name, arena?.kernels);
+  for (const { offset, length, last } of pieces(task.byteLength, step, buffer.byteLength)) {
+    accumulator.addPiece(await readPiece(source, task.fileOffset + offset, length, buffer), last);
+  }
+  return accumulator.coder(arena?.kernels);
 }
 
 /**
@@ -133,7 +196,7 @@ async function extractTensor(task: TernaryTask, source: ByteSource, lease: Lease
     const problem = scaleEligibility(layout, task.shape[1], scale.groupSize);
     if (problem !== undefined && !problem.eligible) throw scalesError(task.name, task.shape, layout, scale.groupSize, problem.reason, problem.rule);
   }
-  return finish(task, codes, scale, undefined, lease);
+  return finish(task, codes, scale, lease);
 }
 
 /** Pieces of at most `size` bytes (a multiple of 16) that never straddle a `step` chunk; `last` ends a chunk. */

@@ -1,6 +1,7 @@
 import { B158Error } from "../errors.js";
 import { packedCodeError } from "./packed-code.js";
 import { minusOne } from "./swar.js";
+import type { WasmKernels } from "./wasm/kernels.js";
 
 /**
  * transformers' BitNet weight packing (integrations/bitnet.py pack_weights / unpack_weights):
@@ -11,9 +12,19 @@ import { minusOne } from "./swar.js";
 
 /** Unpacks to ternary int8 [outRows, cols]. Throws E_PACKED_CODE on the unused code 3 (packed-code.ts), naming `file` when given. */
 export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: number, outRows = packedRows * 4, tensorName = "tensor", file?: string): Int8Array {
-  if (packed.length !== packedRows * cols) {
-    throw new B158Error("E_PACKED_SHAPE", `${tensorName}: packed buffer has ${packed.length} bytes, expected ${packedRows} x ${cols}`, {
-      details: { tensor: tensorName, bytes: packed.length, packedRows, cols },
+  checkHfShape(packed.length, packedRows, cols, outRows, tensorName);
+  const out = new Int8Array(outRows * cols);
+  const words = cols % 4 === 0 && packed.byteOffset % 4 === 0;
+  const bad = words ? unpackWords(packed, packedRows, cols, outRows, out) : unpackBytes(packed, packedRows, cols, outRows, out);
+  if (bad !== 0) reportCode3(packed, packedRows, cols, outRows, tensorName, file);
+  return out;
+}
+
+/** E_PACKED_SHAPE unless `bytes` are [packedRows, cols] that can unpack to `outRows` rows. */
+export function checkHfShape(bytes: number, packedRows: number, cols: number, outRows: number, tensorName: string): void {
+  if (bytes !== packedRows * cols) {
+    throw new B158Error("E_PACKED_SHAPE", `${tensorName}: packed buffer has ${bytes} bytes, expected ${packedRows} x ${cols}`, {
+      details: { tensor: tensorName, bytes, packedRows, cols },
     });
   }
   if (outRows > packedRows * 4 || outRows <= (packedRows - 1) * 4) {
@@ -21,11 +32,42 @@ export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: num
       details: { tensor: tensorName, outRows, packedRows },
     });
   }
-  const out = new Int8Array(outRows * cols);
-  const words = cols % 4 === 0 && packed.byteOffset % 4 === 0;
-  const bad = words ? unpackWords(packed, packedRows, cols, outRows, out) : unpackBytes(packed, packedRows, cols, outRows, out);
-  if (bad !== 0) reportCode3(packed, packedRows, cols, outRows, tensorName, file);
-  return out;
+}
+
+/**
+ * Output rows from..from + rows of unpackHfPacked (shape checked by the caller) into `out`, with
+ * `kernels` when the views lie in their memory. False when a code is 3: unpackHfPacked on the whole
+ * tensor then names the first (in this same order).
+ */
+export function unpackHfRows(packed: Uint8Array, packedRows: number, cols: number, from: number, out: Int8Array, kernels?: WasmKernels): boolean {
+  const rows = out.length / cols;
+  const wasm = kernels?.holds(packed, out) === true;
+  const words = !wasm && cols % 4 === 0 && packed.byteOffset % 4 === 0 && out.byteOffset % 4 === 0;
+  let bad = 0;
+  for (let i = 0; i < rows; i++) {
+    const row = from + i;
+    const shift = 2 * Math.floor(row / packedRows);
+    const src = packed.subarray((row % packedRows) * cols, (row % packedRows + 1) * cols);
+    const dst = out.subarray(i * cols, (i + 1) * cols);
+    if (wasm) {
+      if (!kernels!.unpackHfRow(src, shift, dst)) bad = 1;
+    } else if (words) {
+      const s32 = new Uint32Array(src.buffer, src.byteOffset, cols >>> 2);
+      const d32 = new Uint32Array(dst.buffer, dst.byteOffset, cols >>> 2);
+      for (let c = 0; c < s32.length; c++) {
+        const v = (s32[c]! >>> shift) & 0x03030303;
+        bad |= v & (v >>> 1);
+        d32[c] = minusOne(v);
+      }
+    } else {
+      for (let c = 0; c < cols; c++) {
+        const v = (src[c]! >>> shift) & 3;
+        bad |= v & (v >>> 1);
+        dst[c] = v - 1;
+      }
+    }
+  }
+  return bad === 0;
 }
 
 /** Rows of quarter q that exist in the output (the last quarter may be short). */

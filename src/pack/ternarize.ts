@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
 import { fromBf16Bits, fromF16Bits } from "./float16.js";
+import type { WasmKernels } from "./wasm/kernels.js";
 
 /**
  * BitNet b1.58 absmean ternarization of latent weights, per tensor (docs/ternarization.md):
@@ -61,9 +62,11 @@ export class AbsmeanAccumulator {
   /** The chunk being fed in pieces: its four partial sums, bytes so far. */
   private readonly partial = { a: 0, b: 0, c: 0, d: 0, bytes: 0 };
 
+  /** `kernels`: pieces that lie in their memory are summed in WebAssembly (the same additions, in the same order). */
   constructor(
     readonly dtype: LatentDtype,
     readonly tensorName = "tensor",
+    private readonly kernels?: WasmKernels,
   ) {}
 
   add(chunk: Uint8Array): void {
@@ -97,39 +100,48 @@ export class AbsmeanAccumulator {
   }
 
   private sumHalves(piece: Uint8Array, last: boolean): void {
-    const table = FORMATS[this.dtype as "F16" | "BF16"].magnitude();
-    const words = u16View(piece);
-    const pairs = pairView(words);
-    // Four float64 accumulators break the add-latency chain.
+    const dtype = this.dtype as "F16" | "BF16";
     const p = this.partial;
-    let a = p.a;
-    let b = p.b;
-    let c = p.c;
-    let d = p.d;
-    const whole = pairs.length - (pairs.length % 4);
-    for (let i = 0; i < whole; i += 4) {
-      const w = pairs[i]!;
-      const v = pairs[i + 1]!;
-      const x = pairs[i + 2]!;
-      const y = pairs[i + 3]!;
-      a += table[w & 0x7fff]! + table[(w >>> 16) & 0x7fff]!;
-      b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
-      c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
-      d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
-    }
-    if (last) {
-      for (let i = 2 * whole; i < words.length; i++) a += table[words[i]! & 0x7fff]!;
-    }
+    // the whole 16-byte runs in WebAssembly when it can (an F16 Inf/NaN leaves them to TypeScript, which reports it)
+    const runs = this.kernels?.holds(piece) === true && this.kernels.absmeanHalves(dtype, piece, p) ? piece.byteLength >>> 4 : 0;
+    const words = u16View(piece);
+    addHalfMagnitudes(dtype, words, 8 * runs, last, p);
     this.count += words.length;
-    Object.assign(p, { a, b, c, d });
   }
 
-  /** The absmean scale, and a coder for pass 2. */
-  coder(): TernaryCoder {
+  /** The absmean scale, and a coder for pass 2 (running in `kernels` where the chunks lie in their memory). */
+  coder(kernels?: WasmKernels): TernaryCoder {
     const mean = this.count === 0 ? 0 : Math.fround(this.sum / this.count);
     const inv = Math.fround(1 / Math.max(mean, ABSMEAN_FLOOR));
-    return new TernaryCoder(this.dtype, { scale: Math.fround(1 / inv), inv, elements: this.count });
+    return new TernaryCoder(this.dtype, { scale: Math.fround(1 / inv), inv, elements: this.count }, kernels);
   }
+}
+
+/**
+ * Pass 1's additions over 16-bit weights from `words[from]` on: each run of four pairs (16 bytes)
+ * adds pair k's two magnitudes, summed in float64, to partial k (four float64 accumulators break
+ * the add-latency chain); with `last`, the elements after the whole runs go to partial a one by
+ * one. `from` is a multiple of 8. The WebAssembly kernel (gen-convert.ts) makes the same additions.
+ */
+export function addHalfMagnitudes(dtype: "F16" | "BF16", words: Uint16Array, from: number, last: boolean, partial: { a: number; b: number; c: number; d: number }): void {
+  const table = FORMATS[dtype].magnitude();
+  const pairs = pairView(words);
+  let { a, b, c, d } = partial;
+  const whole = pairs.length - (pairs.length % 4);
+  for (let i = from >>> 1; i < whole; i += 4) {
+    const w = pairs[i]!;
+    const v = pairs[i + 1]!;
+    const x = pairs[i + 2]!;
+    const y = pairs[i + 3]!;
+    a += table[w & 0x7fff]! + table[(w >>> 16) & 0x7fff]!;
+    b += table[v & 0x7fff]! + table[(v >>> 16) & 0x7fff]!;
+    c += table[x & 0x7fff]! + table[(x >>> 16) & 0x7fff]!;
+    d += table[y & 0x7fff]! + table[(y >>> 16) & 0x7fff]!;
+  }
+  if (last) {
+    for (let i = 2 * whole; i < words.length; i++) a += table[words[i]! & 0x7fff]!;
+  }
+  Object.assign(partial, { a, b, c, d });
 }
 
 export interface TernaryScale {
@@ -154,6 +166,7 @@ export class TernaryCoder {
   constructor(
     readonly dtype: LatentDtype,
     private readonly absmean: TernaryScale,
+    private readonly kernels?: WasmKernels,
   ) {
     this.threshold = dtype === "F32" ? 0 : zeroThreshold(FORMATS[dtype].decode, absmean.inv);
     this.codeTable = dtype === "F32" ? new Uint8Array(0) : codeTable(this.threshold);
@@ -166,6 +179,13 @@ export class TernaryCoder {
 
   /** Writes one code per element of `chunk` at out[offset...]; returns how many. */
   encode(chunk: Uint8Array, out: Int8Array, offset: number): number {
+    const n = chunk.byteLength / (this.dtype === "F32" ? 4 : 2);
+    const target = out.subarray(offset, offset + n);
+    if (this.kernels?.holds(chunk, out) === true && target.length === Math.floor(n)) {
+      if (this.dtype === "F32") this.kernels.codeF32(chunk, this.absmean.inv, target);
+      else this.kernels.codeHalves(chunk, this.threshold, target);
+      return target.length;
+    }
     if (this.dtype === "F32") {
       const values = floatView(chunk);
       const { inv } = this.absmean;

@@ -1,0 +1,332 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { B158Error } from "../../errors.js";
+import { checkPacked } from "../../convert/task.js";
+import { decodeWritten, payloadBytesOf, RangePacker, rangeRows, sameBytes } from "../../convert/row-packer.js";
+import { packLayout } from "../codec.js";
+import { toBf16Bits, toF16Bits } from "../float16.js";
+import { unpackHfPacked, unpackHfRows } from "../hf-packed.js";
+import { checkEligibility, type LayoutId, type LayoutParams } from "../layouts.js";
+import { readStored } from "../stored.js";
+import { AbsmeanAccumulator, type LatentDtype } from "../ternarize.js";
+import { Arena, convertKernelsKind, type WasmKernels } from "./kernels.js";
+
+/**
+ * The converter's WebAssembly kernels (gen-convert.ts) against the TypeScript packers and passes
+ * they stand in for: byte for byte on upstream's golden vectors, and on random shapes and values
+ * (fast-check). `npm test` builds the module first; without it these tests fail rather than
+ * compare TypeScript with itself.
+ */
+const VECTORS = fileURLToPath(new URL("../../../test/vectors/", import.meta.url));
+const vector = (path: string): Uint8Array => new Uint8Array(readFileSync(VECTORS + path));
+const SCALE = 53 / 1024;
+
+/** One arena with the module, and the kernel calls it served (to prove the WebAssembly path ran). */
+function wasmArena(): { arena: Arena; kernels: WasmKernels; calls: Map<string, number> } {
+  const arena = Arena.create();
+  expect(arena.kernels, "dist/pack/wasm/convert-simd128.wasm is missing: run npm run build").toBeDefined();
+  const calls = new Map<string, number>();
+  const target = arena.kernels!;
+  const kernels = new Proxy(target, {
+    get(t, prop, receiver) {
+      const value = Reflect.get(t, prop, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (prop !== "holds") calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+        return (value as (...a: unknown[]) => unknown).apply(t, args);
+      };
+    },
+  });
+  return { arena, kernels, calls };
+}
+
+/** `bytes` copied into views of the arena's memory (sizes in bytes, in order); extra views for outputs. */
+function place(arena: Arena, inputs: readonly Uint8Array[], outputs: readonly number[] = []): Uint8Array[] {
+  const views = arena.carve(...inputs.map((b) => b.byteLength), ...outputs);
+  inputs.forEach((b, i) => views[i]!.set(b));
+  return views;
+}
+
+const i8 = (b: Uint8Array) => new Int8Array(b.buffer, b.byteOffset, b.byteLength);
+const u8 = (c: Int8Array) => new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+
+/** Packs `codes` range by range as the converter does: in WebAssembly when `kernels` is given (views in the arena), else in TypeScript. */
+function packByRanges(params: LayoutParams, codes: Int8Array, shape: readonly [number, number], scale: number, rangeCodes: number, wasm?: ReturnType<typeof wasmArena>) {
+  const [M, K] = shape;
+  const rows = Math.min(M, rangeRows(params, K, rangeCodes));
+  const payloadBytes = payloadBytesOf(params, shape);
+  let packer: RangePacker;
+  let input: Int8Array;
+  if (wasm) {
+    const [c, payload, scratch] = place(wasm.arena, [u8(codes)], [payloadBytes, rows * K]);
+    input = i8(c!);
+    packer = new RangePacker(params, shape, scale, payload!.fill(0xa5), i8(scratch!), wasm.kernels);
+  } else {
+    input = codes;
+    packer = new RangePacker(params, shape, scale, new Uint8Array(payloadBytes).fill(0x5a), new Int8Array(rows * K));
+  }
+  for (let row = 0; row < M; row += rows) packer.packRows(input.subarray(row * K, Math.min(M, row + rows) * K));
+  const { payload, check } = packer.finish();
+  return { payload: payload.slice(), check };
+}
+
+function lcgCodes(n: number, seed: number, zeroRows = 0, K = 1): Int8Array {
+  let s = seed >>> 0;
+  const codes = Int8Array.from({ length: n }, () => (((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 16) % 3) - 1);
+  codes.fill(0, 0, Math.min(n, zeroRows * K)); // leading all-zero rows: TQ's embedded d comes from a later block
+  return codes;
+}
+
+function expectSameBytes(actual: Uint8Array, expected: Uint8Array): void {
+  expect(actual.byteLength).toBe(expected.byteLength);
+  const at = actual.findIndex((b, i) => b !== expected[i]);
+  expect(at, `first difference at byte ${at}`).toBe(-1);
+}
+
+describe("converter kernels in WebAssembly", () => {
+  it("are built and loaded", () => {
+    expect(convertKernelsKind()).toBe("wasm-simd128");
+  });
+
+  describe("golden vectors, packed in WebAssembly range by range", () => {
+    const codes256 = i8(vector("bitnet/ternary_256x256.i8"));
+    it.each([
+      ["bitnet/i2s_x86_256x256.bin", { layout: "i2_s", blockSize: 128, variant: "x86" }],
+      ["bitnet/i2s_arm_256x256.bin", { layout: "i2_s", blockSize: 64, variant: "arm" }],
+    ] as const)("I2_S %s", (file, params) => {
+      const wasm = wasmArena();
+      const { payload, check } = packByRanges(params, codes256, [256, 256], SCALE, 64 * 256, wasm);
+      expectSameBytes(payload, vector(file));
+      expect(check).toEqual({ nonzero: true, roundTrips: true, embeddedScale: Math.fround(SCALE) });
+      expect(wasm.calls.get("packI2s")).toBe(4);
+      expect(wasm.calls.get("checkI2s")).toBe(4);
+    });
+
+    it.each([
+      ["tq/tq2_0_256x256.bin", "bitnet/weights_256x256.f32", "tq2_0", 256, 256],
+      ["tq/tq2_0_256x256_zero_row7.bin", "tq/weights_256x256_zero_row7.f32", "tq2_0", 256, 256],
+      ["q2_0/q2_0_256x256.bin", "bitnet/weights_256x256.f32", "q2_0", 256, 256],
+      ["q2_0/q2_0_256x256_zero_row7.bin", "tq/weights_256x256_zero_row7.f32", "q2_0", 256, 256],
+    ] as const)("%s", (file, weights, layout, M, K) => {
+      const stored = readStored(vector(weights), "F32", [M, K]);
+      const params: LayoutParams = layout === "q2_0" ? { layout, blockSize: 64 } : { layout, blockSize: 256 };
+      const wasm = wasmArena();
+      const { payload, check } = packByRanges(params, stored.codes, [M, K], stored.scale as number, 48 * K, wasm);
+      expectSameBytes(payload, vector(file));
+      expect(check.roundTrips).toBe(true);
+      expect(wasm.calls.get(layout === "q2_0" ? "packQ2_0" : "packTq2_0")).toBe(Math.ceil(M / 48));
+    });
+
+    it("q2_0 64x320 (K not a multiple of 256)", () => {
+      const stored = readStored(new Uint8Array(Float32Array.from(lcgFromVectors(320, 64, 320), (c) => c * SCALE).buffer), "F32", [64, 320]);
+      const { payload } = packByRanges({ layout: "q2_0", blockSize: 64 }, stored.codes, [64, 320], stored.scale as number, 7 * 320, wasmArena());
+      expectSameBytes(payload, vector("q2_0/q2_0_64x320.bin"));
+    });
+  });
+
+  describe("the same payload and check as the TypeScript packers, on random shapes", () => {
+    const layouts: [LayoutId, Partial<Record<"i2sVariant", "x86" | "arm">>][] = [
+      ["i2_s", { i2sVariant: "x86" }],
+      ["i2_s", { i2sVariant: "arm" }],
+      ["tq2_0", {}],
+      ["tq1_0", {}],
+      ["q2_0", {}],
+      ["tl1", {}],
+      ["tl2", {}],
+    ];
+    it.each(layouts)("%s %o", (layout, options) => {
+      const wasm = wasmArena();
+      fc.assert(
+        fc.property(
+          fc.constantFrom(64, 128, 192, 256, 320, 448, 640),
+          fc.constantFrom(64, 256, 320, 384, 512, 768, 1280),
+          fc.integer({ min: 0, max: 700 }),
+          fc.integer({ min: 1, max: 200_000 }),
+          fc.integer(),
+          fc.constantFrom(0.0123, 1e-9, 3.5),
+          (M, K, zeroRows, rangeCodes, seed, scale) => {
+            const eligibility = checkEligibility(layout, [M, K], options);
+            fc.pre(eligibility.eligible);
+            const params = (eligibility as { params: LayoutParams }).params;
+            const codes = lcgCodes(M * K, seed, zeroRows, K);
+            const refused = catchCode(() => packLayout(params, codes, [M, K], scale));
+            if (refused !== undefined) {
+              // a scale the layout cannot store: the same error either way
+              expect(catchCode(() => packByRanges(params, codes, [M, K], scale, rangeCodes))).toBe(refused);
+              expect(catchCode(() => packByRanges(params, codes, [M, K], scale, rangeCodes, wasm))).toBe(refused);
+              return;
+            }
+            const whole = packLayout(params, codes, [M, K], scale);
+            const ts = packByRanges(params, codes, [M, K], scale, rangeCodes);
+            const inWasm = packByRanges(params, codes, [M, K], scale, rangeCodes, wasm);
+            expectSameBytes(ts.payload, whole);
+            expectSameBytes(inWasm.payload, whole);
+            const expected = checkPacked(params, whole, codes, [M, K]);
+            expect(ts.check).toEqual(expected);
+            expect(inWasm.check).toEqual(expected);
+          },
+        ),
+        { numRuns: 30 },
+      );
+      if (layout === "i2_s" || layout === "tq2_0" || layout === "q2_0") expect(wasm.calls.size).toBeGreaterThan(0);
+    });
+
+    it("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY", () => {
+      for (const params of [{ layout: "i2_s", blockSize: 128, variant: "x86" }, { layout: "tq2_0", blockSize: 256 }, { layout: "q2_0", blockSize: 64 }] as LayoutParams[]) {
+        const codes = lcgCodes(4 * 256, 9);
+        codes[700] = 2;
+        const ts = catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024));
+        expect(ts).toBe("E_NOT_TERNARY");
+        expect(catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024, wasmArena()))).toBe(ts);
+      }
+    });
+  });
+
+  describe("the decode check finds what decoding finds", () => {
+    it.each([
+      [{ layout: "i2_s", blockSize: 128, variant: "x86" }, 0, "checkI2s"],
+      [{ layout: "i2_s", blockSize: 64, variant: "arm" }, 0, "checkI2s"],
+      [{ layout: "tq2_0", blockSize: 256 }, 66, "checkTq2_0"],
+      [{ layout: "q2_0", blockSize: 64 }, 18, "checkQ2_0"],
+    ] as const)("%o: any damaged byte", (params, blockBytes, method) => {
+      const { arena, kernels } = wasmArena();
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 12 }), fc.integer(), fc.nat(), fc.integer({ min: 1, max: 255 }), (rows, seed, at, flip) => {
+          const K = 256;
+          const codes = lcgCodes(rows * K, seed);
+          const whole = packLayout(params, codes, [rows, K], 0.25);
+          const body = rows * (params.layout === "i2_s" ? K / 4 : (K / params.blockSize) * blockBytes);
+          const damaged = whole.slice();
+          const offset = at % body;
+          // the f16 d is not a code: damage code bytes only
+          const dAt = params.layout === "tq2_0" ? 64 : 0;
+          fc.pre(blockBytes === 0 || (offset % blockBytes !== dAt && offset % blockBytes !== dAt + 1));
+          damaged[offset]! ^= flip;
+          const decoded = decodeWritten(params, damaged, [rows, K]);
+          const roundTrips = decoded !== undefined && sameBytes(decoded.codes, codes);
+          const [p, c] = place(arena, [damaged.subarray(0, body), u8(codes)]);
+          const bits = method === "checkI2s" ? kernels.checkI2s(p!, i8(c!), (params as { blockSize: 128 | 64 }).blockSize) : method === "checkTq2_0" ? kernels.checkTq2_0(p!, i8(c!)) : kernels.checkQ2_0(p!, i8(c!));
+          expect(!bits.invalid && !bits.differs).toBe(roundTrips);
+          expect(bits.invalid).toBe(decoded === undefined);
+          expect(bits.nonzero).toBe(codes.some((v) => v !== 0));
+        }),
+        { numRuns: 200 },
+      );
+    });
+  });
+
+  describe("ternarization passes", () => {
+    /** 16-bit weights of random magnitude around `mean`, with special patterns (Inf, NaN, subnormals, +-0) where asked. */
+    const halves = (dtype: "BF16" | "F16", n: number, seed: number, specials: boolean): Uint8Array => {
+      let s = seed >>> 0;
+      const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+      const bits = (x: number) => (dtype === "BF16" ? toBf16Bits(x) : toF16Bits(x));
+      const words = Uint16Array.from({ length: n }, () => {
+        const r = next();
+        if (specials && r < 0.02) return [0x8000, 0x0001, 0x8003, 0x03ff, dtype === "BF16" ? 0x007f : 0x03ff][Math.floor(next() * 5)]!;
+        return bits((next() - 0.5) * 0.2 * (r < 0.5 ? 1 : 10));
+      });
+      return new Uint8Array(words.buffer);
+    };
+
+    it.each(["BF16", "F16", "F32"] as const)("%s: pass 1's scale and pass 2's codes, fed in any pieces", (dtype) => {
+      const { arena, kernels, calls } = wasmArena();
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 300 }), fc.integer(), fc.boolean(), (n, pieceGroups, seed, specials) => {
+          const bytes = dtype === "F32" ? new Uint8Array(Float32Array.from(lcgCodes(n, seed), (c, i) => c * (0.01 + (i % 17) / 1000)).buffer) : halves(dtype, n, seed, specials);
+          const [inArena, out] = place(arena, [bytes], [n]);
+          const run = (source: Uint8Array, codes: Int8Array, k?: WasmKernels) => {
+            const accumulator = new AbsmeanAccumulator(dtype as LatentDtype, "t", k);
+            const piece = 16 * pieceGroups;
+            for (let at = 0; at < source.byteLength; at += piece) accumulator.addPiece(source.subarray(at, Math.min(source.byteLength, at + piece)), at + piece >= source.byteLength);
+            const coder = accumulator.coder(k);
+            let written = 0;
+            for (let at = 0; at < source.byteLength; at += piece) written += coder.encode(source.subarray(at, Math.min(source.byteLength, at + piece)), codes, written);
+            return { scale: coder.result(), written };
+          };
+          const ts = new Int8Array(n);
+          const expected = run(bytes, ts);
+          const actual = run(inArena!, i8(out!), kernels);
+          expect(actual).toEqual(expected);
+          expectSameBytes(out!, u8(ts));
+        }),
+        { numRuns: 60 },
+      );
+      expect(calls.get(dtype === "F32" ? "codeF32" : "codeHalves")).toBeGreaterThan(0);
+      if (dtype !== "F32") expect(calls.get("absmeanHalves")).toBeGreaterThan(0);
+    });
+
+    it("F16 Inf or NaN: the same error as in TypeScript", () => {
+      const { arena, kernels } = wasmArena();
+      for (const special of [0x7c00, 0xfc00, 0x7e00]) {
+        const words = new Uint16Array(1000).fill(toF16Bits(0.01));
+        words[517] = special;
+        const bytes = new Uint8Array(words.buffer);
+        const [view] = place(arena, [bytes]);
+        const message = (source: Uint8Array, k?: WasmKernels) => {
+          try {
+            new AbsmeanAccumulator("F16", "t", k).add(source);
+          } catch (error) {
+            return (error as B158Error).message;
+          }
+          return "no error";
+        };
+        expect(message(view!, kernels)).toBe(message(bytes));
+        expect(message(bytes)).toMatch(/Inf|NaN/);
+      }
+    });
+  });
+
+  it("unpacking transformers' packed rows: the same codes, and code 3 found", () => {
+    const { arena, kernels } = wasmArena();
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 0, max: 3 }), fc.integer(), fc.boolean(), (packedRows, cols, short, seed, three) => {
+        const outRows = Math.max(1, packedRows * 4 - short);
+        let s = seed >>> 0;
+        const packed = Uint8Array.from({ length: packedRows * cols }, () => {
+          let b = 0;
+          for (let i = 0; i < 4; i++) b |= ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 16) % 3 << (2 * i);
+          return b;
+        });
+        if (three) packed[(s >>> 3) % packed.length]! |= 0x03 << (2 * Math.min(Math.floor((outRows - 1) / packedRows), (s >>> 7) % 4));
+        const expected = catchCode(() => unpackHfPacked(packed, packedRows, cols, outRows));
+        const [p, out] = place(arena, [packed], [outRows * cols]);
+        const codes = i8(out!);
+        let ok = true;
+        for (let row = 0; row < outRows; row += 3) ok = unpackHfRows(p!, packedRows, cols, row, codes.subarray(row * cols, Math.min(outRows, row + 3) * cols), kernels) && ok;
+        const tsCodes = new Int8Array(outRows * cols);
+        let tsOk = true;
+        for (let row = 0; row < outRows; row += 3) tsOk = unpackHfRows(packed, packedRows, cols, row, tsCodes.subarray(row * cols, Math.min(outRows, row + 3) * cols)) && tsOk;
+        expect(ok).toBe(tsOk);
+        expect(ok).toBe(expected === undefined);
+        if (ok) {
+          expectSameBytes(out!, u8(unpackHfPacked(packed, packedRows, cols, outRows)));
+          expectSameBytes(u8(tsCodes), out!);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+function catchCode(run: () => unknown): string | undefined {
+  try {
+    run();
+    return undefined;
+  } catch (error) {
+    return error instanceof B158Error ? error.code : String(error);
+  }
+}
+
+/** golden.spec.ts's LCG (mod 2^31), for q2_0_64x320's input. */
+function lcgFromVectors(seed: number, M: number, K: number): Int8Array {
+  const out = new Int8Array(M * K);
+  let s = seed;
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
+    out[i] = ((s >>> 16) % 3) - 1;
+  }
+  return out;
+}

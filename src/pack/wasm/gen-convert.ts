@@ -1,0 +1,348 @@
+import { add, forLoop, get, i32, locals, set } from "../../runtime/kernels/wasm/wat.js";
+
+/**
+ * The converter's hot loops as WebAssembly SIMD128 text, generated at build time (scripts/build-wasm.mjs
+ * assembles it with wabt). Each function does exactly what its TypeScript counterpart in src/pack
+ * does, byte for byte and, for the absmean sum, addition for addition (convert-kernels.spec.ts
+ * checks them against each other). Pointers are byte offsets into the module's one memory.
+ */
+
+const splat8 = (value: number): string => `(v128.const i8x16 ${Array(16).fill(value & 0xff).join(" ")})`;
+const splat16 = (value: number): string => `(v128.const i16x8 ${Array(8).fill(value & 0xffff).join(" ")})`;
+const splat32 = (value: number): string => `(v128.const i32x4 ${Array(4).fill(value | 0).join(" ")})`;
+const load = (pointer: string, offset = 0): string => `(v128.load offset=${offset} align=1 ${pointer})`;
+const store = (pointer: string, value: string, offset = 0): string => `(v128.store offset=${offset} align=1 ${pointer} ${value})`;
+const or = (...values: string[]): string => values.reduce((a, b) => `(v128.or ${a} ${b})`);
+/** The 2-bit field at `shift` of every byte, as the code t = field - 1. */
+const field = (bytes: string, shift: number): string => `(i8x16.sub (v128.and ${shift === 0 ? bytes : `(i8x16.shr_u ${bytes} (i32.const ${shift}))`} ${splat8(3)}) ${splat8(1)})`;
+/** t + 1 of 16 codes: 0, 1, 2 for -1, 0, +1 (anything else is not ternary: above 2, unsigned). */
+const plusOne = (codes: string): string => `(i8x16.add ${codes} ${splat8(1)})`;
+/** Bit 0: the payload holds a 2-bit code 3; bit 1: it decodes to other codes; bit 2: some code is nonzero. */
+const CHECK_RESULT = `(i32.or (i32.or (v128.any_true (v128.and ${get("three")} ${splat8(0x55)})) (i32.shl (v128.any_true ${get("diff")}) (i32.const 1))) (i32.shl (v128.any_true ${get("nonzero")}) (i32.const 2)))`;
+
+/**
+ * Pass 1 of absmean over 16-bit floats (ternarize.ts, AbsmeanAccumulator.sumHalves): `groups` runs
+ * of 16 bytes (8 weights, four pairs) add to the four float64 partial sums at `acc` (a, b, c, d),
+ * pair k of each run to partial k, each pair's two magnitudes summed in float64 first. BF16 is
+ * the high half of an f32; an F16 magnitude moved into an f32 is its value times 2^-112, exactly
+ * (subnormals included), and so is the float64 sum of two of them, which 2^112 scales back. For F16
+ * returns 1, leaving `acc` alone, when a weight is Inf or NaN (the caller sums the piece itself,
+ * to report it); BF16's Inf and NaN convert exactly and propagate into the sums, as in TypeScript.
+ */
+function absmeanHalves(dtype: "bf16" | "f16"): string {
+  const f16 = dtype === "f16";
+  const lowHalves = f16 ? `(i32x4.shl (v128.and ${get("m")} ${splat32(0xffff)}) (i32.const 13))` : `(i32x4.shl ${get("m")} (i32.const 16))`;
+  const highHalves = f16 ? `(i32x4.shl (i32x4.shr_u ${get("m")} (i32.const 16)) (i32.const 13))` : `(v128.and ${get("m")} ${splat32(0xffff0000)})`;
+  const scaled = (sum: string) => (f16 ? `(f64x2.mul ${sum} (v128.const f64x2 0x1p112 0x1p112))` : sum);
+  const pairSums = (even: string, odd: string) => scaled(`(f64x2.add (f64x2.promote_low_f32x4 ${even}) (f64x2.promote_low_f32x4 ${odd}))`);
+  const high = (v: string) => `(i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 ${v} ${v})`;
+  return `(func (export "absmean_${dtype}") (param $src i32) (param $groups i32) (param $acc i32) (result i32)
+  ${locals("i32", "end")} ${locals("v128", "v", "m", "even", "odd", "ab", "cd", "special")}
+  ${set("ab", `(v128.load ${get("acc")})`)}
+  ${set("cd", `(v128.load offset=16 ${get("acc")})`)}
+  ${set("special", "(v128.const i64x2 0 0)")}
+  ${set("end", add(get("src"), `(i32.shl ${get("groups")} (i32.const 4))`))}
+  (block $done (loop $next
+    (br_if $done (i32.ge_u ${get("src")} ${get("end")}))
+    ${set("v", load(get("src")))}
+    ${f16 ? set("special", `(v128.or ${get("special")} (i16x8.eq (v128.and ${get("v")} ${splat16(0x7c00)}) ${splat16(0x7c00)}))`) : ""}
+    ${set("m", `(v128.and ${get("v")} ${splat32(0x7fff7fff)})`)}
+    ${set("even", lowHalves)}
+    ${set("odd", highHalves)}
+    ${set("ab", `(f64x2.add ${get("ab")} ${pairSums(get("even"), get("odd"))})`)}
+    ${set("cd", `(f64x2.add ${get("cd")} ${pairSums(high(get("even")), high(get("odd")))})`)}
+    ${set("src", add(get("src"), i32(16)))}
+    (br $next)))
+  (if (v128.any_true ${get("special")}) (then (return (i32.const 1))))
+  (v128.store ${get("acc")} ${get("ab")})
+  (v128.store offset=16 ${get("acc")} ${get("cd")})
+  (i32.const 0))`;
+}
+
+/**
+ * Pass 2 for 16-bit floats (ternarize.ts, TernaryCoder): the code of each of `n` weights is 0 when
+ * its magnitude pattern is at most `threshold`, else +1 or -1 by its sign bit.
+ */
+const codeHalves = `(func (export "code_halves") (param $src i32) (param $n i32) (param $threshold i32) (param $dst i32)
+  ${locals("i32", "i", "end", "p")} ${locals("v128", "t", "v", "w")}
+  ${set("t", `(i16x8.splat ${get("threshold")})`)}
+  ${set("end", `(i32.and ${get("n")} (i32.const -16))`)}
+  ${forLoop(
+    "i",
+    i32(0),
+    get("end"),
+    16,
+    `${set("v", load(add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)))}
+    ${set("w", load(add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`), 16))}
+    ${store(
+      add(get("dst"), get("i")),
+      `(i8x16.narrow_i16x8_s
+        (v128.and (v128.or (i16x8.shr_s ${get("v")} (i32.const 15)) ${splat16(1)}) (i16x8.gt_s (v128.and ${get("v")} ${splat16(0x7fff)}) ${get("t")}))
+        (v128.and (v128.or (i16x8.shr_s ${get("w")} (i32.const 15)) ${splat16(1)}) (i16x8.gt_s (v128.and ${get("w")} ${splat16(0x7fff)}) ${get("t")})))`,
+    )}`,
+  )}
+  ${forLoop(
+    "i",
+    get("end"),
+    get("n"),
+    1,
+    `${set("p", `(i32.load16_u ${add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)})`)}
+    (i32.store8 ${add(get("dst"), get("i"))} (select (select (i32.const -1) (i32.const 1) (i32.and ${get("p")} (i32.const 0x8000))) (i32.const 0) (i32.gt_u (i32.and ${get("p")} (i32.const 0x7fff)) ${get("threshold")})))`,
+  )})`;
+
+/** Pass 2 for F32 (ternarize.ts, codeOf): x = f32(w * inv), +1 above 0.5, -1 below -0.5, else 0. */
+const codeF32 = `(func (export "code_f32") (param $src i32) (param $n i32) (param $inv f32) (param $dst i32)
+  ${locals("i32", "i", "end", "p")} ${locals("f32", "x")} ${locals("v128", "s")}
+  ${set("s", `(f32x4.splat ${get("inv")})`)}
+  ${set("end", `(i32.and ${get("n")} (i32.const -16))`)}
+  ${forLoop(
+    "i",
+    i32(0),
+    get("end"),
+    16,
+    `${set("p", add(get("src"), `(i32.shl ${get("i")} (i32.const 2))`))}
+    ${store(add(get("dst"), get("i")), `(i8x16.narrow_i16x8_s (i16x8.narrow_i32x4_s ${f32Codes(0)} ${f32Codes(16)}) (i16x8.narrow_i32x4_s ${f32Codes(32)} ${f32Codes(48)}))`)}`,
+  )}
+  ${forLoop(
+    "i",
+    get("end"),
+    get("n"),
+    1,
+    `${set("x", `(f32.mul (f32.load ${add(get("src"), `(i32.shl ${get("i")} (i32.const 2))`)}) ${get("inv")})`)}
+    (i32.store8 ${add(get("dst"), get("i"))} (select (i32.const 1) (select (i32.const -1) (i32.const 0) (f32.lt ${get("x")} (f32.const -0.5))) (f32.gt ${get("x")} (f32.const 0.5))))`,
+  )})`;
+
+function f32Codes(offset: number): string {
+  const x = `(f32x4.mul ${load(get("p"), offset)} ${get("s")})`;
+  return `(v128.or (v128.and (f32x4.gt ${x} (v128.const f32x4 0.5 0.5 0.5 0.5)) ${splat32(1)}) (f32x4.lt ${x} (v128.const f32x4 -0.5 -0.5 -0.5 -0.5)))`;
+}
+
+/**
+ * I2_S (i2s.ts): `n` codes (a multiple of the block) in blocks of `block` (128 or 64); byte g of a
+ * block holds elements g, g + B/4, g + B/2, g + 3B/4 in bits 7:6 .. 1:0 as t + 1. Returns 1 when a
+ * code is not ternary. The f32 scale and padding after the codes are the caller's.
+ */
+function packI2s(block: 128 | 64): string {
+  const quarter = block / 4;
+  const vectors = Array.from({ length: quarter / 16 }, (_, g) => {
+    const v = (k: number) => plusOne(load(get("codes"), 16 * g + k * quarter));
+    return `${set("v0", v(0))} ${set("v1", v(1))} ${set("v2", v(2))} ${set("v3", v(3))}
+    ${set("high", `(i8x16.max_u (i8x16.max_u ${get("high")} (i8x16.max_u ${get("v0")} ${get("v1")})) (i8x16.max_u ${get("v2")} ${get("v3")}))`)}
+    ${store(get("dst"), or(`(i8x16.shl ${get("v0")} (i32.const 6))`, `(i8x16.shl ${get("v1")} (i32.const 4))`, `(i8x16.shl ${get("v2")} (i32.const 2))`, get("v3")), 16 * g)}`;
+  });
+  return `(func (export "pack_i2s_${block}") (param $codes i32) (param $n i32) (param $dst i32) (result i32)
+  ${locals("i32", "end")} ${locals("v128", "v0", "v1", "v2", "v3", "high")}
+  ${set("high", "(v128.const i64x2 0 0)")}
+  ${set("end", add(get("codes"), get("n")))}
+  (block $done (loop $next
+    (br_if $done (i32.ge_u ${get("codes")} ${get("end")}))
+    ${vectors.join("\n    ")}
+    ${set("codes", add(get("codes"), i32(block)))}
+    ${set("dst", add(get("dst"), i32(quarter)))}
+    (br $next)))
+  (v128.any_true ${highAbove2})
+  )`;
+}
+
+const highAbove2 = `(i8x16.gt_u ${get("high")} ${splat8(2)})`;
+
+/** Decodes `n` codes of I2_S blocks at `payload` and compares them with `codes` (CHECK_RESULT). */
+function checkI2s(block: 128 | 64): string {
+  const quarter = block / 4;
+  const vectors = Array.from({ length: quarter / 16 }, (_, g) => {
+    const c = (k: number) => load(get("codes"), 16 * g + k * quarter);
+    return `${set("b", load(get("payload"), 16 * g))}
+    ${set("three", `(v128.or ${get("three")} (v128.and ${get("b")} (i8x16.shr_u ${get("b")} (i32.const 1))))`)}
+    ${set("c0", c(0))} ${set("c1", c(1))} ${set("c2", c(2))} ${set("c3", c(3))}
+    ${set("nonzero", or(get("nonzero"), get("c0"), get("c1"), get("c2"), get("c3")))}
+    ${set("diff", or(get("diff"), `(v128.xor ${field(get("b"), 6)} ${get("c0")})`, `(v128.xor ${field(get("b"), 4)} ${get("c1")})`, `(v128.xor ${field(get("b"), 2)} ${get("c2")})`, `(v128.xor ${field(get("b"), 0)} ${get("c3")})`))}`;
+  });
+  return `(func (export "check_i2s_${block}") (param $payload i32) (param $codes i32) (param $n i32) (result i32)
+  ${locals("i32", "end")} ${locals("v128", "b", "c0", "c1", "c2", "c3", "three", "diff", "nonzero")}
+  ${set("end", add(get("codes"), get("n")))}
+  (block $done (loop $next
+    (br_if $done (i32.ge_u ${get("codes")} ${get("end")}))
+    ${vectors.join("\n    ")}
+    ${set("codes", add(get("codes"), i32(block)))}
+    ${set("payload", add(get("payload"), i32(quarter)))}
+    (br $next)))
+  ${CHECK_RESULT})`;
+}
+
+/**
+ * TQ2_0 (tq.ts): `blocks` blocks of 256 codes to 66 bytes each; byte 32j + m holds elements
+ * 128j + 32n + m at bits 2n as t + 1, then the f16 d: `d` for a block with a nonzero code, else 0.
+ * Returns 1 when a code is not ternary.
+ */
+const packTq2_0 = `(func (export "pack_tq2_0") (param $codes i32) (param $blocks i32) (param $dst i32) (param $d i32) (result i32)
+  ${locals("i32", "b")} ${locals("v128", "v0", "v1", "v2", "v3", "high", "any")}
+  ${set("high", "(v128.const i64x2 0 0)")}
+  ${forLoop(
+    "b",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("any", "(v128.const i64x2 0 0)")}
+    ${[0, 16, 128, 144]
+      .map((start) => {
+        const v = (n: number) => load(get("codes"), start + 32 * n);
+        return `${set("v0", v(0))} ${set("v1", v(1))} ${set("v2", v(2))} ${set("v3", v(3))}
+    ${set("any", or(get("any"), get("v0"), get("v1"), get("v2"), get("v3")))}
+    ${set("v0", plusOne(get("v0")))} ${set("v1", plusOne(get("v1")))} ${set("v2", plusOne(get("v2")))} ${set("v3", plusOne(get("v3")))}
+    ${set("high", `(i8x16.max_u (i8x16.max_u ${get("high")} (i8x16.max_u ${get("v0")} ${get("v1")})) (i8x16.max_u ${get("v2")} ${get("v3")}))`)}
+    ${store(get("dst"), or(get("v0"), `(i8x16.shl ${get("v1")} (i32.const 2))`, `(i8x16.shl ${get("v2")} (i32.const 4))`, `(i8x16.shl ${get("v3")} (i32.const 6))`), start === 0 ? 0 : start === 16 ? 16 : start === 128 ? 32 : 48)}`;
+      })
+      .join("\n    ")}
+    (i32.store16 offset=64 ${get("dst")} (select ${get("d")} (i32.const 0) (v128.any_true ${get("any")})))
+    ${set("codes", add(get("codes"), i32(256)))}
+    ${set("dst", add(get("dst"), i32(66)))}`,
+  )}
+  (v128.any_true ${highAbove2}))`;
+
+/** Decodes `blocks` TQ2_0 blocks at `payload` and compares them with `codes` (CHECK_RESULT); d is not a code. */
+const checkTq2_0 = `(func (export "check_tq2_0") (param $payload i32) (param $codes i32) (param $blocks i32) (result i32)
+  ${locals("i32", "k")} ${locals("v128", "b", "c", "three", "diff", "nonzero")}
+  ${forLoop(
+    "k",
+    i32(0),
+    get("blocks"),
+    1,
+    `${[0, 16, 32, 48]
+      .map((at) => {
+        const start = at < 32 ? at : at + 96; // byte 32j + m: elements 128j + m ..
+        return `${set("b", load(get("payload"), at))}
+    ${set("three", `(v128.or ${get("three")} (v128.and ${get("b")} (i8x16.shr_u ${get("b")} (i32.const 1))))`)}
+    ${[0, 1, 2, 3]
+      .map((n) => `${set("c", load(get("codes"), start + 32 * n))} ${set("nonzero", `(v128.or ${get("nonzero")} ${get("c")})`)} ${set("diff", `(v128.or ${get("diff")} (v128.xor ${field(get("b"), 2 * n)} ${get("c")}))`)}`)
+      .join("\n    ")}`;
+      })
+      .join("\n    ")}
+    ${set("codes", add(get("codes"), i32(256)))}
+    ${set("payload", add(get("payload"), i32(66)))}`,
+  )}
+  ${CHECK_RESULT})`;
+
+/**
+ * Q2_0 (q2_0.ts): `blocks` blocks of 64 codes to 18 bytes: the f16 d (`d` for a block with a
+ * nonzero code, else 0), then element j at bits 2 (j % 4) of byte 2 + j / 4, as t + 1. Each i32
+ * lane holds four codes v0..v3 (bytes); x | x >> 6 | (x | x >> 6) >> 12 gathers them into its low
+ * byte. Returns 1 when a code is not ternary.
+ */
+const packQ2_0 = `(func (export "pack_q2_0") (param $codes i32) (param $blocks i32) (param $dst i32) (param $d i32) (result i32)
+  ${locals("i32", "b")} ${locals("v128", "v0", "v1", "v2", "v3", "high", "any")}
+  ${set("high", "(v128.const i64x2 0 0)")}
+  ${forLoop(
+    "b",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("v0", load(get("codes")))} ${set("v1", load(get("codes"), 16))} ${set("v2", load(get("codes"), 32))} ${set("v3", load(get("codes"), 48))}
+    ${set("any", or(get("v0"), get("v1"), get("v2"), get("v3")))}
+    ${set("v0", plusOne(get("v0")))} ${set("v1", plusOne(get("v1")))} ${set("v2", plusOne(get("v2")))} ${set("v3", plusOne(get("v3")))}
+    ${set("high", `(i8x16.max_u (i8x16.max_u ${get("high")} (i8x16.max_u ${get("v0")} ${get("v1")})) (i8x16.max_u ${get("v2")} ${get("v3")}))`)}
+    (i32.store16 ${get("dst")} (select ${get("d")} (i32.const 0) (v128.any_true ${get("any")})))
+    ${store(get("dst"), `(i8x16.narrow_i16x8_u (i16x8.narrow_i32x4_u ${gatherQuad("v0")} ${gatherQuad("v1")}) (i16x8.narrow_i32x4_u ${gatherQuad("v2")} ${gatherQuad("v3")}))`, 2)}
+    ${set("codes", add(get("codes"), i32(64)))}
+    ${set("dst", add(get("dst"), i32(18)))}`,
+  )}
+  (v128.any_true ${highAbove2}))`;
+
+function gatherQuad(name: string): string {
+  const x = `(v128.or ${get(name)} (i32x4.shr_u ${get(name)} (i32.const 6)))`;
+  return `(v128.and (v128.or ${x} (i32x4.shr_u ${x} (i32.const 12))) ${splat32(0xff)})`;
+}
+
+/**
+ * Decodes `blocks` Q2_0 blocks at `payload` and compares them with `codes` (CHECK_RESULT): field k
+ * of byte m is element 4m + k, so the four fields' vectors are interleaved back into element order.
+ */
+const checkQ2_0 = `(func (export "check_q2_0") (param $payload i32) (param $codes i32) (param $blocks i32) (result i32)
+  ${locals("i32", "k")} ${locals("v128", "b", "f0", "f1", "f2", "f3", "low01", "low23", "high01", "high23", "three", "diff", "nonzero")}
+  ${forLoop(
+    "k",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("b", load(get("payload"), 2))}
+    ${set("three", `(v128.or ${get("three")} (v128.and ${get("b")} (i8x16.shr_u ${get("b")} (i32.const 1))))`)}
+    ${set("f0", field(get("b"), 0))} ${set("f1", field(get("b"), 2))} ${set("f2", field(get("b"), 4))} ${set("f3", field(get("b"), 6))}
+    ${set("low01", `(i8x16.shuffle 0 16 1 17 2 18 3 19 4 20 5 21 6 22 7 23 ${get("f0")} ${get("f1")})`)}
+    ${set("low23", `(i8x16.shuffle 0 16 1 17 2 18 3 19 4 20 5 21 6 22 7 23 ${get("f2")} ${get("f3")})`)}
+    ${set("high01", `(i8x16.shuffle 8 24 9 25 10 26 11 27 12 28 13 29 14 30 15 31 ${get("f0")} ${get("f1")})`)}
+    ${set("high23", `(i8x16.shuffle 8 24 9 25 10 26 11 27 12 28 13 29 14 30 15 31 ${get("f2")} ${get("f3")})`)}
+    ${[
+      ["low", "0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23", 0],
+      ["low", "8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31", 16],
+      ["high", "0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23", 32],
+      ["high", "8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31", 48],
+    ]
+      .map(([half, lanes, at]) => {
+        const c = load(get("codes"), at as number);
+        return `${set("nonzero", `(v128.or ${get("nonzero")} ${c})`)} ${set("diff", `(v128.or ${get("diff")} (v128.xor (i8x16.shuffle ${lanes} ${get(`${half}01`)} ${get(`${half}23`)}) ${c}))`)}`;
+      })
+      .join("\n    ")}
+    ${set("codes", add(get("codes"), i32(64)))}
+    ${set("payload", add(get("payload"), i32(18)))}`,
+  )}
+  ${CHECK_RESULT})`;
+
+/**
+ * NaN/Inf count (payload-scan.ts, countNonFinite) of `n` 16-bit floats whose exponent field is
+ * `mask` (0x7f80 bf16, 0x7c00 f16): a value is Inf or NaN when its exponent bits are all set.
+ */
+const nonFiniteHalves = `(func (export "nonfinite_halves") (param $src i32) (param $n i32) (param $mask i32) (result i32)
+  ${locals("i32", "i", "end", "count")} ${locals("v128", "m", "acc")}
+  ${set("m", `(i16x8.splat ${get("mask")})`)}
+  ${set("acc", "(v128.const i64x2 0 0)")}
+  ${set("end", `(i32.and ${get("n")} (i32.const -8))`)}
+  ${forLoop("i", i32(0), get("end"), 8, set("acc", `(i32x4.sub ${get("acc")} (i32x4.extadd_pairwise_i16x8_s (i16x8.eq (v128.and ${load(add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`))} ${get("m")}) ${get("m")})))`))}
+  ${set("count", `(i32.add (i32.add (i32x4.extract_lane 0 ${get("acc")}) (i32x4.extract_lane 1 ${get("acc")})) (i32.add (i32x4.extract_lane 2 ${get("acc")}) (i32x4.extract_lane 3 ${get("acc")})))`)}
+  ${forLoop("i", get("end"), get("n"), 1, set("count", `(i32.add ${get("count")} (i32.eq (i32.and (i32.load16_u ${add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)}) ${get("mask")}) ${get("mask")}))`))}
+  ${get("count")})`;
+
+/** The same for `n` f32 values. */
+const nonFiniteF32 = `(func (export "nonfinite_f32") (param $src i32) (param $n i32) (result i32)
+  ${locals("i32", "i", "end", "count")} ${locals("v128", "acc")}
+  ${set("acc", "(v128.const i64x2 0 0)")}
+  ${set("end", `(i32.and ${get("n")} (i32.const -4))`)}
+  ${forLoop("i", i32(0), get("end"), 4, set("acc", `(i32x4.sub ${get("acc")} (i32x4.eq (v128.and ${load(add(get("src"), `(i32.shl ${get("i")} (i32.const 2))`))} ${splat32(0x7f800000)}) ${splat32(0x7f800000)}))`))}
+  ${set("count", `(i32.add (i32.add (i32x4.extract_lane 0 ${get("acc")}) (i32x4.extract_lane 1 ${get("acc")})) (i32.add (i32x4.extract_lane 2 ${get("acc")}) (i32x4.extract_lane 3 ${get("acc")})))`)}
+  ${forLoop("i", get("end"), get("n"), 1, set("count", `(i32.add ${get("count")} (i32.eq (i32.and (i32.load ${add(get("src"), `(i32.shl ${get("i")} (i32.const 2))`)}) (i32.const 0x7f800000)) (i32.const 0x7f800000)))`))}
+  ${get("count")})`;
+
+/**
+ * One row of transformers' packing (hf-packed.ts): `n` bytes at `src`, field `shift` of each, as
+ * the codes t = field - 1 at `dst`. Returns 1 when a field is 3 (never written by the packer).
+ */
+const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i32) (param $shift i32) (param $dst i32) (result i32)
+  ${locals("i32", "i", "end", "f", "bad")} ${locals("v128", "v", "three")}
+  ${set("three", "(v128.const i64x2 0 0)")}
+  ${set("end", `(i32.and ${get("n")} (i32.const -16))`)}
+  ${forLoop(
+    "i",
+    i32(0),
+    get("end"),
+    16,
+    `${set("v", `(v128.and (i8x16.shr_u ${load(add(get("src"), get("i")))} ${get("shift")}) ${splat8(3)})`)}
+    ${set("three", `(v128.or ${get("three")} (v128.and ${get("v")} (i8x16.shr_u ${get("v")} (i32.const 1))))`)}
+    ${store(add(get("dst"), get("i")), `(i8x16.sub ${get("v")} ${splat8(1)})`)}`,
+  )}
+  ${set("bad", `(v128.any_true ${get("three")})`)}
+  ${forLoop(
+    "i",
+    get("end"),
+    get("n"),
+    1,
+    `${set("f", `(i32.and (i32.shr_u (i32.load8_u ${add(get("src"), get("i"))}) ${get("shift")}) (i32.const 3))`)}
+    ${set("bad", `(i32.or ${get("bad")} (i32.eq ${get("f")} (i32.const 3)))`)}
+    (i32.store8 ${add(get("dst"), get("i"))} (i32.sub ${get("f")} (i32.const 1)))`,
+  )}
+  ${get("bad")})`;
+
+/** The conversion module: its own memory (each thread instantiates it), grown by the caller. */
+export function generateConvertModule(): string {
+  return `(module
+(memory (export "memory") 1 65536)
+${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+)`;
+}
