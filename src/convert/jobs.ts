@@ -36,19 +36,19 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
   const source = await fileSource(job.task.path);
   try {
     const sink = new SlotWriter(job.slot);
-    if (job.kind === "float") {
-      const nonFinite = await runFloatTask(job.task, source, sink);
-      const sha256 = sink.finish();
-      return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
-    }
-    const { encoding } = job.task;
-    // the payload is made in this thread's arena and written from it before the arena is reused
+    // payloads are made in this thread's arena and written from it before the arena is reused
     const arena = takeArena();
     try {
+      if (job.kind === "float") {
+        const nonFinite = await runFloatTask(job.task, source, sink, arena);
+        const sha256 = sink.finish();
+        return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
+      }
+      const { encoding } = job.task;
       const result = await runTernaryTask(job.task, source, arena);
       // a fallback payload is floats made here: its NaN/Inf count, of the bytes the read-back matched
       const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
-      const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout) : 0;
+      const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
       sink.write(result.payload);
       const sha256 = sink.finish();
       return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import type { WasmKernels } from "../pack/wasm/kernels.js";
 
 /**
  * The per-payload half of validating a written .b158: each payload's sha256 against its header
@@ -65,8 +66,10 @@ export function isFloatLayout(layout: string): layout is FloatLayout {
 /**
  * NaN/Inf count (exponent bits all set) of whole little-endian elements; 16-bit formats two per
  * word, with no carry between the lanes (a field is at most the mask, so field + carry < 0x10000).
+ * In WebAssembly when `kernels` holds the chunk (the same count).
  */
-export function countNonFinite(chunk: Uint8Array, layout: FloatLayout): number {
+export function countNonFinite(chunk: Uint8Array, layout: FloatLayout, kernels?: WasmKernels): number {
+  if (kernels?.holds(chunk) === true) return kernels.nonFinite(chunk, layout);
   const aligned = chunk.byteOffset % 4 === 0 ? chunk : chunk.slice();
   const words = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2);
   let count = 0;

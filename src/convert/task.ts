@@ -128,7 +128,7 @@ const PIECE_BYTES = 1024 * 1024;
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const { step, pieceBytes } = pieceSizes(task);
   const buffer = lease.bytes(pieceBytes);
-  const coder = await absmeanPass(task, source, buffer);
+  const coder = await absmeanPass(task, source, pieceBytes, (_, length) => buffer.subarray(0, length));
   const codes = lease.codes(task.shape[0] * task.shape[1]);
   let written = 0;
   for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {
@@ -137,19 +137,29 @@ async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lea
   return finish(task, codes, coder.result().scale, lease);
 }
 
+/**
+ * Latent tensors up to this size are read once: pass 1 reads them piece by piece into one buffer
+ * that pass 2 then codes from memory, instead of reading the file again (a copy out of the page
+ * cache for every byte). Larger ones are read twice, so memory stays bounded by this.
+ */
+const HOLD_BYTES = 64 * 1024 * 1024;
+
 /** The same into a layout, its rows packed and checked a range at a time as pass 2 codes them. */
 async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena): Promise<TernaryResult> {
   const [M, K] = task.shape;
   const { step, pieceBytes, elementBytes } = pieceSizes(task);
   const rangeCodes = Math.min(M, rangeRows(params, K, RANGE_CODES)) * K;
+  const hold = task.byteLength <= HOLD_BYTES;
   // the codes of a range not yet whole, and a piece's
-  const [buffer, codeBytes, payload, decoded] = arena.carve(pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
-  const coder = await absmeanPass(task, source, buffer!, arena);
+  const [raw, codeBytes, payload, decoded] = arena.carve(hold ? task.byteLength : pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
+  const into = (offset: number, length: number) => (hold ? raw!.subarray(offset, offset + length) : raw!.subarray(0, length));
+  const coder = await absmeanPass(task, source, pieceBytes, into, arena);
   const codes = int8(codeBytes!);
   const packer = new RangePacker(params, task.shape, coder.result().scale, payload!, int8(decoded!), arena.kernels);
   let filled = 0;
-  for (const { offset, length } of pieces(task.byteLength, step, buffer!.byteLength)) {
-    filled += coder.encode(await readPiece(source, task.fileOffset + offset, length, buffer!), codes, filled);
+  for (const { offset, length } of pieces(task.byteLength, step, pieceBytes)) {
+    const piece = hold ? into(offset, length) : await readInto(source, task.fileOffset + offset, into(offset, length));
+    filled += coder.encode(piece, codes, filled);
     let start = 0;
     for (; filled - start >= rangeCodes; start += rangeCodes) packer.packRows(codes.subarray(start, start + rangeCodes));
     if (start > 0) codes.copyWithin(0, start, filled);
@@ -165,14 +175,21 @@ function pieceSizes(task: TernaryTask): { step: number; pieceBytes: number; elem
   return { step, pieceBytes: Math.min(step, PIECE_BYTES, task.byteLength), elementBytes };
 }
 
-/** Pass 1 (the absmean), read in pieces into `buffer`; the coder for pass 2. */
-async function absmeanPass(task: TernaryTask, source: ByteSource, buffer: Uint8Array, arena?: Arena): Promise<TernaryCoder> {
+/** Pass 1 (the absmean), each piece read into the view `into` gives for it; the coder for pass 2. */
+async function absmeanPass(task: TernaryTask, source: ByteSource, pieceBytes: number, into: (offset: number, length: number) => Uint8Array, arena?: Arena): Promise<TernaryCoder> {
   const { step } = pieceSizes(task);
   const accumulator = new AbsmeanAccumulator(task.sourceDtype as LatentDtype, task.name, arena?.kernels);
-  for (const { offset, length, last } of pieces(task.byteLength, step, buffer.byteLength)) {
-    accumulator.addPiece(await readPiece(source, task.fileOffset + offset, length, buffer), last);
+  for (const { offset, length, last } of pieces(task.byteLength, step, pieceBytes)) {
+    accumulator.addPiece(await readInto(source, task.fileOffset + offset, into(offset, length)), last);
   }
   return accumulator.coder(arena?.kernels);
+}
+
+/** Reads `into.byteLength` bytes at `offset` into `into` (copied there when the source hands back other memory). */
+async function readInto(source: ByteSource, offset: number, into: Uint8Array): Promise<Uint8Array> {
+  const bytes = await readPiece(source, offset, into.byteLength, into);
+  if (bytes.buffer !== into.buffer || bytes.byteOffset !== into.byteOffset) into.set(bytes);
+  return into;
 }
 
 /**

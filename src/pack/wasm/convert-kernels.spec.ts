@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { B158Error } from "../../errors.js";
 import { checkPacked } from "../../convert/task.js";
+import { countNonFinite } from "../../convert/payload-scan.js";
 import { decodeWritten, payloadBytesOf, RangePacker, rangeRows, sameBytes } from "../../convert/row-packer.js";
 import { packLayout } from "../codec.js";
 import { toBf16Bits, toF16Bits } from "../float16.js";
@@ -330,3 +331,27 @@ function lcgFromVectors(seed: number, M: number, K: number): Int8Array {
   }
   return out;
 }
+
+describe("NaN/Inf count in WebAssembly", () => {
+  it.each(["f32", "f16", "bf16"] as const)("%s: the TypeScript count at any length and offset", (layout) => {
+    const { arena, kernels } = wasmArena();
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 600 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 40 }), (random, shift, specials) => {
+        const bytes = random.slice();
+        // exponent fields all ones here and there (Inf/NaN), and some one short of it
+        for (let k = 0; bytes.length >= 4 && k < specials; k++) {
+          const at = (k * 37 + shift * 11) % Math.max(1, bytes.length - 4);
+          if (layout === "f32") bytes.set([0, 0, 0x80 | (k & 1 ? 0x7f : 0), 0x7f | (k & 2 ? 0x80 : 0)], at - (at % 4));
+          else bytes.set([layout === "bf16" ? 0x80 : 0x00, layout === "bf16" ? 0x7f : 0x7c | (k & 1)], at - (at % 2));
+        }
+        const element = layout === "f32" ? 4 : 2;
+        const whole = bytes.subarray(0, bytes.length - (bytes.length % element));
+        const [view] = arena.carve(whole.length + 8);
+        const placed = view!.subarray(shift * (element === 2 ? 2 : 0), shift * (element === 2 ? 2 : 0) + whole.length);
+        placed.set(whole);
+        expect(countNonFinite(placed, layout, kernels)).toBe(countNonFinite(whole, layout));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
