@@ -43,7 +43,8 @@ export interface LoggedRequest {
   readonly authorized: boolean;
 }
 
-type Fault = { kind: "status"; status: number; retryAfter?: number } | { kind: "drop"; afterBytes: number } | { kind: "corrupt" };
+/** stall: send the first bytes, then hold the connection open without sending more (a slow link, for Ctrl-C tests). */
+type Fault = { kind: "status"; status: number; retryAfter?: number } | { kind: "drop"; afterBytes: number } | { kind: "stall"; afterBytes: number } | { kind: "corrupt" };
 
 /** Seeded files at or above this size are LFS (sha256 oids), like large files on the real Hub. */
 const LFS_THRESHOLD = 1024;
@@ -235,6 +236,10 @@ export class MockHub {
       res.write(body.subarray(0, Math.min(fault.afterBytes, body.byteLength)));
       setTimeout(() => res.socket?.destroy(), 5);
       return;
+    }
+    if (fault?.kind === "stall") {
+      res.write(body.subarray(0, Math.min(fault.afterBytes, body.byteLength)));
+      return; // close() ends the connection
     }
     res.end(body);
   }
