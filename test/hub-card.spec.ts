@@ -191,6 +191,8 @@ describe("b158 push (CLI)", () => {
     expect(bare.code, bare.stderr).toBe(0);
     expect(bare.stderr).toContain("W_BASE_MODEL_UNKNOWN");
     expect(bare.stderr).toContain("W_LICENSE_UNKNOWN");
+    expect(bare.stdout).toContain("README.md:\n\n---\n");
+    expect(bare.stdout).toContain("## How to load");
     hub.log.length = 0;
     const run = await b158(["push", local, "tester/dry-cli", "--dry-run", "--base-model", "microsoft/bitnet-b1.58-2B-4T", "--license", "mit", "--json"], cliHome);
     expect(run.code, run.stderr).toBe(0);
@@ -199,20 +201,14 @@ describe("b158 push (CLI)", () => {
     expect(result.card).toContain("base_model: microsoft/bitnet-b1.58-2B-4T\nbase_model_relation: quantized\nlicense: mit\n");
     expect(hub.log).toEqual([]);
     expect(hub.repo("tester/dry-cli")).toBeUndefined();
-    const text = await b158(["push", local, "tester/dry-cli", "--dry-run", "--license", "mit"], cliHome);
-    expect(text.stdout).toContain("README.md:\n\n---\n");
-    expect(text.stdout).toContain("## How to load");
   });
 
-  it("refuses a license that is not an id and a file name the card cannot hold", async () => {
+  it("refuses a license that is not an id and a file name the card cannot hold (E_USAGE, exit 2)", async () => {
     const local = join(root, "relu2", "m-i2_s.gguf");
+    await expect(push({ files: [local], repo: "tester/x", env, dryRun: true, license: "mit\nbase_model: evil/model" })).rejects.toMatchObject({ code: "E_USAGE" });
     const spaced = join(root, "relu2", "my model.gguf");
     await copyFile(local, spaced);
-    const env = { HF_ENDPOINT: hub.url, HF_HOME: join(root, "push-cli") };
-    const license = await b158(["push", local, "tester/x", "--dry-run", "--license", "mit\nbase_model: evil/model"], env);
-    expect(license.code).toBe(2);
-    expect(license.stderr).toContain("E_USAGE");
-    const name = await b158(["push", spaced, "tester/x", "--dry-run", "--license", "mit"], env);
+    const name = await b158(["push", spaced, "tester/x", "--dry-run", "--license", "mit"], { HF_ENDPOINT: hub.url, HF_HOME: join(root, "push-cli") });
     expect(name.code).toBe(2);
     expect(name.stderr.replace(/\s+/g, " ")).toContain("plain file names");
   });

@@ -119,20 +119,12 @@ describe("b158 pull (CLI)", () => {
     expect(await readdir(dir)).toEqual(["extra.gguf"]);
   });
 
-  it("refuses a bad token, a wrong token and conflicting revisions, and never prints the token", async () => {
+  it("a wrong token is E_HUB_AUTH (exit 6) under --json too, and is never printed", async () => {
     const env = { HF_ENDPOINT: hub.url, HF_HOME: join(root, "home-refuse") };
-    const malformed = await b158(["pull", "org/gated", "--token", "sk-not-a-hub-token"], env);
-    expect(malformed.code).toBe(6);
-    expect(malformed.stderr).toContain("E_HUB_AUTH");
     const wrong = await b158(["pull", "org/gated", "--token", "hf_wrong_secret_value", "--json"], env);
     expect(wrong.code).toBe(6);
     expect(JSON.parse(wrong.stdout).error.code).toBe("E_HUB_AUTH");
-    const conflict = await b158(["pull", "org/model@v1", "--revision", "main"], env);
-    expect(conflict.code).toBe(2);
-    expect(conflict.stderr).toContain("E_USAGE");
-    const all = [malformed, wrong].map((r) => r.stdout + r.stderr).join("");
-    expect(all).not.toContain("sk-not-a-hub-token");
-    expect(all).not.toContain("hf_wrong_secret_value");
+    expect(wrong.stdout + wrong.stderr).not.toContain("hf_wrong_secret_value");
   });
 
   it("Ctrl-C says what was kept and that the next run resumes; the next run says it resumed", async () => {
