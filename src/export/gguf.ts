@@ -107,6 +107,8 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     ...(quantized ? [{ key: "general.quantization_version", value: { type: "uint32", value: 2 } } as GgufKv] : []),
     // which table the type ids follow; readers use it instead of guessing (llama.cpp ignores it)
     { key: TARGET_KEY, value: { type: "string", value: target.id } },
+    // where the weights came from (docs/gguf.md); `b158 push` turns it into the card's base_model
+    ...(header.provenance.source.repo === undefined ? [] : [{ key: "general.source.repo_url", value: { type: "string", value: `https://huggingface.co/${header.provenance.source.repo}` } } as GgufKv]),
     ...archMetadata(b158, target, embedding.shape[0]!),
     ...tokenizer.kvs,
   ];
