@@ -44,7 +44,8 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
   const plan = await planCheckpoint(checkpoint, options.latent === undefined ? {} : { weights: options.latent === "stored" ? "quantized" : "latent" });
   const errors = plan.diagnostics.filter((d) => d.severity === "error");
   if (errors.length > 0) {
-    throw new B158Error(errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
+    const code = errors.some((d) => d.code === "E_FORMAT_REFUSED") ? "E_FORMAT_REFUSED" : errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED";
+    throw new B158Error(code, `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
       details: { diagnostics: errors },
       hint: "Run b158 validate on it to see every problem.",
     });
