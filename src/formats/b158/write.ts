@@ -145,6 +145,7 @@ export function minorVersion(draft: Omit<B158Header, "tensors">, tensors: readon
   const uses11 =
     draft.model.family === "fake-quantized" ||
     draft.model.family === "bitnet-embedding" ||
+    Object.keys(draft.files).some((name) => name.includes("/")) ||
     draft.provenance.options.weights !== undefined ||
     draft.provenance.options.layout === "q2_0" ||
     tensors.some((t) => t.layout === "q2_0" || t.group_size !== undefined || ((t.scale !== undefined || t.group_size !== undefined) && t.role !== "ternary-linear"));
