@@ -112,6 +112,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     { key: "general.architecture", value: { type: "string", value: target.architecture } },
     { key: "general.name", value: { type: "string", value: modelName(b158) } },
   ];
+  if (target.embedding && target.architecture === "gemma3") diagnostics.push(...gemmaWindowWarning(b158));
   const metadata: GgufKv[] = target.embedding
     ? [...general, ...embeddingMetadata(b158, target, fileType, poolingType(b158, diagnostics), embedding.shape[0]!), ...tokenizer.kvs, ...b158Keys]
     : [
@@ -180,6 +181,28 @@ function poolingType(b158: B158File, diagnostics: Diagnostic[]): number {
   }
   const pooling = poolingFromFiles(text, b158.name, true);
   return POOLING_TYPE[pooling?.mode ?? "last"];
+}
+
+/**
+ * bitnet.cpp's embedding converter writes neither Gemma3's sliding window nor its local rope base:
+ * a runtime reading the file attends globally in every layer, with rope_theta everywhere. That is
+ * Gemma3's function only for inputs within the window and when both rope bases are equal; b158
+ * writes what the converter writes, and says so.
+ */
+function gemmaWindowWarning(b158: B158File): Diagnostic[] {
+  const c = b158.header.model.config ?? {};
+  const window = typeof c.sliding_window === "number" ? c.sliding_window : undefined;
+  if (window === undefined) return [];
+  const theta = typeof c.rope_theta === "number" ? c.rope_theta : 1000000;
+  const local = typeof c.rope_local_base_freq === "number" ? c.rope_local_base_freq : 10000;
+  const bases = local === theta ? "" : ` and rotate its sliding layers with rope base ${theta} instead of ${local}`;
+  return [
+    {
+      severity: "warning",
+      code: "W_GGUF_GEMMA3_WINDOW",
+      message: `bitnet.cpp's embedding converter writes no gemma3.attention.sliding_window nor local rope base, and neither does b158: runtimes reading this file attend over every position in every layer (not the last ${window})${bases}, which computes Gemma3's function only ${bases === "" ? `for inputs of at most ${window} tokens` : "when the rope bases agree"}`,
+    },
+  ];
 }
 
 /** Tensors a GGUF architecture needs beyond the .b158's: minicpm's LongRoPE factors (F32, head_dim / 2 each), first, as llama.cpp's converter writes them. */
