@@ -16,6 +16,7 @@ import { readTensorBytes } from "../src/formats/safetensors/read.js";
 import { fromBf16Bits, fromF16Bits, toF16Bits } from "../src/pack/float16.js";
 import type { LayoutId } from "../src/pack/layouts.js";
 import { ggufCompat } from "../src/report/gguf-compat.js";
+import { validateGgufReport } from "../src/report/gguf-report.js";
 import { evaluate } from "../src/runtime/eval.js";
 import { loadModel } from "../src/runtime/model.js";
 import { expectB158Error } from "./support/expect-error.js";
@@ -135,6 +136,26 @@ describe.each(LLAMA_CASES)("$family -> arch $architecture in llama.cpp", ({ fami
     const theirs = await parseWithHuggingFace(paths[layouts[0]!]!, { allowLocalFile: true });
     expect(theirs.tensorInfos.map((t) => t.name)).toEqual(names);
     expect(theirs.tensorInfos.map((t) => t.dtype)).toEqual(file.tensors.map((t) => t.type.id));
+  });
+
+  it("validate checks the architecture's tensors: the files pass, one without a q/k norm or with a stray tensor does not", async () => {
+    for (const layout of layouts) {
+      const report = await validateGgufReport(paths[layout]!);
+      expect(report.diagnostics.filter((d) => d.severity === "error"), layout).toEqual([]);
+      expect(report.diagnostics.map((d) => d.code)).not.toContain("I_GGUF_ARCH_UNCHECKED");
+    }
+    const missing = architecture === "qwen3" ? "blk.1.attn_k_norm.weight" : "blk.1.ffn_norm.weight";
+    const dropped = join(root, `${family}-dropped.gguf`);
+    const source = await openGgufFile(paths.f32!);
+    try {
+      const kept = source.tensors.filter((t) => t.name !== missing);
+      const writer = await GgufWriter.create(dropped, source.kvs, kept);
+      for (const t of kept) await writer.writeTensor(await source.readTensor(t.name));
+      await writer.commit();
+    } finally {
+      await source.close();
+    }
+    expect((await validateGgufReport(dropped)).diagnostics).toEqual(expect.arrayContaining([expect.objectContaining({ code: "E_GGUF_MISSING_TENSOR", tensor: missing })]));
   });
 
   it("the prompt is unambiguous, and the F32 GGUF matches the independent forward pass (logits within 1e-3)", () => {
@@ -268,6 +289,11 @@ describe.each(EMBEDDING_CASES)("BitNet-embedding $family -> bitnet.cpp's arch $a
   });
   afterAll(async () => {
     await file.close();
+  });
+
+  it("validate takes it as bitnet.cpp's architecture: every tensor known, mainline named as unable to load it", async () => {
+    const report = await validateGgufReport(path);
+    expect(report.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
   });
 
   it("its keys in its order, then the tokenizer's and b158's; its hyperparameters; the 2024-2025 ids (I2_S 36, file type 40)", () => {
