@@ -2,7 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateCheckpoint } from "../fixtures/generate.js";
+import { generateCheckpoint, type FixtureFamily } from "../fixtures/generate.js";
+import { loadTokenizer } from "../src/runtime/tokenizer.js";
 import { convertCheckpoint } from "../src/convert/convert.js";
 import { inspectCheckpoint } from "../src/index.js";
 import { loadModel } from "../src/runtime/model.js";
@@ -141,3 +142,53 @@ async function dropTensor(dir: string, name: string): Promise<void> {
   }
   await writeSafetensorsFile(join(dir, "model.safetensors"), kept, { metadata: { format: "pt" }, sort: true });
 }
+
+describe("the fixtures' tokenizers have the real repos' shapes", () => {
+  const tokenizerOf = async (family: FixtureFamily) => {
+    const fixture = await generateCheckpoint({ family, dir: join(root, `tok-${family}`), dims: { layers: 1 } });
+    const json = JSON.parse(await readFile(join(fixture.dir, "tokenizer.json"), "utf8"));
+    const config = await readFile(join(fixture.dir, "tokenizer_config.json"), "utf8");
+    return { fixture, json, tokenizer: loadTokenizer({ tokenizerJson: JSON.stringify(json), tokenizerConfig: config }, family)! };
+  };
+
+  it("Qwen3: NFC, Qwen2's split regex then byte-level, the added tokens right after the merges, unused embedding rows; the embedding model's tokenizer appends <|endoftext|>", async () => {
+    for (const family of ["qwen3-fake-quantized", "qwen3-bitnet-embedding"] as const) {
+      const { fixture, json, tokenizer } = await tokenizerOf(family);
+      expect(json.normalizer).toEqual({ type: "NFC" });
+      expect(json.pre_tokenizer.pretokenizers.map((p: { type: string }) => p.type)).toEqual(["Split", "ByteLevel"]);
+      expect(json.pre_tokenizer.pretokenizers[0].pattern.Regex).toContain("\\p{N}|");
+      const added = json.added_tokens as { id: number; content: string }[];
+      expect(added.slice(0, 3).map((t) => t.content)).toEqual(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]);
+      expect(added[0]!.id).toBe(Object.keys(json.model.vocab).length);
+      expect(added.at(-1)!.id).toBeLessThan(fixture.config.vocab_size as number);
+      const ids = tokenizer.encode("Hello world");
+      expect(tokenizer.decode(ids)).toBe("Hello world");
+      if (family === "qwen3-bitnet-embedding") expect(ids.at(-1)).toBe(added[0]!.id);
+      else expect(ids).toEqual(tokenizer.encode("Hello world", { addSpecialTokens: false }));
+    }
+  });
+
+  it("Gemma3: specials first (<pad> 0, <eos> 1, <bos> 2, <unk> 3), the 256 byte tokens (<0x09> spelled \\t), '▁' for spaces, byte fallback, <bos> prepended", async () => {
+    const { json, tokenizer } = await tokenizerOf("gemma3-bitnet-embedding");
+    const vocab = json.model.vocab as Record<string, number>;
+    expect(["<pad>", "<eos>", "<bos>", "<unk>"].map((t) => vocab[t])).toEqual([0, 1, 2, 3]);
+    expect(vocab["\t"]).toBe(vocab["<0x08>"]! + 1);
+    expect(vocab["<0xFF>"]).toBe(vocab["<0x00>"]! + 255);
+    expect(json.normalizer).toEqual({ type: "Replace", pattern: { String: " " }, content: "▁" });
+    expect(json.model).toMatchObject({ type: "BPE", byte_fallback: true, fuse_unk: true, unk_token: "<unk>" });
+    const ids = tokenizer.encode("The café");
+    expect(ids[0]).toBe(2);
+    // "é" is not in the tiny vocabulary: its two UTF-8 bytes
+    expect(ids.slice(-2)).toEqual([vocab["<0xC3>"], vocab["<0xA9>"]]);
+    expect(tokenizer.decode(ids)).toBe("The café");
+  });
+
+  it("MiniCPM4: a SentencePiece tokenizer.model and 8 added tokens after it, as MiniCPM's 73440 + 8", async () => {
+    const fixture = await generateCheckpoint({ family: "minicpm4-fake-quantized", dir: join(root, "tok-minicpm"), dims: { layers: 1 } });
+    const config = JSON.parse(await readFile(join(fixture.dir, "tokenizer_config.json"), "utf8"));
+    const vocab = fixture.config.vocab_size as number;
+    expect(config.added_tokens_decoder[String(vocab - 8)].content).toBe("<|im_end|>");
+    expect(fixture.config.eos_token_id).toEqual([2, vocab - 8]);
+    expect(fixture.files).toContain("tokenizer.model");
+  });
+});
