@@ -18,6 +18,10 @@ const BOUNDED: Readonly<Record<string, string>> = {
   "src/export/gguf.ts: ...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads)": "one or two GGUF tensors per tensor",
   "src/export/gguf.ts: ...compat.diagnostics.filter((d) => d.severity !== \"info\")": "a few diagnostics per runtime table",
   "src/model/plan.ts: ...modelActivationDiagnostics({ family: family.id, hfArchitecture: config?.architectures[0], config: config?.raw as Record<string, unknown> | undefined })": "one diagnostic per target runtime",
+  "src/export/gguf-target.ts: ...minicpmMetadata(b158, f32)": "MiniCPM's three or four scaling keys",
+  "src/export/gguf-tokenizer.ts: ...spm.kvs": "a fixed set of tokenizer keys (each key's array is one argument)",
+  "src/export/gguf.ts: ...gemmaWindowWarning(b158)": "zero or one warning",
+  "src/runtime/architectures.ts: ...Object.values(PROJECTION_NORM_ROLES)": "the seven projection norms",
   "src/hub/model-card.ts: ...wrongOutputs(file, wrong)": "one line per runtime that computes the wrong activation",
   "src/hub/model-card.ts: ...(exportHere ? [`${b158} export ${local} -o ${local.replace(/\\.b158$/, \"\")}.gguf`] : [])": "zero or one line",
 };

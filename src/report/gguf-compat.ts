@@ -148,6 +148,11 @@ function runtimeReport(file: GgufFile, id: GgufTableId, architecture: string | u
     return { id, label, loads: false, reason: `${misread.length > 0 ? `${misread.join(", ")}: ` : ""}${reason}`, activation };
   }
   if (architecture === undefined) return { id, label, loads: false, reason: "no general.architecture", activation };
+  // BitNet-embedding's per-projection input norms: only bitnet.cpp's qwen3 / gemma3 create them
+  const normIn = file.tensors.find((t) => /_norm_in\.weight$/.test(t.name));
+  if (normIn !== undefined && GGUF_TABLES[id].runtime !== "bitnet.cpp") {
+    return { id, label, loads: false, reason: `its ${architecture} creates no *_norm_in tensors ("${normIn.name}"): "wrong number of tensors"`, activation };
+  }
   const has = runtimeHasArchitecture(id, architecture);
   if (has === false) return { id, label, loads: false, reason: `it has no architecture "${architecture}"`, activation };
   if (has === undefined) return { id, label, loads: null, reason: `its type ids fit; b158 does not check whether it has architecture "${architecture}"`, activation };
