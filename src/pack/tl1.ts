@@ -55,6 +55,8 @@ export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tilin
   const { BM, BK, bm } = tiling;
   const by = 256 / bm;
   const codes = new Int8Array(M * K);
+  // a byte's four codes start at a multiple of 4: with K too, one aligned 32-bit store each
+  const quads = K % 4 === 0 ? new Uint32Array(codes.buffer, 0, (M * K) / 4) : undefined;
   let o = 0;
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K / BK; i1++)
@@ -67,7 +69,11 @@ export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tilin
               for (let r = 0; r < 16; r++) {
                 const i = (rowBase + r) * K + column;
                 const byte = bytes[o]!;
-                if (!writePair(codes, i, byte >>> 4) || !writePair(codes, i + 2, byte & 15)) throw pairIndexError("tl1", context, bytes, o);
+                if (quads !== undefined) {
+                  const quad = PAIR_QUADS[byte]!;
+                  if (quad === NOT_PAIRS) throw pairIndexError("tl1", context, bytes, o);
+                  quads[i >>> 2] = quad;
+                } else if (!writePair(codes, i, byte >>> 4) || !writePair(codes, i + 2, byte & 15)) throw pairIndexError("tl1", context, bytes, o);
                 o++;
               }
             }
@@ -84,6 +90,15 @@ export function writePair(codes: Int8Array, i: number, index: number): boolean {
 
 const PAIR_FIRST = Int8Array.from({ length: 9 }, (_, index) => Math.floor(index / 3) - 1);
 const PAIR_SECOND = Int8Array.from({ length: 9 }, (_, index) => (index % 3) - 1);
+
+/** Not four code bytes (each is 0, 1 or 0xff): a byte with a pair index over 8. */
+const NOT_PAIRS = 0x80808080;
+
+/** A byte of two pair indices as its four code bytes, little-endian (writePair's), or NOT_PAIRS. */
+const PAIR_QUADS = Uint32Array.from({ length: 256 }, (_, byte) => {
+  const quad = new Int8Array(4);
+  return writePair(quad, 0, byte >>> 4) && writePair(quad, 2, byte & 15) ? new Uint32Array(quad.buffer)[0]! : NOT_PAIRS;
+});
 
 /** E_PACKED_CODE for a byte of pair indices (TL1, TL2's tail) with a nibble over 8. */
 export function pairIndexError(layout: string, context: DecodeContext | undefined, bytes: Uint8Array, at: number): B158Error {
