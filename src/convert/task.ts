@@ -56,11 +56,11 @@ const scratch = new Scratch();
  * `arena`: where layout payloads are made; the payload returned is then a view of it, valid until
  * its next carve. Without one, the task takes this thread's and returns a copy.
  */
-export async function runTernaryTask(task: TernaryTask, source: ByteSource, arena?: Arena): Promise<TernaryResult> {
+export async function runTernaryTask(task: TernaryTask, source: ByteSource, arena?: Arena, limits: TaskLimits = TASK_LIMITS): Promise<TernaryResult> {
   const own = arena === undefined ? takeArena() : undefined;
   const lease = new Lease(scratch);
   try {
-    const result = await runWith(task, source, lease, arena ?? own!);
+    const result = await runWith(task, source, lease, arena ?? own!, limits);
     return own === undefined || task.encoding.kind === "fallback" ? result : { ...result, payload: result.payload.slice() };
   } finally {
     lease.release();
@@ -68,14 +68,27 @@ export async function runTernaryTask(task: TernaryTask, source: ByteSource, aren
   }
 }
 
-function runWith(task: TernaryTask, source: ByteSource, lease: Lease, arena: Arena): Promise<TernaryResult> {
+function runWith(task: TernaryTask, source: ByteSource, lease: Lease, arena: Arena, limits: TaskLimits): Promise<TernaryResult> {
   if (task.action === "extract") return extractTensor(task, source, lease);
-  if (task.encoding.kind === "layout") return task.action === "repack" ? repackByRanges(task, task.encoding.params, source, arena) : ternarizeByRanges(task, task.encoding.params, source, arena);
+  if (task.encoding.kind === "layout") return task.action === "repack" ? repackByRanges(task, task.encoding.params, source, arena, limits) : ternarizeByRanges(task, task.encoding.params, source, arena, limits);
   return task.action === "repack" ? repackTensor(task, source, lease) : ternarizeTensor(task, source, lease);
 }
 
-/** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
-const RANGE_CODES = 128 * 1024;
+export interface TaskLimits {
+  /** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
+  readonly rangeCodes: number;
+  /**
+   * Latent tensors up to this size are read once: pass 1 reads them piece by piece into one buffer
+   * that pass 2 then codes from memory, instead of reading the file again (a copy out of the page
+   * cache for every byte). Larger ones are read twice, so memory stays bounded by this.
+   */
+  readonly holdBytes: number;
+  /** Bytes read at a time within a chunk: small enough to be processed while still in this core's cache. */
+  readonly pieceBytes: number;
+}
+
+/** The converter's (tests pass small ones, to cross many range and piece boundaries). */
+export const TASK_LIMITS: TaskLimits = { rangeCodes: 128 * 1024, holdBytes: 64 * 1024 * 1024, pieceBytes: 1024 * 1024 };
 
 /** A fallback encoding's repack: the whole codes, dequantized. */
 async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
@@ -86,11 +99,11 @@ async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease)
 }
 
 /** A packed source into a layout: unpacked and packed a range of rows at a time. */
-async function repackByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena): Promise<TernaryResult> {
+async function repackByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena, limits: TaskLimits): Promise<TernaryResult> {
   const [packedRows, cols] = task.packedShape!;
   const [M, K] = task.shape;
   checkHfShape(task.byteLength, packedRows, cols, M, task.name);
-  const rows = rangeRows(params, K, RANGE_CODES);
+  const rows = rangeRows(params, K, limits.rangeCodes);
   const [into, codeBytes, payload, decoded] = arena.carve(task.byteLength, Math.min(M, rows) * K, payloadBytesOf(params, task.shape), Math.min(M, rows) * K);
   const bytes = await source.read(task.fileOffset, task.byteLength, into!);
   const codes = int8(codeBytes!);
@@ -116,8 +129,6 @@ function int8(bytes: Uint8Array): Int8Array {
   return new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Bytes read at a time within a chunk: small enough to be processed while still in this core's cache. */
-const PIECE_BYTES = 1024 * 1024;
 
 /**
  * The two absmean passes over the latent weights, each reading the tensor in pieces on this thread
@@ -126,9 +137,9 @@ const PIECE_BYTES = 1024 * 1024;
  * after pass 1 (online semantics: it is the final scale, whatever the values).
  */
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
-  const { step, pieceBytes } = pieceSizes(task);
+  const { step, pieceBytes } = pieceSizes(task, TASK_LIMITS);
   const buffer = lease.bytes(pieceBytes);
-  const coder = await absmeanPass(task, source, pieceBytes, (_, length) => buffer.subarray(0, length));
+  const coder = await absmeanPass(task, source, step, pieceBytes, (_, length) => buffer.subarray(0, length));
   const codes = lease.codes(task.shape[0] * task.shape[1]);
   let written = 0;
   for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {
@@ -137,23 +148,16 @@ async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lea
   return finish(task, codes, coder.result().scale, lease);
 }
 
-/**
- * Latent tensors up to this size are read once: pass 1 reads them piece by piece into one buffer
- * that pass 2 then codes from memory, instead of reading the file again (a copy out of the page
- * cache for every byte). Larger ones are read twice, so memory stays bounded by this.
- */
-const HOLD_BYTES = 64 * 1024 * 1024;
-
 /** The same into a layout, its rows packed and checked a range at a time as pass 2 codes them. */
-async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena): Promise<TernaryResult> {
+async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source: ByteSource, arena: Arena, limits: TaskLimits): Promise<TernaryResult> {
   const [M, K] = task.shape;
-  const { step, pieceBytes, elementBytes } = pieceSizes(task);
-  const rangeCodes = Math.min(M, rangeRows(params, K, RANGE_CODES)) * K;
-  const hold = task.byteLength <= HOLD_BYTES;
+  const { step, pieceBytes, elementBytes } = pieceSizes(task, limits);
+  const rangeCodes = Math.min(M, rangeRows(params, K, limits.rangeCodes)) * K;
+  const hold = task.byteLength <= limits.holdBytes;
   // the codes of a range not yet whole, and a piece's
   const [raw, codeBytes, payload, decoded] = arena.carve(hold ? task.byteLength : pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
   const into = (offset: number, length: number) => (hold ? raw!.subarray(offset, offset + length) : raw!.subarray(0, length));
-  const coder = await absmeanPass(task, source, pieceBytes, into, arena);
+  const coder = await absmeanPass(task, source, step, pieceBytes, into, arena);
   const codes = int8(codeBytes!);
   const packer = new RangePacker(params, task.shape, coder.result().scale, payload!, int8(decoded!), arena.kernels);
   let filled = 0;
@@ -169,15 +173,14 @@ async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source
   return { ...packer.finish(), scale: coder.result().scale };
 }
 
-function pieceSizes(task: TernaryTask): { step: number; pieceBytes: number; elementBytes: number } {
+function pieceSizes(task: TernaryTask, limits: TaskLimits): { step: number; pieceBytes: number; elementBytes: number } {
   const elementBytes = task.sourceDtype === "F32" ? 4 : 2;
   const step = Math.max(elementBytes, Math.floor(task.chunkBytes / 4) * 4);
-  return { step, pieceBytes: Math.min(step, PIECE_BYTES, task.byteLength), elementBytes };
+  return { step, pieceBytes: Math.min(step, limits.pieceBytes, task.byteLength), elementBytes };
 }
 
 /** Pass 1 (the absmean), each piece read into the view `into` gives for it; the coder for pass 2. */
-async function absmeanPass(task: TernaryTask, source: ByteSource, pieceBytes: number, into: (offset: number, length: number) => Uint8Array, arena?: Arena): Promise<TernaryCoder> {
-  const { step } = pieceSizes(task);
+async function absmeanPass(task: TernaryTask, source: ByteSource, step: number, pieceBytes: number, into: (offset: number, length: number) => Uint8Array, arena?: Arena): Promise<TernaryCoder> {
   const accumulator = new AbsmeanAccumulator(task.sourceDtype as LatentDtype, task.name, arena?.kernels);
   for (const { offset, length, last } of pieces(task.byteLength, step, pieceBytes)) {
     accumulator.addPiece(await readInto(source, task.fileOffset + offset, into(offset, length)), last);
@@ -201,7 +204,7 @@ async function extractTensor(task: TernaryTask, source: ByteSource, lease: Lease
   const reader = new StoredTernaryReader(task.sourceDtype as LatentDtype, task.shape, task.name);
   const elementBytes = task.sourceDtype === "F32" ? 4 : 2;
   const step = Math.max(elementBytes, Math.floor(task.chunkBytes / 4) * 4);
-  const buffer = lease.bytes(Math.min(step, PIECE_BYTES, task.byteLength));
+  const buffer = lease.bytes(Math.min(step, TASK_LIMITS.pieceBytes, task.byteLength));
   const codes = lease.codes(task.shape[0] * task.shape[1]);
   let written = 0;
   for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {

@@ -158,6 +158,11 @@ export class Arena {
 
   private constructor(readonly kernels: WasmKernels | undefined, private readonly memory: WebAssembly.Memory | undefined) {}
 
+  /** An arena of plain memory: the TypeScript path (the fallback, for tests). */
+  static plain(): Arena {
+    return new Arena(undefined, undefined);
+  }
+
   static create(): Arena {
     const module = convertModule();
     if (module === undefined) return new Arena(undefined, undefined);
