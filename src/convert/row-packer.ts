@@ -15,7 +15,8 @@ import type { PackedCheck } from "./validate-b158.js";
  * each of its three regions (TL2). Packing ranges with the layout's own packer therefore gives the
  * bytes of packing the tensor at once (row-packer.spec.ts). I2_S's tail (the f32 scale) and TL2's
  * zero padding are written once. With WebAssembly kernels and views in their memory, I2_S, TQ2_0
- * and Q2_0 pack and check in WebAssembly, with the same bytes and the same check.
+ * and Q2_0 pack and check in WebAssembly, and TQ1_0 packs there (its TypeScript decoder checks it),
+ * with the same bytes and the same check.
  */
 
 /** Rows a layout packs on its own: TL1/TL2 tile BM rows at once, the others any rows. */
@@ -82,7 +83,7 @@ export class RangePacker {
   private nonzero = false;
   private roundTrips = true;
   private embeddedScale: number | undefined;
-  /** TQ2_0 / Q2_0's d of a nonzero block, for the WebAssembly packer; undefined: pack in TypeScript (which raises the scale's error, if any). */
+  /** TQ1_0 / TQ2_0 / Q2_0's d of a nonzero block, for the WebAssembly packer; undefined: pack in TypeScript (which raises the scale's error, if any). */
   private readonly d: number | undefined;
 
   /**
@@ -101,7 +102,7 @@ export class RangePacker {
     const end = rowsEnd(params, shape);
     payload.fill(0, end);
     if (params.layout === "i2_s") new DataView(payload.buffer, payload.byteOffset + M * (K / 4), 4).setFloat32(0, scale, true);
-    this.d = params.layout === "tq2_0" || params.layout === "q2_0" ? tryScaleBits(scale, params.layout) : undefined;
+    this.d = params.layout === "tq2_0" || params.layout === "tq1_0" || params.layout === "q2_0" ? tryScaleBits(scale, params.layout) : undefined;
   }
 
   /** Packs and checks the next `codes.length / K` rows (whole units of the layout's, or the last rows). */
@@ -130,28 +131,39 @@ export class RangePacker {
     this.record(decoded !== undefined && sameBytes(decoded.codes, codes), anyNonzero(codes), () => decoded?.scale);
   }
 
-  /** I2_S, TQ2_0 and Q2_0 in WebAssembly, when the views lie in the kernels' memory; false when not done. */
+  /**
+   * I2_S, TQ2_0 and Q2_0 packed and checked in WebAssembly, TQ1_0 packed there and checked by its
+   * TypeScript decoder, when the views lie in the kernels' memory; false when not done.
+   */
   private packInWasm(codes: Int8Array, row: number, rows: number): boolean {
     const { kernels, params } = this;
     if (kernels === undefined || !kernels.holds(codes, this.payload)) return false;
-    if (params.layout !== "i2_s" && (this.d === undefined || (params.layout !== "tq2_0" && params.layout !== "q2_0"))) return false;
+    if (params.layout !== "i2_s" && (this.d === undefined || (params.layout !== "tq2_0" && params.layout !== "q2_0" && params.layout !== "tq1_0"))) return false;
     const [[, to, length]] = rangeSlices(params, this.shape, row, rows) as [[number, number, number]];
     const out = this.payload.subarray(to, to + length);
     let ternary: boolean;
-    let flags: CheckFlags;
+    let flags: CheckFlags | undefined;
     if (params.layout === "i2_s") {
       ternary = kernels.packI2s(codes, params.blockSize, out);
       flags = kernels.checkI2s(out, codes, params.blockSize);
     } else if (params.layout === "tq2_0") {
       ternary = kernels.packTq2_0(codes, this.d!, out);
       flags = kernels.checkTq2_0(out, codes);
-    } else {
+    } else if (params.layout === "q2_0") {
       ternary = kernels.packQ2_0(codes, this.d!, out);
       flags = kernels.checkQ2_0(out, codes);
+    } else {
+      ternary = kernels.packTq1_0(codes, this.d!, out);
     }
     // codes outside -1..1: the TypeScript packer raises E_NOT_TERNARY naming the first
     if (!ternary) packLayout(params, codes, [rows, this.shape[1]], this.scale);
-    this.record(!flags.invalid && !flags.differs, flags.nonzero, () => (flags.invalid ? undefined : this.embeddedIn(out)));
+    if (flags === undefined) {
+      const decoded = decodeWritten(params, out, [rows, this.shape[1]], this.scratch.subarray(0, codes.length));
+      this.record(decoded !== undefined && sameBytes(decoded.codes, codes), anyNonzero(codes), () => decoded?.scale);
+      return true;
+    }
+    const { invalid, differs, nonzero } = flags;
+    this.record(!invalid && !differs, nonzero, () => (invalid ? undefined : this.embeddedIn(out)));
     return true;
   }
 
@@ -176,7 +188,7 @@ export class RangePacker {
 }
 
 /** f16 bits of a per-tensor TQ / Q2_0 scale, or undefined when the packer would refuse it (then it packs, and raises the error, itself). */
-function tryScaleBits(scale: number, layout: "tq2_0" | "q2_0"): number | undefined {
+function tryScaleBits(scale: number, layout: "tq2_0" | "tq1_0" | "q2_0"): number | undefined {
   try {
     return scaleBitsOf(scale, layout === "q2_0" ? "Q2_0" : "TQ")(0);
   } catch {

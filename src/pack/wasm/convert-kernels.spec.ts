@@ -108,16 +108,19 @@ describe("converter kernels in WebAssembly", () => {
     it.each([
       ["tq/tq2_0_256x256.bin", "bitnet/weights_256x256.f32", "tq2_0", 256, 256],
       ["tq/tq2_0_256x256_zero_row7.bin", "tq/weights_256x256_zero_row7.f32", "tq2_0", 256, 256],
+      ["tq/tq1_0_256x256.bin", "bitnet/weights_256x256.f32", "tq1_0", 256, 256],
+      ["tq/tq1_0_256x256_zero_row7.bin", "tq/weights_256x256_zero_row7.f32", "tq1_0", 256, 256],
       ["q2_0/q2_0_256x256.bin", "bitnet/weights_256x256.f32", "q2_0", 256, 256],
       ["q2_0/q2_0_256x256_zero_row7.bin", "tq/weights_256x256_zero_row7.f32", "q2_0", 256, 256],
     ] as const)("%s", (file, weights, layout, M, K) => {
       const stored = readStored(vector(weights), "F32", [M, K]);
       const params: LayoutParams = layout === "q2_0" ? { layout, blockSize: 64 } : { layout, blockSize: 256 };
+      const method = { q2_0: "packQ2_0", tq1_0: "packTq1_0", tq2_0: "packTq2_0" }[layout];
       const wasm = wasmArena();
       const { payload, check } = packByRanges(params, stored.codes, [M, K], stored.scale as number, 48 * K, wasm);
       expectSameBytes(payload, vector(file));
       expect(check.roundTrips).toBe(true);
-      expect(wasm.calls.get(layout === "q2_0" ? "packQ2_0" : "packTq2_0")).toBe(Math.ceil(M / 48));
+      expect(wasm.calls.get(method)).toBe(Math.ceil(M / 48));
     });
 
     it("q2_0 64x320 (K not a multiple of 256)", () => {
@@ -171,11 +174,11 @@ describe("converter kernels in WebAssembly", () => {
         ),
         { numRuns: 30 },
       );
-      if (layout === "i2_s" || layout === "tq2_0" || layout === "q2_0") expect(wasm.calls.size).toBeGreaterThan(0);
+      if (layout === "i2_s" || layout === "tq2_0" || layout === "tq1_0" || layout === "q2_0") expect(wasm.calls.size).toBeGreaterThan(0);
     });
 
     it("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY", () => {
-      for (const params of [{ layout: "i2_s", blockSize: 128, variant: "x86" }, { layout: "tq2_0", blockSize: 256 }, { layout: "q2_0", blockSize: 64 }] as LayoutParams[]) {
+      for (const params of [{ layout: "i2_s", blockSize: 128, variant: "x86" }, { layout: "tq2_0", blockSize: 256 }, { layout: "tq1_0", blockSize: 256 }, { layout: "q2_0", blockSize: 64 }] as LayoutParams[]) {
         const codes = lcgCodes(4 * 256, 9);
         codes[700] = 2;
         const ts = catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024));

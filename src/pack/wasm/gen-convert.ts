@@ -199,6 +199,67 @@ const packTq2_0 = `(func (export "pack_tq2_0") (param $codes i32) (param $blocks
   )}
   (v128.any_true ${highAbove2}))`;
 
+/**
+ * TQ1_0 (tq.ts): `blocks` blocks of 256 codes to 54 bytes. qs[m], m < 32: the digits (t + 1) of
+ * elements m + 32n, n = 0..4, most significant first; qs[32 + m], m < 16: elements 160 + m + 16n;
+ * qh[j], j < 4: elements 240 + j + 4n, n = 0..3, with a fifth digit 0; each byte is
+ * ceil(v x 256 / 243) = floor((256 v + 242) / 243) of its base-3 number v, the division as a
+ * multiply by 34522 and a shift by 23 (exact for every v in 0..242); then the f16 d as TQ2_0's.
+ * Returns 1 when a code is not ternary.
+ */
+const TQ1_MAGIC = 34522;
+const TQ1_SHIFT = 23;
+/** floor((256 v + 242) / 243) of eight u16 v, as u16. */
+const tritsToBytes16 = (v: string): string => {
+  const x = `(i16x8.add (i16x8.shl ${v} (i32.const 8)) ${splat16(242)})`;
+  const part = (half: "low" | "high") => `(i32x4.shr_u (i32x4.mul (i32x4.extend_${half}_i16x8_u ${x}) ${splat32(TQ1_MAGIC)}) (i32.const ${TQ1_SHIFT}))`;
+  return `(i16x8.narrow_i32x4_u ${part("low")} ${part("high")})`;
+};
+/** The base-3 number of five digit vectors (u8, most significant first), for one half of the lanes. */
+const base3 = (names: string[], half: "low" | "high"): string =>
+  names.map((n) => `(i16x8.extend_${half}_i8x16_u ${get(n)})`).reduce((acc, d) => `(i16x8.add (i16x8.mul ${acc} ${splat16(3)}) ${d})`);
+const packTq1_0 = `(func (export "pack_tq1_0") (param $codes i32) (param $blocks i32) (param $dst i32) (param $d i32) (result i32)
+  ${locals("i32", "b", "j", "v")} ${locals("v128", "p0", "p1", "p2", "p3", "p4", "high", "any")}
+  ${set("high", "(v128.const i64x2 0 0)")}
+  ${forLoop(
+    "b",
+    i32(0),
+    get("blocks"),
+    1,
+    `${set("any", "(v128.const i64x2 0 0)")}
+    ${[
+      [0, 32, 0],
+      [16, 32, 16],
+      [160, 16, 32],
+    ]
+      .map(([start, stride, at]) => {
+        const names = ["p0", "p1", "p2", "p3", "p4"];
+        return `${names.map((n, k) => set(n, load(get("codes"), start! + stride! * k))).join(" ")}
+    ${set("any", or(get("any"), ...names.map(get)))}
+    ${names.map((n) => set(n, plusOne(get(n)))).join(" ")}
+    ${set("high", `(i8x16.max_u ${get("high")} (i8x16.max_u (i8x16.max_u (i8x16.max_u ${get("p0")} ${get("p1")}) (i8x16.max_u ${get("p2")} ${get("p3")})) ${get("p4")}))`)}
+    ${store(get("dst"), `(i8x16.narrow_i16x8_u ${tritsToBytes16(base3(names, "low"))} ${tritsToBytes16(base3(names, "high"))})`, at)}`;
+      })
+      .join("\n    ")}
+    ${set("p0", load(get("codes"), 240))}
+    ${set("any", `(v128.or ${get("any")} ${get("p0")})`)}
+    ${set("p0", plusOne(get("p0")))}
+    ${set("high", `(i8x16.max_u ${get("high")} ${get("p0")})`)}
+    ${forLoop(
+      "j",
+      i32(0),
+      i32(4),
+      1,
+      `${set("v", "(i32.const 0)")}
+      ${[0, 4, 8, 12].map((k) => set("v", `(i32.add (i32.mul ${get("v")} (i32.const 3)) (i32.add (i32.load8_s offset=${240 + k} ${add(get("codes"), get("j"))}) (i32.const 1)))`)).join(" ")}
+      (i32.store8 offset=48 ${add(get("dst"), get("j"))} (i32.shr_u (i32.mul (i32.add (i32.shl (i32.mul ${get("v")} (i32.const 3)) (i32.const 8)) (i32.const 242)) (i32.const ${TQ1_MAGIC})) (i32.const ${TQ1_SHIFT})))`,
+    )}
+    (i32.store16 offset=52 ${get("dst")} (select ${get("d")} (i32.const 0) (v128.any_true ${get("any")})))
+    ${set("codes", add(get("codes"), i32(256)))}
+    ${set("dst", add(get("dst"), i32(54)))}`,
+  )}
+  (v128.any_true ${highAbove2}))`;
+
 /** Decodes `blocks` TQ2_0 blocks at `payload` and compares them with `codes` (CHECK_RESULT); d is not a code. */
 const checkTq2_0 = `(func (export "check_tq2_0") (param $payload i32) (param $codes i32) (param $blocks i32) (result i32)
   ${locals("i32", "k")} ${locals("v128", "b", "c", "three", "diff", "nonzero")}
@@ -343,6 +404,6 @@ const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i
 export function generateConvertModule(): string {
   return `(module
 (memory (export "memory") 1 65536)
-${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
 )`;
 }
