@@ -14,9 +14,8 @@ import type { PackedCheck } from "./validate-b158.js";
  * at a time, and their tile order puts a BM-row group's bytes in one slice (TL1) or one slice of
  * each of its three regions (TL2). Packing ranges with the layout's own packer therefore gives the
  * bytes of packing the tensor at once (row-packer.spec.ts). I2_S's tail (the f32 scale) and TL2's
- * zero padding are written once. With WebAssembly kernels and views in their memory, I2_S, TQ2_0
- * and Q2_0 pack and check in WebAssembly, and TQ1_0 packs there (its TypeScript decoder checks it),
- * with the same bytes and the same check.
+ * zero padding are written once. With WebAssembly kernels and views in their memory, I2_S, TQ1_0,
+ * TQ2_0 and Q2_0 pack and check in WebAssembly, with the same bytes and the same check.
  */
 
 /** Rows a layout packs on its own: TL1/TL2 tile BM rows at once, the others any rows. */
@@ -132,8 +131,8 @@ export class RangePacker {
   }
 
   /**
-   * I2_S, TQ2_0 and Q2_0 packed and checked in WebAssembly, TQ1_0 packed there and checked by its
-   * TypeScript decoder, when the views lie in the kernels' memory; false when not done.
+   * I2_S, TQ1_0, TQ2_0 and Q2_0 packed and checked in WebAssembly when the views lie in the
+   * kernels' memory; false when not done.
    */
   private packInWasm(codes: Int8Array, row: number, rows: number): boolean {
     const { kernels, params } = this;
@@ -142,7 +141,7 @@ export class RangePacker {
     const [[, to, length]] = rangeSlices(params, this.shape, row, rows) as [[number, number, number]];
     const out = this.payload.subarray(to, to + length);
     let ternary: boolean;
-    let flags: CheckFlags | undefined;
+    let flags: CheckFlags;
     if (params.layout === "i2_s") {
       ternary = kernels.packI2s(codes, params.blockSize, out);
       flags = kernels.checkI2s(out, codes, params.blockSize);
@@ -154,14 +153,10 @@ export class RangePacker {
       flags = kernels.checkQ2_0(out, codes);
     } else {
       ternary = kernels.packTq1_0(codes, this.d!, out);
+      flags = kernels.checkTq1_0(out, codes);
     }
     // codes outside -1..1: the TypeScript packer raises E_NOT_TERNARY naming the first
     if (!ternary) packLayout(params, codes, [rows, this.shape[1]], this.scale);
-    if (flags === undefined) {
-      const decoded = decodeWritten(params, out, [rows, this.shape[1]], this.scratch.subarray(0, codes.length));
-      this.record(decoded !== undefined && sameBytes(decoded.codes, codes), anyNonzero(codes), () => decoded?.scale);
-      return true;
-    }
     const { invalid, differs, nonzero } = flags;
     this.record(!invalid && !differs, nonzero, () => (invalid ? undefined : this.embeddedIn(out)));
     return true;
@@ -171,7 +166,7 @@ export class RangePacker {
   private embeddedIn(out: Uint8Array): number {
     const { params, payload } = this;
     if (params.layout === "i2_s") return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getFloat32(payload.byteLength - I2_S_TAIL_BYTES, true);
-    const [blockBytes, at] = params.layout === "tq2_0" ? [TQ2_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES - 2] : [Q2_0_BLOCK_BYTES, 0];
+    const [blockBytes, at] = params.layout === "tq2_0" ? [TQ2_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES - 2] : params.layout === "tq1_0" ? [TQ1_0_BLOCK_BYTES, TQ1_0_BLOCK_BYTES - 2] : [Q2_0_BLOCK_BYTES, 0];
     for (let o = at; o < out.byteLength; o += blockBytes) {
       const bits = out[o]! | (out[o + 1]! << 8);
       if (bits !== 0) return fromF16Bits(bits);

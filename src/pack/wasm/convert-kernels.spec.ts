@@ -193,6 +193,7 @@ describe("converter kernels in WebAssembly", () => {
       [{ layout: "i2_s", blockSize: 128, variant: "x86" }, 0, "checkI2s"],
       [{ layout: "i2_s", blockSize: 64, variant: "arm" }, 0, "checkI2s"],
       [{ layout: "tq2_0", blockSize: 256 }, 66, "checkTq2_0"],
+      [{ layout: "tq1_0", blockSize: 256 }, 54, "checkTq1_0"],
       [{ layout: "q2_0", blockSize: 64 }, 18, "checkQ2_0"],
     ] as const)("%o: any damaged byte", (params, blockBytes, method) => {
       const { arena, kernels } = wasmArena();
@@ -205,13 +206,13 @@ describe("converter kernels in WebAssembly", () => {
           const damaged = whole.slice();
           const offset = at % body;
           // the f16 d is not a code: damage code bytes only
-          const dAt = params.layout === "tq2_0" ? 64 : 0;
+          const dAt = params.layout === "tq2_0" ? 64 : params.layout === "tq1_0" ? 52 : 0;
           fc.pre(blockBytes === 0 || (offset % blockBytes !== dAt && offset % blockBytes !== dAt + 1));
           damaged[offset]! ^= flip;
           const decoded = decodeWritten(params, damaged, [rows, K]);
           const roundTrips = decoded !== undefined && sameBytes(decoded.codes, codes);
           const [p, c] = place(arena, [damaged.subarray(0, body), u8(codes)]);
-          const bits = method === "checkI2s" ? kernels.checkI2s(p!, i8(c!), (params as { blockSize: 128 | 64 }).blockSize) : method === "checkTq2_0" ? kernels.checkTq2_0(p!, i8(c!)) : kernels.checkQ2_0(p!, i8(c!));
+          const bits = method === "checkI2s" ? kernels.checkI2s(p!, i8(c!), (params as { blockSize: 128 | 64 }).blockSize) : method === "checkTq2_0" ? kernels.checkTq2_0(p!, i8(c!)) : method === "checkTq1_0" ? kernels.checkTq1_0(p!, i8(c!)) : kernels.checkQ2_0(p!, i8(c!));
           expect(!bits.invalid && !bits.differs).toBe(roundTrips);
           expect(bits.invalid).toBe(decoded === undefined);
           expect(bits.nonzero).toBe(codes.some((v) => v !== 0));

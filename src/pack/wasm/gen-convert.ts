@@ -260,6 +260,68 @@ const packTq1_0 = `(func (export "pack_tq1_0") (param $codes i32) (param $blocks
   )}
   (v128.any_true ${highAbove2}))`;
 
+/** Digit n (0 = most significant) of 16 TQ1_0 bytes as ggml decodes them, ((b x 3^n mod 256) x 3) >> 8, minus 1: the codes. */
+const tq1Codes = (bytes: string, n: number): string => {
+  const half = (h: "low" | "high") => `(i16x8.shr_u (i16x8.mul (v128.and (i16x8.mul (i16x8.extend_${h}_i8x16_u ${bytes}) ${splat16(3 ** n)}) ${splat16(0xff)}) ${splat16(3)}) (i32.const 8))`;
+  return `(i8x16.sub (i8x16.narrow_i16x8_u ${half("low")} ${half("high")}) ${splat8(1)})`;
+};
+
+/**
+ * Decodes `blocks` TQ1_0 blocks at `payload` with ggml's digit rule and compares them with `codes`.
+ * A byte is invalid (TQ1_0's packer never writes it: unpackTq1_0's E_PACKED_CODE) unless it is
+ * ceil(256 v / 243) of the v its digits make, and for qh its fifth digit is 0. Bit 0: an invalid
+ * byte; bit 1: other codes; bit 2: some code is nonzero.
+ */
+const checkTq1_0 = `(func (export "check_tq1_0") (param $payload i32) (param $codes i32) (param $blocks i32) (result i32)
+  ${locals("i32", "k", "j", "byte", "v", "n", "c", "bad", "differs")} ${locals("v128", "b", "c0", "c1", "c2", "c3", "c4", "p0", "p1", "p2", "p3", "p4", "invalid", "diff", "nonzero")}
+  ${forLoop(
+    "k",
+    i32(0),
+    get("blocks"),
+    1,
+    `${[
+      [0, 32, 0],
+      [16, 32, 16],
+      [160, 16, 32],
+    ]
+      .map(([start, stride, at]) => {
+        const codes = ["c0", "c1", "c2", "c3", "c4"];
+        const digits = ["p0", "p1", "p2", "p3", "p4"];
+        return `${set("b", load(get("payload"), at))}
+    ${codes.map((n, k) => set(n, load(get("codes"), start! + stride! * k))).join(" ")}
+    ${set("nonzero", or(get("nonzero"), ...codes.map(get)))}
+    ${digits.map((n, k) => set(n, tq1Codes(get("b"), k))).join(" ")}
+    ${set("diff", or(get("diff"), ...codes.map((c, k) => `(v128.xor ${get(c)} ${get(digits[k]!)})`)))}
+    ${digits.map((n) => set(n, plusOne(get(n)))).join(" ")}
+    ${set("invalid", `(v128.or ${get("invalid")} (v128.xor ${get("b")} (i8x16.narrow_i16x8_u ${tritsToBytes16(base3(digits, "low"))} ${tritsToBytes16(base3(digits, "high"))})))`)}`;
+      })
+      .join("\n    ")}
+    ${forLoop(
+      "j",
+      i32(0),
+      i32(4),
+      1,
+      `${set("byte", `(i32.load8_u offset=48 ${add(get("payload"), get("j"))})`)}
+      ${set("v", "(i32.const 0)")}
+      ${forLoop(
+        "n",
+        i32(0),
+        i32(5),
+        1,
+        `${set("c", `(i32.shr_u (i32.mul (i32.and (i32.mul ${get("byte")} (select (i32.const 1) (select (i32.const 3) (select (i32.const 9) (select (i32.const 27) (i32.const 81) (i32.lt_u ${get("n")} (i32.const 4))) (i32.lt_u ${get("n")} (i32.const 3))) (i32.lt_u ${get("n")} (i32.const 2))) (i32.eqz ${get("n")}))) (i32.const 0xff)) (i32.const 3)) (i32.const 8))`)}
+        ${set("v", `(i32.add (i32.mul ${get("v")} (i32.const 3)) ${get("c")})`)}
+        (if (i32.lt_u ${get("n")} (i32.const 4))
+          (then ${set("differs", `(i32.or ${get("differs")} (i32.ne (i32.sub ${get("c")} (i32.const 1)) (i32.load8_s offset=240 ${add(get("codes"), add(get("j"), `(i32.shl ${get("n")} (i32.const 2))`))})))`)})
+          (else ${set("bad", `(i32.or ${get("bad")} (i32.ne ${get("c")} (i32.const 0)))`)}))`,
+      )}
+      ${set("bad", `(i32.or ${get("bad")} (i32.ne ${get("byte")} (i32.shr_u (i32.mul (i32.add (i32.shl ${get("v")} (i32.const 8)) (i32.const 242)) (i32.const ${TQ1_MAGIC})) (i32.const ${TQ1_SHIFT}))))`)}`,
+    )}
+    ${set("nonzero", `(v128.or ${get("nonzero")} ${load(get("codes"), 240)})`)}
+    ${set("codes", add(get("codes"), i32(256)))}
+    ${set("payload", add(get("payload"), i32(54)))}`,
+  )}
+  (i32.or (i32.or (i32.or (v128.any_true ${get("invalid")}) ${get("bad")}) (i32.shl (i32.or (v128.any_true ${get("diff")}) ${get("differs")}) (i32.const 1))) (i32.shl (v128.any_true ${get("nonzero")}) (i32.const 2))))`;
+
 /** Decodes `blocks` TQ2_0 blocks at `payload` and compares them with `codes` (CHECK_RESULT); d is not a code. */
 const checkTq2_0 = `(func (export "check_tq2_0") (param $payload i32) (param $codes i32) (param $blocks i32) (result i32)
   ${locals("i32", "k")} ${locals("v128", "b", "c", "three", "diff", "nonzero")}
@@ -404,6 +466,6 @@ const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i
 export function generateConvertModule(): string {
   return `(module
 (memory (export "memory") 1 65536)
-${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
 )`;
 }

@@ -50,6 +50,7 @@ interface Exports {
   pack_tq2_0(codes: number, blocks: number, dst: number, d: number): number;
   check_tq2_0(payload: number, codes: number, blocks: number): number;
   pack_tq1_0(codes: number, blocks: number, dst: number, d: number): number;
+  check_tq1_0(payload: number, codes: number, blocks: number): number;
   pack_q2_0(codes: number, blocks: number, dst: number, d: number): number;
   check_q2_0(payload: number, codes: number, blocks: number): number;
   nonfinite_halves(src: number, n: number, mask: number): number;
@@ -126,6 +127,10 @@ export class WasmKernels {
 
   packTq1_0(codes: Int8Array, d: number, out: Uint8Array): boolean {
     return this.x.pack_tq1_0(codes.byteOffset, codes.length >>> 8, out.byteOffset, d) === 0;
+  }
+
+  checkTq1_0(payload: Uint8Array, codes: Int8Array): CheckFlags {
+    return flags(this.x.check_tq1_0(payload.byteOffset, codes.byteOffset, codes.length >>> 8));
   }
 
   packQ2_0(codes: Int8Array, d: number, out: Uint8Array): boolean {
