@@ -102,7 +102,7 @@ export async function pull(spec: HubSpec, options: PullOptions = {}): Promise<Pu
   });
   if (wanted.length === 0) {
     throw new B158Error("E_HUB_NOT_FOUND", `${spec.repo}@${spec.revision}: no file matches ${(options.include ?? DEFAULT_INCLUDE).join(", ")}`, {
-      hint: "Check the repo holds safetensors weights, or adjust --include.",
+      hint: "Check that the repo holds safetensors weights (b158 pull --include fetches other files).",
     });
   }
 
