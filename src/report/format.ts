@@ -18,6 +18,11 @@ export function formatCount(n: number): string {
   return String(n);
 }
 
+/** "1 error", "2 warnings", "0 tensors". */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
