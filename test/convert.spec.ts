@@ -104,6 +104,8 @@ describe("convert: round trip for every family x layout", () => {
     const fixture = await generateCheckpoint({ family: "bitnet-1bitllm", dir: join(root, "3b-like"), dims: { layers: 1, hidden: 320, intermediate: 864, heads: 4, kvHeads: 4 } });
     const output = join(root, "3b.b158");
     await expect(convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0 })).rejects.toMatchObject({ code: "E_LAYOUT_SHAPE" });
+    // an unknown layout name is a coded usage error, not a TypeError from deep inside
+    await expect(convertCheckpoint(fixture.dir, { layout: "tq3_0" as never, output, threads: 0 })).rejects.toMatchObject({ code: "E_LAYOUT_UNKNOWN", exitCode: 2 });
     await expect(readdir(root)).resolves.not.toContain("3b.b158");
     // every ternary tensor would fall back: a float file under a ternary layout's name, unless asked for
     await expect(convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, fallback: "f16" })).rejects.toMatchObject({ code: "E_LAYOUT_SHAPE", message: expect.stringContaining("no ternary tensor fits tq2_0") });

@@ -136,7 +136,8 @@ export class Progress {
     const elapsedMs = Math.max(0, now - this.started);
     const parts: string[] = [];
     if (total !== undefined && total > 0) parts.push(`${Math.min(100, Math.floor((100 * this.done) / total))}%`);
-    parts.push(total === undefined ? this.amount(this.done) : `${this.amount(this.done, false)} / ${this.amount(total)}`);
+    if (total !== undefined) parts.push(`${this.amount(this.done, false)} / ${this.amount(total)}`);
+    else if (unit !== undefined) parts.push(this.amount(this.done));
     const worked = this.done - this.skipped;
     const rate = elapsedMs >= 1000 && worked > 0 ? worked / (elapsedMs / 1000) : undefined;
     if (rate !== undefined) parts.push(unit === "bytes" ? `${formatBytes(rate)}/s` : `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)} ${unit ?? ""}/s`.replace(" /s", "/s"));
@@ -159,7 +160,7 @@ export class Progress {
     const { total } = this.options;
     const filled = total !== undefined && total > 0 ? Math.round((BAR_WIDTH * Math.min(this.done, total)) / total) : undefined;
     const bar = filled === undefined ? "" : `[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}]  `;
-    const width = Math.max(20, (this.stream.columns ?? 80) - 1);
+    const width = Math.max(20, (this.stream.columns || 80) - 1);
     const text = fit(`${this.name}  ${bar}${this.status(now)}`, this.item, width);
     this.stream.write(`\r${text.padEnd(width)}`);
     this.drawn = true;
@@ -167,7 +168,7 @@ export class Progress {
 
   private clear(): void {
     if (!this.drawn) return;
-    const width = Math.max(20, (this.stream.columns ?? 80) - 1);
+    const width = Math.max(20, (this.stream.columns || 80) - 1);
     this.stream.write(`\r${" ".repeat(width)}\r`);
     this.drawn = false;
   }

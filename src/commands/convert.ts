@@ -10,7 +10,7 @@ import { B158Error, ioError } from "../errors.js";
 import { convertCheckpointToGguf } from "../export/convert-gguf.js";
 import type { GgufExportProgress } from "../export/gguf.js";
 import { plural } from "../report/format.js";
-import { foldWarnings, markdownConvertSummary, renderConvertSummary, type ConvertResult } from "../report/render-convert.js";
+import { markdownConvertSummary, renderConvertSummary, warningLines, type ConvertResult } from "../report/render-convert.js";
 import { renderGgufExport } from "../report/render-gguf.js";
 import { renderEvalReport } from "../report/render-eval.js";
 import { evaluate, type EvalReport } from "../runtime/eval.js";
@@ -143,7 +143,7 @@ With --format gguf (the default when -o ends in .gguf) the same conversion is ex
         else {
           this.log(renderGgufExport(converted.gguf));
           this.log(`  from      ${converted.conversion.family}, layout ${converted.conversion.layout}, converted and validated in ${converted.conversion.seconds.toFixed(2)} s`);
-          for (const warning of foldWarnings(converted.conversion.warnings)) this.log(`  warning   ${warning}`);
+          for (const line of warningLines(converted.conversion.warnings)) this.log(line);
           if (evalReport !== undefined) this.log(evalLine(evalReport));
         }
         return result;

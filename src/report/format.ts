@@ -38,3 +38,21 @@ export function table(rows: readonly (readonly string[])[], rightAligned: readon
       .trimEnd(),
   );
 }
+
+/** Word-wraps `text` to `width`: the first line starts with `first`, the others with `indent`. */
+export function wrap(text: string, width: number, indent: string, first = ""): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(" ")) {
+    if (!empty && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent;
+      empty = true;
+    }
+    line += empty ? word : ` ${word}`;
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
+}

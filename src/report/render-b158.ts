@@ -1,5 +1,5 @@
 import type { B158Report } from "./b158-report.js";
-import { formatBytes, formatShape, plural, table } from "./format.js";
+import { formatBytes, formatShape, plural, table, wrap } from "./format.js";
 import { mdCode, mdDiagnostics, mdTable } from "./markdown.js";
 
 /**
@@ -241,22 +241,4 @@ function pct(x: number, unit = true): string {
 function keyValues(rows: readonly (readonly [string, string])[], width: number): string[] {
   const keyWidth = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.flatMap(([key, value]) => wrap(value, width, " ".repeat(keyWidth), key.padEnd(keyWidth)));
-}
-
-/** Word-wraps `text` to `width`: the first line starts with `first`, the others with `indent`. */
-export function wrap(text: string, width: number, indent: string, first = ""): string[] {
-  const lines: string[] = [];
-  let line = first;
-  let empty = true;
-  for (const word of text.split(" ")) {
-    if (!empty && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = indent;
-      empty = true;
-    }
-    line += empty ? word : ` ${word}`;
-    empty = false;
-  }
-  lines.push(line);
-  return lines;
 }

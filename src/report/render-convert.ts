@@ -2,7 +2,7 @@ import type { ConvertSummary } from "../convert/convert.js";
 import type { GgufExportSummary } from "../export/gguf.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { EvalReport } from "../runtime/eval.js";
-import { formatBytes, plural } from "./format.js";
+import { formatBytes, plural, wrap } from "./format.js";
 import { mdCode, mdDiagnostics, mdTable } from "./markdown.js";
 
 /** What `b158 convert` returns under --json: a .b158 summary, or the conversion and the GGUF (schemas/convert.schema.json). */
@@ -29,6 +29,11 @@ export function foldWarnings(warnings: readonly Diagnostic[]): string[] {
   return lines;
 }
 
+/** `  warning   CODE  message`, wrapped at 80 columns under the message. */
+export function warningLines(warnings: readonly Diagnostic[]): string[] {
+  return foldWarnings(warnings).flatMap((w) => wrap(w, 80, " ".repeat(12), "  warning   "));
+}
+
 export function renderConvertSummary(s: ConvertSummary): string {
   const layouts = Object.entries(s.tensors.byLayout).map(([l, n]) => `${l} x${n}`).join(", ");
   const bpw = Object.entries(s.bitsPerWeight).map(([role, b]) => `${role} ${b.toFixed(3)}`).join(", ");
@@ -39,7 +44,7 @@ export function renderConvertSummary(s: ConvertSummary): string {
     `  tensors   ${s.tensors.total}: ${layouts}`,
     `  bits/wt   ${bpw}`,
   ];
-  for (const warning of foldWarnings(s.warnings)) lines.push(`  warning   ${warning}`);
+  lines.push(...warningLines(s.warnings));
   return lines.join("\n");
 }
 
