@@ -95,7 +95,7 @@ describe("usage errors are coded, in both modes", () => {
 
 describe("oclif conventions", () => {
   it("b158 help, b158 help convert, -h and -v", async () => {
-    const [help, helpConvert, short, version] = await Promise.all([b158(["help"]), b158(["help", "convert"]), b158(["convert", "-h"]), b158(["-v"])]);
+    const [help, helpConvert, short, version, mistyped] = await Promise.all([b158(["help"]), b158(["help", "convert"]), b158(["convert", "-h"]), b158(["-v"]), b158(["help", "conver"])]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/convert\s+Convert a checkpoint/);
     expect(help.stdout).toMatch(/autocomplete\s+/);
@@ -105,6 +105,8 @@ describe("oclif conventions", () => {
       expect(run.stdout).toContain("hf://org/name[@revision]");
     }
     expect(version.stdout).toMatch(/^b158\/\d+\.\d+\.\d+ /);
+    expect(mistyped.code).toBe(2);
+    expect(mistyped.stderr).toContain("Try this: Did you mean b158 convert?");
   });
 
   it("push --help shows its arguments", async () => {
@@ -126,7 +128,7 @@ describe("oclif conventions", () => {
   it("the manifest: every command's arguments name what they take, descriptions are not hard-wrapped", async () => {
     const manifest = JSON.parse(await readFile(join(repo, "oclif.manifest.json"), "utf8"));
     const ours = Object.values(manifest.commands as Record<string, { id: string; description: string; args: Record<string, { description: string }> }>);
-    expect(ours.map((c) => c.id).sort()).toEqual(["convert", "eval", "export", "inspect", "pull", "push", "run", "validate"]);
+    expect(ours.map((c) => c.id).sort()).toEqual(["convert", "eval", "export", "help", "inspect", "pull", "push", "run", "validate"]);
     for (const command of ours) {
       expect(command.description, command.id).not.toMatch(/[^\n]\n[^\n]/);
       const described = Object.values(command.args).map((a) => a.description).join(" ");

@@ -135,6 +135,18 @@ function usageError(err: unknown, command: CommandShape): B158Error | undefined 
   return undefined;
 }
 
+/** `b158 conver`: E_USAGE naming the closest command; for something that looks like a path, how to look into it. */
+export function unknownCommand(typed: string, commands: readonly string[]): B158Error {
+  const guess = closest(typed, commands);
+  const hint =
+    guess !== undefined
+      ? `Did you mean b158 ${guess}? (b158 help lists every command)`
+      : /[/\\.]/.test(typed)
+        ? `To see what it holds: b158 inspect ${typed}. b158 help lists every command.`
+        : `Commands: ${[...commands].sort().join(", ")}. b158 help <command> describes one.`;
+  return new B158Error("E_USAGE", `"${typed}" is not a b158 command`, { hint, details: { command: typed, ...(guess === undefined ? {} : { suggestion: guess }) } });
+}
+
 /** The human rendering: message, code and exit status, the hint, and a short cause chain. */
 export function renderError(error: B158Error): string {
   const lines = [`Error: ${error.message}`, `Code: ${error.code} (exit ${error.exitCode})`];
