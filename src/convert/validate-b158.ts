@@ -66,6 +66,22 @@ export interface ValidateOptions {
    * here; a map that lacks some is not used.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
+  /** After each payload is read and hashed (not called when readBack covers every payload). */
+  readonly onProgress?: (progress: FileScanProgress) => void;
+}
+
+/** Progress of a pass over a file's tensors (.b158 or GGUF validation). */
+export interface FileScanProgress {
+  readonly tensor: string;
+  /** 1-based, of `total`. */
+  readonly done: number;
+  readonly total: number;
+  /** The tensor's layout or GGUF type, shape and stored bytes. */
+  readonly layout: string;
+  readonly shape: readonly number[];
+  readonly bytes: number;
+  readonly doneBytes: number;
+  readonly totalBytes: number;
 }
 
 export async function validateB158(path: string, options: ValidateOptions = {}): Promise<B158Validation> {
@@ -81,7 +97,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   const { packed } = options;
   const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
   const ranges = payloadRanges(file, options.nonFinite);
-  const scan = await scanFile(file, ranges, decode, options.readBack);
+  const scan = await scanFile(file, ranges, decode, options.readBack, options.onProgress);
   const diagnostics: Diagnostic[] = [];
   const facts: TensorFacts[] = [];
   const perTensor: Diagnostic[] = [];
@@ -194,7 +210,13 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
  * contiguous and in file order (the reader checked), so walking them in order is walking the file.
  * When `readBack` has every payload (a converter's), only the whole-file hash is left to do.
  */
-async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, readBack?: ReadonlyMap<string, PayloadScan>): Promise<FileScan> {
+async function scanFile(
+  file: B158File,
+  ranges: readonly PayloadRange[],
+  collect: (t: B158Tensor) => boolean,
+  readBack?: ReadonlyMap<string, PayloadScan>,
+  onProgress?: (progress: FileScanProgress) => void,
+): Promise<FileScan> {
   if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
     return { sha256: await fileSha256(file.name), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
   }
@@ -218,6 +240,7 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
       scanner.padding(padding);
       payloads.push(scanner.finish());
       if (collect(t)) collected.set(t.name, concat(chunks, t.length));
+      onProgress?.({ tensor: t.name, done: i + 1, total: file.tensors.length, layout: t.layout, shape: t.shape, bytes: t.length, doneBytes: t.fileOffset + t.length, totalBytes: file.size });
     }
   } finally {
     await source.close();
