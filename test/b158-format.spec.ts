@@ -12,6 +12,7 @@ import { decodeHeader, encodeHeader, type B158Header } from "../src/formats/b158
 import { openB158, openB158File } from "../src/formats/b158/read.js";
 import { memorySource } from "../src/io/byte-source.js";
 import { expectB158Error } from "./support/expect-error.js";
+import { signB158Bytes } from "./support/forge-b158.js";
 
 const example = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
 let root: string;
@@ -43,6 +44,11 @@ function withHeader(bytes: Uint8Array, edit: (header: Record<string, unknown>) =
   new DataView(out.buffer).setBigUint64(16, BigInt(encoded.byteLength), true);
   out.set(createHash("sha256").update(encoded).digest(), 32);
   return out;
+}
+
+/** The same file around other header bytes (any MessagePack, valid or not), re-signed. */
+function withRawHeader(bytes: Uint8Array, edit: (raw: Buffer) => Uint8Array): Uint8Array {
+  return signB158Bytes(edit(Buffer.from(bytes.subarray(64, 64 + u64(bytes, 16)))), bytes.subarray(u64(bytes, 24)));
 }
 
 describe(".b158 format", () => {
@@ -87,6 +93,9 @@ describe(".b158 format", () => {
     ["a flipped header byte", () => Object.assign(good.slice(), { 200: good[200]! ^ 0x40 }), "E_B158_HEADER"],
     ["data offset not page-aligned", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(24, BigInt(u64(good, 24) + 64), true); return b; }, "E_B158_OFFSETS"],
     ["nonzero padding after the header", () => Object.assign(good.slice(), { [u64(good, 24) - 1]: 7 }), "E_B158_HEADER"],
+    // the header map of 6 keys made 7, the 7th "format" again: two readers could keep either value
+    ["a key twice in one header map", () => withRawHeader(good, (raw) => Buffer.concat([Buffer.from([0x87]), raw.subarray(1), Buffer.from([0xa6, ...Buffer.from("format"), 0xa4, ...Buffer.from("b158")])])), "E_B158_HEADER"],
+    ["an extension type in the header (a timestamp)", () => withRawHeader(good, (raw) => Buffer.concat([Buffer.from([0x87]), raw.subarray(1), Buffer.from([0xa1, 0x7a, 0xd6, 0xff, 0, 0, 0, 1])])), "E_B158_HEADER"],
     ["schema violation (format is not b158)", () => withHeader(good, (h) => { h.format = "gguf"; }), "E_B158_SCHEMA"],
     ["schema violation (unknown layout)", () => withHeader(good, (h) => { (h.tensors as Record<string, unknown>[])[1]!.layout = "q4_k"; }), "E_B158_SCHEMA"],
     ["payload length disagrees with the layout", () => withHeader(good, (h) => { const t = (h.tensors as Record<string, unknown>[]).find((x) => x.layout === "tq2_0")!; t.length = (t.length as number) - 66; }), "E_B158_LAYOUT"],
