@@ -170,17 +170,33 @@ function checkHeader(file: string, decoded: unknown): B158Header {
   const raw = decoded as Record<string, unknown>;
   // Binary file contents are not JSON: check them here, and give the schema their lengths.
   const files = raw.files;
-  const fileLengths: Record<string, number> = {};
-  if (files !== null && typeof files === "object" && !Array.isArray(files)) {
-    for (const [name, value] of Object.entries(files)) {
-      if (!(value instanceof Uint8Array)) fail("E_B158_SCHEMA", file, `files["${name}"] is not binary`);
-      fileLengths[name] = value.byteLength;
-    }
+  let filesForSchema = files;
+  if (files !== null && typeof files === "object" && !Array.isArray(files) && !(files instanceof Uint8Array)) {
+    filesForSchema = Object.fromEntries(
+      Object.entries(files).map(([name, value]) => {
+        if (!(value instanceof Uint8Array)) fail("E_B158_SCHEMA", file, `files["${name}"] is not binary`);
+        return [name, value.byteLength];
+      }),
+    );
   }
-  const forSchema = { ...raw, files: files === undefined ? undefined : fileLengths };
+  const forSchema = { ...raw, files: filesForSchema };
+  const binary = binaryPath(forSchema, "header");
+  if (binary !== undefined) fail("E_B158_SCHEMA", file, `${binary} is binary; only the values of files are`);
   const validate = getValidator("b158-header");
   if (!validate(forSchema)) fail("E_B158_SCHEMA", file, `header breaks the schema: ${describeSchemaErrors(validate.errors)}`, { errors: validate.errors });
   return raw as unknown as B158Header;
+}
+
+/** Where a binary value is in a decoded header (its files' values already replaced), or undefined. The header nests at most 64 levels. */
+function binaryPath(value: unknown, path: string): string | undefined {
+  if (value instanceof Uint8Array) return path;
+  if (value === null || typeof value !== "object") return undefined;
+  const entries = Array.isArray(value) ? value.map((v, i) => [`[${i}]`, v] as const) : Object.entries(value).map(([k, v]) => [`.${k}`, v] as const);
+  for (const [step, child] of entries) {
+    const found = binaryPath(child, path + step);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function expectedLength(entry: B158TensorEntry, params: LayoutParams | undefined): { length: number } | { problem: string } {
