@@ -129,6 +129,21 @@ describe(".b158 format", () => {
     expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_B158_HASH", target.name]);
   });
 
+  it("a nonzero byte in the padding between payloads opens, and validate reports E_B158_PADDING for the payload before it", async () => {
+    const path = join(root, "i2s.b158");
+    await convertCheckpoint(example, { layout: "i2_s", output: path, threads: 0 });
+    const bytes = new Uint8Array(await readFile(path));
+    const file = await openB158(memorySource("i2s.b158", bytes));
+    // an I2_S payload is M*K/4 + 32 bytes: 32 bytes of padding follow it
+    const target = file.tensors.find((t) => t.layout === "i2_s" && t.length % 64 !== 0)!;
+    bytes[target.fileOffset + target.length + 5] = 1;
+    expect(await (await openB158(memorySource("padded.b158", bytes))).verify()).toEqual([target.name]);
+    const padded = join(root, "padded.b158");
+    await (await import("node:fs/promises")).writeFile(padded, bytes);
+    const report = await validateB158(padded);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_B158_PADDING", target.name]]);
+  });
+
   it("validate flags degenerate tensors: an all-zero ternary payload with valid hashes", async () => {
     const target = firstTernary();
     // rewrite the payload as all-zero TQ2_0 blocks (code 1 everywhere, d = 0), then fix its sha256

@@ -93,6 +93,10 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       continue;
     }
+    if (result.badPadding) {
+      // outside the payload, which is still checked
+      perTensor.push({ severity: "error", code: "E_B158_PADDING", tensor: t.name, message: `"${t.name}": the alignment padding after the payload is not all zero` });
+    }
     if (t.layoutParams !== undefined) {
       let check = packed?.get(t.name);
       let counts: [number, number, number] | undefined;
