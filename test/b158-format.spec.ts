@@ -12,7 +12,7 @@ import { decodeHeader, encodeHeader, type B158Header } from "../src/formats/b158
 import { openB158, openB158File } from "../src/formats/b158/read.js";
 import { memorySource } from "../src/io/byte-source.js";
 import { expectB158Error } from "./support/expect-error.js";
-import { signB158Bytes } from "./support/forge-b158.js";
+import { forgeB158, signB158Bytes } from "./support/forge-b158.js";
 
 const example = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
 let root: string;
@@ -164,6 +164,18 @@ describe(".b158 format", () => {
     expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_ALL_ZERO", target.name]);
   });
 
+  it("validate checks the d of every block that holds a nonzero code against the header's scale, not only the first", async () => {
+    const target = firstTernary();
+    // block 5's d (bytes 64..65 of the block) one f16 step up; the payload's sha256 rewritten to match
+    const at = 5 * 66 + 64;
+    const start = u64(good, 24) + target.offset;
+    const forged = forgeB158(good, { payload: [{ tensor: target.name, at, value: good[start + at]! + 1 }] });
+    const path = join(root, "block-d.b158");
+    await (await import("node:fs/promises")).writeFile(path, forged);
+    const report = await validateB158(path);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_B158_LAYOUT", target.name]]);
+  });
+
   it("the library API reads payloads lazily and decodes to float32 as scale x code", async () => {
     const file = await openB158File(goodPath);
     try {
@@ -215,6 +227,26 @@ describe(".b158 1.1: per-group scales (group_size, values in the payload's block
     ["group_size on a plain array", (t: Record<string, unknown>) => { t.layout = "f16"; t.params = {}; }, "E_B158_SCHEMA"],
   ] as const)("%s -> %s", async (_name, change, code) => {
     await expectB158Error(openB158(memorySource("bad-group.b158", edit(Q, change))), code, "bad-group.b158");
+  });
+
+  /** The grouped file with the d of payload blocks `blocks` of Q set to f16 `bits` (sha256 rewritten). */
+  const withBlockD = (blocks: readonly number[], bits: number) =>
+    forgeB158(grouped, { payload: blocks.flatMap((b) => [{ tensor: Q, at: b * 18, value: bits & 0xff }, { tensor: Q, at: b * 18 + 1, value: bits >> 8 }]) });
+
+  it("a block with d = 0 beside one with d != 0 in the same group (both with nonzero codes) is a conflict, not a scale", async () => {
+    const file = await openB158(memorySource("zero-d.b158", withBlockD([0], 0)));
+    await expectB158Error(file.decodeTernary(Q), "E_B158_LAYOUT", "zero-d.b158");
+  });
+
+  it("a group whose nonzero blocks all have d = 0 decodes (scale 0); validate says E_SCALE_INVALID", async () => {
+    const bytes = withBlockD([0, 1], 0);
+    const file = await openB158(memorySource("zero-group.b158", bytes));
+    const { scale } = await file.decodeTernary(Q);
+    expect(typeof scale !== "number" && scale.values[0]).toBe(0);
+    const path = join(root, "zero-group.b158");
+    await (await import("node:fs/promises")).writeFile(path, bytes);
+    const report = await validateB158(path);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_SCALE_INVALID", Q]]);
   });
 
   it("blocks of one group with different d: decodeTernary is E_B158_LAYOUT, validate names the tensor", async () => {
