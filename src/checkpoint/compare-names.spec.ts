@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { compareTensorNames } from "./open.js";
 
-/** The tensor order rule of docs/FORMAT.md §1.4, case by case. */
+/** The tensor order rule of docs/FORMAT.md §1.9, case by case. */
 describe("compareTensorNames", () => {
   const sorted = (names: string[]) => [...names].sort(compareTensorNames);
 

@@ -211,7 +211,7 @@ function crossCheckIndex(label: string, index: SafetensorsIndex, tensors: Map<st
 
 /**
  * Orders "layers.10" after "layers.9", so plans (and .b158 files) read in model order; the exact
- * rule of docs/FORMAT.md §1.4. A name is split into runs of ASCII digits and runs of anything
+ * rule of docs/FORMAT.md §1.9. A name is split into runs of ASCII digits and runs of anything
  * else; runs compare in turn, text by code point (= UTF-8 byte order), digits by value and, for
  * equal values, as text ("007" before "7"); when every run compared is equal, fewer runs first.
  */

@@ -51,7 +51,7 @@ export interface PackedCheck {
   /** The scale stored inside the payload (I2_S, TQ, Q2_0); undefined for TL1/TL2. */
   readonly embeddedScale: number | undefined;
   /**
-   * Payloads decoded here: what breaks the scale rules of docs/FORMAT.md §1.5 (every block's d,
+   * Payloads decoded here: what breaks the scale rules of docs/FORMAT.md §1.7 (every block's d,
    * group agreement, usable group scales), checked instead of `embeddedScale` alone.
    */
   readonly scaleProblems?: readonly { readonly code: "E_B158_LAYOUT" | "E_SCALE_INVALID"; readonly message: string }[];
@@ -138,7 +138,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
 }
 
 /**
- * The scales inside a decoded payload against the header (docs/FORMAT.md §1.5): I2_S's f32 is the
+ * The scales inside a decoded payload against the header (docs/FORMAT.md §1.7): I2_S's f32 is the
  * header's scale; in TQ1_0/TQ2_0/Q2_0 every block holding a nonzero code has d = f16(scale), a d
  * f16 can hold, or, with group_size, the same d as the other nonzero blocks of its group, finite
  * and positive. The d of an all-zero block is not read.

@@ -3,7 +3,7 @@ import { B158Error } from "../errors.js";
 /**
  * A ternary tensor's scale (effective weight = scale x code): one value for the whole tensor, or
  * one per group of `groupSize` consecutive weights along K, a [rows, K / groupSize] array in
- * row-major order (per row is groupSize = K). docs/FORMAT.md §1.4 and docs/ternarization.md.
+ * row-major order (per row is groupSize = K). docs/FORMAT.md §1.7 and docs/ternarization.md.
  */
 export type TensorScale = number | GroupScales;
 

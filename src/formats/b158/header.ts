@@ -3,7 +3,7 @@ import { B158Error } from "../../errors.js";
 import type { LayoutId } from "../../pack/layouts.js";
 import type { B158Layout } from "./spec.js";
 
-/** The decoded .b158 header (docs/FORMAT.md §1.2-1.4). */
+/** The decoded .b158 header (docs/FORMAT.md §1.2-1.5). */
 export interface B158Header {
   readonly format: "b158";
   readonly model: { readonly family: string; readonly architecture: string | null; readonly config: Record<string, unknown> | null };

@@ -150,7 +150,7 @@ export async function openB158(source: ByteSource): Promise<B158File> {
   };
 }
 
-/** A group-scaled tensor's scales, from its payload's block d (docs/FORMAT.md §1.5); blocks of a group that disagree are E_B158_LAYOUT. */
+/** A group-scaled tensor's scales, from its payload's block d (docs/FORMAT.md §1.7); blocks of a group that disagree are E_B158_LAYOUT. */
 export function groupScales(file: string, t: B158TensorEntry & { readonly layoutParams: LayoutParams | undefined }, codes: Int8Array, blocks: Float32Array) {
   const [M, K] = t.shape as [number, number];
   const groups = groupScalesFromBlocks(blocks, codes, M, K, SCALE_BLOCK[t.layoutParams!.layout]!, t.group_size!);
@@ -226,7 +226,7 @@ function expectedLength(entry: B158TensorEntry, params: LayoutParams | undefined
   }
 }
 
-/** docs/FORMAT.md §1.5: a group size is a multiple of the layout's block that divides K. */
+/** docs/FORMAT.md §1.7: a group size is a multiple of the layout's block that divides K. */
 function groupSizeProblem(entry: B158TensorEntry, params: LayoutParams): string | undefined {
   const G = entry.group_size!;
   const block = SCALE_BLOCK[params.layout];
