@@ -275,6 +275,29 @@ function allZeroTq2(bytes: Uint8Array, name: string): Uint8Array {
   });
 }
 
+describe("upstream files (test/vectors): the reader from the documents decodes what bitnet.cpp and llama.cpp wrote", () => {
+  const vector = async (path: string) => new Uint8Array(await readFile(fileURLToPath(new URL(`./vectors/${path}`, import.meta.url))));
+  const VECTORS: readonly (readonly [file: string, layout: string, params: Record<string, number>, input: string, M: number, K: number])[] = [
+    ["bitnet/i2s_x86_256x256.bin", "i2_s", { block_size: 128 }, "bitnet/ternary_256x256.i8", 256, 256],
+    ["bitnet/i2s_arm_256x256.bin", "i2_s", { block_size: 64 }, "bitnet/ternary_256x256.i8", 256, 256],
+    ["bitnet/tl1_256x256_BM128_BK64_bm32.bin", "tl1", { BM: 128, BK: 64, bm: 32 }, "bitnet/ternary_256x256.i8", 256, 256],
+    ["bitnet/tl1_256x256_BM256_BK128_bm64.bin", "tl1", { BM: 256, BK: 128, bm: 64 }, "bitnet/ternary_256x256.i8", 256, 256],
+    ["bitnet/tl2_256x256_BM128_BK96_bm32.bin", "tl2", { BM: 128, BK: 96, bm: 32 }, "bitnet/ternary_256x256.i8", 256, 256],
+    ["bitnet/tl2_128x384_BM64_BK96_bm32.bin", "tl2", { BM: 64, BK: 96, bm: 32 }, "bitnet/ternary_128x384_seed777.i8", 128, 384],
+    ["tq/tq1_0_256x256.bin", "tq1_0", {}, "bitnet/ternary_256x256.i8", 256, 256],
+    ["tq/tq2_0_256x256.bin", "tq2_0", {}, "bitnet/ternary_256x256.i8", 256, 256],
+    ["q2_0/q2_0_256x256.bin", "q2_0", {}, "bitnet/ternary_256x256.i8", 256, 256],
+  ];
+  it.each(VECTORS)("%s", async (file, layout, params, input, M, K) => {
+    const decoded = unpack(layout, params, await vector(file), M, K);
+    expectSameBytes(decoded.codes, await vector(input), file);
+    // the scale each holds: 53/1024, as f32 (I2_S) or as every block's f16 d
+    const SCALE = 53 / 1024;
+    if (layout === "i2_s") expect((decoded as { f32?: number }).f32).toBe(SCALE);
+    if (decoded.d !== undefined) expect(new Set(decoded.d)).toEqual(new Set([SCALE]));
+  });
+});
+
 describe("the documents' worked examples", () => {
   /** `xxd`-style lines `OFFSET  hex bytes`, with `*  zero bytes up to 0xNNNN` lines between. */
   function parseDump(text: string): Map<number, number[]> {
