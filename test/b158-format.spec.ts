@@ -32,7 +32,9 @@ afterAll(async () => {
 describe(".b158 format", () => {
   it("starts as docs/FORMAT.md §4 shows", () => {
     expect(Buffer.from(good.subarray(0, 16)).toString("hex")).toBe("8942313538" + "0d0a1a" + "0100" + "0000" + "00000000");
-    expect(u64(good, 24) % 4096).toBe(0);
+    expect(u64(good, 24)).toBe(0x7000);
+    const header = decodeHeader(good.subarray(64, 64 + u64(good, 16))) as B158Header;
+    expect(header.tensors[0]).toMatchObject({ name: "model.embed_tokens.weight", layout: "bf16", offset: 0 });
     expect(Buffer.from(good.subarray(32, 64))).toEqual(createHash("sha256").update(good.subarray(64, 64 + u64(good, 16))).digest());
     // a fixmap of 6 keys, the first "files" (keys sorted)
     expect(Buffer.from(good.subarray(64, 71)).toString("hex")).toBe("86a566696c6573");

@@ -105,6 +105,16 @@ export const OPEN_DAMAGE: readonly Damage[] = [
   ["a plain array of the wrong length", (good) => withHeader(good, (h) => { const t = firstPlain(h); t.length = (t.length as number) + 4; }), "E_B158_LAYOUT"],
   ["two payloads swapped in the header (out of data order)", (good) => withHeader(good, (h) => { const ts = tensors(h); [ts[0], ts[1]] = [ts[1]!, ts[0]!]; }), "E_B158_OFFSETS"],
   ["payloads overlap", (good) => withHeader(good, (h) => { tensors(h)[1]!.offset = 0; }), "E_B158_OFFSETS"],
+  ["a NaN scale (numbers in the tables are finite)", (good) => withHeader(good, (h) => { firstOf(h, "tq2_0").scale = Number.NaN; }), "E_B158_SCHEMA"],
+  ["an infinite scale", (good) => withHeader(good, (h) => { firstOf(h, "tq2_0").scale = Number.POSITIVE_INFINITY; }), "E_B158_SCHEMA"],
+  ["a negative offset", (good) => withHeader(good, (h) => { tensors(h)[0]!.offset = -64; }), "E_B158_SCHEMA"],
+  ["an offset of 64.5", (good) => withHeader(good, (h) => { tensors(h)[1]!.offset = 64.5; }), "E_B158_SCHEMA"],
+  ["an offset of 64.0 as float 64 is the integer 64 (then it is not where the payload is)", (good) => withRawHeader(withHeader(good, (h) => { tensors(h)[1]!.offset = 0.5; }), (raw) => { const at = raw.indexOf(Buffer.from([0xcb, 0x3f, 0xe0, 0, 0, 0, 0, 0, 0])); const out = Buffer.from(raw); out.set([0xcb, 0x40, 0x50, 0, 0, 0, 0, 0, 0], at); return out; }), "E_B158_OFFSETS"],
+  ["a repeated name after a tensor whose layout is wrong (names are header validation, checked first)", (good) => withHeader(good, (h) => { const ts = tensors(h); ts[0]!.length = (ts[0]!.length as number) + 1; ts[ts.length - 1]!.name = ts[ts.length - 2]!.name; }), "E_B158_SCHEMA"],
+  ["an unknown key in a tensor's params is ignored", (good) => withHeader(good, (h) => { (firstOf(h, "tq2_0").params as Record<string, unknown>).future = [1]; }), null],
+  ["provenance.source.commit in capitals", (good) => withHeader(good, (h) => { ((h.provenance as Entry).source as Entry).commit = "A".repeat(40); }), "E_B158_SCHEMA"],
+  ["provenance.options.i2s_variant unknown", (good) => withHeader(good, (h) => { ((h.provenance as Entry).options as Entry).i2s_variant = "riscv"; }), "E_B158_SCHEMA"],
+  ["a file name with a slash", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)["../config.json"] = Uint8Array.from([0x7b, 0x7d]); }), "E_B158_SCHEMA"],
 ];
 
 /** Refused when a group_size file is opened: edits of the entry of one q2_0 tensor with group_size 128 (K = 256). */

@@ -237,12 +237,15 @@ function groupSizeProblem(entry: B158TensorEntry, params: LayoutParams): string 
 }
 
 function checkTensors(file: string, header: B158Header, dataOffset: number, size: number): B158Tensor[] {
+  // part of header validation (docs/FORMAT.md §1.2 step 4), so before any tensor's layout is checked
   const seen = new Set<string>();
+  for (const entry of header.tensors) {
+    if (seen.has(entry.name)) fail("E_B158_SCHEMA", file, `tensor "${entry.name}" appears twice`, { tensor: entry.name });
+    seen.add(entry.name);
+  }
   let expectedOffset = 0;
   let end = 0;
   const tensors = header.tensors.map((entry) => {
-    if (seen.has(entry.name)) fail("E_B158_SCHEMA", file, `tensor "${entry.name}" appears twice`, { tensor: entry.name });
-    seen.add(entry.name);
     const params = layoutParams(entry.layout, entry.params);
     const expected = expectedLength(entry, params);
     if ("problem" in expected) fail("E_B158_LAYOUT", file, `tensor "${entry.name}" ${entry.layout} ${JSON.stringify(entry.shape)}: ${expected.problem}`, { tensor: entry.name });
