@@ -254,6 +254,8 @@ describe("damaged files: the reader from the documents refuses what b158 refuses
       ["a scale whose f16 is 0", withHeader(tq2, (h) => { (h.tensors as Record<string, unknown>[]).find((t) => t.name === q.name)!.scale = 1e-9; }), [["E_SCALE_INVALID", q.name]]],
       ["blocks of a group with different d", forgeB158(grouped, { payload: [{ tensor: g.name, at: 18, value: grouped[g.at + 18]! ^ 1 }] }), [["E_B158_LAYOUT", g.name]]],
       ["a group whose nonzero blocks have d = 0", forgeB158(grouped, { payload: [0, 1, 18, 19].map((at) => ({ tensor: g.name, at, value: 0 })) }), [["E_SCALE_INVALID", g.name]]],
+      ["a group whose one nonzero block has a NaN d", forgeB158(grouped, { payload: [{ at: 0, value: 0 }, { at: 1, value: 0x7e }, ...Array.from({ length: 16 }, (_, i) => ({ at: 20 + i, value: 0x55 }))].map((e) => ({ tensor: g.name, ...e })) }), [["E_SCALE_INVALID", g.name]]],
+      ["a group whose two nonzero blocks both have a NaN d", forgeB158(grouped, { payload: [0, 18].flatMap((at) => [{ at, value: 0 }, { at: at + 1, value: 0x7e }]).map((e) => ({ tensor: g.name, ...e })) }), [["E_B158_LAYOUT", g.name]]],
       ["every code 0", allZeroTq2(tq2, q.name), [["E_ALL_ZERO", q.name]]],
       ["a NaN in a float payload", forgeB158(tq2, { payload: [{ tensor: norm.name, at: 0, value: 0xff }, { tensor: norm.name, at: 1, value: 0x7f }] }), [["E_NONFINITE", norm.name]]],
     ];

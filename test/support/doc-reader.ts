@@ -588,7 +588,7 @@ function groupScales(t: DocTensor, decoded: Decoded): { groupSize: number; value
   for (let g = 0; g < values.length; g++) {
     const seen: number[] = [];
     for (let b = (g * G) / block; b < ((g + 1) * G) / block; b++) if (anyNonzero(decoded.codes, b * block, (b + 1) * block)) seen.push(decoded.d![b]!);
-    if (seen.some((d) => d !== seen[0])) refuse("E_B158_LAYOUT", `${t.name}: group ${g} has blocks with different d`);
+    if (seen.some((d, i) => i > 0 && d !== seen[0])) refuse("E_B158_LAYOUT", `${t.name}: group ${g} has blocks with different d`);
     values[g] = seen[0] ?? 0;
   }
   return { groupSize: G, values };
