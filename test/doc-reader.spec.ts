@@ -10,11 +10,12 @@ import { validateB158 } from "../src/convert/validate-b158.js";
 import { B158Error } from "../src/errors.js";
 import { decodeHeader, encodeHeader, type B158Header } from "../src/formats/b158/header.js";
 import { openB158, type B158File } from "../src/formats/b158/read.js";
+import { compareTensorNames } from "../src/checkpoint/open.js";
 import { memorySource } from "../src/io/byte-source.js";
 import { packLayout } from "../src/pack/codec.js";
 import type { LayoutParams } from "../src/pack/layouts.js";
 import { GROUP_DAMAGE, OPEN_DAMAGE, u64, withHeader } from "./support/b158-damage.js";
-import { DocError, decodePlain, decodeTernary, effectiveWeights, openDoc, unpack, validateDoc, type DocFile } from "./support/doc-reader.js";
+import { DocError, docNameOrder, decodePlain, decodeTernary, effectiveWeights, openDoc, unpack, validateDoc, type DocFile } from "./support/doc-reader.js";
 import { forgeB158 } from "./support/forge-b158.js";
 
 /**
@@ -158,6 +159,9 @@ describe("b158-written files of every layout: both readers decode the same codes
       expect([...ternary].sort()).toEqual(["embedding", "lm-head", "ternary-linear"]);
     }
     expect(docFindings(bytes)).toEqual([]);
+    // the tensors are listed in FORMAT.md §1.9's order
+    const names = doc.tensors.map((t) => t.name);
+    expect([...names].sort(docNameOrder)).toEqual(names);
   });
 
   it("the tilings the cases cover: every TL loop runs more than once where a shape allows it", () => {
@@ -170,6 +174,12 @@ describe("b158-written files of every layout: both readers decode the same codes
     expect([0, 64, 192].every((tail) => tails.has(tail))).toBe(true);
     expect(tl2.some((p) => p.shape[0]! / p.BM > 1 && p.BM / 32 > 1 && Math.floor(p.shape[1]! / p.BK) > 1)).toBe(true);
   });
+});
+
+it("FORMAT.md §1.9's tensor order, as written from the document, is the order b158 sorts names in", () => {
+  const names = ["model.layers.10.mlp", "model.layers.9.mlp", "model.norm.weight", "lm_head.weight", "model.layers.2.self_attn", "model.embed_tokens.weight", "a", "a0", "a00", "a1", "a01", "a007", "a07", "a7", "a1b", "a1.", "ab", "a!", "b", "a10", "a9", "A", "a.1.2", "a.1.10", "a.01.2", "x.90071992547409921", "x.90071992547409920", "a" + "9".repeat(400), "a1" + "0".repeat(400), "w.\u{1F600}", "w.\uFF61", "", "0", "1a"];
+  for (const x of names) for (const y of names) expect(Math.sign(docNameOrder(x, y)), `${x} vs ${y}`).toBe(Math.sign(compareTensorNames(x, y)));
+  expect(["model.layers.10.mlp", "lm_head.weight", "model.norm.weight", "model.layers.2.mlp", "model.embed_tokens.weight"].sort(docNameOrder)).toEqual(["lm_head.weight", "model.embed_tokens.weight", "model.layers.2.mlp", "model.layers.10.mlp", "model.norm.weight"]);
 });
 
 describe("damaged files: the reader from the documents refuses what b158 refuses, with the same code", () => {

@@ -686,3 +686,29 @@ export function validateDoc(file: DocFile): Finding[] {
   });
   return findings;
 }
+
+// ---------------------------------------------------------------------------------------------
+// FORMAT.md §1.9: the order a writer lists tensors in
+
+/** Negative when tensor `a` comes before `b`. */
+export function docNameOrder(a: string, b: string): number {
+  // runs: text, digits, text, ..., text (ASCII digits only)
+  const runs = (name: string) => name.split(/([0-9]+)/);
+  const ra = runs(a);
+  const rb = runs(b);
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+    const x = ra[i]!;
+    const y = rb[i]!;
+    if (x === y) continue;
+    if (i % 2 === 1) {
+      const byValue = BigInt(x) - BigInt(y);
+      if (byValue !== 0n) return byValue < 0n ? -1 : 1;
+      return x < y ? -1 : 1; // equal values by their characters (all ASCII digits)
+    }
+    const cx = Array.from(x, (c) => c.codePointAt(0)!);
+    const cy = Array.from(y, (c) => c.codePointAt(0)!);
+    for (let j = 0; j < Math.min(cx.length, cy.length); j++) if (cx[j] !== cy[j]) return cx[j]! - cy[j]!;
+    return cx.length - cy.length;
+  }
+  return ra.length - rb.length;
+}
