@@ -93,7 +93,7 @@ export const ERROR_CODES = {
   E_GGUF_TENSOR: { exit: "badInput", summary: "A GGUF tensor info is invalid: name, dimensions, type, block fit, or a missing TL scale." },
   E_GGUF_OFFSETS: { exit: "badInput", summary: "GGUF tensor data is not contiguous, in order and aligned as gguf.cpp requires." },
   E_GGUF_EXPORT: { exit: "unsupported", summary: "The model cannot be expressed as a GGUF for the chosen runtime." },
-  E_FORMAT_REFUSED: { exit: "unsupported", summary: "The input is a quantization b158 recognises and will not treat as ternary weights (binary Q1_0, PrismML PQ2_0/PTQ1_0, a Hadamard-rotated basis)." },
+  E_FORMAT_REFUSED: { exit: "unsupported", summary: "The input is a quantization b158 recognises and will not treat as ternary weights (binary Q1_0 and PrismML 1-bit, PrismML PQ2_0/PTQ1_0, a Hadamard-rotated basis, MLX affine packing)." },
 
   // Hugging Face Hub
   E_HUB_AUTH: { exit: "hub", summary: "The Hub refused access (401/403): the repo is gated or private, or the token is wrong." },

@@ -231,6 +231,11 @@ async function writeJobs(
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
   const errors = plan.diagnostics.filter((d) => d.severity === "error");
+  const refused = errors.find((d) => d.code === "E_FORMAT_REFUSED");
+  if (refused !== undefined) {
+    // what the files are and why, in the plan's words (docs/families.md, "Refused checkpoints")
+    throw new B158Error("E_FORMAT_REFUSED", `${spec}: b158 will not convert ${refused.message}`, { details: { diagnostics: [refused] } });
+  }
   if (errors.length > 0) {
     const unsupported = errors.find((d) => d.code === "E_MODEL_UNSUPPORTED");
     throw new B158Error(unsupported ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${spec}: ${errors.length} problem${errors.length === 1 ? "" : "s"} in the checkpoint: ${errors.slice(0, 3).map((d) => d.message).join("; ")}`, {

@@ -31,6 +31,11 @@ export const DEFAULT_INCLUDE = [
   "chat_template.jinja",
   "*.safetensors",
   "model.safetensors.index.json",
+  // sentence-transformers: how an embedding model pools (BitNet-embedding)
+  "modules.json",
+  "config_sentence_transformers.json",
+  "sentence_bert_config.json",
+  "*_Pooling/config.json",
 ];
 
 export interface PullOptions {

@@ -50,3 +50,16 @@ export function checkRevision(revision: string, spec = revision): void {
 export function isCommitSha(revision: string): boolean {
   return /^[0-9a-f]{40}$/.test(revision);
 }
+
+/**
+ * `--revision` (as `hf download --revision`): the same as `@revision` in the spec, checked by the
+ * same rules; giving both with different values is a usage error.
+ */
+export function withRevision(spec: HubSpec, written: string, revision: string | undefined): HubSpec {
+  if (revision === undefined) return spec;
+  const pinned = written.replace(/^hf:\/\//, "").includes("@");
+  if (pinned && spec.revision !== revision) {
+    throw new B158Error("E_USAGE", `${written} names revision "${spec.revision}" and --revision says "${revision}"`, { hint: "Give the revision once: org/name@revision or --revision." });
+  }
+  return parseHubSpec(`${spec.repo}@${revision}`);
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { link, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { interruptedError, ioError } from "../errors.js";
 
@@ -8,8 +8,7 @@ import { interruptedError, ioError } from "../errors.js";
  * (b158 keeps them at blobs/<hash>.lock): created with O_EXCL and holding its owner
  * `{pid, host, token}`. Node has no flock, so a lock left by a killed process is recognised by its
  * owner being gone (same host, no such pid) and taken over; a lock from another host is waited
- * for. Taking over renames the stale file away and checks it is the one judged stale, so a lock
- * another process has just taken is put back, never deleted.
+ * for. Taking over happens under a guard file, and removes only the very lock judged stale.
  */
 export interface LockOwner {
   readonly pid: number;
@@ -56,7 +55,7 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     if (seen === undefined) continue; // released meanwhile: try again at once
     const holder = parseOwner(seen);
     if (await isStale(path, holder)) {
-      await takeOver(path, seen, owner.token);
+      await takeOver(path, seen, owner);
       continue;
     }
     if (!told) {
@@ -84,22 +83,37 @@ async function isStale(path: string, holder: LockOwner | undefined): Promise<boo
   return holder.host === HOST && !isRunning(holder.pid);
 }
 
-/** Moves the stale lock away; if what moved is not what was judged stale (taken meanwhile), puts it back. */
-async function takeOver(path: string, seen: string, token: string): Promise<void> {
-  const moved = `${path}.${token}.stale`;
+/**
+ * Removes the stale lock, under a guard file only one taker holds at a time: the holder re-reads
+ * the lock and removes it only if it is still the stale one judged, so a lock another process has
+ * taken since (a fresh token) is never touched. Takers that find the guard held just poll again.
+ * A guard left by a process killed inside this short step is cleared like any stale lock.
+ */
+async function takeOver(path: string, seen: string, owner: LockOwner): Promise<void> {
+  const guard = `${path}.takeover`;
+  const content = JSON.stringify(owner);
   try {
-    await rename(path, moved);
-  } catch {
-    return; // another process took it over first
+    await writeFile(guard, content, { flag: "wx" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(guard, "create the take-over guard", error);
+    const held = await readFile(guard, "utf8").catch(() => undefined);
+    if (held !== undefined && (await isStale(guard, parseOwner(held)))) await removeIfUnchanged(guard, held);
+    return;
   }
-  const content = await readFile(moved, "utf8").catch(() => undefined);
-  if (content !== seen) await link(moved, path).catch(() => undefined);
-  await rm(moved, { force: true });
+  try {
+    await removeIfUnchanged(path, seen);
+  } finally {
+    await removeIfUnchanged(guard, content);
+  }
 }
 
-async function releaseLock(path: string, content: string): Promise<void> {
+async function removeIfUnchanged(path: string, content: string): Promise<void> {
   const current = await readFile(path, "utf8").catch(() => undefined);
   if (current === content) await rm(path, { force: true });
+}
+
+function releaseLock(path: string, content: string): Promise<void> {
+  return removeIfUnchanged(path, content);
 }
 
 /** True unless signalling `pid` says there is no such process (EPERM: it exists, as another user). */

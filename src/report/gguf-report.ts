@@ -138,9 +138,20 @@ function summarize(value: GgufValue): GgufReport["metadata"][string] {
 }
 
 const BITNET_ARCHITECTURES = ["bitnet", "bitnet-b1.58", "bitnet-25"];
-const CHECKED_ARCHITECTURES = [...BITNET_ARCHITECTURES, "llama"];
 const LAYER_TENSORS = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
 const SUB_NORMS = ["attn_sub_norm", "ffn_sub_norm"];
+/** bitnet.cpp's BitNet-embedding tensors: its qwen3 / gemma3 create them when present (TENSOR_NOT_REQUIRED). */
+const NORM_IN = ["attn_q_norm_in", "attn_k_norm_in", "attn_v_norm_in", "attn_output_norm_in", "ffn_gate_norm_in", "ffn_up_norm_in", "ffn_down_norm_in"];
+
+/** The tensors each checked architecture's loader creates: per layer (required, optional) and global optional ones. */
+const ARCH_TENSORS: Readonly<Record<string, { readonly layer: readonly string[]; readonly optionalLayer: readonly string[]; readonly optionalGlobal: readonly string[] }>> = {
+  ...Object.fromEntries(BITNET_ARCHITECTURES.map((a) => [a, { layer: [...LAYER_TENSORS, ...SUB_NORMS], optionalLayer: [], optionalGlobal: [] }])),
+  llama: { layer: LAYER_TENSORS, optionalLayer: [], optionalGlobal: ["output.weight", "rope_freqs.weight"] },
+  qwen3: { layer: [...LAYER_TENSORS, "attn_q_norm", "attn_k_norm"], optionalLayer: NORM_IN, optionalGlobal: ["output.weight"] },
+  gemma3: { layer: [...LAYER_TENSORS, "attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"], optionalLayer: NORM_IN, optionalGlobal: ["output.weight"] },
+  minicpm: { layer: LAYER_TENSORS, optionalLayer: [], optionalGlobal: ["output.weight", "rope_factors_long.weight", "rope_factors_short.weight", "rope_freqs.weight"] },
+};
+const CHECKED_ARCHITECTURES = Object.keys(ARCH_TENSORS);
 
 /** What llama.cpp's loader would refuse, or load into wrong output, for the architectures we write. */
 export function checkModel(file: GgufFile): Diagnostic[] {
@@ -175,31 +186,31 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   }
 
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  const tiedHead = BITNET_ARCHITECTURES.includes(arch);
-  const parts = [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])];
+  const parts = ARCH_TENSORS[arch]!;
   // Work and output follow the tensors the file holds, never block_count (a 300-byte file may claim 2^32 blocks).
   const layers = blocks === undefined ? new Map<number, GgufTensorInfo[]>() : layerTensors(file.tensors, blocks);
-  for (const name of ["token_embd.weight", "output_norm.weight"]) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
+  const globals = ["token_embd.weight", "output_norm.weight"];
+  for (const name of globals) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
   if (blocks !== undefined) {
     for (const [layer, present] of layers) {
-      for (const part of parts) {
+      for (const part of parts.layer) {
         const name = `blk.${layer}.${part}.weight`;
         if (!present.some((t) => t.name === name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
       }
     }
     for (const [first, last] of absentRanges([...layers.keys()], blocks)) {
-      const name = `blk.${first}.${parts[0]}.weight`;
+      const name = `blk.${first}.${parts.layer[0]}.weight`;
       const which = first === last ? `block ${first}` : `blocks ${first}-${last}`;
-      error("E_GGUF_MISSING_TENSOR", `${which} of ${arch}.block_count ${blocks} hold${first === last ? "s" : ""} none of their ${parts.length} tensors (first missing: "${name}"): llama.cpp fails with "missing tensor"`, name);
+      error("E_GGUF_MISSING_TENSOR", `${which} of ${arch}.block_count ${blocks} hold${first === last ? "s" : ""} none of their ${parts.layer.length} tensors (first missing: "${name}"): llama.cpp fails with "missing tensor"`, name);
     }
   }
   const isLayerTensor = (t: GgufTensorInfo): boolean => {
     const match = BLOCK_TENSOR.exec(t.name);
-    return match !== null && blocks !== undefined && Number(match[1]) < blocks && parts.includes(match[2]!);
+    return match !== null && blocks !== undefined && Number(match[1]) < blocks && (parts.layer.includes(match[2]!) || parts.optionalLayer.includes(match[2]!));
   };
   for (const t of file.tensors) {
     // optional per-linear scales (b3672+); bitnet.cpp's TL scales are in the tensors' own data, not tensors
-    if (/\.scale$/.test(t.name) || t.name === "token_embd.weight" || t.name === "output_norm.weight" || (!tiedHead && t.name === "output.weight") || t.name === "rope_freqs.weight" || isLayerTensor(t)) continue;
+    if (/\.scale$/.test(t.name) || globals.includes(t.name) || parts.optionalGlobal.includes(t.name) || isLayerTensor(t)) continue;
     error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
   }
 

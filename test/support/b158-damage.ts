@@ -114,7 +114,10 @@ export const OPEN_DAMAGE: readonly Damage[] = [
   ["an unknown key in a tensor's params is ignored", (good) => withHeader(good, (h) => { (firstOf(h, "tq2_0").params as Record<string, unknown>).future = [1]; }), null],
   ["provenance.source.commit in capitals", (good) => withHeader(good, (h) => { ((h.provenance as Entry).source as Entry).commit = "A".repeat(40); }), "E_B158_SCHEMA"],
   ["provenance.options.i2s_variant unknown", (good) => withHeader(good, (h) => { ((h.provenance as Entry).options as Entry).i2s_variant = "riscv"; }), "E_B158_SCHEMA"],
-  ["a file name with a slash", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)["../config.json"] = Uint8Array.from([0x7b, 0x7d]); }), "E_B158_SCHEMA"],
+  ["a file name that climbs out (../)", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)["../config.json"] = Uint8Array.from([0x7b, 0x7d]); }), "E_B158_SCHEMA"],
+  ["a file name starting with a dot", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)[".env"] = Uint8Array.from([0x7b, 0x7d]); }), "E_B158_SCHEMA"],
+  ["a file name with two slashes", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)["a/b/config.json"] = Uint8Array.from([0x7b, 0x7d]); }), "E_B158_SCHEMA"],
+  ["a file name with one slash (1.1, a Pooling module's config)", (good) => withHeader(good, (h) => { (h.files as Record<string, unknown>)["1_Pooling/config.json"] = Uint8Array.from([0x7b, 0x7d]); }), null],
 ];
 
 /** Refused when a group_size file is opened: edits of the entry of one q2_0 tensor with group_size 128 (K = 256). */

@@ -164,7 +164,7 @@ const isNumber = (v: unknown) => typeof v === "number" && Number.isFinite(v);
 const isString = (v: unknown): v is string => typeof v === "string";
 const oneOf = (v: unknown, values: readonly unknown[]) => values.includes(v);
 const HEX64 = /^[0-9a-f]{64}$/;
-const FAMILIES = ["bitnet-1bitllm", "bitnet-latent", "bitnet-packed", "llama-bitnet-packed", "generic", "fake-quantized"];
+const FAMILIES = ["bitnet-1bitllm", "bitnet-latent", "bitnet-packed", "llama-bitnet-packed", "generic", "fake-quantized", "bitnet-embedding"];
 const ROLES = ["ternary-linear", "embedding", "lm-head", "norm", "other"];
 const FLOAT_OPTION = ["f32", "f16", "bf16", null];
 
@@ -175,7 +175,7 @@ function fieldProblem(h: Record<string, unknown>): string | undefined {
   const model = h.model;
   if (!isMap(model) || !("family" in model) || !("architecture" in model) || !("config" in model)) return "model";
   if (!oneOf(model.family, FAMILIES) || !(model.architecture === null || isString(model.architecture)) || !(model.config === null || isMap(model.config))) return "model";
-  if (!isMap(h.files) || Object.keys(h.files).some((name) => !/^[A-Za-z0-9_.-]+$/.test(name))) return "files";
+  if (!isMap(h.files) || Object.keys(h.files).some((name) => !/^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/.test(name))) return "files";
   const p = h.provenance;
   if (!isMap(p) || !isMap(p.source) || !isMap(p.options) || !Array.isArray(p.files)) return "provenance";
   const source = p.source;

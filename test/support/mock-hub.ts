@@ -48,7 +48,9 @@ type Fault =
   | { kind: "drop"; afterBytes: number }
   | { kind: "corrupt" }
   /** The body in pieces of `bytes`, one every `everyMs`: a download that takes a while. */
-  | { kind: "slow"; bytes: number; everyMs: number };
+  | { kind: "slow"; bytes: number; everyMs: number }
+  /** Send the first bytes, then hold the connection open without sending more (a stalled link, for Ctrl-C tests). */
+  | { kind: "stall"; afterBytes: number };
 
 /** Seeded files at or above this size are LFS (sha256 oids), like large files on the real Hub. */
 const LFS_THRESHOLD = 1024;
@@ -252,6 +254,10 @@ export class MockHub {
       };
       next();
       return;
+    }
+    if (fault?.kind === "stall") {
+      res.write(body.subarray(0, Math.min(fault.afterBytes, body.byteLength)));
+      return; // close() ends the connection
     }
     res.end(body);
   }
