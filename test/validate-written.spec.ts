@@ -37,9 +37,9 @@ function goodChecks(): Map<string, PackedCheck> {
 }
 
 /**
- * What convert's workers report for every payload of `file` (jobs.ts): each one, padding included,
- * read back from the file and compared with what was written (the bytes of `written`, whose hash
- * the header holds), so it is damaged where the two files differ.
+ * What convert's workers report for every payload of `file` (jobs.ts): each one read back from the
+ * file and compared with what was written (the bytes of `written`, whose hash the header holds), so
+ * it is damaged where the two files differ, and its padding bad where it is not zero.
  */
 async function readBackAll(file: string, written = file): Promise<Map<string, PayloadScan>> {
   const b158 = await openB158File(file);
@@ -48,8 +48,9 @@ async function readBackAll(file: string, written = file): Promise<Map<string, Pa
     return new Map(
       b158.tensors.map((t, i) => {
         const end = b158.tensors[i + 1]?.fileOffset ?? t.fileOffset + t.length;
-        const same = Buffer.compare(held.subarray(t.fileOffset, end), sent.subarray(t.fileOffset, end)) === 0 && held.subarray(t.fileOffset + t.length, end).every((b) => b === 0);
-        return [t.name, { damaged: !same, sha256: t.sha256, nonFinite: 0 }];
+        const payloadEnd = t.fileOffset + t.length;
+        const same = Buffer.compare(held.subarray(t.fileOffset, payloadEnd), sent.subarray(t.fileOffset, payloadEnd)) === 0;
+        return [t.name, { damaged: !same, badPadding: !held.subarray(payloadEnd, end).every((b) => b === 0), sha256: t.sha256, nonFinite: 0 }];
       }),
     );
   } finally {
@@ -113,9 +114,9 @@ describe("validating a file convert wrote", () => {
     const readBack = await readBackAll(path);
     readBack.set(name, { ...readBack.get(name)!, sha256: "ab".repeat(32) });
     expect(codes(await validateB158(path, { packed: goodChecks(), readBack }))).toEqual([["E_B158_HASH", name]]);
-    // and padding found non-zero on read-back
+    // and padding found non-zero on read-back: its own code, the payload is fine
     const padded = await readBackAll(path);
-    padded.set(name, { ...padded.get(name)!, damaged: true });
-    expect(codes(await validateB158(path, { packed: goodChecks(), readBack: padded }))).toEqual([["E_B158_HASH", name]]);
+    padded.set(name, { ...padded.get(name)!, badPadding: true });
+    expect(codes(await validateB158(path, { packed: goodChecks(), readBack: padded }))).toEqual([["E_B158_PADDING", name]]);
   });
 });

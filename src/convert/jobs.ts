@@ -42,7 +42,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
         const sha256 = sink.finish();
-        return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
+        return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
       }
       const { encoding } = job.task;
       const result = await runTernaryTask(job.task, source, arena);
@@ -51,7 +51,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
       sink.write(result.payload);
       const sha256 = sink.finish();
-      return { sha256, readBack: { damaged: sink.damaged, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+      return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
     } finally {
       returnArena(arena);
     }

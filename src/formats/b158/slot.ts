@@ -42,6 +42,7 @@ export class SlotWriter {
   private written = 0;
   private finished = false;
   private differs = false;
+  private paddingDiffers = false;
 
   constructor(readonly slot: PayloadSlot) {}
 
@@ -67,15 +68,20 @@ export class SlotWriter {
     for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
       const zeros = ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done));
       writeFully(slot, zeros, slot.position + slot.length + done);
-      if (!readsBack(slot, slot.length + done, zeros)) this.differs = true;
+      if (!readsBack(slot, slot.length + done, zeros)) this.paddingDiffers = true;
     }
     this.finished = true;
     return this.hash.digest("hex");
   }
 
-  /** Some write (or the padding) read back from the file differently from what was written. */
+  /** Some write of the payload read back from the file differently from what was written. */
   get damaged(): boolean {
     return this.differs;
+  }
+
+  /** The zero padding after the payload read back as something else (E_B158_PADDING, not the payload's hash). */
+  get badPadding(): boolean {
+    return this.paddingDiffers;
   }
 }
 
