@@ -27,7 +27,7 @@ const BOUNDED: Readonly<Record<string, string>> = {
 };
 
 /** Build-time WebAssembly text generators: their spreads are fixed lists of locals, no file decides them. */
-const GENERATORS = /^src\/runtime\/kernels\/wasm\/gen-[^/]+\.ts$/;
+const GENERATORS = /^src\/(runtime\/kernels|pack)\/wasm\/gen-[^/]+\.ts$/;
 
 function spreadCalls(): string[] {
   const files = execFileSync("git", ["ls-files", "src"], { cwd: REPO, encoding: "utf8" })
