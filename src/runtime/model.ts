@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { B158Error } from "../errors.js";
 import { isB158File, isGgufFile } from "../formats/b158/detect.js";
@@ -26,6 +27,7 @@ export interface LoadOptions {
   readonly contextLength?: number;
   /** Tokens per forward step (default 64). */
   readonly maxBatch?: number;
+  /** Threads for the kernels, the calling thread included (default: every core, os.availableParallelism()). */
   readonly threads?: number;
   readonly backend?: KernelBackend | "auto";
   /** Kernels to load into instead of creating them (the caller closes them). */
@@ -133,7 +135,7 @@ export class Model {
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
   static async load(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
     const spec: ModelSpec = options.activation === undefined ? source.spec : { ...source.spec, activation: options.activation };
-    const kernels = options.kernels ?? (await createKernels({ backend: options.backend ?? "auto", ...(options.threads === undefined ? {} : { threads: options.threads }) }));
+    const kernels = options.kernels ?? (await createKernels({ backend: options.backend ?? "auto", threads: options.threads ?? availableParallelism() }));
     try {
       const weights = await loadWeights(source, spec, kernels, options);
       return new Model(source, spec, kernels, weights, options);
