@@ -1,5 +1,5 @@
 import { B158Error } from "../errors.js";
-import type { ActivationMode, DenseMatrix, KernelContext, TernaryMatrix } from "./kernels/api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, KernelContext, TernaryMatrix } from "./kernels/api.js";
 import { ACTIVATION_FLOOR } from "./kernels/reference.js";
 import { applyRope, inverseFrequencies, ropeTables } from "./rope.js";
 import type { ModelSpec } from "./spec.js";
@@ -15,8 +15,8 @@ import type { ModelSpec } from "./spec.js";
  *   [f = RMSNorm(f) * ffn_sub_norm]                    (BitNet)
  *   x += f W_down
  * then logits = RMSNorm(x) * norm x head^T. Every BitNet linear quantizes its input per token to
- * int8 (ActQuant) in "int8" mode, inside the kernels. Activations are float32 between steps; norms,
- * softmax and attention sums are computed in float64.
+ * int8 (ActQuant) in "int8" mode, inside the kernels. Activations are float32 between steps; norms
+ * and rope are computed in float64; attention in float32 by the kernels (api.ts), over their cache.
  *
  * Memory is fixed at construction: the KV cache holds `contextLength` positions, and scratch
  * buffers hold `maxBatch` tokens; a forward step allocates nothing.
@@ -114,8 +114,7 @@ export class Transformer {
   readonly maxBatch: number;
   private positionValue = 0;
   private readonly inv: Float64Array;
-  private readonly keys: Float32Array[];
-  private readonly values: Float32Array[];
+  private readonly cache: AttentionCache;
   // scratch, [maxBatch, width] each
   private readonly x: Float32Array;
   private readonly h: Float32Array;
@@ -128,7 +127,6 @@ export class Transformer {
   private readonly up: Float32Array;
   private readonly cos: Float64Array;
   private readonly sin: Float64Array;
-  private readonly scores: Float64Array;
   private readonly rows: Float32Array[];
   private readonly steps: { qkv: LinearStep; o: LinearStep; gateUp: LinearStep; down: LinearStep }[];
 
@@ -143,8 +141,7 @@ export class Transformer {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? 64, options.contextLength));
     const B = this.maxBatch;
     this.inv = inverseFrequencies(spec);
-    this.keys = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
-    this.values = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
+    this.cache = kernels.attentionCache({ layers: weights.layers.length, positions: this.contextLength, kvHeads: KV, headDim: D });
     this.x = new Float32Array(B * E);
     this.h = new Float32Array(B * Math.max(E, H * D, F));
     this.q = new Float32Array(B * H * D);
@@ -156,7 +153,6 @@ export class Transformer {
     this.up = new Float32Array(B * F);
     this.cos = new Float64Array(B * (D / 2));
     this.sin = new Float64Array(B * (D / 2));
-    this.scores = new Float64Array(this.contextLength);
     this.rows = Array.from({ length: B }, (_, t) => this.x.subarray(t * E, (t + 1) * E));
     this.steps = weights.layers.map((layer) => ({
       qkv: new LinearStep(kernels, [layer.q, layer.k, layer.v], [this.q, this.k, this.v], options.activations, B),
@@ -207,9 +203,7 @@ export class Transformer {
         applyRope(this.q, t, H, D, this.cos, this.sin, spec.rope.layout);
         applyRope(this.k, t, KV, D, this.cos, this.sin, spec.rope.layout);
       }
-      copyInto(this.keys[l]!, start * KV * D, this.k, count * KV * D);
-      copyInto(this.values[l]!, start * KV * D, this.v, count * KV * D);
-      this.attention(l, start, count);
+      kernels.attention(this.cache, l, this.q, this.k, this.v, start, count, H, 1 / Math.sqrt(D), this.attn);
       if (layer.attnSubNorm !== undefined) rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
       step.o.run(this.attn, count);
       addInto(this.x, this.proj, count * E);
@@ -229,44 +223,6 @@ export class Transformer {
       kernels.denseLinear(weights.head, this.h, 1, lastLogits);
     }
   }
-
-  /** Causal attention of `count` new queries over the cache [0, start + t]. */
-  private attention(layer: number, start: number, count: number): void {
-    const { heads: H, kvHeads: KV, headDim: D } = this.spec;
-    const group = H / KV;
-    const scale = 1 / Math.sqrt(D);
-    const keys = this.keys[layer]!;
-    const values = this.values[layer]!;
-    const { q, attn, scores } = this;
-    for (let t = 0; t < count; t++) {
-      const last = start + t;
-      for (let h = 0; h < H; h++) {
-        const qBase = (t * H + h) * D;
-        const kvOffset = Math.floor(h / group) * D;
-        let max = -Infinity;
-        for (let j = 0; j <= last; j++) {
-          const kBase = j * KV * D + kvOffset;
-          let dot = 0;
-          for (let i = 0; i < D; i++) dot += q[qBase + i]! * keys[kBase + i]!;
-          const s = dot * scale;
-          scores[j] = s;
-          if (s > max) max = s;
-        }
-        let sum = 0;
-        for (let j = 0; j <= last; j++) {
-          const e = Math.exp(scores[j]! - max);
-          scores[j] = e;
-          sum += e;
-        }
-        for (let i = 0; i < D; i++) attn[qBase + i] = 0;
-        for (let j = 0; j <= last; j++) {
-          const p = scores[j]! / sum;
-          const vBase = j * KV * D + kvOffset;
-          for (let i = 0; i < D; i++) attn[qBase + i] = attn[qBase + i]! + p * values[vBase + i]!;
-        }
-      }
-    }
-  }
 }
 
 /** out[t] = x[t] / rms(x[t]) * weight, for `count` rows of `width` (out may be x). */
@@ -278,11 +234,6 @@ function rmsNorm(x: Float32Array, weight: Float32Array, count: number, width: nu
     const k = 1 / Math.sqrt(ss / width + eps);
     for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
   }
-}
-
-/** to[at ..] = from[0 .. n) without making a view. */
-function copyInto(to: Float32Array, at: number, from: Float32Array, n: number): void {
-  for (let i = 0; i < n; i++) to[at + i] = from[i]!;
 }
 
 function addInto(x: Float32Array, y: Float32Array, n: number): void {

@@ -22,6 +22,18 @@
  * takes int8 activations as above and gives y[r] = f32(ws[r] * isum / s) in float64.
  * These float orders are what SIMD lanes compute (two float64 lanes, four float32 lanes); a backend
  * may define another only if the reference adopts it too.
+ *
+ * Attention (causal, grouped-query), all in float32, every product and sum rounded to float32, for
+ * the query of token t at position p = start + t, head h, key/value head g = floor(h / (H / KV)):
+ *   d_j   = sum_i q[i] * K[j][g][i]          i in order, from +0            (j = 0 .. p)
+ *   s_j   = d_j * c                          c = f32(scale)
+ *   e_j   = exp32(s_j - max_j s_j)
+ *   o[i]  = sum_j e_j * V[j][g][i]           j in order, from +0
+ *   out[i] = o[i] / sum_j e_j                 the sum in j order, from +0
+ * exp32 (reference.ts) is a float32 exp with the same operations in every backend: 0 below -87,
+ * else n = nearest(x * log2 e), r = x - n * ln2 (two constants), a degree-6 polynomial in r times 2^n.
+ * Each of these sums runs in one SIMD lane (lanes hold different j, or different i): sequential
+ * float32 sums, no tree. Results do not depend on how many tokens a call holds.
  */
 
 export type KernelBackend = "ts" | "wasm-simd128" | "wasm-relaxed";
@@ -67,6 +79,16 @@ export interface DenseMatrix {
   readonly bytes: number;
 }
 
+/** Keys and values of every layer for `positions` positions, held by the backend for attention(). */
+export interface AttentionCache {
+  readonly layers: number;
+  readonly positions: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  /** Bytes held: 2 x layers x positions x kvHeads x headDim x 4 (and padding). */
+  readonly bytes: number;
+}
+
 export interface KernelContext {
   readonly backend: KernelBackend;
   /** Threads the products are split over (1 = the calling thread only). */
@@ -83,6 +105,15 @@ export interface KernelContext {
   denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void;
   /** Row `row` as float32 (embedding lookup). */
   denseRow(weight: DenseMatrix, row: number, out: Float32Array): void;
+  /** A KV cache for attention() (its contents are undefined until positions are stored). */
+  attentionCache(shape: { readonly layers: number; readonly positions: number; readonly kvHeads: number; readonly headDim: number }): AttentionCache;
+  /**
+   * Causal grouped-query attention of `tokens` new tokens at positions start .. start + tokens - 1
+   * of `layer`: stores their keys and values (k, v: [tokens, kvHeads x headDim]) at those
+   * positions, then out[(t x heads + h) x headDim + i] for every token t and head h < heads, each
+   * query (q: [tokens, heads x headDim]) over the positions 0 .. start + t (the arithmetic above).
+   */
+  attention(cache: AttentionCache, layer: number, q: Float32Array, k: Float32Array, v: Float32Array, start: number, tokens: number, heads: number, scale: number, out: Float32Array): void;
   /** Bytes held for all weights. */
   readonly bytes: number;
   /** How the backend was chosen: features found, self-tests run, fallbacks taken (for logs and --json). */

@@ -231,6 +231,38 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     );
   });
 
+  it("attention: random head sizes, groups, context lengths and steps through one cache", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.constantFrom(1, 2, 4),
+        fc.constantFrom(2, 6, 8, 64, 128),
+        fc.array(fc.integer({ min: 1, max: 19 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (kvHeads, group, headDim, steps, seed) => {
+          const heads = kvHeads * group;
+          const positions = steps.reduce((a, b) => a + b, 0) + (seed % 5);
+          expectSameAsReference((k) => {
+            const cache = k.attentionCache({ layers: 2, positions, kvHeads, headDim });
+            const outs: Float32Array[] = [];
+            let start = 0;
+            for (const tokens of steps) {
+              const q = activations(tokens * heads * headDim, seed + start, 2);
+              const kv = activations(tokens * kvHeads * headDim, seed + start + 1, 2);
+              const v = activations(tokens * kvHeads * headDim, seed + start + 2);
+              const out = new Float32Array(tokens * heads * headDim);
+              k.attention(cache, (seed + start) % 2, q, kv, v, start, tokens, heads, 1 / Math.sqrt(headDim), out);
+              outs.push(out);
+              start += tokens;
+            }
+            return outs;
+          }, `attention ${heads}/${kvHeads} heads of ${headDim}, steps ${steps.join(",")}`);
+        },
+      ),
+      { numRuns: 25, seed: 20261204 },
+    );
+  });
+
   it("I2_S blocks that run across rows (cols not a multiple of the block) are re-laid, same results", () => {
     const codes = codesOf(2 * 192, 31);
     const source: TernaryWeightSource = { kind: "i2_s", rows: 2, cols: 192, blockSize: 128, payload: packI2S(codes, 2, 192, 0.25) };

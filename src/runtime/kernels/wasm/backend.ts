@@ -1,8 +1,8 @@
 import { B158Error } from "../../../errors.js";
-import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, TernaryMatrix, TernaryWeightSource } from "../api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightSource, KernelContext, TernaryMatrix, TernaryWeightSource } from "../api.js";
 import { fromF16Bits } from "../../../pack/float16.js";
-import { decodeTernary } from "../reference.js";
-import { DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
+import { checkAttention, checkCacheShape, decodeTernary } from "../reference.js";
+import { ATTENTION, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
 import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
@@ -73,6 +73,15 @@ interface WasmDense extends DenseMatrix {
   readonly scales: number;
 }
 
+interface WasmCache extends AttentionCache {
+  readonly at: number;
+  /** Bytes of one layer's keys (its values follow). */
+  readonly half: number;
+  readonly stride: number;
+  readonly paddedDim: number;
+  readonly record: number;
+}
+
 interface Task {
   kernel: number;
   matrix: number;
@@ -95,6 +104,7 @@ export class WasmKernels implements KernelContext {
   private readonly exports: KernelExports;
   private readonly dispatcher: Dispatcher;
   private readonly matrices = new WeakSet<object>();
+  private readonly caches = new WeakSet<object>();
   private readonly gemmMinTokens: number;
   private readonly chunkMacs: number;
   private readonly parallelMinMacs: number;
@@ -394,6 +404,77 @@ export class WasmKernels implements KernelContext {
         return;
       }
     }
+  }
+
+  attentionCache(shape: { layers: number; positions: number; kvHeads: number; headDim: number }): AttentionCache {
+    checkCacheShape(shape);
+    const { layers, positions, kvHeads, headDim } = shape;
+    const stride = roundUp(positions, 16);
+    const paddedDim = roundUp(headDim, 4);
+    const half = kvHeads * paddedDim * stride * 4;
+    const at = this.alloc(layers * 2 * half);
+    const record = this.alloc(ATTENTION.size);
+    const cache: WasmCache = { layers, positions, kvHeads, headDim, bytes: layers * 2 * half, at, half, stride, paddedDim, record };
+    this.caches.add(cache);
+    return cache;
+  }
+
+  attention(cache: AttentionCache, layer: number, q: Float32Array, k: Float32Array, v: Float32Array, start: number, tokens: number, heads: number, scale: number, out: Float32Array): void {
+    if (!this.caches.has(cache)) throw new B158Error("E_INTERNAL", "an attention cache from another kernel context was passed in");
+    const c = cache as WasmCache;
+    checkAttention(c, layer, q, k, v, start, tokens, heads, out);
+    const { kvHeads: KV, headDim: D, paddedDim: Dp, stride } = c;
+    const width = tokens * heads * Dp;
+    const [qAt, outAt] = this.frameAlloc([width * 4, width * 4]) as [number, number];
+    const f32 = this.f32; // after frameAlloc, which may grow the memory
+    const keys = c.at + layer * 2 * c.half;
+    const values = keys + c.half;
+    // a key is a column of the transposed cache, a value a row; the padding dimensions hold zeros
+    for (let t = 0; t < tokens; t++) {
+      for (let g = 0; g < KV; g++) {
+        const from = (t * KV + g) * D;
+        const column = keys / 4 + g * Dp * stride + start + t;
+        for (let i = 0; i < D; i++) f32[column + i * stride] = k[from + i]!;
+        for (let i = D; i < Dp; i++) f32[column + i * stride] = 0;
+        const row = values / 4 + (g * stride + start + t) * Dp;
+        f32.set(v.subarray(from, from + D), row);
+        f32.fill(0, row + D, row + Dp);
+      }
+    }
+    if (Dp === D) f32.set(q.subarray(0, width), qAt / 4);
+    else {
+      for (let r = 0; r < tokens * heads; r++) {
+        f32.set(q.subarray(r * D, (r + 1) * D), qAt / 4 + r * Dp);
+        f32.fill(0, qAt / 4 + r * Dp + D, qAt / 4 + (r + 1) * Dp);
+      }
+    }
+    const i32 = this.i32;
+    const rec = c.record / 4;
+    i32[rec + ATTENTION.rows / 4] = tokens * KV;
+    i32[rec + ATTENTION.keys / 4] = keys;
+    i32[rec + ATTENTION.values / 4] = values;
+    i32[rec + ATTENTION.positionStride / 4] = stride;
+    i32[rec + ATTENTION.kvHeads / 4] = KV;
+    i32[rec + ATTENTION.paddedDim / 4] = Dp;
+    i32[rec + ATTENTION.group / 4] = heads / KV;
+    i32[rec + ATTENTION.start / 4] = start;
+    f32[rec + ATTENTION.scale / 4] = scale;
+    // one row per (token, kv head): about group x positions x 2 x Dp multiply-adds
+    const rowMacs = (heads / KV) * (start + tokens) * 2 * Dp;
+    const task: Task = {
+      kernel: KERNEL.attention,
+      matrix: c.record,
+      rows: tokens * KV,
+      rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / rowMacs)),
+      tokens,
+      act: qAt,
+      actStride: heads * Dp * 4,
+      out: outAt,
+      outStride: heads * Dp * 4,
+    };
+    this.dispatch([task], stride * 4, tokens * KV * rowMacs);
+    if (Dp === D) out.set(f32.subarray(outAt / 4, outAt / 4 + width));
+    else for (let r = 0; r < tokens * heads; r++) out.set(f32.subarray(outAt / 4 + r * Dp, outAt / 4 + r * Dp + D), r * D);
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import { attentionKernel } from "./gen-attention.js";
 import { denseKernel } from "./gen-dense.js";
 import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes } from "./gen-support.js";
 import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
@@ -31,6 +32,8 @@ export function generateKernelModule(kind: KernelModuleKind): string {
     funcs.push(denseKernel(layout, name));
     table[KERNEL.dense + layout] = `$dense_${name}`;
   }
+  funcs.push(attentionKernel());
+  table[KERNEL.attention] = "$attention";
   return `(module
 (import "env" "memory" (memory 1 65536 shared))
 (type $kernel (func (param i32 i32 i32 i32)))

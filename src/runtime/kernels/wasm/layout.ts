@@ -43,6 +43,28 @@ export const DENSE = {
   size: 32,
 } as const;
 
+/**
+ * An attention call as the kernel sees it (i32 fields; the driver rewrites it for every call). The
+ * cache of a layer: keys transposed, [kvHeads][paddedDim][positionStride] (a new key is a column),
+ * values [kvHeads][positionStride][paddedDim]; paddedDim = headDim rounded up to 4, zero padded.
+ */
+export const ATTENTION = {
+  /** The dispatcher reads a task's row count here: tokens x kvHeads (one row per token and kv head). */
+  rows: 4,
+  keys: 8,
+  values: 12,
+  /** Floats from one position to the next in a transposed key row (positions rounded up to 16). */
+  positionStride: 16,
+  kvHeads: 20,
+  paddedDim: 24,
+  /** Query heads per kv head. */
+  group: 28,
+  start: 32,
+  /** f32 */
+  scale: 36,
+  size: 64,
+} as const;
+
 /** One matrix's share of a dispatch: rows cut into chunks that threads claim (i32 fields). */
 export const TASK = {
   kernel: 0,
@@ -122,5 +144,6 @@ export const KERNEL = {
   dense: 15,
   /** Traps: tests that a failing kernel reaches the caller as an error. */
   fault: 19,
-  count: 20,
+  attention: 20,
+  count: 21,
 } as const;
