@@ -55,13 +55,40 @@ export type ScaleSpec =
 export type TernaryWeightSource =
   | { readonly kind: "i2_s"; readonly rows: number; readonly cols: number; readonly blockSize: 128 | 64; readonly payload: Uint8Array }
   | { readonly kind: "tq2_0"; readonly rows: number; readonly cols: number; readonly payload: Uint8Array }
-  | { readonly kind: "codes"; readonly rows: number; readonly cols: number; readonly codes: Int8Array; readonly scales: ScaleSpec };
+  | { readonly kind: "codes"; readonly rows: number; readonly cols: number; readonly codes: Int8Array; readonly scales: ScaleSpec }
+  /**
+   * Ternary values by a threshold on 16-bit sign-magnitude floats (f16 or bf16 bit patterns,
+   * finite): t = +-1 (the sign bit) where the 15 magnitude bits exceed `threshold`, else 0. This is
+   * absmean ternarization of 16-bit latent weights (sources/semantics.ts finds the threshold).
+   */
+  | { readonly kind: "threshold16"; readonly rows: number; readonly cols: number; readonly bits: Uint16Array; readonly threshold: number; readonly scales: ScaleSpec };
+
+/**
+ * A payload still in its file: `read(offset, into)` fills `into` with the payload's bytes
+ * [offset, offset + into.length). Backends read it in pieces straight into their own memory, so a
+ * large tensor is never copied whole in JavaScript.
+ */
+export interface PayloadReader {
+  readonly byteLength: number;
+  read(offset: number, into: Uint8Array): Promise<void>;
+}
+
+/** What loadTernary() takes: a source in memory, or an I2_S / TQ2_0 payload still in its file. */
+export type TernaryWeightInput =
+  | TernaryWeightSource
+  | { readonly kind: "i2_s"; readonly rows: number; readonly cols: number; readonly blockSize: 128 | 64; readonly payload: PayloadReader }
+  | { readonly kind: "tq2_0"; readonly rows: number; readonly cols: number; readonly payload: PayloadReader };
 
 /** A float matrix [rows, cols], little-endian element bits as stored; `quantize` keeps an int8 copy instead. */
 export type DenseWeightSource = (
   | { readonly kind: "f32"; readonly rows: number; readonly cols: number; readonly values: Float32Array }
   | { readonly kind: "f16" | "bf16"; readonly rows: number; readonly cols: number; readonly bits: Uint16Array }
 ) & { readonly quantize?: "int8-rows" };
+
+/** What loadDense() takes: a source in memory, or little-endian f32/f16/bf16 rows still in their file. */
+export type DenseWeightInput =
+  | DenseWeightSource
+  | ({ readonly kind: "f32" | "f16" | "bf16"; readonly rows: number; readonly cols: number; readonly payload: PayloadReader } & { readonly quantize?: "int8-rows" });
 
 export interface TernaryMatrix {
   readonly rows: number;
@@ -96,6 +123,10 @@ export interface KernelContext {
   /** Takes a ternary weight (copied into the backend's memory; the source can be dropped). */
   ternary(source: TernaryWeightSource): TernaryMatrix;
   dense(source: DenseWeightSource): DenseMatrix;
+  /** ternary() for any input; a payload still in its file is read straight into the backend's memory. */
+  loadTernary(input: TernaryWeightInput): Promise<TernaryMatrix>;
+  /** dense() for any input, as loadTernary(). */
+  loadDense(input: DenseWeightInput): Promise<DenseMatrix>;
   /**
    * outs[i][t * rows_i + m] = (weights[i] x_t)[m] for every token t < tokens, where x_t =
    * x[t * cols .. (t + 1) * cols). All weights share cols and one activation quantization.
@@ -116,6 +147,11 @@ export interface KernelContext {
   attention(cache: AttentionCache, layer: number, q: Float32Array, k: Float32Array, v: Float32Array, start: number, tokens: number, heads: number, scale: number, out: Float32Array): void;
   /** Bytes held for all weights. */
   readonly bytes: number;
+  /**
+   * Forgets every matrix and attention cache (their handles become invalid), keeping the memory
+   * and the threads, so that another model loads into memory already in use (b158 eval's sides).
+   */
+  release(): void;
   /** How the backend was chosen: features found, self-tests run, fallbacks taken (for logs and --json). */
   readonly selection?: readonly string[];
   close(): Promise<void>;

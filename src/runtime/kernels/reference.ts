@@ -1,6 +1,6 @@
 import { B158Error } from "../../errors.js";
 import { fromBf16Bits, fromF16Bits } from "../../pack/float16.js";
-import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightSource, KernelContext, ScaleSpec, TernaryMatrix, TernaryWeightSource } from "./api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "./api.js";
 
 /**
  * The reference backend: plain loops over one int8 code per weight, written for clarity, not
@@ -42,6 +42,15 @@ export function createReferenceKernels(): KernelContext {
       const matrix = decodeDense(source);
       bytes += matrix.bytes;
       return matrix;
+    },
+    async loadTernary(input) {
+      return this.ternary(await ternaryInMemory(input));
+    },
+    async loadDense(input) {
+      return this.dense(await denseInMemory(input));
+    },
+    release() {
+      bytes = 0;
     },
     linear(weights, x, tokens, outs, mode) {
       const list = weights as readonly RefTernary[];
@@ -244,6 +253,32 @@ export function denseDot(w: Float32Array, x: Float32Array, cols: number): number
   return Math.fround(Math.fround(lanes[0]! + lanes[2]!) + Math.fround(lanes[1]! + lanes[3]!));
 }
 
+/** A payload still in its file, read whole. */
+export async function readWhole(reader: PayloadReader): Promise<Uint8Array> {
+  const bytes = new Uint8Array(reader.byteLength);
+  await reader.read(0, bytes);
+  return bytes;
+}
+
+/** The input with its payload in memory. */
+export async function ternaryInMemory(input: TernaryWeightInput): Promise<TernaryWeightSource> {
+  if ((input.kind === "i2_s" || input.kind === "tq2_0") && !(input.payload instanceof Uint8Array)) return { ...input, payload: await readWhole(input.payload) };
+  return input as TernaryWeightSource;
+}
+
+export async function denseInMemory(input: DenseWeightInput): Promise<DenseWeightSource> {
+  if (!("payload" in input)) return input;
+  const bytes = await readWhole(input.payload);
+  const base = { rows: input.rows, cols: input.cols, ...(input.quantize === undefined ? {} : { quantize: input.quantize }) };
+  if (input.kind === "f32") return { ...base, kind: "f32", values: new Float32Array(bytes.buffer, 0, bytes.byteLength >> 2) };
+  return { ...base, kind: input.kind, bits: new Uint16Array(bytes.buffer, 0, bytes.byteLength >> 1) };
+}
+
+/** The code of every 16-bit pattern under a threshold16 source's rule (the sign bit gives -1). */
+export function thresholdCode(bits: number, threshold: number): number {
+  return (bits & 0x7fff) > threshold ? (bits & 0x8000 ? -1 : 1) : 0;
+}
+
 /** One int8 code per weight and its block scales: the reference's reading of any source. */
 export function decodeTernary(source: TernaryWeightSource): RefTernary {
   const { rows, cols } = source;
@@ -276,6 +311,12 @@ export function decodeTernary(source: TernaryWeightSource): RefTernary {
         }
       }
       return matrix(source, codes, 256, scales, "tq2_0");
+    }
+    case "threshold16": {
+      if (source.bits.length < codes.length) throw new B158Error("E_PAYLOAD_SIZE", `threshold16 bits for [${rows}, ${cols}] hold ${source.bits.length} values; expected ${codes.length}`);
+      for (let i = 0; i < codes.length; i++) codes[i] = thresholdCode(source.bits[i]!, source.threshold);
+      const { blockSize, scales } = blockScalesOf(source.scales, rows, cols);
+      return matrix(source, codes, blockSize, scales, "int8-codes");
     }
     case "codes": {
       for (let i = 0; i < codes.length; i++) {

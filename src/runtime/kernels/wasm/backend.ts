@@ -1,7 +1,7 @@
 import { B158Error } from "../../../errors.js";
-import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightSource, KernelContext, TernaryMatrix, TernaryWeightSource } from "../api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "../api.js";
 import { fromF16Bits } from "../../../pack/float16.js";
-import { checkAttention, checkCacheShape, decodeTernary } from "../reference.js";
+import { checkAttention, checkCacheShape, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
 import { ATTENTION, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
 import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
@@ -23,6 +23,7 @@ interface KernelExports {
   has_code3(p: number, count: number, bytes: number, stride: number): number;
   f16_nonfinite(p: number, n: number): number;
   relay_codes(src: number, rows: number, cols: number, g: number, gp: number, unit: number, dst: number, tmp: number): number;
+  threshold_codes(src: number, n: number, threshold: number, dst: number): void;
   dense_quant_rows(src: number, kind: number, rows: number, cols: number, kp: number, dst: number, scales: number): void;
 }
 
@@ -41,6 +42,8 @@ const MAX_PAGES = 65536;
 const DISPATCH_AT = 2048;
 const MAX_TASKS = 60;
 const HEAP_AT = DISPATCH_AT + DISPATCH.tasksAt + MAX_TASKS * TASK.size;
+/** Bytes per read of a payload straight into memory. */
+const READ_BYTES = 1 << 26;
 /** Multiply-adds per chunk a thread claims: small enough to balance, large enough to amortise the claim. */
 const CHUNK_MACS = 1 << 18;
 /** Below this many multiply-adds a dispatch runs on the calling thread alone (waking a worker costs more). */
@@ -73,6 +76,9 @@ interface WasmDense extends DenseMatrix {
   readonly scales: number;
 }
 
+/** Puts rows r0 .. r0 + n - 1 as int8 codes at `stage` (`extra`: room it may use on the way). */
+type StageFill = ((r0: number, n: number, stage: number, extra: number) => void) & { badRow?: (row: number) => void };
+
 interface WasmCache extends AttentionCache {
   readonly at: number;
   /** Bytes of one layer's keys (its values follow). */
@@ -103,8 +109,8 @@ export class WasmKernels implements KernelContext {
   private readonly memory: WebAssembly.Memory;
   private readonly exports: KernelExports;
   private readonly dispatcher: Dispatcher;
-  private readonly matrices = new WeakSet<object>();
-  private readonly caches = new WeakSet<object>();
+  private matrices = new WeakSet<object>();
+  private caches = new WeakSet<object>();
   private readonly gemmMinTokens: number;
   private readonly chunkMacs: number;
   private readonly parallelMinMacs: number;
@@ -153,7 +159,63 @@ export class WasmKernels implements KernelContext {
         return this.tq2(source);
       case "codes":
         return this.codes(source);
+      case "threshold16":
+        return this.threshold16(source);
     }
+  }
+
+  async loadTernary(input: TernaryWeightInput): Promise<TernaryMatrix> {
+    if ((input.kind !== "i2_s" && input.kind !== "tq2_0") || input.payload instanceof Uint8Array) return this.ternary(input as TernaryWeightSource);
+    const { rows, cols, payload } = input;
+    const direct = Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0 && cols % (input.kind === "i2_s" ? input.blockSize : 256) === 0;
+    if (!direct) return this.ternary(await ternaryInMemory(input));
+    if (input.kind === "i2_s") {
+      const n = rows * cols;
+      if (payload.byteLength < n / 4 + 4) throw new B158Error("E_PAYLOAD_SIZE", `i2_s payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected at least ${n / 4 + 4}`);
+      const weights = this.alloc(n / 4 + 16);
+      await this.readInto(payload, n / 4 + 4, weights);
+      return this.i2sAt(input, weights);
+    }
+    const size = ((rows * cols) / 256) * 66;
+    if (payload.byteLength < size) throw new B158Error("E_PAYLOAD_SIZE", `tq2_0 payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected ${size}`);
+    const weights = this.alloc(size + 16);
+    await this.readInto(payload, size, weights);
+    return this.tq2At(input, weights);
+  }
+
+  async loadDense(input: DenseWeightInput): Promise<DenseMatrix> {
+    if (!("payload" in input)) return this.dense(input);
+    const { rows, cols, kind, payload } = input;
+    if (!(Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0)) {
+      throw new B158Error("E_INTERNAL", `dense: shape [${rows}, ${cols}] is not a positive integer shape`);
+    }
+    const elementBytes = kind === "f32" ? 4 : 2;
+    const paddedCols = roundUp(cols, 16);
+    if (payload.byteLength < rows * cols * elementBytes) throw new B158Error("E_PAYLOAD_SIZE", `dense ${kind} matrix [${rows}, ${cols}] has ${Math.floor(payload.byteLength / elementBytes)} values; expected ${rows * cols}`);
+    if (input.quantize === "int8-rows") return this.denseInt8From(input, paddedCols);
+    // rows padded to 16 columns: small matrices, read whole
+    if (paddedCols !== cols) return this.dense(await denseInMemory(input));
+    const rowBytes = cols * elementBytes;
+    const weights = this.alloc(rows * rowBytes);
+    await this.readInto(payload, rows * rowBytes, weights);
+    const layout: DenseLayoutId = kind === "f32" ? DenseLayout.f32 : kind === "f16" ? DenseLayout.f16 : DenseLayout.bf16;
+    if (kind === "f16" && this.exports.f16_nonfinite(weights, rows * cols) !== 0) {
+      // Inf or NaN in f16: kept as exact f32 (the SIMD f16 trick covers finite values only); the
+      // f16 copy's memory is not reclaimed, which only such rare matrices pay
+      const bits = this.u8.slice(weights, weights + rows * rowBytes);
+      return this.dense({ kind: "f16", rows, cols, bits: new Uint16Array(bits.buffer) });
+    }
+    return this.denseRecord(input, layout, kind, weights, rowBytes, paddedCols, 0, rows * rowBytes);
+  }
+
+  release(): void {
+    this.matrices = new WeakSet();
+    this.caches = new WeakSet();
+    this.top = HEAP_AT;
+    this.heldBytes = 0;
+    this.frame = { at: 0, size: 0 };
+    this.scratch = { at: 0, size: 0 };
+    this.stage = { at: 0, size: 0 };
   }
 
   dense(source: DenseWeightSource): DenseMatrix {
@@ -495,32 +557,74 @@ export class WasmKernels implements KernelContext {
   // ---- loading ----
 
   private i2s(source: Extract<TernaryWeightSource, { kind: "i2_s" }>): TernaryMatrix {
-    const { rows, cols, blockSize, payload } = source;
+    const { rows, cols, payload } = source;
     const n = rows * cols;
     if (payload.byteLength < n / 4 + 4) throw new B158Error("E_PAYLOAD_SIZE", `i2_s payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected at least ${n / 4 + 4}`);
     const weights = this.alloc(n / 4 + 16);
     this.u8.set(payload.subarray(0, n / 4 + 4), weights);
-    if (this.exports.has_code3(weights, 1, n / 4, 0) !== 0) decodeTernary(source); // throws the reference's precise E_PACKED_CODE
+    return this.i2sAt(source, weights);
+  }
+
+  /** An I2_S payload already at `weights`: checked for code 3, then recorded. */
+  private i2sAt(shape: { rows: number; cols: number; blockSize: 128 | 64 }, weights: number): TernaryMatrix {
+    const { rows, cols, blockSize } = shape;
+    const n = rows * cols;
+    // the reference's decoding throws its precise E_PACKED_CODE (the element)
+    if (this.exports.has_code3(weights, 1, n / 4, 0) !== 0) decodeTernary({ kind: "i2_s", rows, cols, blockSize, payload: this.u8.slice(weights, weights + n / 4 + 4) });
     const layout = blockSize === 128 ? TernaryLayout.i2s128 : TernaryLayout.i2s64;
-    return this.ternaryRecord(source, layout, "i2_s", { weights, rowBytes: cols / 4, blockBytes: cols / 4, group: cols, paddedGroup: cols, scales: weights + n / 4, scaleRow: 0, scaleBlock: 0 }, n / 4 + 4);
+    return this.ternaryRecord(shape, layout, "i2_s", { weights, rowBytes: cols / 4, blockBytes: cols / 4, group: cols, paddedGroup: cols, scales: weights + n / 4, scaleRow: 0, scaleBlock: 0 }, n / 4 + 4);
   }
 
   private tq2(source: Extract<TernaryWeightSource, { kind: "tq2_0" }>): TernaryMatrix {
     const { rows, cols, payload } = source;
     if (cols % 256 !== 0) throw new B158Error("E_LAYOUT_SHAPE", `tq2_0 needs cols % 256 == 0; cols = ${cols} is not`);
-    const blocks = (rows * cols) / 256;
-    const size = blocks * 66;
+    const size = ((rows * cols) / 256) * 66;
     if (payload.byteLength < size) throw new B158Error("E_PAYLOAD_SIZE", `tq2_0 payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected ${size}`);
     const weights = this.alloc(size + 16);
     this.u8.set(payload.subarray(0, size), weights);
-    if (this.exports.has_code3(weights, blocks, 64, 66) !== 0) decodeTernary(source);
+    return this.tq2At(source, weights);
+  }
+
+  private tq2At(shape: { rows: number; cols: number }, weights: number): TernaryMatrix {
+    const { rows, cols } = shape;
+    const blocks = (rows * cols) / 256;
+    const size = blocks * 66;
+    if (this.exports.has_code3(weights, blocks, 64, 66) !== 0) decodeTernary({ kind: "tq2_0", rows, cols, payload: this.u8.slice(weights, weights + size) });
     const rowBytes = (cols / 256) * 66;
-    return this.ternaryRecord(source, TernaryLayout.tq2, "tq2_0", { weights, rowBytes, blockBytes: 66, group: 256, paddedGroup: 256, scales: weights + 64, scaleRow: rowBytes, scaleBlock: 66 }, size);
+    return this.ternaryRecord(shape, TernaryLayout.tq2, "tq2_0", { weights, rowBytes, blockBytes: 66, group: 256, paddedGroup: 256, scales: weights + 64, scaleRow: rowBytes, scaleBlock: 66 }, size);
+  }
+
+  /** `length` bytes of a payload into memory at `at`, in pieces. */
+  private async readInto(payload: PayloadReader, length: number, at: number): Promise<void> {
+    for (let done = 0; done < length; done += READ_BYTES) {
+      const n = Math.min(READ_BYTES, length - done);
+      await payload.read(done, new Uint8Array(this.memory.buffer, at + done, n));
+    }
   }
 
   private codes(source: Extract<TernaryWeightSource, { kind: "codes" }>): TernaryMatrix {
-    const { rows, cols, scales: spec } = source;
+    const { rows, cols } = source;
     if (source.codes.length < rows * cols) throw new B158Error("E_PAYLOAD_SIZE", `codes for [${rows}, ${cols}] hold ${source.codes.length} values; expected ${rows * cols}`);
+    const { group, scales } = this.scaleGroups(source, source.scales);
+    return this.relayCodes(source, this.codesFill(source.codes, cols), group, scales, source.scales.granularity, "codes");
+  }
+
+  /** 16-bit patterns thresholded to codes in the staging area (wasm SIMD), then re-laid as codes are. */
+  private threshold16(source: Extract<TernaryWeightSource, { kind: "threshold16" }>): TernaryMatrix {
+    const { rows, cols, bits, threshold } = source;
+    if (bits.length < rows * cols) throw new B158Error("E_PAYLOAD_SIZE", `threshold16 bits for [${rows}, ${cols}] hold ${bits.length} values; expected ${rows * cols}`);
+    if (!(Number.isInteger(threshold) && threshold >= 0 && threshold <= 0x7fff)) throw new B158Error("E_INTERNAL", `threshold ${threshold} is not a 15-bit magnitude`);
+    const { group, scales } = this.scaleGroups(source, source.scales);
+    const fill = (r0: number, n: number, stage: number, extra: number): void => {
+      this.u8.set(new Uint8Array(bits.buffer, bits.byteOffset + r0 * cols * 2, n * cols * 2), extra);
+      this.exports.threshold_codes(extra, n * cols, threshold, stage);
+    };
+    return this.relayCodes(source, fill, group, scales, source.scales.granularity, "codes");
+  }
+
+  /** The group size and the scales a ScaleSpec gives, checked. */
+  private scaleGroups(shape: { rows: number; cols: number }, spec: ScaleSpec): { group: number; scales: Float32Array } {
+    const { rows, cols } = shape;
     let group = cols;
     let scales: Float32Array;
     if (spec.granularity === "tensor") scales = Float32Array.of(spec.scale);
@@ -532,16 +636,29 @@ export class WasmKernels implements KernelContext {
     }
     const expectedScales = spec.granularity === "tensor" ? 1 : spec.granularity === "row" ? rows : rows * (cols / group);
     if (scales.length < expectedScales) throw new B158Error("E_INTERNAL", `${spec.granularity} scales: ${scales.length} given, ${expectedScales} needed`);
-    return this.relayCodes(source, source.codes, group, scales, spec.granularity, "codes");
+    return { group, scales };
+  }
+
+  /** Fills the staging area with rows of int8 codes (and names the first bad element of a row the kernel flags). */
+  private codesFill(codes: Int8Array, cols: number): StageFill {
+    const fill: StageFill = (r0, n, stage) => this.u8.set(new Uint8Array(codes.buffer, codes.byteOffset + r0 * cols, n * cols), stage);
+    fill.badRow = (row) => {
+      for (let k = 0; k < cols; k++) {
+        const c = codes[row * cols + k]!;
+        if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${row * cols + k} is ${c}, not -1, 0 or 1`);
+      }
+    };
+    return fill;
   }
 
   /** Codes the reference decoded (a layout this backend does not read directly) re-laid with their scales. */
   private relay(ref: ReturnType<typeof decodeTernary>, format: string): TernaryMatrix {
     const perRow = ref.blockSize === ref.cols;
-    return this.relayCodes(ref, ref.codes, ref.blockSize, ref.blockScales, perRow ? "row" : "group", format);
+    return this.relayCodes(ref, this.codesFill(ref.codes, ref.cols), ref.blockSize, ref.blockScales, perRow ? "row" : "group", format);
   }
 
-  private relayCodes(shape: { rows: number; cols: number }, codes: Int8Array, group: number, scales: Float32Array, granularity: "tensor" | "row" | "group", format: string): TernaryMatrix {
+  /** Rows of int8 codes, put in the staging area `STAGE_BYTES` at a time by `fill`, re-laid into b158's I2_S order. */
+  private relayCodes(shape: { rows: number; cols: number }, fill: StageFill, group: number, scales: Float32Array, granularity: "tensor" | "row" | "group", format: string): TernaryMatrix {
     const { rows, cols } = shape;
     const paddedGroup = roundUp(group, 64);
     const unit = paddedGroup % 128 === 0 ? 128 : 64;
@@ -551,17 +668,16 @@ export class WasmKernels implements KernelContext {
     const scalesAt = this.alloc(scales.length * 4);
     this.f32.set(scales, scalesAt / 4);
     const rowsPerStage = Math.max(1, Math.floor((STAGE_BYTES - paddedGroup) / cols));
-    const stage = this.stageArea(cols + paddedGroup);
+    // codes, the re-lay's group buffer, then room for what `fill` reads from (16-bit patterns)
+    const extraAt = roundUp(STAGE_BYTES + cols + paddedGroup, 64);
+    const stage = this.stageArea(extraAt - STAGE_BYTES + 2 * rowsPerStage * cols);
     for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
       const n = Math.min(rowsPerStage, rows - r0);
-      this.u8.set(new Uint8Array(codes.buffer, codes.byteOffset + r0 * cols, n * cols), stage);
+      fill(r0, n, stage, stage + extraAt);
       const bad = this.exports.relay_codes(stage, n, cols, group, paddedGroup, unit, weights + r0 * rowBytes, stage + n * cols);
       if (bad >= 0) {
-        const row = r0 + bad;
-        for (let k = 0; k < cols; k++) {
-          const c = codes[row * cols + k]!;
-          if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${row * cols + k} is ${c}, not -1, 0 or 1`);
-        }
+        fill.badRow?.(r0 + bad);
+        throw new B158Error("E_NOT_TERNARY", `row ${r0 + bad} holds a value that is not -1, 0 or 1`);
       }
     }
     const scaleRow = granularity === "tensor" ? 0 : granularity === "row" ? 4 : blocks * 4;
@@ -603,20 +719,43 @@ export class WasmKernels implements KernelContext {
   }
 
   private denseInt8(source: DenseWeightSource, paddedCols: number): DenseMatrix {
+    const bytes = source.kind === "f32" ? new Uint8Array(source.values.buffer, source.values.byteOffset, source.rows * source.cols * 4) : new Uint8Array(source.bits.buffer, source.bits.byteOffset, source.rows * source.cols * 2);
+    const target = this.int8Target(source, paddedCols);
+    for (let r0 = 0; r0 < source.rows; r0 += target.rowsPerStage) {
+      const view = target.stageView(r0);
+      view.set(bytes.subarray(target.byteOffset(r0), target.byteOffset(r0) + view.byteLength));
+      target.quantize(r0);
+    }
+    return target.record();
+  }
+
+  /** The int8-rows copy of rows still in their file, read a staging area at a time. */
+  private async denseInt8From(source: { kind: "f32" | "f16" | "bf16"; rows: number; cols: number; payload: PayloadReader }, paddedCols: number): Promise<DenseMatrix> {
+    const target = this.int8Target(source, paddedCols);
+    for (let r0 = 0; r0 < source.rows; r0 += target.rowsPerStage) {
+      await source.payload.read(target.byteOffset(r0), target.stageView(r0));
+      target.quantize(r0);
+    }
+    return target.record();
+  }
+
+  /** Room for an int8-rows matrix, and its staging: rows go to stageView(r0), then quantize(r0). */
+  private int8Target(source: { kind: "f32" | "f16" | "bf16"; rows: number; cols: number }, paddedCols: number) {
     const { rows, cols } = source;
     const weights = this.alloc(rows * paddedCols);
     const scales = this.alloc(rows * 4);
     const kind = source.kind === "f32" ? 0 : source.kind === "f16" ? 1 : 2;
-    const elementBytes = kind === 0 ? 4 : 2;
-    const bytes = source.kind === "f32" ? new Uint8Array(source.values.buffer, source.values.byteOffset, rows * cols * 4) : new Uint8Array(source.bits.buffer, source.bits.byteOffset, rows * cols * 2);
-    const rowsPerStage = Math.max(1, Math.floor(STAGE_BYTES / (cols * elementBytes)));
-    const stage = this.stageArea(cols * elementBytes);
-    for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
-      const n = Math.min(rowsPerStage, rows - r0);
-      this.u8.set(bytes.subarray(r0 * cols * elementBytes, (r0 + n) * cols * elementBytes), stage);
-      this.exports.dense_quant_rows(stage, kind, n, cols, paddedCols, weights + r0 * paddedCols, scales + r0 * 4);
-    }
-    return this.denseRecord(source, DenseLayout.int8Rows, "int8-rows", weights, paddedCols, paddedCols, scales, rows * paddedCols + rows * 4);
+    const rowBytes = cols * (kind === 0 ? 4 : 2);
+    const rowsPerStage = Math.max(1, Math.floor(STAGE_BYTES / rowBytes));
+    const stage = this.stageArea(rowBytes);
+    const count = (r0: number) => Math.min(rowsPerStage, rows - r0);
+    return {
+      rowsPerStage,
+      byteOffset: (r0: number) => r0 * rowBytes,
+      stageView: (r0: number) => new Uint8Array(this.memory.buffer, stage, count(r0) * rowBytes),
+      quantize: (r0: number) => this.exports.dense_quant_rows(stage, kind, count(r0), cols, paddedCols, weights + r0 * paddedCols, scales + r0 * 4),
+      record: () => this.denseRecord(source, DenseLayout.int8Rows, "int8-rows", weights, paddedCols, paddedCols, scales, rows * paddedCols + rows * 4),
+    };
   }
 
   private f16HasNonFinite(bits: Uint16Array, n: number): boolean {
@@ -632,7 +771,7 @@ export class WasmKernels implements KernelContext {
     return false;
   }
 
-  private denseRecord(source: DenseWeightSource, layout: DenseLayoutId, format: string, weights: number, rowBytes: number, paddedCols: number, scales: number, bytes: number): WasmDense {
+  private denseRecord(source: { rows: number; cols: number }, layout: DenseLayoutId, format: string, weights: number, rowBytes: number, paddedCols: number, scales: number, bytes: number): WasmDense {
     const record = this.alloc(DENSE.size);
     const f = (offset: number, value: number) => (this.i32[(record + offset) / 4] = value);
     f(DENSE.layout, layout);

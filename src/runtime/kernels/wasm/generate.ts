@@ -1,6 +1,6 @@
 import { attentionKernel } from "./gen-attention.js";
 import { denseKernel } from "./gen-dense.js";
-import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes } from "./gen-support.js";
+import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
 import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
 import { DenseLayout, KERNEL } from "./layout.js";
 
@@ -39,7 +39,7 @@ export function generateKernelModule(kind: KernelModuleKind): string {
 (type $kernel (func (param i32 i32 i32 i32)))
 ${dispatcher(KERNEL.count)}
 (elem (i32.const 0) ${table.join(" ")})
-${[actQuantize, actPad, actPadF64, actSplit16, actInterleave4, actWiden16, actBlockSums, hasCode3, f16NonFinite, relayCodes, denseQuantRows].join("\n")}
+${[actQuantize, actPad, actPadF64, actSplit16, actInterleave4, actWiden16, actBlockSums, hasCode3, f16NonFinite, relayCodes, thresholdCodes, denseQuantRows].join("\n")}
 ${funcs.join("\n")}
 )`;
 }
