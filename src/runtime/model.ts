@@ -9,7 +9,7 @@ import { Sampler, type SamplingOptions } from "./sampler.js";
 import { openB158Source } from "./sources/b158.js";
 import { openCheckpointSource, type LatentSemantics } from "./sources/checkpoint.js";
 import { openGgufSource } from "./sources/gguf.js";
-import type { LinearWeight, ModelSource, SourceKind } from "./sources/source.js";
+import type { LinearWeight, ModelSource, SourceKind, TokenizerFiles } from "./sources/source.js";
 import type { Activation, ModelSpec } from "./spec.js";
 import { loadTokenizer, TextStream, type Tokenizer } from "./tokenizer.js";
 import { Transformer, type LayerWeights, type ModelWeights, type Projection } from "./transformer.js";
@@ -102,7 +102,8 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
 export class Model {
   readonly spec: ModelSpec;
   readonly info: ModelInfo;
-  readonly tokenizer: Tokenizer | undefined;
+  private readonly tokenizerFiles: TokenizerFiles;
+  private tokenizerLoaded: { readonly value: Tokenizer | undefined } | undefined;
   readonly activations: ActivationMode;
   /** Linears whose input the framework quantizes (BitNet linears), and those held as packed ternary weights. */
   readonly bitnetLinears: number;
@@ -121,7 +122,7 @@ export class Model {
     this.ownsKernels = options.kernels === undefined;
     this.spec = spec;
     this.info = { label: source.label, kind: source.kind, lossy: source.lossy };
-    this.tokenizer = loadTokenizer(source.tokenizerFiles, source.label);
+    this.tokenizerFiles = source.tokenizerFiles;
     this.activations = options.activations ?? "int8";
     const contextLength = options.contextLength ?? Math.min(spec.maxPositions, 2048);
     if (!(Number.isSafeInteger(contextLength) && contextLength > 0)) throw new B158Error("E_USAGE", `context length ${contextLength} must be a positive integer`);
@@ -143,6 +144,12 @@ export class Model {
       if (options.kernels === undefined) await kernels.close();
       throw error;
     }
+  }
+
+  /** The model's tokenizer (built on first use: a 128k-token tokenizer.json takes a second to load). */
+  get tokenizer(): Tokenizer | undefined {
+    this.tokenizerLoaded ??= { value: loadTokenizer(this.tokenizerFiles, this.info.label) };
+    return this.tokenizerLoaded.value;
   }
 
   get contextLength(): number {
@@ -329,14 +336,14 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     const expected = LINEAR_SHAPES[role](spec);
     const { rows, cols } = weight.weight;
     if (rows !== expected[0] || cols !== expected[1]) throw shapeError(source.label, `layer ${layer} ${role}`, [rows, cols], expected);
-    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: kernels.ternary(weight.weight), bitnet: true } : { rows, cols, dense: kernels.dense(weight.weight), bitnet: weight.bitnet };
+    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: await kernels.loadTernary(weight.weight), bitnet: true } : { rows, cols, dense: await kernels.loadDense(weight.weight), bitnet: weight.bitnet };
     progress(`layer ${layer} ${role}`);
     return made;
   };
   const matrix = async (role: "embed" | "head", quantize: boolean): Promise<DenseMatrix> => {
     const m = await source.matrix(role);
     if (m.rows !== spec.vocabSize || m.cols !== spec.hiddenSize) throw shapeError(source.label, role === "embed" ? "the token embedding" : "the output head", [m.rows, m.cols], [spec.vocabSize, spec.hiddenSize]);
-    const made = kernels.dense(quantize ? { ...m, quantize: "int8-rows" } : m);
+    const made = await kernels.loadDense(quantize ? { ...m, quantize: "int8-rows" } : m);
     progress(role);
     return made;
   };
@@ -360,7 +367,7 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
   const int8Head = options.int8Head === true;
   const embed = await matrix("embed", false);
   // a tied int8 head needs its own int8 copy; the embedding lookup keeps the float rows
-  const head = spec.tiedHead && !int8Head ? embed : spec.tiedHead ? kernels.dense({ ...(await source.matrix("embed")), quantize: "int8-rows" }) : await matrix("head", int8Head);
+  const head = spec.tiedHead && !int8Head ? embed : spec.tiedHead ? await kernels.loadDense({ ...(await source.matrix("embed")), quantize: "int8-rows" }) : await matrix("head", int8Head);
   if (spec.tiedHead) progress("head");
   return { embed, head, norm, layers };
 }

@@ -6,12 +6,12 @@ import { fromF16Bits } from "../../pack/float16.js";
 import { Q2_0_BLOCK, TQ1_0_BLOCK_BYTES, TQ_BLOCK } from "../../pack/layouts.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
-import type { TernaryWeightSource } from "../kernels/api.js";
-import { denseFromBytes, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
+import type { DenseWeightInput, TernaryWeightInput } from "../kernels/api.js";
+import { denseInput, payloadReader, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
 /**
  * A .b158 as the runtime reads it. I2_S and TQ2_0 payloads go to the kernels as the bytes the file
- * holds; TL1, TL2 and TQ1_0 payloads are decoded once at load (src/pack's unpackers, as the .b158 reader's
+ * holds, read straight into the kernels' memory (as are f32/f16/bf16 matrices); TL1, TL2 and TQ1_0 payloads are decoded once at load (src/pack's unpackers, as the .b158 reader's
  * decodeTernary)
  * and handed over as codes, which a backend re-lays into its own format: TL1/TL2 with the tensor's
  * float32 scale, TQ1_0 with each 256-weight block's f16 d, as llama.cpp computes it. Plain
@@ -43,7 +43,11 @@ export function b158Source(file: B158File): ModelSource {
   if (embedding === undefined || embedding.shape.length !== 2) {
     throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no 2-D token embedding`, { details: { file: file.name } });
   }
-  const text = (name: string) => (header.files[name] === undefined ? undefined : decoder.decode(header.files[name]));
+  const decoded = new Map<string, string | undefined>();
+  const text = (name: string) => {
+    if (!decoded.has(name)) decoded.set(name, header.files[name] === undefined ? undefined : decoder.decode(header.files[name]));
+    return decoded.get(name);
+  };
   const generation = text("generation_config.json");
   let generationConfig: Record<string, unknown> | undefined;
   try {
@@ -52,10 +56,15 @@ export function b158Source(file: B158File): ModelSource {
     generationConfig = undefined;
   }
   const spec = specFromHfConfig(config, names, { file: file.name, vocabSize: embedding.shape[0]!, hasHead: hfGlobalTensor(names, "head") !== undefined, generationConfig });
+  // decoded when a tokenizer is built (an 18 MB tokenizer.json is not text until then)
   const tokenizerFiles: TokenizerFiles = {
-    ...(text("tokenizer.json") === undefined ? {} : { tokenizerJson: text("tokenizer.json")! }),
-    ...(text("tokenizer_config.json") === undefined ? {} : { tokenizerConfig: text("tokenizer_config.json")! }),
-    ...(header.files["tokenizer.model"] === undefined ? {} : { tokenizerModel: header.files["tokenizer.model"] }),
+    get tokenizerJson() {
+      return text("tokenizer.json");
+    },
+    get tokenizerConfig() {
+      return text("tokenizer_config.json");
+    },
+    tokenizerModel: header.files["tokenizer.model"],
   };
 
   const layerTensor = (role: LayerRole, layer: number): B158Tensor => {
@@ -64,6 +73,9 @@ export function b158Source(file: B158File): ModelSource {
     return file.tensor(name);
   };
   const floats = async (t: B158Tensor) => plainToFloat32(t.layout as PlainLayout, await file.readPayload(t.name));
+  const reader = (t: B158Tensor) => payloadReader(t.length, (offset, into) => file.readPayloadInto(t.name, offset, into));
+  const dense = (t: B158Tensor, rows: number, cols: number): Promise<DenseWeightInput> =>
+    denseInput(t.layout, rows, cols, reader(t), () => file.readPayload(t.name), (b) => plainToFloat32(t.layout as PlainLayout, b));
 
   return {
     label: file.name,
@@ -81,15 +93,15 @@ export function b158Source(file: B158File): ModelSource {
       const [rows, cols] = t.shape as [number, number];
       const params = t.layoutParams;
       if (params === undefined) {
-        return { kind: "dense", weight: denseFromBytes(await file.readPayload(t.name), t.layout, rows, cols, (b) => plainToFloat32(t.layout as PlainLayout, b)), bitnet: t.role === "ternary-linear" } satisfies LinearWeight;
+        return { kind: "dense", weight: await dense(t, rows, cols), bitnet: t.role === "ternary-linear" } satisfies LinearWeight;
       }
-      let weight: TernaryWeightSource;
+      let weight: TernaryWeightInput;
       switch (params.layout) {
         case "i2_s":
-          weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: await file.readPayload(t.name) };
+          weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: reader(t) };
           break;
         case "tq2_0":
-          weight = { kind: "tq2_0", rows, cols, payload: await file.readPayload(t.name) };
+          weight = { kind: "tq2_0", rows, cols, payload: reader(t) };
           break;
         case "tq1_0":
         case "q2_0": {
@@ -113,7 +125,7 @@ export function b158Source(file: B158File): ModelSource {
       if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no ${role === "embed" ? "token embedding" : "output head"}`, { details: { file: file.name } });
       const t = file.tensor(name);
       const [rows, cols] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
-      return denseFromBytes(await file.readPayload(t.name), t.layout, rows, cols, (b) => plainToFloat32(t.layout as PlainLayout, b));
+      return dense(t, rows, cols);
     },
     close: () => file.close(),
   };

@@ -4,10 +4,10 @@ import { unpackLayout } from "../../pack/codec.js";
 import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { dequantizeQ8_0 } from "../../pack/q8_0.js";
 import { GLOBAL_TENSORS, LAYER_TENSORS, type LayerRole } from "../architectures.js";
-import type { DenseWeightSource } from "../kernels/api.js";
+import type { DenseWeightInput } from "../kernels/api.js";
 import { checkSpec, modelError, num, type ArchitectureId, type ModelSpec } from "../spec.js";
 import { tq1BlockScales } from "./b158.js";
-import { denseFromBytes, float32View, uint16View, type LinearWeight, type ModelSource } from "./source.js";
+import { denseInput, float32View, payloadReader, uint16View, type LinearWeight, type ModelSource } from "./source.js";
 
 /**
  * A GGUF that b158 wrote (arch bitnet, bitnet-b1.58 or llama), run with Hugging Face semantics:
@@ -88,9 +88,10 @@ export function ggufSource(file: GgufFile): ModelSource {
     if (t === undefined) throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no ${GLOBAL_TENSORS[role].gguf}`, { details: { file: file.name } });
     return t;
   };
-  const dense = async (t: GgufTensorInfo): Promise<DenseWeightSource> => {
+  const reader = (t: GgufTensorInfo) => payloadReader(t.length, (offset, into) => file.readTensorInto(t.name, offset, into));
+  const dense = async (t: GgufTensorInfo): Promise<DenseWeightInput> => {
     const [cols, rows] = [t.ne[0]!, t.ne.slice(1).reduce((a, b) => a * b, 1)];
-    return denseFromBytes(await file.readTensor(t.name), t.type.name, rows, cols, (bytes) => {
+    return denseInput(t.type.name, rows, cols, reader(t), () => file.readTensor(t.name), (bytes) => {
       if (t.type.name === "Q8_0") return dequantizeQ8_0(bytes);
       throw modelError(file.name, `tensor "${t.name}" is ${t.type.name}, which the runtime cannot read as a float matrix`);
     });
@@ -114,9 +115,9 @@ export function ggufSource(file: GgufFile): ModelSource {
       const [cols, rows] = [t.ne[0]!, t.ne[1] ?? 1];
       switch (t.type.name) {
         case "TQ2_0":
-          return { kind: "ternary", weight: { kind: "tq2_0", rows, cols, payload: await file.readTensor(t.name) } };
+          return { kind: "ternary", weight: { kind: "tq2_0", rows, cols, payload: reader(t) } };
         case "I2_S":
-          return { kind: "ternary", weight: { kind: "i2_s", rows, cols, blockSize: 128, payload: await file.readTensor(t.name) } };
+          return { kind: "ternary", weight: { kind: "i2_s", rows, cols, blockSize: 128, payload: reader(t) } };
         case "TQ1_0": {
           const payload = await file.readTensor(t.name);
           const { codes } = unpackLayout({ layout: "tq1_0", blockSize: 256 }, payload, [rows, cols]);
