@@ -76,6 +76,62 @@ interface WasmDense extends DenseMatrix {
   readonly scales: number;
 }
 
+/** A dispatch's tasks as the words of its record (TASK layout), and which words are frame offsets. */
+interface TaskWords {
+  readonly count: number;
+  readonly chunks: number;
+  readonly words: Int32Array;
+  readonly relative: readonly number[];
+}
+
+function taskWords(tasks: readonly Task[], frameRelative: readonly ("act" | "qsum" | "actScale" | "out")[]): TaskWords {
+  const words = new Int32Array((tasks.length * TASK.size) / 4);
+  const relative: number[] = [];
+  let chunks = 0;
+  tasks.forEach((task, i) => {
+    const base = (i * TASK.size) / 4;
+    const count = Math.ceil(task.rows / task.rowsPerChunk);
+    words[base + TASK.kernel / 4] = task.kernel;
+    words[base + TASK.matrix / 4] = task.matrix;
+    words[base + TASK.rowsPerChunk / 4] = task.rowsPerChunk;
+    words[base + TASK.firstChunk / 4] = chunks;
+    words[base + TASK.chunks / 4] = count;
+    words[base + TASK.tokens / 4] = task.tokens;
+    words[base + TASK.act / 4] = task.act;
+    words[base + TASK.actStride / 4] = task.actStride;
+    words[base + TASK.qsum / 4] = task.qsum ?? 0;
+    words[base + TASK.qsumStride / 4] = task.qsumStride ?? 0;
+    words[base + TASK.actScale / 4] = task.actScale ?? 0;
+    words[base + TASK.out / 4] = task.out;
+    words[base + TASK.outStride / 4] = task.outStride;
+    words[base + TASK.flags / 4] = task.flags ?? 0;
+    for (const field of frameRelative) if (field === "act" || field === "out" || task[field] !== undefined) relative.push(base + TASK[field] / 4);
+    chunks += count;
+  });
+  return { count: tasks.length, chunks, words, relative };
+}
+
+/** A linear() call worked out once (WasmKernels.linearPlan); offsets are from the frame's start. */
+interface LinearPlan {
+  readonly K: number;
+  readonly Kq: number;
+  readonly float: boolean;
+  readonly relaxed: boolean;
+  readonly gemm: boolean;
+  readonly frameBytes: number;
+  readonly x: number;
+  readonly q: number;
+  readonly s: number;
+  /** Per block geometry: g/gp/kp, padded q (or q), split i16, and what the kernels read (act, stride). */
+  readonly geometries: readonly { g: number; gp: number; kp: number; padded: boolean; qp: number; qpStride: number; split: number; act: number; stride: number; vectors: number }[];
+  readonly blockSums: readonly { geometry: number; blocks: number; gp: number; at: number }[];
+  readonly outs: readonly number[];
+  readonly tasks: TaskWords;
+  readonly chunks: number;
+  readonly scratchBytes: number;
+  readonly macs: number;
+}
+
 /** Puts rows r0 .. r0 + n - 1 as int8 codes at `stage` (`extra`: room it may use on the way). */
 type StageFill = ((r0: number, n: number, stage: number, extra: number) => void) & { badRow?: (row: number) => void };
 
@@ -110,6 +166,7 @@ export class WasmKernels implements KernelContext {
   private readonly exports: KernelExports;
   private readonly dispatcher: Dispatcher;
   private matrices = new WeakSet<object>();
+  private plans = new WeakMap<readonly TernaryMatrix[], Map<number, LinearPlan>>();
   private caches = new WeakSet<object>();
   private readonly gemmMinTokens: number;
   private readonly chunkMacs: number;
@@ -210,6 +267,7 @@ export class WasmKernels implements KernelContext {
 
   release(): void {
     this.matrices = new WeakSet();
+    this.plans = new WeakMap();
     this.caches = new WeakSet();
     this.top = HEAP_AT;
     this.heldBytes = 0;
@@ -249,113 +307,112 @@ export class WasmKernels implements KernelContext {
   }
 
   linear(weights: readonly TernaryMatrix[], x: Float32Array, tokens: number, outs: readonly Float32Array[], mode: ActivationMode): void {
-    const list = weights.map((w) => this.own(w) as WasmTernary);
-    if (list.length === 0 || tokens === 0) return;
+    for (const w of weights) this.own(w);
+    if (weights.length === 0 || tokens === 0) return;
+    this.checkCall(x, tokens, weights[0]!.cols, outs, weights);
+    const plan = this.linearPlan(weights as readonly WasmTernary[], tokens, mode);
+    const T = tokens;
+    const K = plan.K;
+    const base = this.frameBase(plan.frameBytes);
+    const ex = this.exports;
+    const f32 = this.f32; // after frameBase, which may grow the memory
+    const xAt = base + plan.x;
+    f32.set(x.subarray(0, T * K), xAt / 4);
+    const qAt = base + plan.q;
+    const sAt = base + plan.s;
+    if (!plan.float) for (let t = 0; t < T; t++) f32[sAt / 4 + t] = ex.act_quantize(xAt + t * K * 4, K, qAt + t * plan.Kq);
+    for (const geo of plan.geometries) {
+      if (plan.float) {
+        for (let t = 0; t < T; t++) ex.act_pad_f64(xAt + t * K * 4, K, geo.g, geo.gp, base + geo.act + t * geo.kp * 8);
+        continue;
+      }
+      const qp = base + geo.qp;
+      if (geo.padded) for (let t = 0; t < T; t++) ex.act_pad(qAt + t * plan.Kq, K, geo.g, geo.gp, qp + t * geo.qpStride);
+      if (!plan.relaxed) for (let t = 0; t < T; t++) ex.act_split16(qp + t * geo.qpStride, geo.kp, base + geo.split + t * geo.kp * 2);
+      if (plan.gemm) {
+        const from = base + (plan.relaxed ? geo.qp : geo.split);
+        const stride = plan.relaxed ? geo.qpStride : geo.kp * 2;
+        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(from + 4 * g * stride, stride, geo.vectors, Math.min(4, T - 4 * g), base + geo.act + g * geo.vectors * 64);
+      }
+    }
+    for (const sums of plan.blockSums) {
+      const geo = plan.geometries[sums.geometry]!;
+      for (let t = 0; t < T; t++) ex.act_block_sums(base + geo.qp + t * geo.qpStride, sums.blocks, sums.gp, base + sums.at + t * sums.blocks * 4);
+    }
+    this.writeTasks(plan.tasks, base);
+    this.runDispatch(plan.tasks.count, plan.chunks, plan.scratchBytes, plan.macs);
+    for (let i = 0; i < outs.length && i < plan.outs.length; i++) {
+      const at = (base + plan.outs[i]!) / 4;
+      outs[i]!.set(this.f32.subarray(at, at + T * weights[i]!.rows));
+    }
+  }
+
+  /**
+   * What a linear() call of these matrices, token count and mode does, worked out once: the frame's
+   * layout (x; int8 activations and scales; per block geometry the prepared activations: padded q,
+   * split i16 for the portable kernels, four tokens interleaved for the GEMMs, f64 for float mode;
+   * per geometry and block size the block sums of q; the outputs) and the dispatch's task words.
+   * Offsets are from the frame's start. A forward pass repeats the same calls, so its plans are
+   * cached by the weights array (the runtime passes the same one every time).
+   */
+  private linearPlan(list: readonly WasmTernary[], T: number, mode: ActivationMode): LinearPlan {
+    let byCall = this.plans.get(list);
+    if (byCall === undefined) this.plans.set(list, (byCall = new Map()));
+    const key = T * 2 + (mode === "float" ? 1 : 0);
+    const cached = byCall.get(key);
+    if (cached !== undefined) return cached;
     if (list.length > MAX_TASKS) throw new B158Error("E_INTERNAL", `linear: ${list.length} matrices in one call; at most ${MAX_TASKS}`);
     const K = list[0]!.cols;
     for (const w of list) if (w.cols !== K) throw new B158Error("E_INTERNAL", `linear: matrices of ${w.cols} and ${K} columns share one input`);
-    this.checkCall(x, tokens, K, outs, list);
-    const T = tokens;
     const Kq = roundUp(K, 64);
     const float = mode === "float";
     const relaxed = this.backend === "wasm-relaxed";
     const gemm = T >= this.gemmMinTokens;
-
-    // The frame: x; int8 activations q and scales s; per geometry the prepared activations (padded q,
-    // split i16 for the portable kernels, four tokens interleaved for the GEMMs; f64 for float
-    // mode); per geometry and block size the block sums of q; the outputs.
-    const geometries = new Map<string, { g: number; gp: number; kp: number; act: number; stride: number; qp: number }>();
+    let frameBytes = 0;
+    const take = (bytes: number): number => {
+      const at = frameBytes;
+      frameBytes += roundUp(bytes, 64);
+      return at;
+    };
+    const x = take(T * K * 4);
+    const q = float ? 0 : take(T * Kq);
+    const s = float ? 0 : take(T * 4);
+    const geometries: LinearPlan["geometries"][number][] = [];
+    const geometryOf = new Map<string, number>();
     for (const w of list) {
+      if (geometryOf.has(geometryKey(w))) continue;
+      geometryOf.set(geometryKey(w), geometries.length);
       const natural = w.group === w.paddedGroup;
-      if (!geometries.has(geometryKey(w))) geometries.set(geometryKey(w), { g: natural ? K : w.group, gp: natural ? K : w.paddedGroup, kp: w.paddedCols, act: 0, stride: 0, qp: 0 });
-    }
-    const blockSums = new Map<string, { qp: number; kp: number; gp: number; at: number }>();
-    const sizes: number[] = [T * K * 4];
-    if (!float) sizes.push(T * Kq, T * 4);
-    for (const geo of geometries.values()) {
-      const padded = geo.g !== geo.gp;
-      if (float) sizes.push(T * geo.kp * 8);
-      else {
-        sizes.push(padded ? T * geo.kp : 0);
-        sizes.push(relaxed ? 0 : T * geo.kp * 2);
-        // the GEMMs read four tokens interleaved (16-byte vectors: i16 split, or int8 for relaxed)
-        sizes.push(gemm ? Math.ceil(T / 4) * 4 * geo.kp * (relaxed ? 1 : 2) : 0);
+      const [g, gp, kp] = [natural ? K : w.group, natural ? K : w.paddedGroup, w.paddedCols];
+      if (float) {
+        geometries.push({ g, gp, kp, padded: false, qp: 0, qpStride: 0, split: 0, act: take(T * kp * 8), stride: kp * 8, vectors: 0 });
+        continue;
       }
+      const padded = g !== gp;
+      const qp = padded ? take(T * kp) : q;
+      const qpStride = padded ? kp : Kq;
+      const split = relaxed ? 0 : take(T * kp * 2);
+      const vectors = kp / (relaxed ? 16 : 8);
+      const interleaved = gemm ? take(Math.ceil(T / 4) * 4 * kp * (relaxed ? 1 : 2)) : 0;
+      const [act, stride] = gemm ? [interleaved, vectors * 64] : relaxed ? [qp, qpStride] : [split, kp * 2];
+      geometries.push({ g, gp, kp, padded, qp, qpStride, split, act, stride, vectors });
     }
+    const blockSums: LinearPlan["blockSums"][number][] = [];
+    const sumsOf = new Map<string, number>();
     if (!float) {
       for (const w of list) {
         const key = `${geometryKey(w)}:${w.paddedGroup}`;
-        if (!blockSums.has(key)) {
-          blockSums.set(key, { qp: 0, kp: w.paddedCols, gp: w.paddedGroup, at: 0 });
-          sizes.push(T * (w.paddedCols / w.paddedGroup) * 4);
-        }
+        if (sumsOf.has(key)) continue;
+        sumsOf.set(key, blockSums.length);
+        const blocks = w.paddedCols / w.paddedGroup;
+        blockSums.push({ geometry: geometryOf.get(geometryKey(w))!, blocks, gp: w.paddedGroup, at: take(T * blocks * 4) });
       }
     }
-    for (const w of list) sizes.push(T * w.rows * 4);
-    const at = this.frameAlloc(sizes);
-    let next = 0;
-    const xAt = at[next++]!;
-    this.f32.set(x.subarray(0, T * K), xAt / 4);
-    const ex = this.exports;
-    let qAt = 0;
-    let sAt = 0;
-    if (!float) {
-      qAt = at[next++]!;
-      sAt = at[next++]!;
-      for (let t = 0; t < T; t++) this.f32[sAt / 4 + t] = ex.act_quantize(xAt + t * K * 4, K, qAt + t * Kq);
-    }
-    for (const geo of geometries.values()) {
-      const padded = geo.g !== geo.gp;
-      if (float) {
-        geo.act = at[next++]!;
-        geo.stride = geo.kp * 8;
-        for (let t = 0; t < T; t++) ex.act_pad_f64(xAt + t * K * 4, K, geo.g, geo.gp, geo.act + t * geo.stride);
-        continue;
-      }
-      const qpAt = at[next++]!;
-      const a16At = at[next++]!;
-      const interleavedAt = at[next++]!;
-      let qp = qAt;
-      let qpStride = Kq;
-      if (padded) {
-        qp = qpAt;
-        qpStride = geo.kp;
-        for (let t = 0; t < T; t++) ex.act_pad(qAt + t * Kq, K, geo.g, geo.gp, qp + t * qpStride);
-      }
-      geo.qp = qp;
-      if (relaxed) {
-        geo.act = qp;
-        geo.stride = qpStride;
-      } else {
-        geo.act = a16At;
-        geo.stride = geo.kp * 2;
-        for (let t = 0; t < T; t++) ex.act_split16(qp + t * qpStride, geo.kp, geo.act + t * geo.stride);
-      }
-      if (gemm) {
-        const vectors = geo.kp / (relaxed ? 16 : 8);
-        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(geo.act + 4 * g * geo.stride, geo.stride, vectors, Math.min(4, T - 4 * g), interleavedAt + g * vectors * 64);
-        geo.act = interleavedAt;
-        geo.stride = vectors * 64;
-      }
-    }
-    if (!float) {
-      for (const [key, sums] of blockSums) {
-        const geo = geometries.get(key.slice(0, key.lastIndexOf(":")))!;
-        sums.at = at[next++]!;
-        const blocks = sums.kp / sums.gp;
-        const qpStride = geo.g !== geo.gp ? geo.kp : Kq;
-        for (let t = 0; t < T; t++) ex.act_block_sums(geo.qp + t * qpStride, blocks, sums.gp, sums.at + t * blocks * 4);
-      }
-    }
-
+    const outs = list.map((w) => take(T * w.rows * 4));
     const tasks: Task[] = [];
     let scratchBytes = 0;
-    const outAt: number[] = [];
-    for (const w of list) {
-      const geoKey = geometryKey(w);
-      const geo = geometries.get(geoKey)!;
-      const out = at[next++]!;
-      outAt.push(out);
+    list.forEach((w, i) => {
+      const geo = geometries[geometryOf.get(geometryKey(w))!]!;
       const blocks = w.paddedCols / w.paddedGroup;
       let kernel: number;
       let tile = 2;
@@ -369,22 +426,24 @@ export class WasmKernels implements KernelContext {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
         if (relaxed) tile = RELAXED_GEMV_ROWS;
       }
-      const sums = float ? undefined : blockSums.get(`${geoKey}:${w.paddedGroup}`)!;
+      const sums = float ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
       tasks.push({
-        kernel: this.faultNext ? KERNEL.fault : kernel,
+        kernel,
         matrix: w.record,
         rows: w.rows,
         rowsPerChunk: this.rowsPerChunk(w.rows, w.paddedCols * T, tile),
         tokens: T,
         act: geo.act,
         actStride: geo.stride,
-        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: sAt }),
-        out,
+        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: s }),
+        out: outs[i]!,
         outStride: w.rows * 4,
       });
-    }
-    this.dispatch(tasks, scratchBytes, list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0));
-    list.forEach((w, i) => outs[i]!.set(this.f32.subarray(outAt[i]! / 4, outAt[i]! / 4 + T * w.rows)));
+    });
+    const words = taskWords(tasks, ["act", "qsum", "actScale", "out"]);
+    const plan: LinearPlan = { K, Kq, float, relaxed, gemm, frameBytes, x, q, s, geometries, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
+    byCall.set(key, plan);
+    return plan;
   }
 
   denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void {
@@ -828,6 +887,15 @@ export class WasmKernels implements KernelContext {
     return this.stage.at;
   }
 
+  /** The per-call frame's start, the frame grown to at least `bytes` first. */
+  private frameBase(bytes: number): number {
+    if (bytes > this.frame.size) {
+      const size = Math.max(bytes, Math.ceil(this.frame.size * 1.5));
+      this.frame = { at: this.alloc(size), size };
+    }
+    return this.frame.at;
+  }
+
   /** Offsets (64-aligned) of the given sizes within the per-call frame, grown when too small. */
   private frameAlloc(sizes: readonly number[]): number[] {
     let total = 0;
@@ -848,33 +916,27 @@ export class WasmKernels implements KernelContext {
   }
 
   private dispatch(tasks: Task[], scratchPerThread: number, macs: number): void {
+    const words = taskWords(tasks, []);
+    this.writeTasks(words, 0);
+    this.runDispatch(words.count, words.chunks, scratchPerThread, macs);
+  }
+
+  /** A dispatch's task words into the dispatch record, `base` added to the frame-relative ones. */
+  private writeTasks(words: TaskWords, base: number): void {
+    const at = (DISPATCH_AT + DISPATCH.tasksAt) / 4;
+    const i32 = this.i32;
+    i32[(DISPATCH_AT + DISPATCH.tasks) / 4] = words.count;
+    i32.set(words.words, at);
+    if (base !== 0) for (const i of words.relative) i32[at + i] = i32[at + i]! + base;
+    if (this.faultNext) for (let t = 0; t < words.count; t++) i32[at + (t * TASK.size + TASK.kernel) / 4] = KERNEL.fault;
+  }
+
+  private runDispatch(tasks: number, chunks: number, scratchPerThread: number, macs: number): void {
     if (scratchPerThread > this.scratch.size) {
       const size = roundUp(scratchPerThread, 4096);
       this.scratch = { at: this.alloc(size * this.threads), size };
     }
     this.dispatcher.setScratch(this.scratch.at, this.scratch.size);
-    const i32 = this.i32;
-    let chunks = 0;
-    i32[(DISPATCH_AT + DISPATCH.tasks) / 4] = tasks.length;
-    tasks.forEach((task, i) => {
-      const base = (DISPATCH_AT + DISPATCH.tasksAt + i * TASK.size) / 4;
-      const count = Math.ceil(task.rows / task.rowsPerChunk);
-      i32[base + TASK.kernel / 4] = task.kernel;
-      i32[base + TASK.matrix / 4] = task.matrix;
-      i32[base + TASK.rowsPerChunk / 4] = task.rowsPerChunk;
-      i32[base + TASK.firstChunk / 4] = chunks;
-      i32[base + TASK.chunks / 4] = count;
-      i32[base + TASK.tokens / 4] = task.tokens;
-      i32[base + TASK.act / 4] = task.act;
-      i32[base + TASK.actStride / 4] = task.actStride;
-      i32[base + TASK.qsum / 4] = task.qsum ?? 0;
-      i32[base + TASK.qsumStride / 4] = task.qsumStride ?? 0;
-      i32[base + TASK.actScale / 4] = task.actScale ?? 0;
-      i32[base + TASK.out / 4] = task.out;
-      i32[base + TASK.outStride / 4] = task.outStride;
-      i32[base + TASK.flags / 4] = task.flags ?? 0;
-      chunks += count;
-    });
     this.faultNext = false;
     this.dispatcher.run(DISPATCH_AT, chunks, macs >= this.parallelMinMacs);
   }
