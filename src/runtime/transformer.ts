@@ -15,8 +15,9 @@ import type { ModelSpec } from "./spec.js";
  *   [f = RMSNorm(f) * ffn_sub_norm]                    (BitNet)
  *   x += f W_down
  * then logits = RMSNorm(x) * norm x head^T. Every BitNet linear quantizes its input per token to
- * int8 (ActQuant) in "int8" mode, inside the kernels. Activations are float32 between steps; norms
- * and rope are computed in float64; attention in float32 by the kernels (api.ts), over their cache.
+ * int8 (ActQuant) in "int8" mode, inside the kernels. Activations are float32 between steps; norms,
+ * rope and the FFN gating are computed in float64 (norms and relu2 by the kernels, with the same
+ * arithmetic as plain code); attention in float32 by the kernels (api.ts), over their cache.
  *
  * Memory is fixed at construction: the KV cache holds `contextLength` positions, and scratch
  * buffers hold `maxBatch` tokens; a forward step allocates nothing.
@@ -197,26 +198,27 @@ export class Transformer {
     for (let l = 0; l < weights.layers.length; l++) {
       const layer = weights.layers[l]!;
       const step = this.steps[l]!;
-      rmsNorm(this.x, layer.attnNorm, count, E, eps, this.h);
+      kernels.rmsNorm(this.x, layer.attnNorm, count, E, eps, this.h);
       step.qkv.run(this.h, count);
       for (let t = 0; t < count; t++) {
         applyRope(this.q, t, H, D, this.cos, this.sin, spec.rope.layout);
         applyRope(this.k, t, KV, D, this.cos, this.sin, spec.rope.layout);
       }
       kernels.attention(this.cache, l, this.q, this.k, this.v, start, count, H, 1 / Math.sqrt(D), this.attn);
-      if (layer.attnSubNorm !== undefined) rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
+      if (layer.attnSubNorm !== undefined) kernels.rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
       step.o.run(this.attn, count);
       addInto(this.x, this.proj, count * E);
-      rmsNorm(this.x, layer.ffnNorm, count, E, eps, this.h);
+      kernels.rmsNorm(this.x, layer.ffnNorm, count, E, eps, this.h);
       step.gateUp.run(this.h, count);
       const F = spec.intermediateSize;
-      activate(this.gate, this.up, count * F, spec.activation);
-      if (layer.ffnSubNorm !== undefined) rmsNorm(this.gate, layer.ffnSubNorm, count, F, eps, this.gate);
+      if (spec.activation === "relu2") kernels.relu2Gate(this.gate, this.up, count * F);
+      else siluGate(this.gate, this.up, count * F);
+      if (layer.ffnSubNorm !== undefined) kernels.rmsNorm(this.gate, layer.ffnSubNorm, count, F, eps, this.gate);
       step.down.run(this.gate, count);
       addInto(this.x, this.proj, count * E);
     }
     this.positionValue += count;
-    rmsNorm(this.x, weights.norm, count, E, eps, this.h);
+    kernels.rmsNorm(this.x, weights.norm, count, E, eps, this.h);
     if (logits !== undefined) kernels.denseLinear(weights.head, this.h, count, logits);
     if (lastLogits !== undefined) {
       if (count > 1) this.h.copyWithin(0, (count - 1) * E, count * E);
@@ -225,32 +227,14 @@ export class Transformer {
   }
 }
 
-/** out[t] = x[t] / rms(x[t]) * weight, for `count` rows of `width` (out may be x). */
-function rmsNorm(x: Float32Array, weight: Float32Array, count: number, width: number, eps: number, out: Float32Array): void {
-  for (let t = 0; t < count; t++) {
-    const base = t * width;
-    let ss = 0;
-    for (let i = 0; i < width; i++) ss += x[base + i]! * x[base + i]!;
-    const k = 1 / Math.sqrt(ss / width + eps);
-    for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
-  }
-}
-
 function addInto(x: Float32Array, y: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) x[i] = x[i]! + y[i]!;
 }
 
-/** gate = act(gate) * up. */
-function activate(gate: Float32Array, up: Float32Array, n: number, activation: "silu" | "relu2"): void {
-  if (activation === "silu") {
-    for (let i = 0; i < n; i++) {
-      const g = gate[i]!;
-      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const r = gate[i]! > 0 ? gate[i]! : 0;
-      gate[i] = r * r * up[i]!;
-    }
+/** gate = SiLU(gate) * up, in float64 (Math.exp: the kernels have no exp of their own for it). */
+function siluGate(gate: Float32Array, up: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i]!;
+    gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
   }
 }

@@ -34,6 +34,10 @@
  * else n = nearest(x * log2 e), r = x - n * ln2 (two constants), a degree-6 polynomial in r times 2^n.
  * Each of these sums runs in one SIMD lane (lanes hold different j, or different i): sequential
  * float32 sums, no tree. Results do not depend on how many tokens a call holds.
+ *
+ * RMSNorm of a row x (float32 values): ss = sum_i x[i] * x[i] in float64, i in order; k = 1 /
+ * sqrt(ss / width + eps); out[i] = f32((x[i] * k) * w[i]) in float64. relu2 gating: gate[i] =
+ * f32((r * r) * up[i]) in float64, r = gate[i] > 0 ? gate[i] : 0.
  */
 
 export type KernelBackend = "ts" | "wasm-simd128" | "wasm-relaxed";
@@ -136,6 +140,10 @@ export interface KernelContext {
   denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void;
   /** Row `row` as float32 (embedding lookup). */
   denseRow(weight: DenseMatrix, row: number, out: Float32Array): void;
+  /** RMSNorm of `rows` rows of `width` (x and out [rows, width]; out may be x), scaled by `weight` (the arithmetic above). */
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, width: number, eps: number, out: Float32Array): void;
+  /** gate[i] = relu(gate[i])^2 * up[i] for i < n: a relu2 FFN's gating (the arithmetic above). */
+  relu2Gate(gate: Float32Array, up: Float32Array, n: number): void;
   /** A KV cache for attention() (its contents are undefined until positions are stored). */
   attentionCache(shape: { readonly layers: number; readonly positions: number; readonly kvHeads: number; readonly headDim: number }): AttentionCache;
   /**

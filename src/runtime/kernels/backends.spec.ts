@@ -282,6 +282,26 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     );
   });
 
+  it("RMSNorm and relu2 gating: the reference's float64 arithmetic, any width, in place or not", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 9000 }), fc.integer({ min: 0, max: 2 ** 30 }), (rows, width, n, seed) => {
+        const x = activations(rows * width, seed, seed % 3 === 0 ? 1e-3 : 40);
+        const weight = activations(width, seed + 1);
+        const gate = activations(n, seed + 2, 8);
+        gate[seed % n] = -0;
+        const up = activations(n, seed + 3);
+        expectSameAsReference((k) => {
+          const [inPlace, out, g] = [x.slice(), new Float32Array(rows * width), gate.slice()];
+          k.rmsNorm(x, weight, rows, width, 1e-5, out);
+          k.rmsNorm(inPlace, weight, rows, width, 1e-6, inPlace);
+          k.relu2Gate(g, up, n);
+          return [out, inPlace, g];
+        }, `rmsNorm ${rows}x${width}, relu2Gate ${n}`);
+      }),
+      { numRuns: 40, seed: 20261206 },
+    );
+  });
+
   it("weights read from their files, and 16-bit patterns thresholded to ternary, give the same products", async () => {
     await fc.assert(
       fc.asyncProperty(

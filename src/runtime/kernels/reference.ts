@@ -90,6 +90,23 @@ export function createReferenceKernels(): KernelContext {
       const { values, cols } = weight as RefDense;
       out.set(values.subarray(row * cols, (row + 1) * cols));
     },
+    rmsNorm(x, weight, rows, width, eps, out) {
+      checkRows(x, weight, rows, width, out);
+      for (let t = 0; t < rows; t++) {
+        const base = t * width;
+        let ss = 0;
+        for (let i = 0; i < width; i++) ss += x[base + i]! * x[base + i]!;
+        const k = 1 / Math.sqrt(ss / width + eps);
+        for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
+      }
+    },
+    relu2Gate(gate, up, n) {
+      checkGate(gate, up, n);
+      for (let i = 0; i < n; i++) {
+        const r = gate[i]! > 0 ? gate[i]! : 0;
+        gate[i] = r * r * up[i]!;
+      }
+    },
     attentionCache(shape) {
       checkCacheShape(shape);
       const { layers, positions, kvHeads, headDim } = shape;
@@ -115,6 +132,15 @@ interface RefCache extends AttentionCache {
   /** Per layer, [positions, kvHeads, headDim]. */
   readonly keys: Float32Array[];
   readonly values: Float32Array[];
+}
+
+export function checkRows(x: Float32Array, weight: Float32Array, rows: number, width: number, out: Float32Array): void {
+  if (!(Number.isInteger(rows) && Number.isInteger(width) && rows >= 0 && width >= 1)) throw new B158Error("E_INTERNAL", `rmsNorm: ${rows} rows of ${width} is not a shape`);
+  if (x.length < rows * width || out.length < rows * width || weight.length < width) throw new B158Error("E_INTERNAL", `rmsNorm: x and out must hold ${rows * width} values, weight ${width}`);
+}
+
+export function checkGate(gate: Float32Array, up: Float32Array, n: number): void {
+  if (!(Number.isInteger(n) && n >= 0 && gate.length >= n && up.length >= n)) throw new B158Error("E_INTERNAL", `relu2Gate: gate and up must hold ${n} values`);
 }
 
 /** The cache shape every backend accepts: positive integers, an even head size. */

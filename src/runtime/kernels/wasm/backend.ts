@@ -1,8 +1,8 @@
 import { B158Error } from "../../../errors.js";
 import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "../api.js";
 import { fromF16Bits } from "../../../pack/float16.js";
-import { checkAttention, checkCacheShape, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
-import { ATTENTION, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
+import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
+import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
 import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
@@ -181,6 +181,8 @@ export class WasmKernels implements KernelContext {
   private u8!: Uint8Array;
   private i32!: Int32Array;
   private f32!: Float32Array;
+  private f64!: Float64Array;
+  private rowsAt: number | undefined;
 
   constructor(
     readonly backend: "wasm-simd128" | "wasm-relaxed",
@@ -274,6 +276,7 @@ export class WasmKernels implements KernelContext {
     this.frame = { at: 0, size: 0 };
     this.scratch = { at: 0, size: 0 };
     this.stage = { at: 0, size: 0 };
+    this.rowsAt = undefined;
   }
 
   dense(source: DenseWeightSource): DenseMatrix {
@@ -525,6 +528,45 @@ export class WasmKernels implements KernelContext {
         return;
       }
     }
+  }
+
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, width: number, eps: number, out: Float32Array): void {
+    checkRows(x, weight, rows, width, out);
+    if (rows === 0) return;
+    const [xAt, wAt] = this.frameAlloc([rows * width * 4, width * 4]) as [number, number];
+    this.f32.set(x.subarray(0, rows * width), xAt / 4);
+    this.f32.set(weight.subarray(0, width), wAt / 4);
+    const rec = this.rowsRecord(rows, width, wAt);
+    this.f64[(rec + ROWS.eps) / 8] = eps;
+    // a row is one float64 chain of `width` adds, then the products: about 3 x width operations
+    const task: Task = { kernel: KERNEL.rmsNorm, matrix: rec, rows, rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / (3 * width))), tokens: rows, act: xAt, actStride: width * 4, out: xAt, outStride: width * 4 };
+    this.dispatch([task], 0, 3 * rows * width);
+    out.set(this.f32.subarray(xAt / 4, xAt / 4 + rows * width));
+  }
+
+  relu2Gate(gate: Float32Array, up: Float32Array, n: number): void {
+    checkGate(gate, up, n);
+    if (n === 0) return;
+    const [gAt, uAt] = this.frameAlloc([n * 4, n * 4]) as [number, number];
+    this.f32.set(gate.subarray(0, n), gAt / 4);
+    this.f32.set(up.subarray(0, n), uAt / 4);
+    const width = 4096;
+    const rows = Math.ceil(n / width);
+    const rec = this.rowsRecord(rows, width, uAt);
+    this.i32[(rec + ROWS.count) / 4] = n;
+    const task: Task = { kernel: KERNEL.relu2Gate, matrix: rec, rows, rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / (4 * width))), tokens: 1, act: gAt, actStride: 0, out: gAt, outStride: 0 };
+    this.dispatch([task], 0, 4 * n);
+    gate.set(this.f32.subarray(gAt / 4, gAt / 4 + n));
+  }
+
+  /** The element-wise calls' record (one, rewritten every call). */
+  private rowsRecord(rows: number, width: number, other: number): number {
+    this.rowsAt ??= this.alloc(ROWS.size);
+    const i32 = this.i32;
+    i32[(this.rowsAt + ROWS.rows) / 4] = rows;
+    i32[(this.rowsAt + ROWS.width) / 4] = width;
+    i32[(this.rowsAt + ROWS.other) / 4] = other;
+    return this.rowsAt;
   }
 
   attentionCache(shape: { layers: number; positions: number; kvHeads: number; headDim: number }): AttentionCache {
@@ -862,6 +904,7 @@ export class WasmKernels implements KernelContext {
     this.u8 = new Uint8Array(this.buffer);
     this.i32 = new Int32Array(this.buffer);
     this.f32 = new Float32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
   }
 
   private alloc(bytes: number, align = 64): number {

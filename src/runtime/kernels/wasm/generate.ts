@@ -1,5 +1,6 @@
 import { attentionKernel } from "./gen-attention.js";
 import { denseKernel } from "./gen-dense.js";
+import { relu2GateKernel, rmsNormKernel } from "./gen-elementwise.js";
 import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
 import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
 import { DenseLayout, KERNEL } from "./layout.js";
@@ -32,8 +33,10 @@ export function generateKernelModule(kind: KernelModuleKind): string {
     funcs.push(denseKernel(layout, name));
     table[KERNEL.dense + layout] = `$dense_${name}`;
   }
-  funcs.push(attentionKernel());
+  funcs.push(attentionKernel(), rmsNormKernel(), relu2GateKernel());
   table[KERNEL.attention] = "$attention";
+  table[KERNEL.rmsNorm] = "$rms_norm";
+  table[KERNEL.relu2Gate] = "$relu2_gate";
   return `(module
 (import "env" "memory" (memory 1 65536 shared))
 (type $kernel (func (param i32 i32 i32 i32)))

@@ -65,6 +65,20 @@ export const ATTENTION = {
   size: 64,
 } as const;
 
+/** An element-wise call (rmsNorm, relu2Gate) as its kernel sees it: the driver rewrites it for every call. */
+export const ROWS = {
+  /** The dispatcher reads a task's row count here. */
+  rows: 4,
+  width: 8,
+  /** rmsNorm: the weight vector; relu2Gate: the up rows. */
+  other: 12,
+  /** f64 */
+  eps: 16,
+  /** relu2Gate: the element count (the last row stops there). */
+  count: 24,
+  size: 32,
+} as const;
+
 /** One matrix's share of a dispatch: rows cut into chunks that threads claim (i32 fields). */
 export const TASK = {
   kernel: 0,
@@ -145,5 +159,7 @@ export const KERNEL = {
   /** Traps: tests that a failing kernel reaches the caller as an error. */
   fault: 19,
   attention: 20,
-  count: 21,
+  rmsNorm: 21,
+  relu2Gate: 22,
+  count: 23,
 } as const;
