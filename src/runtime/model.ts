@@ -108,6 +108,8 @@ export class Model {
   /** Linears whose input the framework quantizes (BitNet linears), and those held as packed ternary weights. */
   readonly bitnetLinears: number;
   readonly ternaryLinears: number;
+  /** How the kernels hold the output head: its stored float format, or "int8-rows" (int8Head). */
+  readonly headFormat: string;
   private readonly transformer: Transformer;
   private readonly lastLogits: Float32Array;
   private readonly ownsKernels: boolean;
@@ -131,6 +133,7 @@ export class Model {
     const projections = weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
     this.bitnetLinears = projections.filter((p) => p.bitnet).length;
     this.ternaryLinears = projections.filter((p) => p.ternary !== undefined).length;
+    this.headFormat = weights.head.format;
   }
 
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
