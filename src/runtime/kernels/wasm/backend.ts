@@ -457,6 +457,7 @@ export class WasmKernels implements KernelContext {
     const Kp = w.paddedCols;
     this.checkCall(x, tokens, K, [out], [w]);
     const int8 = w.layout === DenseLayout.int8Rows;
+    const gemm = !int8 && T >= this.gemmMinTokens;
     const [xAt, qAt, sAt, actAt, outAt] = this.frameAlloc([T * Kp * 4, int8 ? T * Kp : 0, T * 4, int8 ? T * Kp * 2 : 0, T * w.rows * 4]) as [number, number, number, number, number];
     let act = xAt;
     let actStride = Kp * 4;
@@ -472,8 +473,9 @@ export class WasmKernels implements KernelContext {
       act = actAt;
       actStride = Kp * 2;
     } else {
-      // f16 weights are read as w * 2^-112; x * 2^112 is exact while |x| < 2^15 (and finite)
-      let prescale = w.layout === DenseLayout.f16;
+      // f16 weights are read as w * 2^-112; x * 2^112 is exact while |x| < 2^15 (and finite); the
+      // GEMM decodes rows to exact f32 instead
+      let prescale = w.layout === DenseLayout.f16 && !gemm;
       if (prescale) for (let i = 0; i < T * K; i++) if (!(Math.abs(x[i]!) < 32768)) prescale = false;
       const factor = prescale ? 2 ** 112 : 1;
       for (let t = 0; t < T; t++) {
@@ -485,10 +487,10 @@ export class WasmKernels implements KernelContext {
       if (prescale) flags = DENSE_PRESCALED;
     }
     const task: Task = {
-      kernel: this.faultNext ? KERNEL.fault : KERNEL.dense + w.layout,
+      kernel: (gemm ? KERNEL.denseGemm : KERNEL.dense) + w.layout,
       matrix: w.record,
       rows: w.rows,
-      rowsPerChunk: this.rowsPerChunk(w.rows, Kp * T, 4),
+      rowsPerChunk: this.rowsPerChunk(w.rows, Kp * T, gemm ? 2 : 4),
       tokens: T,
       act,
       actStride,
@@ -497,7 +499,8 @@ export class WasmKernels implements KernelContext {
       outStride: w.rows * 4,
       flags,
     };
-    this.dispatch([task], 0, w.rows * Kp * T);
+    // the GEMM decodes two rows at a time to f32 in thread scratch
+    this.dispatch([task], gemm ? 2 * Kp * 4 : 0, w.rows * Kp * T);
     out.set(this.f32.subarray(outAt / 4, outAt / 4 + T * w.rows));
   }
 

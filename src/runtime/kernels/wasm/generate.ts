@@ -1,5 +1,5 @@
 import { attentionKernel } from "./gen-attention.js";
-import { denseKernel } from "./gen-dense.js";
+import { denseGemmKernel, denseKernel } from "./gen-dense.js";
 import { relu2GateKernel, rmsNormKernel } from "./gen-elementwise.js";
 import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
 import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
@@ -32,6 +32,9 @@ export function generateKernelModule(kind: KernelModuleKind): string {
   for (const [name, layout] of Object.entries(DenseLayout)) {
     funcs.push(denseKernel(layout, name));
     table[KERNEL.dense + layout] = `$dense_${name}`;
+    if (layout === DenseLayout.int8Rows) continue;
+    funcs.push(denseGemmKernel(layout, name));
+    table[KERNEL.denseGemm + layout] = `$dense_gemm_${name}`;
   }
   funcs.push(attentionKernel(), rmsNormKernel(), relu2GateKernel());
   table[KERNEL.attention] = "$attention";

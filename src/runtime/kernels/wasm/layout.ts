@@ -161,5 +161,7 @@ export const KERNEL = {
   attention: 20,
   rmsNorm: 21,
   relu2Gate: 22,
-  count: 23,
+  /** + DenseLayoutId (f32, f16, bf16): many tokens through dense rows. */
+  denseGemm: 23,
+  count: 27,
 } as const;
