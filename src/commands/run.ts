@@ -5,7 +5,7 @@ import { B158Error } from "../errors.js";
 import { writeNpy } from "../formats/npy/npy.js";
 import { renderGenerationStats } from "../report/render-eval.js";
 import { loadModel, openModelSource } from "../runtime/model.js";
-import { loadTokenizer } from "../runtime/tokenizer.js";
+import { loadTokenizer, type Tokenizer } from "../runtime/tokenizer.js";
 import { TOOL } from "../version.js";
 
 export interface RunResult {
@@ -87,11 +87,12 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
     try {
       // tokenize first: the prompt's length sizes the KV cache
       let promptTokens: number[];
+      let tokenizer: Tokenizer | undefined;
       if (flags.tokens !== undefined) promptTokens = parseTokenList(flags.tokens);
       else {
         const source = await openModelSource(args.file);
         try {
-          const tokenizer = loadTokenizer(source.tokenizerFiles, source.label);
+          tokenizer = loadTokenizer(source.tokenizerFiles, source.label);
           if (tokenizer === undefined) throw new B158Error("E_TOKENIZER_MISSING", `${args.file}: has no tokenizer.json or tokenizer.model`, { hint: "Pass token ids with --tokens 1,2,3." });
           promptTokens = tokenizer.encode(flags.prompt!);
         } finally {
@@ -104,6 +105,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         contextLength: promptTokens.length + Math.max(1, maxTokens),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         int8Head: flags["int8-head"],
+        ...(tokenizer === undefined ? {} : { tokenizer }),
         signal: abort.signal,
         onProgress: (p) => progress(`loading ${p.done}/${p.total} tensors`),
       });

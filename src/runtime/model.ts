@@ -36,6 +36,8 @@ export interface LoadOptions {
   readonly latent?: LatentSemantics;
   /** The output head as int8 rows with a scale each (an option for speed, never a default). */
   readonly int8Head?: boolean;
+  /** A tokenizer already built from this model's files (b158 run tokenizes before it loads): not built twice. */
+  readonly tokenizer?: Tokenizer;
   /** Computes this FFN activation instead of the model's (to compare with a runtime that does). */
   readonly activation?: Activation;
   readonly onProgress?: (progress: LoadProgress) => void;
@@ -125,6 +127,7 @@ export class Model {
     this.spec = spec;
     this.info = { label: source.label, kind: source.kind, lossy: source.lossy };
     this.tokenizerFiles = source.tokenizerFiles;
+    if (options.tokenizer !== undefined) this.tokenizerLoaded = { value: options.tokenizer };
     this.activations = options.activations ?? "int8";
     const contextLength = options.contextLength ?? Math.min(spec.maxPositions, 2048);
     if (!(Number.isSafeInteger(contextLength) && contextLength > 0)) throw new B158Error("E_USAGE", `context length ${contextLength} must be a positive integer`);
