@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { access, mkdir, writeFile } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { llama3TokenizerJson } from "../fixtures/lib/tokenizers.js";
@@ -20,7 +20,9 @@ import type { BenchSection } from "./types.js";
  * The machine is shared: every round runs llama.cpp, then ours, then llama.cpp again, and each of
  * our figures is divided by the mean of the two llama.cpp runs around it (BENCH_RUNTIME_ROUNDS
  * rounds, 2). Each run is its own process: wall and CPU seconds, peak RSS, tokens/s, the load
- * average when it started. BENCH_RUNTIME_LAYERS (30) shortens the model for narrowed runs.
+ * average when it started. A round starts once the load average is below the core count plus one
+ * (waiting at most BENCH_RUNTIME_WAIT seconds, 300); rounds that ran loaded are not judged
+ * (runtimeVerdicts). BENCH_RUNTIME_LAYERS (30) shortens the model for narrowed runs.
  */
 const ROOT = join(process.env.B158_BENCH_DIR ?? tmpdir(), "b158-bench");
 const CONVERT = fileURLToPath(new URL("./convert-child.mjs", import.meta.url));
@@ -115,7 +117,9 @@ export const runtime: BenchSection = {
         load: r.load,
       };
     };
+    const waitSeconds = Number(process.env.BENCH_RUNTIME_WAIT ?? 300);
     for (let round = 1; round <= rounds; round++) {
+      await quietMachine(waitSeconds);
       const ours: [string, Child][] = [];
       const before = await llama();
       for (const backend of backends) ours.push([`run i2_s, f16 head`, await child(CHILD, ["run", i2sF16, String(prompt), String(generate), String(threads), "f16", backend])]);
@@ -129,22 +133,41 @@ export const runtime: BenchSection = {
   },
 };
 
+/** Waits (up to `seconds`) for the load average to drop below the core count plus one, so that a round can be judged. */
+async function quietMachine(seconds: number): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (loadavg()[0]! >= availableParallelism() + 1 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 5000));
+}
+
 const range = (values: number[]) => (values.length === 0 ? "n/a" : `${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`);
 
-/** The issue's targets: eval <= 30 s; run >= 0.6x llama.cpp (SIMD128) and >= 1x (relaxed SIMD); peak RSS <= 1.5 GiB generating. */
-export function runtimeVerdicts(rows: readonly Record<string, unknown>[]): string[] {
+/**
+ * The issue's targets: eval <= 30 s; run >= 0.6x llama.cpp (SIMD128) and >= 1x (relaxed SIMD); peak RSS <= 1.5 GiB generating.
+ * A ratio is judged only in rounds whose runs all started with a load average below the core count
+ * plus one (`cores`): llama.cpp's threads spin at every barrier, so on oversubscribed cores it slows
+ * down far more than b158 does (10-40x measured here) and every ratio looks met.
+ */
+export function runtimeVerdicts(rows: readonly Record<string, unknown>[], cores = availableParallelism()): string[] {
   const lines: string[] = [];
+  const quiet = (load: unknown) => (load as number) < cores + 1;
   const evalRow = rows.find((r) => r.step === "eval");
-  if (evalRow !== undefined) lines.push(`eval of ${evalRow.tokens} tokens: ${(evalRow.wallS as number).toFixed(1)} s wall, ${(evalRow.cpuS as number).toFixed(1)} CPU-s (target <= 30 s wall; load average ${(evalRow.load as number).toFixed(1)}): ${(evalRow.wallS as number) <= 30 ? "met" : "MISSED"}`);
+  if (evalRow !== undefined) lines.push(`eval of ${evalRow.tokens} tokens: ${(evalRow.wallS as number).toFixed(1)} s wall, ${(evalRow.cpuS as number).toFixed(1)} CPU-s (target <= 30 s wall; load average ${(evalRow.load as number).toFixed(1)} on ${cores} cores): ${(evalRow.wallS as number) <= 30 ? "met" : quiet(evalRow.load) ? "MISSED" : "MISSED (on a loaded machine)"}`);
+  const roundQuiet = (round: unknown) => rows.filter((r) => r.round === round).every((r) => quiet(r.load));
   for (const [backend, target] of [["wasm-simd128", 0.6], ["wasm-relaxed", 1]] as const) {
-    const runs = rows.filter((r) => r.step === "run i2_s, f16 head" && r.backend === backend);
-    if (runs.length === 0) continue;
+    const all = rows.filter((r) => r.step === "run i2_s, f16 head" && r.backend === backend);
+    if (all.length === 0) continue;
+    const runs = all.filter((r) => roundQuiet(r.round));
+    const loads = range(all.map((r) => r.load as number));
+    if (runs.length === 0) {
+      lines.push(`run ${backend} vs llama.cpp (f16 heads): not judged, every round ran on a loaded machine (load average ${loads} on ${cores} cores; llama.cpp's spinning threads collapse there); rerun when it is quiet`);
+      continue;
+    }
     const prompt = runs.map((r) => r.promptVsLlama as number);
     const gen = runs.map((r) => r.genVsLlama as number);
     const met = Math.min(...prompt) >= target && Math.min(...gen) >= target;
-    lines.push(`run ${backend} vs llama.cpp (f16 heads): prompt ${range(prompt)}x, generation ${range(gen)}x over ${runs.length} round(s), load average ${range(runs.map((r) => r.load as number))} (target >= ${target}x): ${met ? "met" : "MISSED"}`);
+    lines.push(`run ${backend} vs llama.cpp (f16 heads): prompt ${range(prompt)}x, generation ${range(gen)}x over ${runs.length} quiet round(s) of ${all.length}, load average ${range(runs.map((r) => r.load as number))} (target >= ${target}x): ${met ? "met" : "MISSED"}`);
   }
-  const int8 = rows.filter((r) => r.step === "run i2_s, int8 head");
+  const int8 = rows.filter((r) => r.step === "run i2_s, int8 head" && roundQuiet(r.round));
   if (int8.length > 0) lines.push(`int8 head option (not a like-for-like comparison): prompt ${range(int8.map((r) => r.promptVsLlama as number))}x, generation ${range(int8.map((r) => r.genVsLlama as number))}x`);
   const f16 = rows.filter((r) => r.step === "run i2_s, f16 head");
   if (f16.length > 0) {
