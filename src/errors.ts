@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   E_MODEL_UNSUPPORTED: { exit: "unsupported", summary: "The checkpoint uses a feature no target runtime can express." },
   E_PACKED_NO_SCALE: { exit: "badInput", summary: "A packed U8 linear weight has no weight_scale sibling." },
   E_PACKED_SHAPE: { exit: "badInput", summary: "A packed weight or its weight_scale has an impossible shape or dtype." },
-  E_PACKED_CODE: { exit: "badInput", summary: "A packed weight contains the unused 2-bit code 3." },
+  E_PACKED_CODE: { exit: "badInput", summary: "A packed payload holds a code outside the ternary alphabet (docs/layouts.md)." },
   E_TOKENIZER_MODEL: { exit: "badInput", summary: "tokenizer.model is not a valid SentencePiece model." },
   E_TENSOR_MISSING: { exit: "badInput", summary: "A tensor the operation needs is not in the checkpoint." },
 
@@ -92,7 +92,7 @@ export const ERROR_CODES = {
   E_GGUF_TENSOR: { exit: "badInput", summary: "A GGUF tensor info is invalid: name, dimensions, type, block fit, or a missing TL scale." },
   E_GGUF_OFFSETS: { exit: "badInput", summary: "GGUF tensor data is not contiguous, in order and aligned as gguf.cpp requires." },
   E_GGUF_EXPORT: { exit: "unsupported", summary: "The model cannot be expressed as a GGUF for the chosen runtime." },
-  E_FORMAT_REFUSED: { exit: "unsupported", summary: "The input is a quantization b158 recognises and will not treat as ternary weights (binary Q1_0, PrismML PQ2_0/PTQ1_0, a Hadamard-rotated basis)." },
+  E_FORMAT_REFUSED: { exit: "unsupported", summary: "The input is a quantization b158 recognises and will not treat as ternary weights (binary Q1_0 and PrismML 1-bit, PrismML PQ2_0/PTQ1_0, a Hadamard-rotated basis, MLX affine packing)." },
 
   // Hugging Face Hub
   E_HUB_AUTH: { exit: "hub", summary: "The Hub refused access (401/403): the repo is gated or private, or the token is wrong." },
@@ -104,6 +104,7 @@ export const ERROR_CODES = {
 
   // output
   E_OUTPUT_EXISTS: { exit: "usage", summary: "The output file exists and --force was not given." },
+  E_OUTPUT_PATH: { exit: "usage", summary: "The output path is a directory, a device, a FIFO or a socket, or its folder does not exist." },
   E_INTERRUPTED: { exit: "interrupted", summary: "The operation was interrupted; no output was left behind." },
 
   // runtime, eval and run
@@ -180,4 +181,13 @@ export function ioError(file: string, action: string, cause: unknown): B158Error
     details: { file, errno },
     cause,
   });
+}
+
+/**
+ * E_INTERRUPTED for `what` ("conversion", "export", "pull") of `file`. Commands abort their
+ * AbortSignal with the name of the signal that arrived (SIGINT, SIGTERM, SIGHUP); it is named.
+ */
+export function interruptedError(file: string, what: string, signal?: AbortSignal, left = "nothing was left at the output path"): B158Error {
+  const name = typeof signal?.reason === "string" && /^SIG[A-Z]+$/.test(signal.reason) ? ` by ${signal.reason}` : "";
+  return new B158Error("E_INTERRUPTED", `${file}: ${what} interrupted${name}; ${left}`, { details: { file } });
 }

@@ -65,7 +65,7 @@ export {
   type GenerationStats,
   type ModelInfo,
 } from "./runtime/model.js";
-export type { ModelSpec, ArchitectureId, Activation } from "./runtime/spec.js";
+export type { ModelSpec, ArchitectureId, Activation, Pooling } from "./runtime/spec.js";
 export { ARCHITECTURES, type Architecture } from "./runtime/architectures.js";
 export { loadTokenizer, TextStream, type Tokenizer } from "./runtime/tokenizer.js";
 export { Sampler, type SamplingOptions } from "./runtime/sampler.js";

@@ -282,8 +282,9 @@ describe("GGUF export from a .b158", () => {
       expect(types.slice(0, 4)).toEqual([2, 3, 3, 6]); // unknown, control, control, byte <0x00>
       expect(tokens[318]).toBe("<pad>");
       expect(types[318]).toBe(3);
+      // not special, but it looks special: control, as llama.cpp's converter types it (does_token_look_special)
       expect(tokens[319]).toBe("<mask>");
-      expect(types[319]).toBe(4);
+      expect(types[319]).toBe(3);
       expect(gguf.scalar("tokenizer.ggml.bos_token_id")).toBe(1);
       expect(gguf.scalar("tokenizer.ggml.eos_token_id")).toBe(2);
       expect(gguf.scalar("tokenizer.ggml.unknown_token_id")).toBe(0);

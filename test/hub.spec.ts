@@ -206,7 +206,7 @@ describe("b158 push", () => {
     const card = new TextDecoder().decode(files.get("README.md"));
     expect(card).toMatch(/^---\nbase_model: org\/model\n/);
     for (const tag of ["bitnet", "ternary", "b158", "tq2_0"]) expect(card).toContain(`  - ${tag}\n`);
-    expect(card).toMatch(/\| `push-model-tq2_0\.b158` \| tq2_0 \| [\d.]+ (KiB|MiB) \| 2\.063 \|/);
+    expect(card).toMatch(/\| `push-model-tq2_0\.b158` \| \.b158 \| tq2_0 \| [\d.]+ (KiB|MiB) \| 2\.063 \|/);
     expect(card).toContain("## How to load");
     const manifest = JSON.parse(new TextDecoder().decode(files.get("b158-manifest.json")));
     expect(getValidator("manifest")(manifest)).toBe(true);
@@ -217,7 +217,7 @@ describe("b158 push", () => {
     expect(repo.received).toHaveLength(1);
   });
 
-  it("--create-pr opens a pull request; --dry-run makes no request; no token is E_HUB_AUTH", async () => {
+  it("--create-pr opens a pull request; --dry-run writes nothing (it reads only the source's card); no token is E_HUB_AUTH", async () => {
     const { push } = await import("../src/hub/push.js");
     const e = env({ token: WRITE });
     await push({ files: [packed], repo: "tester/pr", env: e, retry: fast });
@@ -227,7 +227,10 @@ describe("b158 push", () => {
     hub.log.length = 0;
     const dry = await push({ files: [packed], repo: "tester/dry", env: e, dryRun: true });
     expect(dry.files.map((f) => f.path)).toEqual(["push-model-tq2_0.b158", "README.md", "b158-manifest.json"]);
-    expect(hub.log).toEqual([]);
+    expect(hub.log.map((r) => `${r.method} ${r.url}`)).toEqual([expect.stringMatching(/^GET \/org\/model\/resolve\/[0-9a-f]{40}\/README\.md$/), expect.stringMatching(/^GET \/org\/model\/resolve\/[0-9a-f]{40}\/README\.md$/)]);
+    hub.log.length = 0;
+    await push({ files: [packed], repo: "tester/dry", env: e, dryRun: true, license: "mit" });
+    expect(hub.log).toEqual([]); // with --license, no request at all
     await expect(push({ files: [packed], repo: "tester/x", env: env() })).rejects.toMatchObject({ code: "E_HUB_AUTH" });
   });
 

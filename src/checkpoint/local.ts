@@ -32,8 +32,10 @@ export async function localCheckpointFiles(path: string): Promise<CheckpointFile
   }
 
   const full = (name: string): string => {
-    // Names come from index files we do not trust: refuse anything that leaves the directory.
-    if (name.includes("/") || name.includes("\\") || name === ".." || name === "." || name.length === 0) {
+    // Names come from index files we do not trust: refuse anything that leaves the directory. A
+    // name may go one folder down ("1_Pooling/config.json", as sentence-transformers lays out).
+    const parts = name.split("/");
+    if (name.includes("\\") || parts.length > 2 || parts.some((p) => p === ".." || p === "." || p.length === 0)) {
       throw new B158Error("E_INDEX_JSON", `${path}: file name ${JSON.stringify(name)} is not a plain file name`, {
         details: { source: path, name },
       });

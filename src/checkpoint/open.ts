@@ -20,7 +20,27 @@ export const AUXILIARY_FILES = [
   "added_tokens.json",
   "generation_config.json",
   "chat_template.jinja",
+  // sentence-transformers: how an embedding model pools and normalizes (plus the Pooling module's config.json, see poolingPaths)
+  "modules.json",
+  "config_sentence_transformers.json",
+  "sentence_bert_config.json",
 ] as const;
+
+/** The folders modules.json names for Pooling modules: each holds the config.json that picks the pooling mode. */
+export function poolingPaths(modulesJson: string): string[] {
+  try {
+    const modules = JSON.parse(modulesJson) as unknown;
+    if (!Array.isArray(modules)) return [];
+    return modules.flatMap((m: unknown) => {
+      const module = m as { type?: unknown; path?: unknown } | null;
+      const pooling = typeof module?.type === "string" && module.type.endsWith("Pooling");
+      // one plain folder name: nothing that leaves the checkpoint
+      return pooling && typeof module.path === "string" && /^[\w.-]+$/.test(module.path) && module.path !== ".." && module.path !== "." ? [module.path] : [];
+    });
+  } catch {
+    return [];
+  }
+}
 
 export interface CheckpointTensor extends SafetensorsTensor {
   /** The weights file holding it. */
@@ -44,6 +64,7 @@ export interface Checkpoint {
   /** All tensors, sorted by name. */
   readonly tensors: readonly CheckpointTensor[];
   readonly tensorsByName: ReadonlyMap<string, CheckpointTensor>;
+  /** Tokenizer, generation and sentence-transformers files present (names relative to the checkpoint, "1_Pooling/config.json" included). */
   readonly auxiliaryFiles: readonly string[];
   /** Findings made while opening (never fatal ones: those throw). */
   readonly diagnostics: readonly Diagnostic[];
@@ -121,7 +142,7 @@ export async function openCheckpoint(files: CheckpointFiles): Promise<Checkpoint
       index,
       tensors,
       tensorsByName: new Map(tensors.map((t) => [t.name, t])),
-      auxiliaryFiles: AUXILIARY_FILES.filter((f) => present.has(f)),
+      auxiliaryFiles: await auxiliaryFiles(files, present),
       diagnostics,
       source: openSource,
       close,
@@ -130,6 +151,15 @@ export async function openCheckpoint(files: CheckpointFiles): Promise<Checkpoint
     await close();
     throw error;
   }
+}
+
+/** The auxiliary files present, and the Pooling module's config.json that modules.json points to. */
+async function auxiliaryFiles(files: CheckpointFiles, present: ReadonlySet<string>): Promise<string[]> {
+  const found: string[] = AUXILIARY_FILES.filter((f) => present.has(f));
+  if (present.has("modules.json")) {
+    for (const path of poolingPaths(await files.readText("modules.json"))) if (await files.has(`${path}/config.json`)) found.push(`${path}/config.json`);
+  }
+  return found;
 }
 
 async function locateWeights(files: CheckpointFiles, names: string[], present: Set<string>, diagnostics: Diagnostic[]) {

@@ -14,6 +14,8 @@ export interface ResolveOptions {
    * "headers": only headers and small files will be read; remote sources may serve them by range.
    */
   readonly access?: "full" | "headers";
+  /** Stops a download the source needs (a Hub pull) with E_INTERRUPTED. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SourceResolver {

@@ -79,14 +79,12 @@ default is what published GGUFs use. See docs/gguf.md.`;
       const file = flags["kernel-config"];
       kernelConfig = { text: await readFile(file, "utf8").catch((cause: unknown) => Promise.reject(ioError(file, "read", cause))), file };
     }
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     let evalReport: EvalReport | undefined;
     const beforePublish = async (written: string) => {
       const report = await evaluate(args.source, written, {
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p) => progress(`eval: ${p.phase === "load" ? "loading" : "running"} ${p.side} ${p.done}/${p.total}`),
       });
       evalReport = report;
@@ -114,7 +112,7 @@ default is what published GGUFs use. See docs/gguf.md.`;
         ...(kernelConfig === undefined ? {} : { kernelConfig }),
         validate: flags.validate,
         ...(flags.eval ? { beforePublish } : {}),
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p: ConvertProgress) => {
           const width = 24;
           const filled = Math.round((width * p.bytesWritten) / Math.max(1, p.bytesTotal));
@@ -137,7 +135,7 @@ default is what published GGUFs use. See docs/gguf.md.`;
       return evalReport === undefined ? summary : { ...summary, eval: evalReport };
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

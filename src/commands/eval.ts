@@ -15,7 +15,8 @@ absmean of latent weights, transformers' unpacking and scale convention of packe
 the converted .b158 (its packed payloads as they are), both in b158's runtime, and reports per
 position and summarised: the cosine of the logits, top-1 agreement, KL(source || converted), and
 each side's perplexity on the text. A GGUF that b158 wrote can be the converted side, or a third
-one (--gguf).
+one (--gguf). An embedding model (BitNet-embedding) is judged by the cosine of its pooled
+embeddings of the text and of each sentence; its logits are reported.
 
 For lossless conversions (repacking, absmean of latent weights) the thresholds below decide, and
 the exit status is ${4} when one is missed. Lossy conversions (--ternarize of a float model) are
@@ -41,6 +42,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
     "logits-out": Flags.directory({ description: "Write DIR/source.npy and DIR/converted.npy (NumPy float32 [positions, vocab]) for comparison with any other runtime.", helpValue: "<dir>" }),
     gguf: Flags.file({ exists: true, description: "Also compare this GGUF (one b158 wrote) with the source, as a third side." }),
     "min-cosine": Flags.string({ description: `Lowest cosine of the logits allowed at any position (default ${DEFAULT_THRESHOLDS.minCosine}).`, helpValue: "<x>" }),
+    "min-embedding-cosine": Flags.string({ description: `Embedding models: lowest cosine of the pooled embeddings of any text (default ${DEFAULT_THRESHOLDS.minEmbeddingCosine}).`, helpValue: "<x>" }),
     "min-top1": Flags.string({ description: `Lowest fraction of positions whose top-1 tokens agree (default ${DEFAULT_THRESHOLDS.minTop1}).`, helpValue: "<fraction>" }),
     "max-kl": Flags.string({ description: `Highest mean KL(source || converted) in nats (default ${DEFAULT_THRESHOLDS.maxKl}).`, helpValue: "<nats>" }),
     "max-perplexity-delta": Flags.string({ description: `Highest relative perplexity difference (default ${DEFAULT_THRESHOLDS.maxPerplexityDelta}).`, helpValue: "<fraction>" }),
@@ -56,8 +58,9 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       text = await readFile(file, "utf8").catch((cause: unknown) => Promise.reject(ioError(file, "read", cause)));
     }
     const thresholds: Partial<Record<keyof EvalThresholds, number>> = {};
-    const given: [keyof EvalThresholds, "min-cosine" | "min-top1" | "max-kl" | "max-perplexity-delta"][] = [
+    const given: [keyof EvalThresholds, "min-cosine" | "min-embedding-cosine" | "min-top1" | "max-kl" | "max-perplexity-delta"][] = [
       ["minCosine", "min-cosine"],
+      ["minEmbeddingCosine", "min-embedding-cosine"],
       ["minTop1", "min-top1"],
       ["maxKl", "max-kl"],
       ["maxPerplexityDelta", "max-perplexity-delta"],
@@ -66,9 +69,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       const n = parseNumber(flags[flag], `--${flag}`);
       if (n !== undefined) thresholds[metric] = n;
     }
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     try {
       const report = await evaluate(args.source, args.converted, {
@@ -80,7 +81,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
         ...(flags.gguf === undefined ? {} : { gguf: flags.gguf }),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         ...(flags.weights === undefined ? {} : { latent: flags.weights === "quantized" ? ("stored" as const) : ("online" as const) }),
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p) => progress(`${p.phase === "load" ? "loading" : "running"} ${p.side}: ${p.done}/${p.total}${p.phase === "load" ? " tensors" : " tokens"}`),
       });
       progress.done();
@@ -104,7 +105,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       return result;
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

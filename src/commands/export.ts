@@ -40,24 +40,25 @@ reader before it is reported; on any error nothing is left at the output path.`;
   async run(): Promise<GgufExportSummary> {
     const { args, flags } = await this.parse(Export);
     if (await isGgufFile(args.file)) await refuseGgufInput(args.file, "export");
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
-    const file = await openB158File(args.file);
+    const stop = this.stopOnSignals();
     try {
-      const summary = await exportGguf(file, {
-        output: flags.output,
-        force: flags.force,
-        embeddings: flags.embeddings,
-        weights: flags.weights,
-        ...(flags.target === undefined ? {} : { target: flags.target }),
-        signal: abort.signal,
-      });
-      this.log(renderGgufExport(summary));
-      return summary;
+      const file = await openB158File(args.file);
+      try {
+        const summary = await exportGguf(file, {
+          output: flags.output,
+          force: flags.force,
+          embeddings: flags.embeddings,
+          weights: flags.weights,
+          ...(flags.target === undefined ? {} : { target: flags.target }),
+          signal: stop.signal,
+        });
+        this.log(renderGgufExport(summary));
+        return summary;
+      } finally {
+        await file.close();
+      }
     } finally {
-      await file.close();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

@@ -80,9 +80,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
     if (temperature < 0) throw new B158Error("E_USAGE", `--temperature ${temperature} must be >= 0`);
     if (!(topP > 0 && topP <= 1)) throw new B158Error("E_USAGE", `--top-p ${topP} must be in (0, 1]`);
     const json = this.jsonEnabled();
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once("SIGINT", onSigint);
+    const stop = this.stopOnSignals();
     const progress = this.progress();
     try {
       // tokenize first: the prompt's length sizes the KV cache
@@ -106,7 +104,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         int8Head: flags["int8-head"],
         ...(tokenizer === undefined ? {} : { tokenizer }),
-        signal: abort.signal,
+        signal: stop.signal,
         onProgress: (p) => progress(`loading ${p.done}/${p.total} tensors`),
       });
       progress.done();
@@ -119,7 +117,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
           seed: flags.seed,
           stopAtEos: !flags["ignore-eos"],
           promptLogits: flags["logits-out"] !== undefined,
-          signal: abort.signal,
+          signal: stop.signal,
         });
         for await (const piece of generation) {
           if (json) continue;
@@ -165,7 +163,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
       }
     } finally {
       progress.done();
-      process.removeListener("SIGINT", onSigint);
+      stop.dispose();
     }
   }
 }

@@ -16,11 +16,11 @@ then streams all tensor data once: NaN/Inf in float tensors, all-zero or constan
 U8 weights holding the unused code 3, weight_scale values that are not finite and positive.
 Reports every problem with its tensor, and exits ${4} when any is an error (0 otherwise).
 For a .b158 file: every payload's sha256 and padding, every ternary payload decoded, degenerate
-tensors (all-zero ternary weights, NaN/Inf, zero or non-finite scales); damage to the file's
-structure is reported with its code (exit 3).
+tensors (all-zero ternary weights, NaN/Inf, zero or non-finite scales), and every payload holding a
+code outside the ternary alphabet; damage to the file's structure is reported with its code (exit 3).
 For a GGUF file: the container as strictly as llama.cpp's gguf.cpp, the model keys and tensors its
 loader requires for arch bitnet / llama / bitnet-b1.58, and every tensor's data (NaN/Inf, block
-scales, the unused 2-bit code 3).`;
+scales, codes outside the ternary alphabet).`;
 
   static override examples = [
     { description: "Validate the bundled example", command: "<%= config.bin %> <%= command.id %> fixtures/example" },

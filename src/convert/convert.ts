@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import { isGgufFile } from "../formats/b158/detect.js";
 import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import { TERNARY_TYPE } from "../export/gguf.js";
@@ -20,6 +20,7 @@ import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
 import { SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
+import { prepareOutput } from "../io/atomic-file.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
@@ -108,7 +109,9 @@ interface Job {
 export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
   const started = process.hrtime.bigint();
   if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
-  const checkpoint = await openCheckpoint(await resolveSource(spec));
+  // the output path first: a missing folder or a directory must not cost a conversion
+  const outputNotes = await prepareOutput(options.output, options.force ?? false);
+  const checkpoint = await openCheckpoint(await resolveSource(spec, options.signal === undefined ? {} : { signal: options.signal }));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
   let stopOnAbort: (() => void) | undefined;
@@ -131,7 +134,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
       done++;
       options.onProgress?.({ tensor, done, total: jobs.length, bytesWritten, bytesTotal });
     };
-    const interrupted = () => new B158Error("E_INTERRUPTED", `${options.output}: conversion interrupted; nothing was written`, { details: { output: options.output } });
+    const interrupted = () => interruptedError(options.output, "conversion", options.signal);
     const checkAbort = () => {
       if (options.signal?.aborted) throw interrupted();
     };
@@ -160,7 +163,8 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     checkAbort();
     await writer.publish();
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
-    return summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    const summary = summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    return { ...summary, warnings: [...outputNotes.map((d) => `${d.code}: ${d.message}`), ...summary.warnings] };
   } catch (error) {
     // workers write into the temp file: stop them before its descriptor is closed
     await pool.close();
@@ -227,6 +231,11 @@ async function writeJobs(
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
   const errors = plan.diagnostics.filter((d) => d.severity === "error");
+  const refused = errors.find((d) => d.code === "E_FORMAT_REFUSED");
+  if (refused !== undefined) {
+    // what the files are and why, in the plan's words (docs/families.md, "Refused checkpoints")
+    throw new B158Error("E_FORMAT_REFUSED", `${spec}: b158 will not convert ${refused.message}`, { details: { diagnostics: [refused] } });
+  }
   if (errors.length > 0) {
     const unsupported = errors.find((d) => d.code === "E_MODEL_UNSUPPORTED");
     throw new B158Error(unsupported ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${spec}: ${errors.length} problem${errors.length === 1 ? "" : "s"} in the checkpoint: ${errors.slice(0, 3).map((d) => d.message).join("; ")}`, {

@@ -1,4 +1,5 @@
-import { packLayout, unpackLayout } from "../pack/codec.js";
+import { B158Error } from "../errors.js";
+import { packLayout, unpackLayout, type Unpacked } from "../pack/codec.js";
 import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
 import type { PackedCheck } from "./validate-b158.js";
 
@@ -66,11 +67,11 @@ export class RowPacker {
     const body = rows * this.rowBytes;
     this.payload.set(packed.subarray(0, body), row * this.rowBytes);
     if (row + rows === this.shape[0] && this.params.layout === "i2_s") this.payload.set(packed.subarray(body), this.payload.byteLength - I2_S_TAIL_BYTES);
-    const decoded = unpackLayout(this.params, packed, [rows, K], this.scratch.subarray(0, rows * K));
-    this.roundTrips &&= sameBytes(decoded.codes, codes);
+    const decoded = decodeWritten(this.params, packed, [rows, K], this.scratch.subarray(0, rows * K));
+    this.roundTrips &&= decoded !== undefined && sameBytes(decoded.codes, codes);
     this.nonzero ||= anyNonzero(codes);
     // the whole tensor's embedded scale: I2_S's tail, TQ's / Q2_0's d of the first block that has one
-    if (this.embeddedScale === undefined || this.embeddedScale === 0) this.embeddedScale = decoded.scale;
+    if (this.embeddedScale === undefined || this.embeddedScale === 0) this.embeddedScale = decoded?.scale;
   }
 }
 
@@ -85,4 +86,18 @@ export function anyNonzero(codes: Int8Array): boolean {
 
 export function sameBytes(a: Int8Array, b: Int8Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/**
+ * Decodes what a packer just wrote, to compare with the codes packed; undefined when the payload
+ * holds a code outside the alphabet, which is then the packer's failure to round-trip
+ * (E_DECODE_MISMATCH), not a damaged input (E_PACKED_CODE).
+ */
+export function decodeWritten(params: LayoutParams, payload: Uint8Array, shape: readonly [number, number], scratch?: Int8Array): Unpacked | undefined {
+  try {
+    return unpackLayout(params, payload, shape, scratch);
+  } catch (error) {
+    if (error instanceof B158Error && error.code === "E_PACKED_CODE") return undefined;
+    throw error;
+  }
 }

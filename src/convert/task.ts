@@ -1,12 +1,12 @@
 import type { ByteSource } from "../io/byte-source.js";
-import { packLayout, scalesError, unpackLayout } from "../pack/codec.js";
+import { packLayout, scalesError } from "../pack/codec.js";
 import { scaleEligibility, type LayoutParams } from "../pack/layouts.js";
 import { unpackHfPacked } from "../pack/hf-packed.js";
 import type { TensorScale } from "../pack/scales.js";
 import { StoredTernaryReader } from "../pack/stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../pack/ternarize.js";
 import { dequantize, type FloatLayout } from "./float-convert.js";
-import { anyNonzero, packsByRows, RowPacker, sameBytes } from "./row-packer.js";
+import { anyNonzero, decodeWritten, packsByRows, RowPacker, sameBytes } from "./row-packer.js";
 import { Lease, Scratch } from "./scratch.js";
 import type { PackedCheck } from "./validate-b158.js";
 
@@ -62,7 +62,7 @@ export async function runTernaryTask(task: TernaryTask, source: ByteSource): Pro
 async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const bytes = await source.read(task.fileOffset, task.byteLength, lease.bytes(task.byteLength));
   const [rows, cols] = task.packedShape!;
-  const codes = unpackHfPacked(bytes, rows, cols, task.shape[0], task.name);
+  const codes = unpackHfPacked(bytes, rows, cols, task.shape[0], task.name, task.path);
   const scale = task.repackScale!;
   const packer = rowPacker(task, scale, lease);
   packer?.feed(codes, codes.length);
@@ -151,6 +151,6 @@ function readPiece(source: ByteSource, offset: number, length: number, into: Uin
 
 /** Decodes `payload` with the layout's own unpacker (into `scratch` where it takes one) and compares with the codes that were packed. */
 export function checkPacked(params: LayoutParams, payload: Uint8Array, codes: Int8Array, shape: readonly [number, number], scratch?: Int8Array): PackedCheck {
-  const decoded = unpackLayout(params, payload, shape, scratch);
-  return { nonzero: anyNonzero(codes), roundTrips: sameBytes(decoded.codes, codes), embeddedScale: decoded.scale };
+  const decoded = decodeWritten(params, payload, shape, scratch);
+  return { nonzero: anyNonzero(codes), roundTrips: decoded !== undefined && sameBytes(decoded.codes, codes), embeddedScale: decoded?.scale };
 }

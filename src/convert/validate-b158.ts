@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
+import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
 import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
-import { B158Error } from "../errors.js";
 import { unpackLayout, type Unpacked } from "../pack/codec.js";
 import { groupScalesFromBlocks } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
@@ -100,9 +100,9 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
         const payload = scan.collected.get(t.name) ?? (await file.readPayload(t.name));
         let unpacked: Unpacked;
         try {
-          unpacked = unpackLayout(t.layoutParams, payload, t.shape as [number, number], undefined, t.name);
+          unpacked = unpackLayout(t.layoutParams, payload, t.shape as [number, number], undefined, { file: file.name, tensor: t.name });
         } catch (error) {
-          // a payload that does not decode (a code outside the ternary alphabet) is this tensor's error, not the end of validation
+          // a damaged tensor (a code outside the ternary alphabet) is reported, and the others are still checked
           if (!(error instanceof B158Error)) throw error;
           perTensor.push({ severity: "error", code: error.code, tensor: t.name, message: error.message });
           facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
@@ -119,7 +119,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       if (nonFinite > 0) perTensor.push({ severity: "error", code: "E_NONFINITE", tensor: t.name, message: `"${t.name}": ${nonFinite} NaN/Inf values` });
     }
   }
-  diagnostics.push(...perTensor);
+  for (const d of perTensor) diagnostics.push(d);
   return {
     ok: !diagnostics.some((d) => d.severity === "error"),
     file: file.name,

@@ -1,16 +1,16 @@
-import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { resolveSource } from "../checkpoint/resolve.js";
 import { convertCheckpoint, type ConvertOptions, type ConvertSummary } from "../convert/convert.js";
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import { openB158File } from "../formats/b158/read.js";
-import { refuseExisting } from "../io/atomic-file.js";
+import { partialPath, prepareOutput } from "../io/atomic-file.js";
 import { isGgufFile } from "../formats/b158/detect.js";
 import { refuseGgufInput } from "../formats/gguf/refusals.js";
 import type { GgufTargetId } from "../formats/gguf/targets.js";
 import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
-import { resolveTargetId } from "./gguf-target.js";
+import { embeddingTargetProblem, resolveTargetId } from "./gguf-target.js";
+import { openCheckpoint } from "../checkpoint/open.js";
+import { EMBEDDING_BACKBONES, PROJECTION_NORM } from "../model/family.js";
 
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
   readonly embeddings?: EmbeddingType;
@@ -31,12 +31,16 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
   const checkGguf = RUNNABLE_GGUF_LAYOUTS.includes(options.layout);
   // refuse before converting, not after minutes of work
   if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
-  resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
-  await refuseExisting(options.output, options.force);
-  await requireGgufInputs(spec);
-  const staging = join(dirname(options.output), `.${basename(options.output)}.${randomBytes(6).toString("hex")}.b158.partial`);
+  const targetId = resolveTargetId(TERNARY_TYPE[options.layout], target, `--layout ${options.layout} (${TERNARY_TYPE[options.layout]})`);
+  const notes = await prepareOutput(options.output, options.force);
+  await requireGgufInputs(spec, targetId, TERNARY_TYPE[options.layout]);
+  const staging = partialPath(options.output, ".b158");
   try {
-    const conversion = await convertCheckpoint(spec, { ...rest, output: staging, force: true, ...(beforePublish !== undefined && !checkGguf ? { beforePublish } : {}) });
+    const converted = await convertCheckpoint(spec, { ...rest, output: staging, force: true, ...(beforePublish !== undefined && !checkGguf ? { beforePublish } : {}) }).catch((error: unknown) =>
+      // the staging file is an internal name: an interrupted conversion is reported against the output
+      Promise.reject(error instanceof B158Error && error.code === "E_INTERRUPTED" ? interruptedError(options.output, "conversion", options.signal) : error),
+    );
+    const conversion = { ...converted, warnings: [...notes.map((d) => `${d.code}: ${d.message}`), ...converted.warnings] };
     const file = await openB158File(staging);
     try {
       const gguf = await exportGguf(file, {
@@ -59,8 +63,19 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
 }
 
 /** What export will need from the checkpoint, checked before minutes of conversion. */
-async function requireGgufInputs(spec: string): Promise<void> {
+async function requireGgufInputs(spec: string, target: GgufTargetId, weightType: string): Promise<void> {
   const files = await resolveSource(spec, { access: "headers" });
+  // a BitNet-embedding model (per-projection norms) has one GGUF home: bitnet.cpp's fork
+  const checkpoint = await openCheckpoint(files);
+  try {
+    const modelType = checkpoint.config?.modelType;
+    if (modelType !== undefined && EMBEDDING_BACKBONES.includes(modelType) && checkpoint.tensors.some((t) => PROJECTION_NORM.test(t.name))) {
+      const problem = embeddingTargetProblem(target, weightType);
+      if (problem !== undefined) throw new B158Error("E_GGUF_EXPORT", `${files.label}: ${problem.message}`, { details: { source: files.label, target }, hint: problem.hint });
+    }
+  } finally {
+    await checkpoint.close();
+  }
   const missing: string[] = [];
   if (!(await files.has("config.json"))) missing.push("config.json");
   if (!(await files.has("tokenizer.model")) && !(await files.has("tokenizer.json"))) missing.push("tokenizer.model or tokenizer.json");

@@ -21,6 +21,11 @@ const KNOWN_PRE_TOKENIZERS: readonly { readonly pre: string; readonly pattern: s
     pre: "llama-bpe",
     pattern: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
   },
+  // Qwen2 / Qwen3 (and Qwen3-Embedding): single digits
+  {
+    pre: "qwen2",
+    pattern: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  },
 ];
 
 export interface TokenizerInput {
@@ -30,6 +35,12 @@ export interface TokenizerInput {
   readonly vocabSize: number;
   /** The source repo, when known (Falcon3 is recognized by name). */
   readonly repo?: string;
+  /**
+   * bitnet.cpp's embedding converter's rules: "qwen3" forces EOS to <|endoftext|> (the token
+   * Qwen3-Embedding's tokenizer appends for last-token pooling) and sets add_eos_token; "gemma3"
+   * writes Gemma's tokenizer.json as a SentencePiece vocabulary (spmFromTokenizerJson).
+   */
+  readonly embedding?: "qwen3" | "gemma3";
 }
 
 export interface TokenizerMetadata {
@@ -83,13 +94,30 @@ function addedTokens(files: TokenizerInput["files"]): Map<number, AddedToken> {
   return found;
 }
 
+/**
+ * Added tokens that look special (<|...|>, <...>, [...]) are control tokens too, whatever their
+ * `special` flag: llama.cpp's converters and bitnet.cpp's embedding converter type them so.
+ */
+function looksSpecial(token: string): boolean {
+  return token.length > 0 && /^(<\||<|\[)/.test(token) && /(\|>|>|\])$/.test(token);
+}
+
+function addedType(token: AddedToken): number {
+  return token.special || looksSpecial(token.content) ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
+}
+
 export function tokenizerMetadata(input: TokenizerInput): TokenizerMetadata {
   const diagnostics: Diagnostic[] = [];
   const added = addedTokens(input.files);
   const kvs: GgufKv[] = [];
   let model: "llama" | "gpt2";
   let tokens: string[];
-  if (input.files["tokenizer.model"] !== undefined) {
+  if (input.embedding === "gemma3" && input.files["tokenizer.model"] === undefined) {
+    model = "llama";
+    const spm = spmFromTokenizerJson(input, added);
+    tokens = spm.tokens;
+    kvs.push(...spm.kvs);
+  } else if (input.files["tokenizer.model"] !== undefined) {
     model = "llama";
     const spm = decodeSentencePieceModel(input.files["tokenizer.model"]);
     tokens = spm.pieces.map((p) => p.piece);
@@ -99,7 +127,7 @@ export function tokenizerMetadata(input: TokenizerInput): TokenizerMetadata {
       const token = added.get(id);
       tokens.push(token?.content ?? `[PAD${id}]`);
       scores.push(-1000);
-      types.push(token === undefined ? TOKEN_TYPE.unused : token.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined);
+      types.push(token === undefined ? TOKEN_TYPE.unused : addedType(token));
     }
     checkSize(tokens.length, input.vocabSize);
     kvs.push(
@@ -130,7 +158,7 @@ export function tokenizerMetadata(input: TokenizerInput): TokenizerMetadata {
     for (const t of added.values()) {
       if (t.id < 0 || t.id >= input.vocabSize) continue;
       tokens[t.id] = t.content;
-      types[t.id] = t.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
+      types[t.id] = addedType(t);
     }
     for (let id = 0; id < input.vocabSize; id++) if (tokens[id] === undefined) tokens[id] = `[PAD${id}]`;
     const merges = bpe.merges.map((m) => (Array.isArray(m) ? m.join(" ") : String(m)));
@@ -146,6 +174,66 @@ export function tokenizerMetadata(input: TokenizerInput): TokenizerMetadata {
   const template = chatTemplate(input.files);
   if (template !== undefined) kvs.push({ key: "tokenizer.chat_template", value: { type: "string", value: template } });
   return { kvs, model, diagnostics };
+}
+
+/**
+ * Gemma3's tokenizer.json as a SentencePiece ("llama") vocabulary, as bitnet.cpp's embedding
+ * converter builds it, so llama.cpp tokenizes with its SentencePiece path (spaces as "▁", byte
+ * fallback): every id of the BPE vocabulary in order, scored by merge rank (the first merge that
+ * makes the token: -rank; single characters 0), added tokens -1000 (control, or user-defined when
+ * they neither are special nor look special), <0xHH> byte tokens 0 (byte), <unk> 0 (unknown), ids
+ * the vocabulary skips "[PAD<id>]" -10000 (unused); no leading space is added.
+ */
+function spmFromTokenizerJson(input: TokenizerInput, added: ReadonlyMap<number, AddedToken>): { tokens: string[]; kvs: GgufKv[] } {
+  const bpe = jsonFile(input.files, "tokenizer.json")?.model;
+  if (!isJsonObject(bpe) || bpe.type !== "BPE" || !isJsonObject(bpe.vocab) || !Array.isArray(bpe.merges)) {
+    throw new B158Error("E_GGUF_EXPORT", "Gemma3's tokenizer.json is not a BPE model with a vocab and merges", { hint: "Convert from a checkpoint with its original tokenizer.json." });
+  }
+  const mergeScore = new Map<string, number>();
+  bpe.merges.forEach((m, rank) => {
+    const result = Array.isArray(m) ? m.join("") : String(m).split(" ", 2).join("");
+    if (!mergeScore.has(result)) mergeScore.set(result, -rank);
+  });
+  const reverse = new Map<number, string>();
+  for (const [token, id] of Object.entries(bpe.vocab)) if (typeof id === "number") reverse.set(id, token);
+  const tokens: string[] = [];
+  const scores: number[] = [];
+  const types: number[] = [];
+  for (let id = 0; id < input.vocabSize; id++) {
+    const token = reverse.get(id);
+    const extra = added.get(id);
+    if (token === undefined) {
+      tokens.push(`[PAD${id}]`);
+      scores.push(-10000);
+      types.push(TOKEN_TYPE.unused);
+      continue;
+    }
+    tokens.push(token);
+    if (extra !== undefined) {
+      types.push(extra.special || looksSpecial(token) ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined);
+      scores.push(-1000);
+    } else if (/^<0x[0-9A-Fa-f]{2}>$/.test(token)) {
+      types.push(TOKEN_TYPE.byte);
+      scores.push(0);
+    } else if (token === "<unk>") {
+      types.push(TOKEN_TYPE.unknown);
+      scores.push(0);
+    } else {
+      types.push(TOKEN_TYPE.normal);
+      scores.push(mergeScore.get(token) ?? 0);
+    }
+  }
+  return {
+    tokens,
+    kvs: [
+      { key: "tokenizer.ggml.model", value: { type: "string", value: "llama" } },
+      { key: "tokenizer.ggml.pre", value: { type: "string", value: "default" } },
+      { key: "tokenizer.ggml.tokens", value: { type: "array", itemType: "string", value: tokens } },
+      { key: "tokenizer.ggml.scores", value: { type: "array", itemType: "float32", value: scores } },
+      { key: "tokenizer.ggml.token_type", value: { type: "array", itemType: "int32", value: types } },
+      { key: "tokenizer.ggml.add_space_prefix", value: { type: "bool", value: false } },
+    ],
+  };
 }
 
 function checkSize(tokens: number, vocabSize: number): void {
@@ -191,16 +279,20 @@ function specialTokens(input: TokenizerInput, tokens: readonly string[], model: 
   const pick = (name: "bos" | "eos" | "pad") =>
     tokenId(config[`${name}_token_id`], tokens) ?? tokenId(generation[`${name}_token_id`], tokens) ?? tokenId(tokenizerConfig[`${name}_token`], tokens);
   const kvs: GgufKv[] = [];
+  // Qwen3-Embedding's tokenizer appends <|endoftext|> (151643) and last-token pooling reads it: bitnet.cpp's converter makes it the EOS
+  const endOfText = input.embedding === "qwen3" ? tokens.indexOf("<|endoftext|>") : -1;
   const ids: [string, number | undefined][] = [
     ["bos", pick("bos")],
-    ["eos", pick("eos")],
+    ["eos", endOfText >= 0 ? endOfText : pick("eos")],
+    // Gemma3's vocabulary from tokenizer.json: its <unk>, in gguf-py SpecialVocab's order (bos, eos, unk, pad)
+    ...(input.embedding === "gemma3" && input.files["tokenizer.model"] === undefined ? [["unknown", tokenId(tokenizerConfig.unk_token, tokens)] as [string, number | undefined]] : []),
     ["padding", pick("pad")],
   ];
   for (const [name, id] of ids) if (id !== undefined) kvs.push({ key: `tokenizer.ggml.${name}_token_id`, value: { type: "uint32", value: id } });
   const addBos = tokenizerConfig.add_bos_token;
   kvs.push({ key: "tokenizer.ggml.add_bos_token", value: { type: "bool", value: typeof addBos === "boolean" ? addBos : model === "llama" || postProcessorAddsBos(input.files) } });
   const addEos = tokenizerConfig.add_eos_token;
-  kvs.push({ key: "tokenizer.ggml.add_eos_token", value: { type: "bool", value: addEos === true } });
+  kvs.push({ key: "tokenizer.ggml.add_eos_token", value: { type: "bool", value: addEos === true || input.embedding === "qwen3" } });
   return kvs;
 }
 

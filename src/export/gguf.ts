@@ -1,11 +1,12 @@
-import { B158Error } from "../errors.js";
+import { B158Error, interruptedError } from "../errors.js";
 import type { B158File, B158Tensor } from "../formats/b158/read.js";
 import { plainToFloat32 } from "../formats/b158/read.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { openGgufFile } from "../formats/gguf/read.js";
 import { BITNET_SCALE_SLOT_BYTES, bitnetScaleSlot, ggmlType, type GgmlType, type GgufKv, type GgufRuntime } from "../formats/gguf/spec.js";
-import { TARGET_KEY, targetFileType, type GgufTargetId } from "../formats/gguf/targets.js";
+import { ACTIVATION_QUANTIZATION_KEY, TARGET_KEY, targetFileType, type GgufTargetId } from "../formats/gguf/targets.js";
 import { GgufWriter, type GgufTensorSpec } from "../formats/gguf/write.js";
+import { prepareOutput } from "../io/atomic-file.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { packLayout } from "../pack/codec.js";
 import { bf16BitsToF16Bits, float32ToF16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../pack/float16.js";
@@ -14,7 +15,8 @@ import { applyScale, permuteScaleRows } from "../pack/scales.js";
 import { quantizeQ8_0 } from "../pack/q8_0.js";
 import { ggufCompat, type GgufCompat } from "../report/gguf-compat.js";
 import { tokenizerMetadata } from "./gguf-tokenizer.js";
-import { archMetadata, chooseTarget, type GgufTarget } from "./gguf-target.js";
+import { archMetadata, chooseTarget, embeddingMetadata, longRope, POOLING_TYPE, type GgufTarget } from "./gguf-target.js";
+import { poolingFromFiles } from "../runtime/pooling.js";
 
 /**
  * .b158 -> GGUF, from the .b158 alone (it carries config.json and the tokenizer files). Ternary
@@ -64,6 +66,7 @@ interface PlannedGgufTensor {
 }
 
 export async function exportGguf(b158: B158File, options: GgufExportOptions): Promise<GgufExportSummary> {
+  const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const header = b158.header;
   const layout = header.provenance.options.layout;
   const weights = options.weights ?? "packed";
@@ -71,25 +74,30 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   const ternaryHeads = options.embeddings === undefined && weights === "packed";
   const weightType = weights === "packed" ? TERNARY_TYPE[layout] : weights.toUpperCase();
   const target = chooseTarget(b158, weightType, options.target);
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = [...outputNotes];
   const embedding = b158.tensors.find((t) => t.role === "embedding");
-  if (embedding === undefined || embedding.shape.length !== 2) throw exportError(b158, "has no 2-D token embedding");
+  // a non-empty embedding bounds the vocabulary (the tokenizer table) by the bytes the file holds
+  if (embedding === undefined || embedding.shape.length !== 2 || !(embedding.shape[0]! > 0 && embedding.shape[1]! > 0)) throw exportError(b158, "has no non-empty 2-D token embedding");
   const tokenizer = tokenizerMetadata({
     files: header.files,
     config: header.model.config,
     vocabSize: embedding.shape[0]!,
     ...(header.provenance.source.repo === undefined ? {} : { repo: header.provenance.source.repo }),
+    ...(target.embedding ? { embedding: target.architecture as "qwen3" | "gemma3" } : {}),
   });
   diagnostics.push(...tokenizer.diagnostics);
 
-  const planned: PlannedGgufTensor[] = [];
-  for (const t of b158.tensors) {
+  const planned: PlannedGgufTensor[] = [...extraTensors(b158, target)];
+  // the embedding converter writes tensors in the order safetensors lists them: names sorted as strings
+  const tensors = target.embedding ? [...b158.tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) : b158.tensors;
+  for (const t of tensors) {
     const name = t.gguf_name;
     if (name === null) {
       diagnostics.push({ severity: "warning", code: "W_GGUF_SKIPPED", tensor: t.name, message: `"${t.name}" has no GGUF counterpart and was left out` });
       continue;
     }
     if (name === "output.weight" && target.tiedOutput) {
+      if (target.embedding) continue; // the embedding converter skips lm_head (the head is token_embd), without a word
       diagnostics.push({ severity: "info", code: "I_GGUF_TIED_OUTPUT", tensor: t.name, message: `arch ${target.architecture} ties the output head to token_embd; "${t.name}" was left out` });
       continue;
     }
@@ -97,23 +105,36 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   }
   const fileType = targetFileType(target.id, weightType);
   const quantized = planned.some((p) => p.spec.type.blockSize > 1 || p.spec.type.bitnet !== undefined);
-  const metadata: GgufKv[] = [
+  // b158's own keys (llama.cpp ignores keys it does not know): which table the type ids follow, and
+  // whether the linears quantize their input (BitNet) or not (a fake-quantized model's plain nn.Linear)
+  const b158Keys: GgufKv[] = [
+    { key: TARGET_KEY, value: { type: "string", value: target.id } },
+    { key: ACTIVATION_QUANTIZATION_KEY, value: { type: "string", value: header.model.family === "fake-quantized" ? "none" : "int8-per-token" } },
+  ];
+  const general: GgufKv[] = [
     { key: "general.architecture", value: { type: "string", value: target.architecture } },
     { key: "general.name", value: { type: "string", value: modelName(b158) } },
-    { key: "general.file_type", value: { type: "uint32", value: fileType } },
-    ...(quantized ? [{ key: "general.quantization_version", value: { type: "uint32", value: 2 } } as GgufKv] : []),
-    // which table the type ids follow; readers use it instead of guessing (llama.cpp ignores it)
-    { key: TARGET_KEY, value: { type: "string", value: target.id } },
-    ...archMetadata(b158, target, embedding.shape[0]!),
-    ...tokenizer.kvs,
+    // where the weights came from (docs/gguf.md); `b158 push` turns it into the card's base_model
+    ...(header.provenance.source.repo === undefined ? [] : [{ key: "general.source.repo_url", value: { type: "string", value: `https://huggingface.co/${header.provenance.source.repo}` } } as GgufKv]),
   ];
+  if (target.embedding && target.architecture === "gemma3") diagnostics.push(...gemmaWindowWarning(b158));
+  const metadata: GgufKv[] = target.embedding
+    ? [...general, ...embeddingMetadata(b158, target, fileType, poolingType(b158, diagnostics), embedding.shape[0]!), ...tokenizer.kvs, ...b158Keys]
+    : [
+        ...general,
+        { key: "general.file_type", value: { type: "uint32", value: fileType } },
+        ...(quantized ? [{ key: "general.quantization_version", value: { type: "uint32", value: 2 } } as GgufKv] : []),
+        ...b158Keys,
+        ...archMetadata(b158, target, embedding.shape[0]!),
+        ...tokenizer.kvs,
+      ];
 
   const writer = await GgufWriter.create(options.output, metadata, planned.map((p) => p.spec), { force: options.force ?? false });
   let finished: Awaited<ReturnType<GgufWriter["finish"]>>;
   let compat: GgufCompat;
   try {
     for (const p of planned) {
-      if (options.signal?.aborted) throw new B158Error("E_INTERRUPTED", `${options.output}: export interrupted`, { details: { file: options.output } });
+      if (options.signal?.aborted) throw interruptedError(options.output, "export", options.signal);
       await writer.writeTensor(await p.write());
     }
     finished = await writer.finish();
@@ -147,6 +168,58 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
     types,
     diagnostics,
   };
+}
+
+/**
+ * An embedding model's pooling_type, as the embedding converter reads it (modules.json's Pooling
+ * module's config.json: mean 1, cls 2, lasttoken 3). Without those files the converter writes mean;
+ * b158 writes last token, the BitNet-embedding models' pooling, and says so.
+ */
+function poolingType(b158: B158File, diagnostics: Diagnostic[]): number {
+  const text = (name: string) => (b158.header.files[name] === undefined ? undefined : new TextDecoder().decode(b158.header.files[name]));
+  if (text("modules.json") === undefined) {
+    diagnostics.push({
+      severity: "warning",
+      code: "W_GGUF_POOLING_ASSUMED",
+      message: "no modules.json / Pooling config in the model: wrote pooling_type 3 (last token, the BitNet-embedding models' pooling); bitnet.cpp's embedding converter would write 1 (mean) here",
+    });
+  }
+  const pooling = poolingFromFiles(text, b158.name, true);
+  return POOLING_TYPE[pooling?.mode ?? "last"];
+}
+
+/**
+ * bitnet.cpp's embedding converter writes neither Gemma3's sliding window nor its local rope base:
+ * a runtime reading the file attends globally in every layer, with rope_theta everywhere. That is
+ * Gemma3's function only for inputs within the window and when both rope bases are equal; b158
+ * writes what the converter writes, and says so.
+ */
+function gemmaWindowWarning(b158: B158File): Diagnostic[] {
+  const c = b158.header.model.config ?? {};
+  const window = typeof c.sliding_window === "number" ? c.sliding_window : undefined;
+  if (window === undefined) return [];
+  const theta = typeof c.rope_theta === "number" ? c.rope_theta : 1000000;
+  const local = typeof c.rope_local_base_freq === "number" ? c.rope_local_base_freq : 10000;
+  const bases = local === theta ? "" : ` and rotate its sliding layers with rope base ${theta} instead of ${local}`;
+  return [
+    {
+      severity: "warning",
+      code: "W_GGUF_GEMMA3_WINDOW",
+      message: `bitnet.cpp's embedding converter writes no gemma3.attention.sliding_window nor local rope base, and neither does b158: runtimes reading this file attend over every position in every layer (not the last ${window})${bases}, which computes Gemma3's function only ${bases === "" ? `for inputs of at most ${window} tokens` : "when the rope bases agree"}`,
+    },
+  ];
+}
+
+/** Tensors a GGUF architecture needs beyond the .b158's: minicpm's LongRoPE factors (F32, head_dim / 2 each), first, as llama.cpp's converter writes them. */
+function extraTensors(b158: B158File, target: GgufTarget): PlannedGgufTensor[] {
+  if (target.architecture !== "minicpm") return [];
+  const factors = longRope(b158);
+  if (factors === undefined) return [];
+  const type = ggmlType(target.id, "F32");
+  return [
+    { spec: { name: "rope_factors_long.weight", ne: [factors.long.length], type }, write: async () => floatBytes(Float32Array.from(factors.long), "f32") },
+    { spec: { name: "rope_factors_short.weight", ne: [factors.short.length], type }, write: async () => floatBytes(Float32Array.from(factors.short), "f32") },
+  ];
 }
 
 function exportError(b158: B158File, message: string, hint?: string): B158Error {
@@ -197,6 +270,11 @@ function planTensor(b158: B158File, t: B158Tensor, name: string, target: GgufTar
   }
   const plain = t.layout as PlainLayout;
   if (t.shape.length <= 1 || t.role === "norm") {
+    if (target.embedding) {
+      // the embedding converter: every norm F16; Gemma3's own norms as w + 1 (its RMSNorm's 1 + w), never BitLinear's *_norm_in
+      const offset = target.architecture === "gemma3" && /_norm\.weight$/.test(name) ? 1 : 0;
+      return [{ spec: { name, ne, type: ggmlType(runtime, "F16") }, write: async () => floatBytes(plainToFloat32(plain, await b158.readPayload(t.name)).map((w) => Math.fround(w + offset)), "f16") }];
+    }
     return [{ spec: { name, ne, type: ggmlType(runtime, "F32") }, write: async () => floatBytes(plainToFloat32(plain, await b158.readPayload(t.name)), "f32") }];
   }
   const [M, K] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];

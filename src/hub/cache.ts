@@ -31,15 +31,16 @@ export async function readRef(cacheDir: string, repo: string, revision: string):
   }
 }
 
-/** Writes refs/<revision> atomically (no trailing newline, as Python writes it). */
+/** Writes refs/<revision> atomically (no trailing newline, as Python writes it); the revision is checked (spec.ts) by the caller. */
 export async function writeRef(cacheDir: string, repo: string, revision: string, commit: string): Promise<void> {
   const path = join(repoFolder(cacheDir, repo), "refs", revision);
+  const temp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     await mkdir(dirname(path), { recursive: true });
-    const temp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(temp, commit);
     await rename(temp, path);
   } catch (cause) {
+    await rm(temp, { force: true }).catch(() => undefined);
     throw ioError(path, "write", cause);
   }
 }
@@ -52,22 +53,28 @@ export async function fileSize(path: string): Promise<number | undefined> {
   }
 }
 
-/** Points snapshots/<commit>/<path> at blobs/<etag> with a relative symlink (a copy where symlinks fail). */
+/**
+ * Points snapshots/<commit>/<path> at blobs/<etag> with a relative symlink (a copy where symlinks
+ * fail), made under a temp name and renamed into place: another pull linking the same file at the
+ * same time finds a whole link or none, never a half-made one.
+ */
 export async function linkSnapshotFile(cacheDir: string, repo: string, commit: string, path: string, etag: string): Promise<string> {
   const link = join(snapshotDir(cacheDir, repo, commit), path);
   const blob = blobPath(cacheDir, repo, etag);
   const target = relative(dirname(link), blob);
+  const temp = `${link}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     await mkdir(dirname(link), { recursive: true });
     const current = await readlink(link).catch(() => undefined);
     if (current === target) return link;
-    await rm(link, { force: true });
     try {
-      await symlink(target, link);
+      await symlink(target, temp);
     } catch {
-      await copyFile(blob, link);
+      await copyFile(blob, temp);
     }
+    await rename(temp, link);
   } catch (cause) {
+    await rm(temp, { force: true }).catch(() => undefined);
     throw ioError(link, "link into the cache", cause);
   }
   return link;

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { B158Error } from "../errors.js";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
@@ -36,4 +37,19 @@ export function hubEnv(env: NodeJS.ProcessEnv = process.env): HubEnv {
     cacheDir: env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? join(home, "hub"),
     offline,
   };
+}
+
+/**
+ * The environment with the token a command was given (`--token`, which wins over HF_TOKEN and the
+ * token file). A token that is not `hf_...` fails here, before any request (the Hub library would
+ * throw a TypeError that reads like a network failure); the message never contains the token.
+ */
+export function withToken(env: HubEnv, flagToken: string | undefined): HubEnv {
+  const token = flagToken ?? env.token;
+  if (token !== undefined && !token.startsWith("hf_")) {
+    throw new B158Error("E_HUB_AUTH", `the token ${flagToken !== undefined ? "given with --token" : "from HF_TOKEN (or the token file)"} does not look like a Hugging Face token: it should start with hf_`, {
+      hint: "Copy the token again from huggingface.co/settings/tokens.",
+    });
+  }
+  return { ...env, token };
 }

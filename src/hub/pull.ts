@@ -4,12 +4,13 @@ import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { downloadFile, listFiles, modelInfo } from "@huggingface/hub";
 import { hubCall } from "./errors.js";
-import { B158Error, ioError } from "../errors.js";
+import { B158Error, interruptedError, ioError } from "../errors.js";
+import { acquireLock, type LockOwner } from "../io/lock-file.js";
 import { globToRegExp } from "../model/names.js";
 import { blobPath, fileSize, linkSnapshotFile, readRef, snapshotDir, writeRef } from "./cache.js";
 import { hubEnv, type HubEnv } from "./env.js";
 import { retryingFetch, type RetryOptions } from "./fetch.js";
-import { isCommitSha, type HubSpec } from "./spec.js";
+import { checkRevision, isCommitSha, type HubSpec } from "./spec.js";
 
 /**
  * `b158 pull`: a revision-pinned, resumable, hash-verified download into the standard HF cache.
@@ -30,6 +31,11 @@ export const DEFAULT_INCLUDE = [
   "chat_template.jinja",
   "*.safetensors",
   "model.safetensors.index.json",
+  // sentence-transformers: how an embedding model pools (BitNet-embedding)
+  "modules.json",
+  "config_sentence_transformers.json",
+  "sentence_bert_config.json",
+  "*_Pooling/config.json",
 ];
 
 export interface PullOptions {
@@ -40,6 +46,10 @@ export interface PullOptions {
   readonly env?: HubEnv;
   readonly retry?: RetryOptions;
   readonly onProgress?: (progress: PullProgress) => void;
+  /** Stops the pull (E_INTERRUPTED); partial blobs stay, to resume from. */
+  readonly signal?: AbortSignal;
+  /** Called when a blob is locked by another pull, which is then waited for. */
+  readonly onWait?: (wait: { file: string; lock: string; owner: LockOwner | undefined }) => void;
 }
 
 export interface PullProgress {
@@ -69,10 +79,30 @@ export interface PullResult {
   readonly offline: boolean;
 }
 
+const RESUMABLE = "partial downloads stay in the cache (blobs/<hash>.incomplete) and resume next time";
+
+/**
+ * Pulls are safe against each other, in one process or many: each blob is fetched under
+ * blobs/<hash>.lock (a pull that finds it held waits, then finds the blob there), files with the
+ * same content share one download, and links and refs are made under temp names and renamed.
+ */
 export async function pull(spec: HubSpec, options: PullOptions = {}): Promise<PullResult> {
+  checkRevision(spec.revision, `${spec.repo}@${spec.revision}`);
+  try {
+    return await pullChecked(spec, options);
+  } catch (error) {
+    if (options.signal?.aborted) throw interruptedError(`${spec.repo}@${spec.revision}`, "pull", options.signal, RESUMABLE);
+    throw error;
+  }
+}
+
+async function pullChecked(spec: HubSpec, options: PullOptions): Promise<PullResult> {
   const env = options.env ?? hubEnv();
   if (env.offline) return pullOffline(spec, env);
-  const fetch = retryingFetch(options.retry);
+  const retrying = retryingFetch(options.retry);
+  const signal = options.signal;
+  // the signal goes in before the retries, which stop once it is aborted
+  const fetch: typeof globalThis.fetch = signal === undefined ? retrying : (input, init) => retrying(input, { ...init, signal });
   const common = { hubUrl: env.endpoint, fetch, ...(env.token === undefined ? {} : { accessToken: env.token }) };
 
   const commit = await hubCall(spec, undefined, async () => {
@@ -113,15 +143,29 @@ export async function pull(spec: HubSpec, options: PullOptions = {}): Promise<Pu
   // After the first failure no worker starts another file, and pull() returns only when all
   // have stopped: nothing keeps downloading behind a rejected promise.
   let failure: { error: unknown } | undefined;
+  // byte-identical files share a blob: one download, the others wait for it
+  const blobs = new Map<string, Promise<boolean>>();
   const worker = async () => {
     while (next < wanted.length && failure === undefined) {
       const index = next++;
       const file = wanted[index]!;
       try {
-        const downloaded = await ensureBlob(spec.repo, commit, file, env, common, (fileBytes, delta) => {
+        if (signal?.aborted) throw interruptedError(`${spec.repo}@${spec.revision}`, "pull", signal, RESUMABLE);
+        const progress = (fileBytes: number, delta: number) => {
           doneBytes += delta;
           options.onProgress?.({ file: file.path, fileBytes, fileSize: file.size, doneBytes, totalBytes });
-        });
+        };
+        const shared = blobs.get(file.hash);
+        let downloaded: boolean;
+        if (shared === undefined) {
+          const fetching = ensureBlob(spec.repo, commit, file, env, common, progress, options);
+          blobs.set(file.hash, fetching);
+          downloaded = await fetching;
+        } else {
+          await shared;
+          progress(file.size, file.size);
+          downloaded = false;
+        }
         await linkSnapshotFile(env.cacheDir, spec.repo, commit, file.path, file.hash);
         results[index] = { ...file, downloaded };
       } catch (error) {
@@ -163,6 +207,7 @@ async function ensureBlob(
   env: HubEnv,
   common: Common,
   progress: (fileBytes: number, delta: number) => void,
+  options: PullOptions,
 ): Promise<boolean> {
   const blob = blobPath(env.cacheDir, repo, file.hash);
   if ((await fileSize(blob)) === file.size) {
@@ -170,10 +215,37 @@ async function ensureBlob(
     return false;
   }
   await mkdir(dirname(blob), { recursive: true }).catch((cause: unknown) => Promise.reject(ioError(blob, "create", cause)));
+  // one writer per blob (and per blobs/<hash>.incomplete) across processes
+  const lockPath = `${blob}.lock`;
+  const lock = await acquireLock(lockPath, {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    onWait: (owner) => options.onWait?.({ file: file.path, lock: lockPath, owner }),
+  });
+  try {
+    // another pull may have finished it while this one waited
+    if ((await fileSize(blob)) === file.size) {
+      progress(file.size, file.size);
+      return false;
+    }
+    return await fetchBlob(repo, commit, file, blob, common, progress, options.signal);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function fetchBlob(
+  repo: string,
+  commit: string,
+  file: { path: string; size: number; hash: string; hashKind: PulledFile["hashKind"] },
+  blob: string,
+  common: Common,
+  progress: (fileBytes: number, delta: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
   const incomplete = `${blob}.incomplete`;
   const spec = { repo, revision: commit };
   for (let fresh = 0; fresh < 2; fresh++) {
-    await download(spec, file, incomplete, common, progress);
+    await download(spec, file, incomplete, common, progress, signal);
     if ((await hashFile(incomplete, file.hashKind, file.size)) === file.hash) {
       await rename(incomplete, blob).catch((cause: unknown) => Promise.reject(ioError(blob, "move into place", cause)));
       return true;
@@ -187,7 +259,7 @@ async function ensureBlob(
 }
 
 /** Downloads into `incomplete`, resuming from its current size with Range; retries dropped or truncated bodies. */
-async function download(spec: HubSpec, file: { path: string; size: number }, incomplete: string, common: Common, progress: (fileBytes: number, delta: number) => void): Promise<void> {
+async function download(spec: HubSpec, file: { path: string; size: number }, incomplete: string, common: Common, progress: (fileBytes: number, delta: number) => void, signal: AbortSignal | undefined): Promise<void> {
   let have = (await fileSize(incomplete)) ?? 0;
   if (have > file.size) {
     await rm(incomplete, { force: true });
@@ -213,6 +285,7 @@ async function download(spec: HubSpec, file: { path: string; size: number }, inc
       }
       if (file.size === 0) return;
     } catch (error) {
+      if (signal?.aborted) throw interruptedError(`${spec.repo}/${file.path}`, "download", signal, RESUMABLE);
       if (error instanceof B158Error && error.code !== "E_HUB_UNAVAILABLE") throw error;
       if (attempt >= 5) {
         throw new B158Error("E_HUB_UNAVAILABLE", `${spec.repo}/${file.path}: the download kept failing (${(error as Error).message})`, {

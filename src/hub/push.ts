@@ -3,21 +3,22 @@ import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import { commit, createRepo, HubApiError, listFiles, type CommitOperation } from "@huggingface/hub";
 import { B158Error } from "../errors.js";
-import { openB158File } from "../formats/b158/read.js";
-import { formatBytes } from "../report/format.js";
+import type { Diagnostic } from "../model/diagnostics.js";
 import { describeSchemaErrors, getValidator } from "../schemas.js";
-import { fileSha256 } from "../io/file-hash.js";
-import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import { hubCall } from "./errors.js";
 import { hubEnv, type HubEnv } from "./env.js";
 import { retryingFetch, type RetryOptions } from "./fetch.js";
+import { modelCard } from "./model-card.js";
+import { describePublishedFile, type PublishedFile } from "./published-file.js";
+import { LICENSE_ID, sourceLicense } from "./source-card.js";
 import { parseHubSpec } from "./spec.js";
 
 /**
- * `b158 push`: publish .b158 files with a generated model card and a manifest, for CI pipelines.
- * Everything pushed is a pure function of the files, so re-pushing identical content is detected
- * (against the branch's current hashes) and makes no commit. Uploads use plain LFS, never xet.
+ * `b158 push`: publish .b158 and GGUF files with a generated model card and a manifest, for CI
+ * pipelines. Everything pushed is a pure function of the files and the license, so re-pushing
+ * identical content is detected (against the branch's current hashes) and makes no commit.
+ * Uploads use plain LFS, never xet.
  */
 export interface PushOptions {
   readonly files: readonly string[];
@@ -25,8 +26,12 @@ export interface PushOptions {
   readonly private?: boolean;
   readonly branch?: string;
   readonly createPr?: boolean;
-  /** Build the card and manifest and say what would change; no request at all. */
+  /** Build the card and manifest and say what would change; nothing is written to the Hub. */
   readonly dryRun?: boolean;
+  /** The card's license; default: the source's model card (or a GGUF's general.license). */
+  readonly license?: string;
+  /** The model the files were converted from, when they do not record it (a local source, a foreign GGUF). */
+  readonly baseModel?: string;
   readonly env?: HubEnv;
   readonly retry?: RetryOptions;
 }
@@ -42,33 +47,42 @@ export interface PushResult {
   readonly unchanged: boolean;
   readonly dryRun: boolean;
   readonly createdRepo: boolean;
+  /** The README.md pushed (or, on a dry run, that would be). */
+  readonly card: string;
+  readonly license: string | null;
+  /** W_LICENSE_UNKNOWN when the card has no license; W_BASE_MODEL_UNKNOWN when it names no source model. */
+  readonly diagnostics: readonly Diagnostic[];
 }
 
-interface ManifestFile {
-  path: string;
-  size: number;
-  sha256: string;
-  format: "b158";
-  layout: string;
-  family: string;
-  architecture: string | null;
-  source: object;
-  options: object;
-  tensors: number;
-  bitsPerWeight: Record<string, number>;
-}
+/** File names that stay plain in the card's commands, in Markdown, and in repo paths. */
+const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 export async function push(options: PushOptions): Promise<PushResult> {
   const env = options.env ?? hubEnv();
   const { repo } = parseHubSpec(options.repo);
   const branch = options.branch ?? "main";
-  const manifestFiles = await Promise.all(options.files.map(describeFile));
+  if (options.license !== undefined && !LICENSE_ID.test(options.license)) {
+    throw new B158Error("E_USAGE", `--license "${options.license}" is not a license id`, { hint: "Use the id model cards use: mit, apache-2.0, llama3.1, other..." });
+  }
+  const baseModel = options.baseModel === undefined ? undefined : parseHubSpec(options.baseModel).repo;
+  for (const path of options.files) {
+    if (!PLAIN_NAME.test(basename(path))) {
+      throw new B158Error("E_USAGE", `${path}: push needs plain file names (letters, digits, . _ + -)`, { hint: "Rename the file: its name appears in the repo, in the card's commands and in its Markdown.", details: { file: path } });
+    }
+  }
+  const manifestFiles = await Promise.all(options.files.map(describePublishedFile));
   const names = manifestFiles.map((f) => f.path);
-  if (new Set(names).size !== names.length) throw new B158Error("E_USAGE", `two files share a name: ${names.join(", ")}`, { hint: "Rename the .b158 files so each has its own name in the repo." });
-  const manifest = { schemaVersion: 1, tool: TOOL, files: manifestFiles };
+  if (new Set(names).size !== names.length) throw new B158Error("E_USAGE", `two files share a name: ${names.join(", ")}`, { hint: "Rename the files so each has its own name in the repo." });
+  const fetch = retryingFetch(options.retry);
+
+  const diagnostics: Diagnostic[] = [];
+  const baseModels = baseModel !== undefined ? [baseModel] : [...new Set(manifestFiles.flatMap((f) => (f.source.repo === undefined ? [] : [f.source.repo])))];
+  if (baseModels.length === 0) diagnostics.push({ severity: "warning", code: "W_BASE_MODEL_UNKNOWN", message: "no file records the model it was converted from (a local source, or a GGUF without general.source.repo_url): the card has no base_model; pass --base-model org/name" });
+  const license = options.license ?? (await findLicense(manifestFiles, env, fetch, diagnostics));
+  const card = modelCard({ repo, branch, endpoint: env.endpoint, files: manifestFiles, baseModels, license, tool: TOOL });
+  const manifest = { schemaVersion: 1, tool: TOOL, license, files: manifestFiles };
   const validate = getValidator("manifest");
   if (!validate(manifest)) throw new B158Error("E_INTERNAL", `the manifest breaks its schema: ${describeSchemaErrors(validate.errors)}`);
-  const card = modelCard(repo, manifestFiles);
   const uploads: { path: string; bytes?: Uint8Array; file?: string; sha256: string; size: number; lfs: boolean }[] = [
     ...manifestFiles.map((f, i) => ({ path: f.path, file: options.files[i]!, sha256: f.sha256, size: f.size, lfs: true })),
     text("README.md", card),
@@ -76,13 +90,13 @@ export async function push(options: PushOptions): Promise<PushResult> {
   ];
   const url = `${env.endpoint}/${repo}`;
   const summary = uploads.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
-  if (options.dryRun) return { repo, branch, url, files: summary, commit: null, pullRequestUrl: null, unchanged: false, dryRun: true, createdRepo: false };
+  const result = { repo, branch, url, files: summary, card, license, diagnostics };
+  if (options.dryRun) return { ...result, commit: null, pullRequestUrl: null, unchanged: false, dryRun: true, createdRepo: false };
 
   if (env.token === undefined) {
     throw new B158Error("E_HUB_AUTH", `${repo}: pushing needs a token with write access`, { hint: "Set HF_TOKEN (in CI, from a secret)." });
   }
   if (!env.token.startsWith("hf_")) throw new B158Error("E_HUB_AUTH", "the token does not look like a Hugging Face token (hf_...)", { hint: "Check HF_TOKEN." });
-  const fetch = retryingFetch(options.retry);
   const common = { hubUrl: env.endpoint, fetch, accessToken: env.token };
   const spec = { repo, revision: branch };
 
@@ -98,7 +112,7 @@ export async function push(options: PushOptions): Promise<PushResult> {
   if (!createdRepo && !options.createPr) {
     const remote = await remoteHashes(repo, branch, common);
     const same = uploads.every((u) => remote.get(u.path) === (u.lfs ? u.sha256 : gitSha1(u.bytes!)));
-    if (same) return { repo, branch, url, files: summary, commit: null, pullRequestUrl: null, unchanged: true, dryRun: false, createdRepo };
+    if (same) return { ...result, commit: null, pullRequestUrl: null, unchanged: true, dryRun: false, createdRepo };
   }
 
   const operations: CommitOperation[] = uploads.map((u) => ({
@@ -106,19 +120,42 @@ export async function push(options: PushOptions): Promise<PushResult> {
     path: u.path,
     content: u.file !== undefined ? pathToFileURL(u.file) : new Blob([u.bytes! as Uint8Array<ArrayBuffer>]),
   }));
-  const title = `b158: ${manifestFiles.map((f) => `${f.path} (${f.layout})`).join(", ")}`;
+  const title = `b158: ${manifestFiles.map((f) => `${f.path} (${f.layout ?? f.format})`).join(", ")}`;
   const output = await hubCall(spec, undefined, () => commit({ repo, title, operations, branch, isPullRequest: options.createPr ?? false, useXet: false, ...common }));
   return {
-    repo,
-    branch,
-    url,
-    files: summary,
+    ...result,
     commit: output ? { oid: output.commit.oid, url: output.commit.url } : null,
     pullRequestUrl: output?.pullRequestUrl ?? null,
     unchanged: false,
     dryRun: false,
     createdRepo,
   };
+}
+
+/**
+ * The card's license: the sources' model cards (at the commit each file records), or a GGUF's
+ * general.license. None found, or sources that disagree, is a warning: the card then has none.
+ */
+async function findLicense(files: readonly PublishedFile[], env: HubEnv, fetch: typeof globalThis.fetch, diagnostics: Diagnostic[]): Promise<string | null> {
+  const found = new Map<string, string>();
+  const reasons: string[] = [];
+  const sources = new Map<string, string>();
+  for (const f of files) {
+    if (f.license !== null && LICENSE_ID.test(f.license)) found.set(f.license, `${f.path} (general.license)`);
+    else if (f.source.repo !== undefined) sources.set(f.source.repo, f.source.commit ?? f.source.revision ?? "main");
+  }
+  for (const [repo, revision] of sources) {
+    const { license, reason } = await sourceLicense(repo, revision, env, fetch);
+    if (license !== null) found.set(license, `${repo}'s model card`);
+    else reasons.push(reason!);
+  }
+  if (found.size === 1) return [...found.keys()][0]!;
+  const message =
+    found.size > 1
+      ? `the sources disagree about the license (${[...found].map(([l, from]) => `${l} from ${from}`).join(", ")}): the card names none; pass --license`
+      : `the card names no license: ${reasons.length > 0 ? reasons.join("; ") : "no file records where it came from"}; pass --license`;
+  diagnostics.push({ severity: "warning", code: "W_LICENSE_UNKNOWN", message });
+  return null;
 }
 
 function text(path: string, content: string) {
@@ -141,80 +178,4 @@ async function remoteHashes(repo: string, branch: string, common: { hubUrl: stri
     await hubCall({ repo, revision: branch }, undefined, () => Promise.reject(error));
   }
   return hashes;
-}
-
-async function describeFile(path: string): Promise<ManifestFile> {
-  const file = await openB158File(path);
-  try {
-    const bitsPerWeight = bitsPerWeightByRole(
-      file.tensors.map((t) => ({ role: t.role, bytes: t.length, weights: t.shape.reduce((a, b) => a * b, 1) })),
-      file.size,
-    );
-    return {
-      path: basename(path),
-      size: file.size,
-      sha256: await fileSha256(path),
-      format: "b158",
-      layout: file.header.provenance.options.layout,
-      family: file.header.model.family,
-      architecture: file.header.model.architecture,
-      source: file.header.provenance.source,
-      options: file.header.provenance.options,
-      tensors: file.tensors.length,
-      bitsPerWeight,
-    };
-  } finally {
-    await file.close();
-  }
-}
-
-/** README.md: YAML front matter (base_model, tags), a table of layouts, and how to load the files. */
-export function modelCard(repo: string, files: readonly ManifestFile[]): string {
-  const sources = [...new Set(files.map((f) => (f.source as { repo?: string }).repo).filter((r): r is string => r !== undefined))];
-  const layouts = [...new Set(files.map((f) => f.layout))].sort();
-  const front = [
-    "---",
-    ...(sources.length === 1 ? [`base_model: ${sources[0]}`] : sources.length > 1 ? ["base_model:", ...sources.map((s) => `  - ${s}`)] : []),
-    "library_name: b158",
-    "pipeline_tag: text-generation",
-    "tags:",
-    ...["bitnet", "ternary", "1.58-bit", "b158", ...layouts].map((t) => `  - ${t}`),
-    "---",
-  ];
-  const origin = sources.length > 0 ? `[${sources.join(", ")}](https://huggingface.co/${sources[0]})` : "a local checkpoint";
-  const commits = files.map((f) => (f.source as { commit?: string }).commit).filter((c): c is string => c !== undefined);
-  const rows = files.map(
-    (f) => `| \`${f.path}\` | ${f.layout} | ${formatBytes(f.size)} | ${(f.bitsPerWeight["ternary-linear"] ?? 0).toFixed(3)} | ${f.bitsPerWeight.file!.toFixed(3)} | \`${f.sha256.slice(0, 16)}…\` |`,
-  );
-  const first = files[0]!;
-  return [
-    ...front,
-    "",
-    `# ${repo.split("/")[1]}`,
-    "",
-    `Packed ternary (BitNet b1.58) weights of ${origin}${commits.length > 0 ? ` at commit \`${commits[0]}\`` : ""}, converted with b158 ${TOOL.version}. Each file is a self-contained .b158 container (specified in docs/FORMAT.md of the b158 npm package): every payload in exactly the bytes its kernel reads, with its sha256, plus the model config and tokenizer.`,
-    "",
-    "| file | layout | size | bits/weight (ternary) | bits/weight (file) | sha256 |",
-    "|---|---|---|---|---|---|",
-    ...rows,
-    "",
-    "Layouts: `i2_s`, `tl1`, `tl2` are bitnet.cpp's kernels; `tq1_0`, `tq2_0` are llama.cpp's.",
-    "",
-    "## How to load",
-    "",
-    "```sh",
-    `npx b158 pull ${repo} --include '*.b158'`,
-    `npx b158 validate ${first.path}      # re-checks every hash before you use it`,
-    `npx b158 inspect ${first.path}`,
-    "```",
-    "",
-    "```js",
-    'import { openB158File } from "b158";',
-    `const file = await openB158File("${first.path}");`,
-    "const { codes, scale } = await file.decodeTernary(file.tensors.find((t) => t.role === \"ternary-linear\").name);",
-    "```",
-    "",
-    "`b158-manifest.json` lists each file's hash, layout and conversion options.",
-    "",
-  ].join("\n");
 }

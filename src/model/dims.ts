@@ -33,8 +33,9 @@ export function expectedShape(name: string, dims: ModelDims): (number | undefine
   const { hiddenSize: h, intermediateSize: f, heads, kvHeads, headDim, vocabSize: v } = dims;
   const q = heads !== undefined && headDim !== undefined ? heads * headDim : undefined;
   const kv = kvHeads !== undefined && headDim !== undefined ? kvHeads * headDim : undefined;
-  if (name === "model.embed_tokens.weight" || name === "lm_head.weight") return [v, h];
-  if (name === "model.norm.weight") return [h];
+  const global = name.replace(/^model\./, "");
+  if (global === "embed_tokens.weight" || global === "lm_head.weight") return [v, h];
+  if (global === "norm.weight") return [h];
   const suffix = name.replace(/^(?:model\.)?layers\.\d+\./, "");
   if (suffix === name) return undefined;
   switch (suffix) {
@@ -52,9 +53,24 @@ export function expectedShape(name: string, dims: ModelDims): (number | undefine
       return [h, f];
     case "input_layernorm.weight":
     case "post_attention_layernorm.weight":
+    case "pre_feedforward_layernorm.weight":
+    case "post_feedforward_layernorm.weight":
     case "self_attn.attn_sub_norm.weight":
     case "self_attn.inner_attn_ln.weight":
       return [h];
+    case "self_attn.q_norm.weight":
+    case "self_attn.k_norm.weight":
+      return [headDim];
+    // BitNet-embedding's per-projection input norms: the projection's input width
+    case "self_attn.q_proj.norm.weight":
+    case "self_attn.k_proj.norm.weight":
+    case "self_attn.v_proj.norm.weight":
+    case "mlp.gate_proj.norm.weight":
+    case "mlp.up_proj.norm.weight":
+      return [h];
+    case "self_attn.o_proj.norm.weight":
+      return [q];
+    case "mlp.down_proj.norm.weight":
     case "mlp.ffn_sub_norm.weight":
     case "mlp.ffn_layernorm.weight":
       return [f];

@@ -10,7 +10,7 @@ import type { ValueSample } from "./sample.js";
  * repo names. docs/families.md gives the rules and the evidence for them; docs/ternarization.md the
  * semantics each family's framework gives its weights.
  */
-export type FamilyId = "bitnet-1bitllm" | "bitnet-latent" | "bitnet-packed" | "llama-bitnet-packed" | "fake-quantized" | "generic";
+export type FamilyId = "bitnet-1bitllm" | "bitnet-latent" | "bitnet-packed" | "llama-bitnet-packed" | "fake-quantized" | "generic" | "bitnet-embedding";
 
 /**
  * What the source's framework does with a ternary linear's weights (docs/ternarization.md):
@@ -34,8 +34,8 @@ export type ScaleConvention = "absmean" | "multiply" | "divide";
 
 export interface Family {
   readonly id: FamilyId;
-  /** 1-6 as numbered in the docs. */
-  readonly number: 1 | 2 | 3 | 4 | 5 | 6;
+  /** 1-7 as numbered in the docs. */
+  readonly number: 1 | 2 | 3 | 4 | 5 | 6 | 7;
   readonly title: string;
   readonly convention: ScaleConvention;
   /** Where the convention came from: quantization_config.linear_class, or our documented default. */
@@ -67,8 +67,14 @@ const TITLES: Record<FamilyId, string> = {
   "llama-bitnet-packed": "Llama with BitNet quantization: packed U8 + weight_scale",
   "fake-quantized": "Already ternary (fake-quantized): float weights exactly ternary x scale, used as stored",
   generic: "Generic safetensors model: post-training ternarization of the tensors you name",
+  "bitnet-embedding": "BitNet embedding model (Qwen3 / Gemma3 backbone, an RMSNorm before each projection), latent weights",
 };
-const NUMBERS: Record<FamilyId, Family["number"]> = { "bitnet-1bitllm": 1, "bitnet-latent": 2, "bitnet-packed": 3, "llama-bitnet-packed": 4, generic: 5, "fake-quantized": 6 };
+const NUMBERS: Record<FamilyId, Family["number"]> = { "bitnet-1bitllm": 1, "bitnet-latent": 2, "bitnet-packed": 3, "llama-bitnet-packed": 4, generic: 5, "fake-quantized": 6, "bitnet-embedding": 7 };
+
+/** config.json model_types of the backbones BitNet-embedding models use (microsoft/bitnet-embedding-0.6b, -270m). */
+export const EMBEDDING_BACKBONES: readonly string[] = ["qwen3", "gemma3_text"];
+/** BitNet-embedding's per-projection input norm: `<projection>.norm.weight` beside each of the seven linears. */
+export const PROJECTION_NORM = /^(?:model\.)?layers\.\d+\.(?:self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.norm\.weight$/;
 
 export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<string, CheckpointTensor>, diagnostics: Diagnostic[], options: DetectOptions = {}): Family {
   const evidence: string[] = [];
@@ -127,6 +133,12 @@ export function detectFamily(config: HfConfig | undefined, tensors: ReadonlyMap<
     if (subNorms) evidence.push("attn_sub_norm / ffn_sub_norm sub-norms");
     const floats = linears.length - packed.length;
     return make(bitnetLayout ? "bitnet-packed" : "llama-bitnet-packed", convention, source, floats > 0 ? bitnetSemantics() : null, floats > 0 ? bitnetWhy() : undefined);
+  }
+  const projectionNorms = names.filter((n) => PROJECTION_NORM.test(n)).length;
+  if (projectionNorms > 0 && config?.modelType !== undefined && EMBEDDING_BACKBONES.includes(config.modelType)) {
+    // a plain Qwen3 / Gemma3 has no norm inside its projections: these are BitNet's BitLinear input norms
+    evidence.push(`model_type "${config.modelType}"`, `${projectionNorms} per-projection input norms (<proj>.norm.weight)`, "float linear weights");
+    return make("bitnet-embedding", "absmean", "latent", "online", `config: BitNet-embedding's BitLinear (an RMSNorm before each projection) ternarizes latent weights with absmean at every forward pass (online semantics)`);
   }
   if (oneBitLlmSubNorms) {
     evidence.push("inner_attn_ln / ffn_layernorm sub-norms", "float linear weights");

@@ -5,7 +5,8 @@ import { modelActivationDiagnostics } from "./activation.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { expectedShape, modelDims, type ModelDims } from "./dims.js";
 import { detectFamily, type Family, type WeightSemantics, type WeightsOverride } from "./family.js";
-import { BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
+import { absentRanges, BITNET_LINEAR, ggufName, globToRegExp, layerIndex, WEIGHT_SCALE_SUFFIX } from "./names.js";
+import { affineQuantized, checkpointRefusal, sampleAffine2Bit, type AffineSample } from "./refusals.js";
 import { groupSizeOf, sampleTensor, type ValueSample } from "./sample.js";
 
 /**
@@ -78,7 +79,7 @@ export interface PlanOptions {
   /** Keep a ternary source's embedding and lm_head as float (an explicit --embeddings dtype). */
   readonly floatHeads?: boolean;
   /** Bounded reads of the values (planCheckpoint makes them): the first float linear's, and the embedding's / lm_head's. */
-  readonly samples?: { readonly linear?: ValueSample; readonly heads?: ReadonlyMap<string, ValueSample> };
+  readonly samples?: { readonly linear?: ValueSample; readonly heads?: ReadonlyMap<string, ValueSample>; readonly affine?: AffineSample };
 }
 
 /**
@@ -98,7 +99,10 @@ export async function planCheckpoint(checkpoint: Checkpoint, options: PlanOption
       if (sample !== undefined) heads.set(t.name, sample);
     }
   }
-  return buildPlan(checkpoint, { ...options, samples: { ...(linear === undefined ? {} : { linear }), heads } });
+  // an MLX-style 2-bit checkpoint is refused either way; its first row says whether it is ternary
+  const packed = affineQuantized(checkpoint.tensorsByName).find((n) => BITNET_LINEAR.test(n));
+  const affine = packed === undefined ? undefined : await sampleAffine2Bit(checkpoint, packed);
+  return buildPlan(checkpoint, { ...options, samples: { ...(linear === undefined ? {} : { linear }), heads, ...(affine === undefined ? {} : { affine }) } });
 }
 
 function excludedModule(name: string, notConverted: readonly string[]): boolean {
@@ -119,6 +123,8 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
   const diagnostics: Diagnostic[] = [...checkpoint.diagnostics];
   const { config, tensorsByName } = checkpoint;
   const linearSample = options.samples?.linear;
+  const refusal = checkpointRefusal(config, tensorsByName, options.samples?.affine);
+  if (refusal !== undefined) diagnostics.push(refusal);
   const family = detectFamily(config, tensorsByName, diagnostics, {
     ...(options.weights === undefined ? {} : { weights: options.weights }),
     ...(linearSample === undefined ? {} : { sample: linearSample }),
@@ -130,6 +136,8 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
     notConverted: config?.quantization?.modulesToNotConvert ?? [],
     granularity: linearSample?.verdict === "ternary" ? linearSample.granularity : undefined,
     heads: family.semantics === "stored" && options.floatHeads !== true ? (options.samples?.heads ?? new Map()) : new Map(),
+    modelType: config?.modelType,
+    refused: refusal !== undefined,
   };
   const { dims, globs } = context;
 
@@ -140,7 +148,7 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
       message: "quantization_config.use_rms_norm is true: every BitLinear carries its own RMSNorm, which no llama.cpp or bitnet.cpp architecture can express",
     });
   }
-  if (family.id === "generic") {
+  if (family.id === "generic" && refusal === undefined) {
     diagnostics.push(
       globs.length === 0
         ? {
@@ -170,8 +178,11 @@ export function buildPlan(checkpoint: Checkpoint, options: PlanOptions = {}): Te
     return { ...entry, role: "other" as const, action: "keep" as const };
   });
 
-  checkShapes(finalEntries, dims, config !== undefined, diagnostics);
-  checkLayers(finalEntries, family, dims, diagnostics);
+  // a refused checkpoint's packed shapes say nothing more
+  if (refusal === undefined) {
+    checkShapes(finalEntries, dims, config !== undefined, diagnostics);
+    checkLayers(finalEntries, family, dims, diagnostics);
+  }
   // runtimes that would compute the wrong FFN activation for this model (2B-4T's relu2 as SiLU)
   diagnostics.push(...modelActivationDiagnostics({ family: family.id, hfArchitecture: config?.architectures[0], config: config?.raw as Record<string, unknown> | undefined }));
 
@@ -201,13 +212,17 @@ interface PlanContext {
   readonly granularity: ValueSample["granularity"];
   /** Stored semantics: samples of the embedding / lm_head (kept ternary when theirs are ternary). */
   readonly heads: ReadonlyMap<string, ValueSample>;
+  /** config.json's model_type: picks GGUF names that depend on the architecture (Gemma3's norms). */
+  readonly modelType: string | undefined;
+  /** A checkpoint b158 refuses (E_FORMAT_REFUSED): its packed tensors are not reported one by one. */
+  readonly refused: boolean;
 }
 
 function planTensor(tensor: CheckpointTensor, tensors: ReadonlyMap<string, CheckpointTensor>, context: PlanContext, diagnostics: Diagnostic[]): PlanEntry {
   const { family, dims, globs, notConverted } = context;
   const base = {
     name: tensor.name,
-    ggufName: ggufName(tensor.name),
+    ggufName: ggufName(tensor.name, context.modelType),
     shard: tensor.shard,
     dtype: tensor.dtype,
     shape: tensor.shape,
@@ -239,7 +254,7 @@ function planTensor(tensor: CheckpointTensor, tensors: ReadonlyMap<string, Check
       const stored = family.id !== "generic" && family.semantics === "stored";
       return stored ? storedEntry(base, "ternary-linear", context.granularity) : { ...base, role: "ternary-linear", action: "ternarize", semantics: "online", layouts: eligibility(tensor.shape as [number, number]) };
     }
-    diagnostics.push({
+    if (!context.refused) diagnostics.push({
       severity: family.id === "generic" ? "error" : "warning",
       code: "W_NOT_TERNARIZABLE",
       tensor: tensor.name,
@@ -328,22 +343,36 @@ function checkLayers(entries: readonly PlanEntry[], family: Family, dims: ModelD
   if (family.id === "generic" || dims.layers === undefined) return;
   const names = new Set(entries.map((e) => e.name));
   const prefix = entries.some((e) => e.name.startsWith("model.layers.")) ? "model.layers" : "layers";
-  let maxLayer = -1;
-  for (const e of entries) maxLayer = Math.max(maxLayer, layerIndex(e.name) ?? -1);
-  if (maxLayer + 1 !== dims.layers) {
+  // Work and output follow the layers the weights hold, never num_hidden_layers (which may claim 2^32).
+  const present = new Set<number>();
+  for (const e of entries) {
+    const layer = layerIndex(e.name);
+    if (layer !== undefined) present.add(layer);
+  }
+  const layers = [...present].sort((a, b) => a - b);
+  const held = layers.length === 0 ? 0 : layers.at(-1)! + 1;
+  if (held !== dims.layers) {
     diagnostics.push({
       severity: "error",
       code: "E_SHAPE_CONFIG",
-      message: `config.json says num_hidden_layers = ${dims.layers} but the weights hold ${maxLayer + 1} layers`,
+      message: `config.json says num_hidden_layers = ${dims.layers} but the weights hold ${held} layers`,
     });
   }
-  for (let layer = 0; layer < Math.min(dims.layers, maxLayer + 1); layer++) {
+  const checked = Math.min(dims.layers, held);
+  // BitNet-embedding: every projection has its input norm (the graph applies all seven)
+  const suffixes = family.id === "bitnet-embedding" ? ["weight", "norm.weight"] : ["weight"];
+  for (const layer of layers) {
+    if (layer >= checked) break;
     for (const linear of LAYER_LINEARS) {
-      const name = `${prefix}.${layer}.${linear}.weight`;
-      if (!names.has(name)) {
-        diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `layer ${layer} has no "${name}"` });
+      for (const suffix of suffixes) {
+        const name = `${prefix}.${layer}.${linear}.${suffix}`;
+        if (!names.has(name)) diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `layer ${layer} has no "${name}"` });
       }
     }
+  }
+  for (const [first, last] of absentRanges(layers, checked)) {
+    const name = `${prefix}.${first}.${LAYER_LINEARS[0]}.weight`;
+    diagnostics.push({ severity: "error", code: "E_TENSOR_MISSING", tensor: name, message: `${first === last ? `layer ${first} has` : `layers ${first}-${last} have`} no tensors at all (no "${name}" or any of the seven linears)` });
   }
 }
 

@@ -145,7 +145,7 @@ describe("packers refuse bad input", () => {
     }
   });
 
-  it("TL2: every one of the 27 triplets round-trips, and a triplet index over 13 is E_NOT_TERNARY", () => {
+  it("TL2: every one of the 27 triplets round-trips, and a triplet index over 13 is E_PACKED_CODE", () => {
     const params = { layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 } as const;
     const [M, K] = [32, 288];
     // row m holds triplets (m + j) mod 27 for j = 0..31: every triplet, in every position class
@@ -161,7 +161,7 @@ describe("packers refuse bad input", () => {
     expect([...unpackLayout(params, payload, [M, K]).codes]).toEqual([...codes]);
     const bad = payload.slice();
     bad[5] = 0xe0; // the A region's first bytes: magnitude nibble 14
-    expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_NOT_TERNARY", message: expect.stringContaining("14") }));
+    expect(() => unpackLayout(params, bad, [M, K])).toThrow(expect.objectContaining({ code: "E_PACKED_CODE", message: expect.stringContaining("magnitude 14") }));
   });
 
   it("q2_0: code 3 (+2, legal in Q2_0 but not ternary) is E_PACKED_CODE naming the tensor and the position", () => {
@@ -169,12 +169,14 @@ describe("packers refuse bad input", () => {
     const payload = packLayout(params, new Int8Array(2 * 128).fill(1), [2, 128], 0.5);
     payload[3 * 18 + 2 + 5] = 0b00110000; // block 3, byte 5: element 22 gets code 3
     try {
-      unpackLayout(params, payload, [2, 128], undefined, "model.layers.0.mlp.up_proj.weight");
+      unpackLayout(params, payload, [2, 128], undefined, { tensor: "model.layers.0.mlp.up_proj.weight" });
       expect.unreachable();
     } catch (e) {
       expect((e as B158Error).code).toBe("E_PACKED_CODE");
       expect((e as B158Error).message).toContain("model.layers.0.mlp.up_proj.weight");
-      expect((e as B158Error).details).toMatchObject({ block: 3, row: 1, col: 64 + 22 });
+      // block 3 is row 1's second block: byte 3 * 18 + 2 + 5, element 22 of it
+      expect((e as B158Error).details).toMatchObject({ layout: "q2_0", byte: 3 * 18 + 2 + 5 });
+      expect((e as B158Error).message).toContain("row 1, column 86");
     }
   });
 

@@ -7,6 +7,7 @@ import { blockScales, describeGranularity, type TensorScale } from "./scales.js"
 import { packTl1, unpackTl1 } from "./tl1.js";
 import { packTl2, unpackTl2 } from "./tl2.js";
 import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
+import type { DecodeContext } from "./packed-code.js";
 
 /**
  * One entry point per direction over every layout: `(codes, shape, scale, params) -> bytes` and back.
@@ -53,22 +54,22 @@ export interface Unpacked {
 
 /**
  * `out`: M * K codes to decode into where the layout's unpacker takes one (I2_S, TQ, Q2_0); TL
- * ignores it. `tensor` names the tensor in errors about the payload's codes.
+ * ignores it. A code outside the layout's alphabet is E_PACKED_CODE naming `context`'s file and tensor.
  */
-export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number], out?: Int8Array, tensor?: string): Unpacked {
+export function unpackLayout(params: LayoutParams, bytes: Uint8Array, shape: readonly [number, number], out?: Int8Array, context?: DecodeContext): Unpacked {
   const [M, K] = shape;
   switch (params.layout) {
     case "i2_s":
-      return unpackI2S(bytes, M, K, params.blockSize, out);
+      return unpackI2S(bytes, M, K, params.blockSize, out, context);
     case "tl1":
-      return { codes: unpackTl1(bytes, M, K, params), scale: undefined };
+      return { codes: unpackTl1(bytes, M, K, params, context), scale: undefined };
     case "tl2":
-      return { codes: unpackTl2(bytes, M, K, params), scale: undefined };
+      return { codes: unpackTl2(bytes, M, K, params, context), scale: undefined };
     case "tq1_0":
     case "tq2_0":
     case "q2_0": {
       const { codes, scales } =
-        params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K, out) : params.layout === "tq2_0" ? unpackTq2_0(bytes, M, K, out) : unpackQ2_0(bytes, M, K, out, tensor);
+        params.layout === "tq1_0" ? unpackTq1_0(bytes, M, K, out, context) : params.layout === "tq2_0" ? unpackTq2_0(bytes, M, K, out, context) : unpackQ2_0(bytes, M, K, out, context);
       const nonzero = scales.find((d) => d !== 0);
       return { codes, scale: nonzero ?? 0, blockScales: scales };
     }
@@ -80,7 +81,7 @@ export interface LayoutCodec {
   readonly id: LayoutId;
   /** Codes (one int8 in {-1, 0, 1} per weight, row-major [M, K]) to the payload; TL1/TL2 ignore `scale` (stored separately). */
   pack(codes: Int8Array, shape: readonly [number, number], scale: TensorScale, params: LayoutParams): Uint8Array;
-  unpack(bytes: Uint8Array, shape: readonly [number, number], params: LayoutParams): Unpacked;
+  unpack(bytes: Uint8Array, shape: readonly [number, number], params: LayoutParams, context?: DecodeContext): Unpacked;
   /** True when the scale lives inside the payload (I2_S, TQ, Q2_0); false for TL1/TL2, whose f32 scale is a separate tensor. */
   readonly scaleInPayload: boolean;
 }
@@ -94,7 +95,7 @@ function registryEntry(id: LayoutId, scaleInPayload: boolean): LayoutCodec {
     id,
     scaleInPayload,
     pack: (codes, shape, scale, params) => packLayout(own(params), codes, shape, scale),
-    unpack: (bytes, shape, params) => unpackLayout(own(params), bytes, shape),
+    unpack: (bytes, shape, params, context) => unpackLayout(own(params), bytes, shape, undefined, context),
   };
 }
 

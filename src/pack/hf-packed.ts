@@ -1,4 +1,5 @@
 import { B158Error } from "../errors.js";
+import { packedCodeError } from "./packed-code.js";
 import { minusOne } from "./swar.js";
 
 /**
@@ -8,8 +9,8 @@ import { minusOne } from "./swar.js";
  * Code 3 never occurs in a valid checkpoint.
  */
 
-/** Unpacks to ternary int8 [outRows, cols]. Throws E_PACKED_CODE on the unused code 3. */
-export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: number, outRows = packedRows * 4, tensorName = "tensor"): Int8Array {
+/** Unpacks to ternary int8 [outRows, cols]. Throws E_PACKED_CODE on the unused code 3 (packed-code.ts), naming `file` when given. */
+export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: number, outRows = packedRows * 4, tensorName = "tensor", file?: string): Int8Array {
   if (packed.length !== packedRows * cols) {
     throw new B158Error("E_PACKED_SHAPE", `${tensorName}: packed buffer has ${packed.length} bytes, expected ${packedRows} x ${cols}`, {
       details: { tensor: tensorName, bytes: packed.length, packedRows, cols },
@@ -23,7 +24,7 @@ export function unpackHfPacked(packed: Uint8Array, packedRows: number, cols: num
   const out = new Int8Array(outRows * cols);
   const words = cols % 4 === 0 && packed.byteOffset % 4 === 0;
   const bad = words ? unpackWords(packed, packedRows, cols, outRows, out) : unpackBytes(packed, packedRows, cols, outRows, out);
-  if (bad !== 0) reportCode3(packed, packedRows, cols, outRows, tensorName);
+  if (bad !== 0) reportCode3(packed, packedRows, cols, outRows, tensorName, file);
   return out;
 }
 
@@ -74,17 +75,14 @@ function unpackBytes(packed: Uint8Array, packedRows: number, cols: number, outRo
 }
 
 /** Throws E_PACKED_CODE at the first code 3, in unpacking order; called only after a check failed. */
-function reportCode3(packed: Uint8Array, packedRows: number, cols: number, outRows: number, tensorName: string): never {
+function reportCode3(packed: Uint8Array, packedRows: number, cols: number, outRows: number, tensorName: string, file: string | undefined): never {
   for (let quarter = 0; quarter < 4; quarter++) {
     const shift = 2 * quarter;
     const rows = quarterRows(quarter, packedRows, outRows);
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
         if (((packed[r * cols + c]! >>> shift) & 3) !== 3) continue;
-        throw new B158Error("E_PACKED_CODE", `${tensorName}: packed byte [${r}, ${c}] holds the unused code 3 in bits ${shift}..${shift + 1}`, {
-          hint: "The checkpoint is corrupt or not in transformers' BitNet packing.",
-          details: { tensor: tensorName, row: r, col: c },
-        });
+        throw packedCodeError("u8-packed", { tensor: tensorName, ...(file === undefined ? {} : { file }) }, r * cols + c, `the 2-bit code 3 in bits ${shift}..${shift + 1} (row ${r}, column ${c}; codes are 0, 1, 2)`);
       }
     }
   }

@@ -36,5 +36,6 @@ export { packI2S, unpackI2S } from "./i2s.js";
 export { packTl1, unpackTl1 } from "./tl1.js";
 export { packTl2, unpackTl2 } from "./tl2.js";
 export { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
+export { packedCodeError, type DecodeContext } from "./packed-code.js";
 export { repackLinear, scaleFromWeightScale, type PackedConvention } from "./repack.js";
 export { dequantizeQ8_0, quantizeQ8_0, Q8_0_BLOCK, Q8_0_BLOCK_BYTES } from "./q8_0.js";

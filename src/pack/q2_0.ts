@@ -1,5 +1,6 @@
 import { B158Error } from "../errors.js";
 import { checkCodes, checkPayload, decodeTarget } from "./check.js";
+import { packedCodeError, type DecodeContext } from "./packed-code.js";
 import { codeWords, invalidBits, minusOne, plusOne, reportNotTernary } from "./swar.js";
 import { Q2_0_BLOCK, Q2_0_BLOCK_BYTES } from "./layouts.js";
 import { cachedF16, checkScales, scaleBitsOf, type BlockScales } from "./tq.js";
@@ -56,7 +57,7 @@ const HAS_CODE_3 = Uint8Array.from({ length: 256 }, (_, byte) => (byte & (byte >
  * `out`: M * K codes to decode into (every one is written), instead of a new array. A code 3 is an
  * E_PACKED_CODE error naming `tensor`: it is a valid Q2_0 weight (+2 x d), but not a ternary one.
  */
-export function unpackQ2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array, tensor = "tensor"): { codes: Int8Array; scales: Float32Array } {
+export function unpackQ2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array, context?: DecodeContext): { codes: Int8Array; scales: Float32Array } {
   checkShape(M, K);
   const blocks = (M * K) / Q2_0_BLOCK;
   checkPayload(bytes, blocks * Q2_0_BLOCK_BYTES, "q2_0", M, K);
@@ -73,22 +74,18 @@ export function unpackQ2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Ar
       bad |= HAS_CODE_3[byte]!;
       words[e + m] = DECODED[byte]!;
     }
-    if (bad !== 0) throw invalidCode(bytes, b, M, K, tensor);
+    if (bad !== 0) throw invalidCode(bytes, b, K, context);
     scales[b] = blockScale(bytes[o]! | (bytes[o + 1]! << 8));
   }
   return { codes, scales };
 }
 
-function invalidCode(bytes: Uint8Array, block: number, M: number, K: number, tensor: string): B158Error {
+function invalidCode(bytes: Uint8Array, block: number, K: number, context: DecodeContext | undefined): B158Error {
   const o = block * Q2_0_BLOCK_BYTES;
   let j = 0;
   while (((bytes[o + 2 + (j >>> 2)]! >>> (2 * (j & 3))) & 3) !== 3) j++;
   const index = block * Q2_0_BLOCK + j;
-  const [row, col] = [Math.floor(index / K), index % K];
-  return new B158Error("E_PACKED_CODE", `tensor "${tensor}": q2_0 block ${block} (row ${row}, column ${col}) holds code 3 (+2 x d), outside the ternary alphabet {-1, 0, +1}`, {
-    hint: "The payload is damaged, or it is a general Q2_0 tensor rather than a ternary one; b158 reads only ternary payloads.",
-    details: { tensor, layout: "q2_0", block, row, col, shape: [M, K], payloadByte: o + 2 + (j >>> 2) },
-  });
+  return packedCodeError("q2_0", context, o + 2 + (j >>> 2), `code 3 (+2 x d) for row ${Math.floor(index / K)}, column ${index % K}`);
 }
 
 function checkShape(M: number, K: number): void {

@@ -2,6 +2,7 @@ import { B158Error } from "../errors.js";
 import { checkCodes, checkPayload } from "./check.js";
 import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { tl1TilingProblem, type Tiling } from "./layouts.js";
+import { packedCodeError, type CodeScan, type DecodeContext } from "./packed-code.js";
 
 /**
  * bitnet.cpp TL1 (docs/layouts.md; transform_to_tl1 in bitnet.cpp's converter): weight pairs (2j, 2j+1) of a row become the
@@ -47,7 +48,8 @@ const PAIR_BYTE = Uint8Array.from({ length: 256 }, (_, key) => {
   return ((3 * v[0]! + v[1]!) << 4) | (3 * v[2]! + v[3]!);
 });
 
-export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
+/** A pair index over 8 is E_PACKED_CODE (packed-code.ts). */
+export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tiling, context?: DecodeContext): Int8Array {
   checkTiling(M, K, tiling);
   checkPayload(bytes, (M * K) / 4, "tl1", M, K);
   const { BM, BK, bm } = tiling;
@@ -64,19 +66,29 @@ export function unpackTl1(bytes: Uint8Array, M: number, K: number, tiling: Tilin
               const rowBase = i0 * BM + i2 * bm + i4 * 16;
               for (let r = 0; r < 16; r++) {
                 const i = (rowBase + r) * K + column;
-                const byte = bytes[o++]!;
-                writePair(codes, i, byte >>> 4, o - 1);
-                writePair(codes, i + 2, byte & 15, o - 1);
+                const byte = bytes[o]!;
+                if (!writePair(codes, i, byte >>> 4) || !writePair(codes, i + 2, byte & 15)) throw pairIndexError("tl1", context, bytes, o);
+                o++;
               }
             }
   return codes;
 }
 
-/** Index 0..8 back to the pair (a, b) with 3a + b + 4 = index. */
-export function writePair(codes: Int8Array, i: number, index: number, at: number): void {
-  if (index > 8) throw new B158Error("E_NOT_TERNARY", `TL pair index ${index} at payload byte ${at} is not 0..8`, { details: { byte: at, index } });
-  codes[i] = Math.floor(index / 3) - 1;
-  codes[i + 1] = (index % 3) - 1;
+/** Index 0..8 back to the pair (a, b) with 3a + b + 4 = index; false (nothing written) for 9..15, outside the alphabet. */
+export function writePair(codes: Int8Array, i: number, index: number): boolean {
+  if (index > 8) return false;
+  codes[i] = PAIR_FIRST[index]!;
+  codes[i + 1] = PAIR_SECOND[index]!;
+  return true;
+}
+
+const PAIR_FIRST = Int8Array.from({ length: 9 }, (_, index) => Math.floor(index / 3) - 1);
+const PAIR_SECOND = Int8Array.from({ length: 9 }, (_, index) => (index % 3) - 1);
+
+/** E_PACKED_CODE for a byte of pair indices (TL1, TL2's tail) with a nibble over 8. */
+export function pairIndexError(layout: string, context: DecodeContext | undefined, bytes: Uint8Array, at: number): B158Error {
+  const byte = bytes[at]!;
+  return packedCodeError(layout, context, at, `the ${layout.toUpperCase()} pair index ${byte >>> 4 > 8 ? byte >>> 4 : byte & 15} (pairs are 0..8) in byte 0x${byte.toString(16).padStart(2, "0")}`);
 }
 
 function checkTiling(M: number, K: number, tiling: Tiling): void {
@@ -86,4 +98,16 @@ function checkTiling(M: number, K: number, tiling: Tiling): void {
       details: { M, K, ...tiling },
     });
   }
+}
+
+/** Bytes of TL1 pair indices with a nibble over 8 (every byte of a TL1 payload is two indices). */
+export function scanTl1(bytes: Uint8Array): CodeScan {
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b >>> 4 <= 8 && (b & 15) <= 8) continue;
+    if (count++ === 0) first = i;
+  }
+  return { count, first };
 }

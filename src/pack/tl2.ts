@@ -2,7 +2,8 @@ import { B158Error } from "../errors.js";
 import { checkCodes, checkPayload } from "./check.js";
 import { codeWords, invalidBits, plusOne, reportNotTernary } from "./swar.js";
 import { tl2PayloadBytes, tl2TilingProblem, type Tiling } from "./layouts.js";
-import { writePair } from "./tl1.js";
+import { pairIndexError, writePair } from "./tl1.js";
+import { packedCodeError, type DecodeContext } from "./packed-code.js";
 
 /**
  * bitnet.cpp TL2 (docs/layouts.md; transform_to_tl2 in bitnet.cpp's converter). Columns split into K3 = floor(K/BK)*BK
@@ -118,16 +119,19 @@ const TRIPLETS = Int8Array.from({ length: 27 * 3 }, (_, i) => {
   return [a, b, v - 9 * a - 3 * b][i % 3]!;
 });
 
-/** |v| 0..13 with its sign back to the triplet (a, b, c) at codes[i...]. */
-function writeTriplet(codes: Int8Array, i: number, magnitude: number, negative: boolean, at: number): void {
-  if (magnitude > 13) throw new B158Error("E_NOT_TERNARY", `TL2 triplet index ${magnitude} at payload byte ${at} is not 0..13`, { details: { byte: at, index: magnitude } });
+/** |v| 0..13 (checked when read) with its sign back to the triplet (a, b, c) at codes[i...]. */
+function writeTriplet(codes: Int8Array, i: number, magnitude: number, negative: boolean): void {
   const k = 3 * (negative ? 13 - magnitude : 13 + magnitude);
   codes[i] = TRIPLETS[k]!;
   codes[i + 1] = TRIPLETS[k + 1]!;
   codes[i + 2] = TRIPLETS[k + 2]!;
 }
 
-export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tiling): Int8Array {
+/**
+ * A magnitude over 13, a sign bit on a zero magnitude (the packer writes signs only for v < 0) and
+ * a tail pair index over 8 are E_PACKED_CODE (packed-code.ts). The zero padding is not read.
+ */
+export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tiling, context?: DecodeContext): Int8Array {
   checkTiling(M, K, tiling);
   checkPayload(bytes, tl2PayloadBytes(M, K), "tl2", M, K);
   const { BM, BK } = tiling;
@@ -144,7 +148,11 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
           const j = i1 * (BK / 3) + i3 * 2;
           for (let q = 0; q < 32; q++) {
             const m = i0 * BM + i2 * 32 + permutedRow(q);
-            const byte = bytes[o++]!;
+            const byte = bytes[o]!;
+            if (byte >>> 4 > 13 || (byte & 15) > 13) {
+              throw packedCodeError("tl2", context, o, `the TL2 triplet magnitude ${byte >>> 4 > 13 ? byte >>> 4 : byte & 15} (magnitudes are 0..13) in byte 0x${byte.toString(16).padStart(2, "0")}`);
+            }
+            o++;
             magnitudes[m * tripletsPerRow + j] = byte >>> 4;
             magnitudes[m * tripletsPerRow + j + 1] = byte & 15;
           }
@@ -166,11 +174,18 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
             }
           }
   const codes = new Int8Array(M * K);
+  let signedZero = 0;
   for (let m = 0; m < M; m++)
     for (let j = 0; j < tripletsPerRow; j++) {
       const t = m * tripletsPerRow + j;
-      writeTriplet(codes, m * K + 3 * j, magnitudes[t]!, negative[t] === 1, t);
+      signedZero |= negative[t]! & (magnitudes[t] === 0 ? 1 : 0);
+      writeTriplet(codes, m * K + 3 * j, magnitudes[t]!, negative[t] === 1);
     }
+  if (signedZero !== 0) {
+    const t = negative.findIndex((n, i) => n === 1 && magnitudes[i] === 0);
+    const at = signByte(Math.floor(t / tripletsPerRow), t % tripletsPerRow, M, K3, tiling);
+    throw packedCodeError("tl2", context, at, `a TL2 sign bit on a zero magnitude (the packer signs only v < 0) in byte 0x${bytes[at]!.toString(16).padStart(2, "0")}`);
+  }
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K2 / 32; i1++)
       for (let i2 = 0; i2 < BM / 32; i2++)
@@ -179,12 +194,22 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
           for (let q = 0; q < 32; q++) {
             const i = (i0 * BM + i2 * 32 + permutedRow(q)) * K + column;
             const byte = bytes[o]!;
-            writePair(codes, i, byte >>> 4, o);
-            writePair(codes, i + 2, byte & 15, o);
+            if (!writePair(codes, i, byte >>> 4) || !writePair(codes, i + 2, byte & 15)) throw pairIndexError("tl2", context, bytes, o);
             o++;
           }
         }
   return codes;
+}
+
+/** The S region byte holding the sign of triplet j of row m: the inverse of the S loop in unpackTl2. */
+function signByte(m: number, j: number, M: number, K3: number, { BM, BK }: Tiling): number {
+  const [i0, r] = [Math.floor(m / BM), m % BM];
+  const [i2, q] = [Math.floor(r / 32), r % 32];
+  const [i1, within] = [Math.floor(j / (BK / 3)), j % (BK / 3)];
+  const [i3, t] = [Math.floor(within / 8), within % 8];
+  const word = q % 16 + 16 * (i3 + (BK / 24) * (i2 + (BM / 32) * (i1 + (K3 / BK) * i0)));
+  // bits 15 - 2t (row q < 16) and 14 - 2t (row q + 16) of a little-endian word: t < 4 in its second byte
+  return (M * K3) / 6 + 2 * word + (t < 4 ? 1 : 0);
 }
 
 function checkTiling(M: number, K: number, tiling: Tiling): void {

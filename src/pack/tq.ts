@@ -3,6 +3,7 @@ import { checkCodes, checkPayload, decodeTarget } from "./check.js";
 import { codeWords, invalidBits, minusOne, plusOne, reportNotTernary } from "./swar.js";
 import { fromF16Bits, toF16Bits } from "./float16.js";
 import { TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK } from "./layouts.js";
+import { firstCode3, packedCodeError, scanCode3, type CodeScan, type DecodeContext } from "./packed-code.js";
 
 /**
  * llama.cpp TQ2_0 and TQ1_0 (ggml-common.h block_tq2_0 / block_tq1_0; docs/layouts.md):
@@ -87,8 +88,8 @@ export function packTq2_0(codes: Int8Array, M: number, K: number, scales: BlockS
   return out;
 }
 
-/** `out`: M * K codes to decode into (every one is written), instead of a new array. */
-export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array): { codes: Int8Array; scales: Float32Array } {
+/** `out`: M * K codes to decode into (every one is written), instead of a new array. The unused code 3 is E_PACKED_CODE. */
+export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array, context?: DecodeContext): { codes: Int8Array; scales: Float32Array } {
   checkShape(M, K, "tq2_0");
   const blocks = (M * K) / TQ_BLOCK;
   checkPayload(bytes, blocks * TQ2_0_BLOCK_BYTES, "tq2_0", M, K);
@@ -99,6 +100,7 @@ export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8A
   // 66-byte blocks are only 2-aligned: read each word as two halves
   const blockScale = cachedF16();
   const halves = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1) : undefined;
+  let bad = 0;
   for (let b = 0; b < blocks; b++) {
     const e = b * (TQ_BLOCK / 4); // block start, in words
     const o = b * TQ2_0_BLOCK_BYTES;
@@ -108,6 +110,7 @@ export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8A
         const at = o + 32 * j + 4 * w;
         const packed = halves !== undefined ? halves[at >>> 1]! | (halves[(at >>> 1) + 1]! << 16) : view.getUint32(at, true);
         const i = e + 32 * j + w;
+        bad |= packed & (packed >>> 1) & 0x55555555;
         words[i] = minusOne(packed & 0x03030303);
         words[i + 8] = minusOne((packed >>> 2) & 0x03030303);
         words[i + 16] = minusOne((packed >>> 4) & 0x03030303);
@@ -115,6 +118,12 @@ export function unpackTq2_0(bytes: Uint8Array, M: number, K: number, out?: Int8A
       }
     }
     scales[b] = blockScale(view.getUint16(o + 64, true));
+  }
+  if (bad !== 0) {
+    for (let o = 0; o < bytes.length; o += TQ2_0_BLOCK_BYTES) {
+      const at = firstCode3(bytes, o, o + 64);
+      if (at !== -1) throw packedCodeError("tq2_0", context, at, `the 2-bit code 3 (codes are 0, 1, 2) in byte 0x${bytes[at]!.toString(16).padStart(2, "0")}`);
+    }
   }
   return { codes, scales };
 }
@@ -188,8 +197,18 @@ function digit(byte: number, n: number): number {
 /** Code (digit - 1) n of every TQ1_0 byte, at 5 x byte + n: one load per code when decoding. */
 const CODES_OF_BYTE = Int8Array.from({ length: 256 * 5 }, (_, i) => digit(Math.floor(i / 5), i % 5) - 1);
 
-/** `out`: M * K codes to decode into (every one is written), instead of a new array. */
-export function unpackTq1_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array): { codes: Int8Array; scales: Float32Array } {
+/**
+ * 1 for the bytes TQ1_0's packer never writes, which ggml would still decode to some trits: a qs byte
+ * that is not ceil(v * 256 / 243) of a v in 0..242 (13 of the 256), a qh byte that is not that of
+ * 3 * v (its unused fifth trit 0) for a v in 0..80. Two readers could disagree on them: E_PACKED_CODE.
+ */
+const NOT_QS = Uint8Array.from({ length: 256 }, () => 1);
+for (const byte of TRITS_TO_BYTE) NOT_QS[byte] = 0;
+const NOT_QH = Uint8Array.from({ length: 256 }, () => 1);
+for (let v = 0; v < 81; v++) NOT_QH[TRITS_TO_BYTE[3 * v]!] = 0;
+
+/** `out`: M * K codes to decode into (every one is written), instead of a new array. A byte its packer never writes is E_PACKED_CODE. */
+export function unpackTq1_0(bytes: Uint8Array, M: number, K: number, out?: Int8Array, context?: DecodeContext): { codes: Int8Array; scales: Float32Array } {
   checkShape(M, K, "tq1_0");
   const blocks = (M * K) / TQ_BLOCK;
   checkPayload(bytes, blocks * TQ1_0_BLOCK_BYTES, "tq1_0", M, K);
@@ -197,22 +216,64 @@ export function unpackTq1_0(bytes: Uint8Array, M: number, K: number, out?: Int8A
   const codes = decodeTarget(out, M * K, "tq1_0");
   const scales = new Float32Array(blocks);
   const blockScale = cachedF16();
+  let bad = 0;
   for (let b = 0; b < blocks; b++) {
     const e = b * TQ_BLOCK;
     const o = b * TQ1_0_BLOCK_BYTES;
     for (let m = 0; m < 32; m++) {
-      const c = 5 * bytes[o + m]!;
+      const byte = bytes[o + m]!;
+      bad |= NOT_QS[byte]!;
+      const c = 5 * byte;
       for (let n = 0; n < 5; n++) codes[e + m + 32 * n] = CODES_OF_BYTE[c + n]!;
     }
     for (let m = 0; m < 16; m++) {
-      const c = 5 * bytes[o + 32 + m]!;
+      const byte = bytes[o + 32 + m]!;
+      bad |= NOT_QS[byte]!;
+      const c = 5 * byte;
       for (let n = 0; n < 5; n++) codes[e + 160 + m + 16 * n] = CODES_OF_BYTE[c + n]!;
     }
     for (let j = 0; j < 4; j++) {
-      const c = 5 * bytes[o + 48 + j]!;
+      const byte = bytes[o + 48 + j]!;
+      bad |= NOT_QH[byte]!;
+      const c = 5 * byte;
       for (let n = 0; n < 4; n++) codes[e + 240 + j + 4 * n] = CODES_OF_BYTE[c + n]!;
     }
     scales[b] = blockScale(view.getUint16(o + 52, true));
   }
+  if (bad !== 0) {
+    const at = firstNonCanonicalTq1_0(bytes);
+    const qh = at % TQ1_0_BLOCK_BYTES >= 48;
+    throw packedCodeError("tq1_0", context, at, `0x${bytes[at]!.toString(16).padStart(2, "0")}, not the encoding TQ1_0 writes for any ${qh ? "four trits (qh, fifth trit 0)" : "five trits (qs)"}`);
+  }
   return { codes, scales };
+}
+
+/** Offset of the first TQ1_0 code byte its packer never writes (the caller knows there is one). */
+function firstNonCanonicalTq1_0(bytes: Uint8Array): number {
+  return scanTq1_0(bytes).first;
+}
+
+/** TQ1_0 code bytes its packer never writes, over whole 54-byte blocks (d is not a code). */
+export function scanTq1_0(bytes: Uint8Array): CodeScan {
+  let count = 0;
+  let first = -1;
+  for (let o = 0; o + TQ1_0_BLOCK_BYTES <= bytes.length; o += TQ1_0_BLOCK_BYTES) {
+    for (let m = 0; m < 52; m++) {
+      if ((m < 48 ? NOT_QS : NOT_QH)[bytes[o + m]!] === 0) continue;
+      if (count++ === 0) first = o + m;
+    }
+  }
+  return { count, first };
+}
+
+/** TQ2_0 code bytes holding the 2-bit code 3, over whole 66-byte blocks (d is not a code). */
+export function scanTq2_0(bytes: Uint8Array): CodeScan {
+  let count = 0;
+  let first = -1;
+  for (let o = 0; o + TQ2_0_BLOCK_BYTES <= bytes.length; o += TQ2_0_BLOCK_BYTES) {
+    const block = scanCode3(bytes, o, o + 64);
+    if (block.count > 0 && count === 0) first = block.first;
+    count += block.count;
+  }
+  return { count, first };
 }

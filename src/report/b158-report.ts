@@ -72,7 +72,7 @@ export async function inspectB158(path: string): Promise<B158Report> {
       const weights = t.shape.reduce((a, b) => a * b, 1);
       let distribution = null;
       if (t.layoutParams !== undefined) {
-        const { codes } = unpackLayout(t.layoutParams, await file.readPayload(t.name), t.shape as [number, number], undefined, t.name);
+        const { codes } = unpackLayout(t.layoutParams, await file.readPayload(t.name), t.shape as [number, number], undefined, { file: file.name, tensor: t.name });
         const counts = [0, 0, 0];
         for (let i = 0; i < codes.length; i++) counts[codes[i]! + 1]!++;
         distribution = { minus: counts[0]! / codes.length, zero: counts[1]! / codes.length, plus: counts[2]! / codes.length };

@@ -33,3 +33,11 @@ export function table(rows: readonly (readonly string[])[], rightAligned: readon
       .trimEnd(),
   );
 }
+
+/**
+ * Appends `more` to `lines` in a loop. `lines.push(...more)` passes every item as a call argument
+ * and overflows the stack (RangeError) past about 120,000 items: a file may hold that many tensors.
+ */
+export function appendAll<T>(lines: T[], more: readonly T[]): void {
+  for (const item of more) lines.push(item);
+}

@@ -82,8 +82,7 @@ export function ggufCompat(file: GgufFile): GgufCompat {
   }
   if (table.runtime === "bitnet.cpp") diagnostics.push({ severity: "info", code: "I_GGUF_BITNET_CPP", message: `bitnet.cpp type ids (${typeIds.filter((t) => ["I2_S", "TL1", "TL2"].includes(t.readAs)).map((t) => `${t.readAs} ${t.id}`).join(", ")}): loadable by ${loadableBy}; mainline llama.cpp rejects or misreads these ids` });
 
-  const declaredAct = architecture === undefined ? undefined : file.scalar(`${architecture}.hidden_activation`);
-  const needed = typeof declaredAct === "string" ? { act: declaredAct, source: `${architecture}.hidden_activation` } : architecture !== undefined && BITNET_CPP_ARCHITECTURES.includes(architecture) ? { act: "relu2", source: `the activation arch ${architecture} was made for (no ${architecture}.hidden_activation)` } : undefined;
+  const needed = neededActivation(file);
   if (needed !== undefined && architecture !== undefined) {
     const warning = activationWarning(needed.act, needed.source, loading.map((r) => ({ table: r.id, architecture })));
     if (warning !== undefined) diagnostics.push(warning);
@@ -96,6 +95,15 @@ export function ggufCompat(file: GgufFile): GgufCompat {
     loadableBy,
     diagnostics,
   };
+}
+
+/** The FFN activation the file's model needs, and where that is said: `<arch>.hidden_activation`, else relu2 for bitnet.cpp's own architectures. */
+export function neededActivation(file: GgufFile): { readonly act: string; readonly source: string } | undefined {
+  const arch = file.scalar("general.architecture");
+  if (typeof arch !== "string") return undefined;
+  const declared = file.scalar(`${arch}.hidden_activation`);
+  if (typeof declared === "string") return { act: declared, source: `${arch}.hidden_activation` };
+  return BITNET_CPP_ARCHITECTURES.includes(arch) ? { act: "relu2", source: `the activation arch ${arch} was made for (no ${arch}.hidden_activation)` } : undefined;
 }
 
 /** Each distinct meaning of an id, with the runtimes that give it, and whether the file's sizes fit one of those runtimes' tables. */
@@ -140,6 +148,11 @@ function runtimeReport(file: GgufFile, id: GgufTableId, architecture: string | u
     return { id, label, loads: false, reason: `${misread.length > 0 ? `${misread.join(", ")}: ` : ""}${reason}`, activation };
   }
   if (architecture === undefined) return { id, label, loads: false, reason: "no general.architecture", activation };
+  // BitNet-embedding's per-projection input norms: only bitnet.cpp's qwen3 / gemma3 create them
+  const normIn = file.tensors.find((t) => /_norm_in\.weight$/.test(t.name));
+  if (normIn !== undefined && GGUF_TABLES[id].runtime !== "bitnet.cpp") {
+    return { id, label, loads: false, reason: `its ${architecture} creates no *_norm_in tensors ("${normIn.name}"): "wrong number of tensors"`, activation };
+  }
   const has = runtimeHasArchitecture(id, architecture);
   if (has === false) return { id, label, loads: false, reason: `it has no architecture "${architecture}"`, activation };
   if (has === undefined) return { id, label, loads: null, reason: `its type ids fit; b158 does not check whether it has architecture "${architecture}"`, activation };

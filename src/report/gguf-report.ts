@@ -2,8 +2,12 @@ import { openGgufFile, type GgufFile, type GgufTensorInfo } from "../formats/ggu
 import { ggufRefusals, type Refusal } from "../formats/gguf/refusals.js";
 import type { GgufRuntime, GgufValue } from "../formats/gguf/spec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
+import { absentRanges } from "../model/names.js";
 import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
 import { fromF16Bits } from "../pack/float16.js";
+import { scanCode3, type CodeScan } from "../pack/packed-code.js";
+import { scanTl1 } from "../pack/tl1.js";
+import { scanTq1_0, scanTq2_0 } from "../pack/tq.js";
 import { TOOL } from "../version.js";
 import type { ValidateReport } from "./checkpoint-report.js";
 import { ggufCompat, type GgufCompat } from "./gguf-compat.js";
@@ -134,9 +138,20 @@ function summarize(value: GgufValue): GgufReport["metadata"][string] {
 }
 
 const BITNET_ARCHITECTURES = ["bitnet", "bitnet-b1.58", "bitnet-25"];
-const CHECKED_ARCHITECTURES = [...BITNET_ARCHITECTURES, "llama"];
 const LAYER_TENSORS = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
 const SUB_NORMS = ["attn_sub_norm", "ffn_sub_norm"];
+/** bitnet.cpp's BitNet-embedding tensors: its qwen3 / gemma3 create them when present (TENSOR_NOT_REQUIRED). */
+const NORM_IN = ["attn_q_norm_in", "attn_k_norm_in", "attn_v_norm_in", "attn_output_norm_in", "ffn_gate_norm_in", "ffn_up_norm_in", "ffn_down_norm_in"];
+
+/** The tensors each checked architecture's loader creates: per layer (required, optional) and global optional ones. */
+const ARCH_TENSORS: Readonly<Record<string, { readonly layer: readonly string[]; readonly optionalLayer: readonly string[]; readonly optionalGlobal: readonly string[] }>> = {
+  ...Object.fromEntries(BITNET_ARCHITECTURES.map((a) => [a, { layer: [...LAYER_TENSORS, ...SUB_NORMS], optionalLayer: [], optionalGlobal: [] }])),
+  llama: { layer: LAYER_TENSORS, optionalLayer: [], optionalGlobal: ["output.weight", "rope_freqs.weight"] },
+  qwen3: { layer: [...LAYER_TENSORS, "attn_q_norm", "attn_k_norm"], optionalLayer: NORM_IN, optionalGlobal: ["output.weight"] },
+  gemma3: { layer: [...LAYER_TENSORS, "attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"], optionalLayer: NORM_IN, optionalGlobal: ["output.weight"] },
+  minicpm: { layer: LAYER_TENSORS, optionalLayer: [], optionalGlobal: ["output.weight", "rope_factors_long.weight", "rope_factors_short.weight", "rope_freqs.weight"] },
+};
+const CHECKED_ARCHITECTURES = Object.keys(ARCH_TENSORS);
 
 /** What llama.cpp's loader would refuse, or load into wrong output, for the architectures we write. */
 export function checkModel(file: GgufFile): Diagnostic[] {
@@ -171,19 +186,31 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   }
 
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  const tiedHead = BITNET_ARCHITECTURES.includes(arch);
-  const expected = ["token_embd.weight", "output_norm.weight"];
+  const parts = ARCH_TENSORS[arch]!;
+  // Work and output follow the tensors the file holds, never block_count (a 300-byte file may claim 2^32 blocks).
+  const layers = blocks === undefined ? new Map<number, GgufTensorInfo[]>() : layerTensors(file.tensors, blocks);
+  const globals = ["token_embd.weight", "output_norm.weight"];
+  for (const name of globals) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
   if (blocks !== undefined) {
-    for (let layer = 0; layer < blocks; layer++) {
-      for (const part of [...LAYER_TENSORS, ...(tiedHead ? SUB_NORMS : [])]) expected.push(`blk.${layer}.${part}.weight`);
+    for (const [layer, present] of layers) {
+      for (const part of parts.layer) {
+        const name = `blk.${layer}.${part}.weight`;
+        if (!present.some((t) => t.name === name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
+      }
+    }
+    for (const [first, last] of absentRanges([...layers.keys()], blocks)) {
+      const name = `blk.${first}.${parts.layer[0]}.weight`;
+      const which = first === last ? `block ${first}` : `blocks ${first}-${last}`;
+      error("E_GGUF_MISSING_TENSOR", `${which} of ${arch}.block_count ${blocks} hold${first === last ? "s" : ""} none of their ${parts.layer.length} tensors (first missing: "${name}"): llama.cpp fails with "missing tensor"`, name);
     }
   }
-  for (const name of expected) if (!byName.has(name)) error("E_GGUF_MISSING_TENSOR", `tensor "${name}" is missing: llama.cpp fails with "missing tensor"`, name);
-  const allowed = new Set(expected);
-  if (!tiedHead) allowed.add("output.weight");
+  const isLayerTensor = (t: GgufTensorInfo): boolean => {
+    const match = BLOCK_TENSOR.exec(t.name);
+    return match !== null && blocks !== undefined && Number(match[1]) < blocks && (parts.layer.includes(match[2]!) || parts.optionalLayer.includes(match[2]!));
+  };
   for (const t of file.tensors) {
     // optional per-linear scales (b3672+); bitnet.cpp's TL scales are in the tensors' own data, not tensors
-    if (/\.scale$/.test(t.name) || allowed.has(t.name) || t.name === "rope_freqs.weight") continue;
+    if (/\.scale$/.test(t.name) || globals.includes(t.name) || parts.optionalGlobal.includes(t.name) || isLayerTensor(t)) continue;
     error("E_GGUF_EXTRA_TENSOR", `tensor "${t.name}" is not part of arch ${arch}: llama.cpp fails with "wrong number of tensors"${t.name === "output.weight" ? " (this architecture ties the head to token_embd)" : ""}`, t.name);
   }
 
@@ -195,10 +222,17 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   }
   if (embd !== undefined && embedding !== undefined && embd.ne[0] !== embedding) error("E_GGUF_SHAPE", `token_embd.weight rows are ${embd.ne[0]} long, embedding_length is ${embedding}`, "token_embd.weight");
   if (blocks !== undefined && embedding !== undefined && ffn !== undefined) {
-    for (let layer = 0; layer < blocks; layer++) {
-      for (const [part, ne] of [["ffn_gate", [embedding, ffn]], ["ffn_up", [embedding, ffn]], ["ffn_down", [ffn, embedding]], ["attn_q", [embedding, undefined]], ["attn_output", [undefined, embedding]]] as const) {
-        const t = byName.get(`blk.${layer}.${part}.weight`);
-        if (t === undefined) continue;
+    const wanted: Readonly<Record<string, readonly [number | undefined, number | undefined]>> = {
+      ffn_gate: [embedding, ffn],
+      ffn_up: [embedding, ffn],
+      ffn_down: [ffn, embedding],
+      attn_q: [embedding, undefined],
+      attn_output: [undefined, embedding],
+    };
+    for (const present of layers.values()) {
+      for (const t of present) {
+        const ne = wanted[BLOCK_TENSOR.exec(t.name)![2]!];
+        if (ne === undefined) continue;
         if ((ne[0] !== undefined && t.ne[0] !== ne[0]) || (ne[1] !== undefined && t.ne[1] !== ne[1])) {
           error("E_GGUF_SHAPE", `"${t.name}" is [${t.ne.join(", ")}], the hyperparameters say [${ne.map((n) => n ?? "*").join(", ")}]`, t.name);
         }
@@ -212,14 +246,36 @@ export function checkModel(file: GgufFile): Diagnostic[] {
   return diagnostics;
 }
 
+/** `blk.<layer>.<part>.weight`, the layer in canonical decimal. */
+const BLOCK_TENSOR = /^blk\.(0|[1-9]\d*)\.([a-z_]+)\.weight$/;
+
+/** The file's block tensors by layer, for layers below `blocks`, in ascending layer order. */
+function layerTensors(tensors: readonly GgufTensorInfo[], blocks: number): Map<number, GgufTensorInfo[]> {
+  const byLayer = new Map<number, GgufTensorInfo[]>();
+  for (const t of tensors) {
+    const match = BLOCK_TENSOR.exec(t.name);
+    if (match === null || Number(match[1]) >= blocks) continue;
+    const layer = Number(match[1]);
+    const list = byLayer.get(layer);
+    if (list === undefined) byLayer.set(layer, [t]);
+    else list.push(t);
+  }
+  return new Map([...byLayer].sort((a, b) => a[0] - b[0]));
+}
+
 /**
  * A data check per type, streamed in chunks of whole blocks so memory does not grow with the
- * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, the
- * unused 2-bit code 3 in TQ2_0 and I2_S codes, and TL1/TL2 scale slots (a positive scale, zeros around it).
+ * tensor (a 128256 x 2560 embedding): NaN/Inf in floats and in block or tensor scales, codes
+ * outside the ternary alphabet (docs/layouts.md): the 2-bit code 3 in TQ2_0 and I2_S, bytes TQ1_0
+ * never writes, TL1 pair indices over 8; and the TL1/TL2 scale slots (a positive scale, zeros
+ * around it). TL2 codes are not checked here: where its regions split depends on the tiling of the
+ * bitnet.cpp build, which the file does not record. Q2_0's code 3 (+2 x d) is legal Q2_0, so only
+ * its d is checked.
  */
 async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: string; message: string } | undefined> {
   const name = t.type.name;
-  const blockScaled = name === "Q8_0" || name === "TQ1_0" || name === "TQ2_0";
+  const blockScaled = name === "Q8_0" || name === "TQ1_0" || name === "TQ2_0" || name === "Q2_0";
+  const float = name === "F32" || name === "F16" || name === "BF16";
   if (t.type.bitnet !== undefined) {
     // the f32 scale bitnet.cpp's kernels read after the codes (I2_S's 28 bytes after it are left uninitialised by llama-quantize)
     const { scale, nonZeroPadding } = await file.readBitnetScale(t.name);
@@ -227,36 +283,38 @@ async function scanTensor(file: GgufFile, t: GgufTensorInfo): Promise<{ code: st
     if (t.type.bitnet !== "i2_s") {
       if (!(scale > 0)) return { code: "E_SCALE_INVALID", message: `the tensor scale in the 32-byte slot after the codes is ${scale}, not positive` };
       if (nonZeroPadding > 0) return { code: "E_GGUF_PADDING", message: `${nonZeroPadding} nonzero bytes where bitnet.cpp writes zeros (the padding before the scale slot and the 28 bytes after the scale)` };
-      return undefined;
+      if (t.type.bitnet === "tl2") return undefined;
     }
-  } else if (name !== "F32" && name !== "F16" && name !== "BF16" && !blockScaled) return undefined;
-  // I2_S: n/4 code bytes, then the 32-byte scale slot
-  const codeBytes = name === "I2_S" ? t.length - 32 : t.length;
+  } else if (!float && !blockScaled) return undefined;
+  // I2_S and TL1: n/4 code bytes, then the 32-byte scale slot
+  const codeBytes = t.type.bitnet !== undefined ? t.ne.reduce((a, b) => a * b, 1) / 4 : t.length;
   let nonFinite = 0;
-  let code3 = 0;
+  let invalid = 0;
+  let firstInvalid = -1;
+  const codes = (scan: CodeScan, offset: number): void => {
+    if (scan.count > 0 && invalid === 0) firstInvalid = offset + scan.first;
+    invalid += scan.count;
+  };
   let position = 0;
   for await (const chunk of file.readTensorChunks(t.name)) {
-    if (name === "F32" || name === "F16" || name === "BF16") {
+    if (float) {
       nonFinite += countNonFinite(chunk, name.toLowerCase() as FloatLayout);
     } else if (blockScaled) {
       const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      // the f16 block scale: first in Q8_0, last in TQ blocks
-      const at = name === "Q8_0" ? 0 : t.type.typeSize - 2;
+      // the f16 block scale: first in Q8_0 and Q2_0, last in TQ blocks
+      const at = name === "Q8_0" || name === "Q2_0" ? 0 : t.type.typeSize - 2;
       for (let block = 0; block + t.type.typeSize <= chunk.length; block += t.type.typeSize) {
         if (!Number.isFinite(fromF16Bits(view.getUint16(block + at, true)))) nonFinite++;
-        if (name === "TQ2_0") for (let i = 0; i < 64; i++) code3 += countCode3(chunk[block + i]!);
       }
+      if (name === "TQ2_0") codes(scanTq2_0(chunk), position);
+      if (name === "TQ1_0") codes(scanTq1_0(chunk), position);
     } else {
-      for (let i = 0; i < chunk.length && position + i < codeBytes; i++) code3 += countCode3(chunk[i]!);
+      const inCodes = chunk.subarray(0, Math.max(0, Math.min(chunk.length, codeBytes - position)));
+      codes(name === "TL1" ? scanTl1(inCodes) : scanCode3(inCodes), position);
     }
     position += chunk.length;
   }
   if (nonFinite > 0) return { code: "E_NONFINITE", message: blockScaled ? `${nonFinite} blocks with a NaN/Inf scale` : `${nonFinite} NaN/Inf values` };
-  return code3 === 0 ? undefined : { code: "E_PACKED_CODE", message: `${code3} weights hold the unused 2-bit code 3` };
-}
-
-function countCode3(byte: number): number {
-  let n = 0;
-  for (let shift = 0; shift < 8; shift += 2) if (((byte >> shift) & 3) === 3) n++;
-  return n;
+  if (invalid === 0) return undefined;
+  return { code: "E_PACKED_CODE", message: `${invalid} payload bytes hold codes outside the ternary alphabet, the first at byte ${firstInvalid} (docs/layouts.md, "Invalid codes")` };
 }

@@ -2,7 +2,7 @@ import { LAYOUT_IDS } from "../pack/layouts.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { PlanEntry } from "../model/plan.js";
 import type { CheckpointReport, ValidateReport } from "./checkpoint-report.js";
-import { formatBytes, formatCount, formatShape, table } from "./format.js";
+import { appendAll, formatBytes, formatCount, formatShape, table } from "./format.js";
 
 export interface RenderOptions {
   /** List every tensor instead of folding identical layers into one row. */
@@ -20,8 +20,9 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
   const { family, dims } = report;
   const origin = report.source.origin.kind === "local" ? "local" : `hub ${report.source.origin.repo}@${report.source.origin.revision}`;
   const conventionSource = family.conventionSource === "config" ? " [from config.json linear_class]" : family.conventionSource === "assumed" ? " [ASSUMED: no linear_class in config.json]" : "";
-  lines.push(
-    ...table([
+  appendAll(
+    lines,
+    table([
       ["Source", `${report.source.spec} (${origin})`],
       ["Family", `${family.number}. ${family.title}`],
       ["Evidence", family.evidence.join("; ")],
@@ -35,8 +36,9 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
 
   lines.push("", "Parameters");
   const roles = Object.entries(report.parameters.byRole).filter(([, n]) => n > 0);
-  lines.push(
-    ...table(
+  appendAll(
+    lines,
+    table(
       [...roles.map(([role, n]) => ["  " + role, formatCount(n), `${((100 * n) / Math.max(1, report.parameters.total)).toFixed(1)}%`]), ["  total", formatCount(report.parameters.total), ""]],
       [1, 2],
     ),
@@ -52,17 +54,18 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
     const scales = e.layouts === undefined ? "" : e.groupSize === undefined ? "tensor" : e.groupSize === e.logicalShape[1] ? "row" : `g${e.groupSize}`;
     rows.push(["  " + group.label, e.dtype, shape, e.role, e.action + (e.scaleTensor ? " +scale" : ""), scales, ...marks]);
   }
-  lines.push(...table(rows));
+  appendAll(lines, table(rows));
 
   const reasons = ineligibleReasons(report.tensors);
   if (reasons.length > 0) {
     lines.push("", "Ineligible layouts");
-    lines.push(...reasons.map((r) => `  ${r}`));
+    appendAll(lines, reasons.map((r) => `  ${r}`));
   }
 
   lines.push("", "Estimated output (tensor payloads; ineligible ternary tensors counted as F16)");
-  lines.push(
-    ...table(
+  appendAll(
+    lines,
+    table(
       [
         ["  layout", "size", "bpw all", "bpw ternary", "ineligible"],
         ...report.estimates.map((e) => ["  " + e.layout, formatBytes(e.bytes), e.bitsPerWeight.toFixed(3), e.ternaryBitsPerWeight.toFixed(3), String(e.ineligible.length)]),
@@ -71,7 +74,8 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
     ),
   );
 
-  lines.push("", ...renderDiagnostics(report.diagnostics, report.summary));
+  lines.push("");
+  appendAll(lines, renderDiagnostics(report.diagnostics, report.summary));
   return lines.join("\n");
 }
 
@@ -207,9 +211,10 @@ export function renderB158Report(report: import("./b158-report.js").B158Report, 
     const d = t.distribution;
     rows.push(["  " + t.name, t.layout, params, formatShape(t.shape), t.scale !== null ? t.scale.toPrecision(6) : t.groupSize !== null ? (t.groupSize === t.shape[1] ? "per row" : `per group of ${t.groupSize}`) : "", d ? `${pct(d.minus)} / ${pct(d.zero)} / ${pct(d.plus)}` : "", t.bitsPerWeight.toFixed(3), String(t.offset)]);
   }
-  lines.push(...table(rows));
+  appendAll(lines, table(rows));
   if (!options.all && report.tensors.some((t) => /\.layers\.[1-9]\d*\./.test(t.name))) lines.push("  (layers after 0 hidden; --all lists every tensor)");
-  if (report.diagnostics.length > 0) lines.push("", ...report.diagnostics.map((d) => `${d.severity.padEnd(7)} ${d.code}  ${d.message}`));
+  if (report.diagnostics.length > 0) lines.push("");
+  for (const d of report.diagnostics) lines.push(`${d.severity.padEnd(7)} ${d.code}  ${d.message}`);
   return lines.join("\n");
 }
 

@@ -4,6 +4,7 @@ import { table } from "./format.js";
 
 const METRIC_LABEL: Record<Check["metric"], string> = {
   minCosine: "min cosine",
+  minEmbeddingCosine: "min embedding cosine",
   minTop1: "top-1 agreement",
   maxKl: "mean KL",
   maxPerplexityDelta: "perplexity delta",
@@ -15,7 +16,7 @@ function fixed(value: number | null, digits: number): string {
 
 function checkText(c: Check): string {
   const op = c.metric.startsWith("min") ? ">=" : "<=";
-  const value = c.value === null ? "-" : c.metric === "maxKl" ? c.value.toExponential(2) : c.metric === "minCosine" ? c.value.toFixed(6) : c.metric === "minTop1" ? `${(100 * c.value).toFixed(1)}%` : `${(100 * c.value).toFixed(2)}%`;
+  const value = c.value === null ? "-" : c.metric === "maxKl" ? c.value.toExponential(2) : c.metric === "minCosine" || c.metric === "minEmbeddingCosine" ? c.value.toFixed(6) : c.metric === "minTop1" ? `${(100 * c.value).toFixed(1)}%` : `${(100 * c.value).toFixed(2)}%`;
   const limit = c.metric === "minTop1" || c.metric === "maxPerplexityDelta" ? `${100 * c.threshold}%` : String(c.threshold);
   return `${METRIC_LABEL[c.metric]} ${value} (${op} ${limit}: ${c.pass ? "ok" : c.enforced ? "FAIL" : "missed, report-only"})`;
 }
@@ -27,18 +28,23 @@ export function renderEvalReport(report: EvalReport): string {
   lines.push(`Source     ${report.source.file} (${report.source.kind}), perplexity ${fixed(report.source.perplexity, 3)}`);
   for (const c of report.comparisons) lines.push(`${c.side === "converted" ? "Converted " : "GGUF      "} ${c.file} (${c.kind}), perplexity ${fixed(c.perplexity, 3)}`);
   lines.push(`Input      ${what}, activations ${report.activations}${report.lossy ? ", lossy conversion (--ternarize)" : ""}`);
+  if (report.embeddings !== null) {
+    const { pooling, texts } = report.embeddings;
+    lines.push(`Embedding  ${texts.length} text${texts.length === 1 ? "" : "s"} pooled by ${pooling.mode === "last" ? "last token" : pooling.mode}${pooling.normalize ? ", L2-normalized" : ""}: the embeddings decide, the logits are reported`);
+  }
   for (const c of report.comparisons) {
     lines.push("", `Per position (${c.side})`);
     const rows = [["  pos", "token", "cosine", "KL", "top-1 source", "top-1 converted", "same", "nll source", "nll converted"]];
     for (const p of c.positions) {
       rows.push([`  ${p.position}`, String(p.token), p.cosine.toFixed(6), p.kl.toExponential(2), String(p.top1Source), String(p.top1Converted), p.top1Agree ? "yes" : "NO", fixed(p.nllSource, 4), fixed(p.nllConverted, 4)]);
     }
-    lines.push(...table(rows, [0, 1, 2, 3, 4, 5, 7, 8]));
+    for (const line of table(rows, [0, 1, 2, 3, 4, 5, 7, 8])) lines.push(line);
   }
   lines.push("");
   for (const c of report.comparisons) {
     const s = c.summary;
     lines.push(`Summary (${c.side}): mean cosine ${s.meanCosine.toFixed(6)}, max KL ${s.maxKl.toExponential(2)}`);
+    if (c.embeddings !== null) lines.push(`  embedding cosines ${c.embeddings.cosines.map((x) => x.toFixed(6)).join(", ")}`);
     for (const check of c.checks) lines.push(`  ${checkText(check)}`);
   }
   const enforced = report.comparisons.some((c) => c.checks.some((k) => k.enforced));

@@ -1,5 +1,5 @@
 import type { GgufExportSummary } from "../export/gguf.js";
-import { formatBytes, table } from "./format.js";
+import { appendAll, formatBytes, table } from "./format.js";
 import type { GgufReport } from "./gguf-report.js";
 import { GGUF_TABLES } from "../formats/gguf/spec.js";
 import { TARGET_KEY } from "../formats/gguf/targets.js";
@@ -37,7 +37,7 @@ export function renderGgufReport(report: GgufReport, options: { all?: boolean } 
   const rows = [["  tensor", "type", "ne", "bpw", "offset"]];
   const hidden = (name: string) => !options.all && /^blk\.[1-9]\d*\./.test(name);
   for (const t of report.tensors) if (!hidden(t.name)) rows.push([`  ${t.name}`, t.type, `[${t.ne.join(", ")}]`, t.bitsPerWeight.toFixed(3), String(t.offset)]);
-  lines.push(...table(rows));
+  appendAll(lines, table(rows));
   if (report.tensors.some((t) => hidden(t.name))) lines.push("  (blocks after 0 hidden; --all lists every tensor)");
   lines.push("", "Runtimes");
   for (const r of report.runtimes) lines.push(`  ${r.label.padEnd(26)} ${r.loads === true ? "loads" : r.loads === false ? "no   " : "?    "}  ${r.reason}${r.activation === null ? "" : `; FFN activation ${r.activation}`}`);

@@ -9,6 +9,7 @@ import type { ActivationMode, KernelContext } from "./kernels/api.js";
 import { createKernels } from "./kernels/index.js";
 import { Model, openModelSource, type LoadOptions } from "./model.js";
 import type { ModelSource } from "./sources/source.js";
+import type { Pooling } from "./spec.js";
 import { loadTokenizer } from "./tokenizer.js";
 
 /**
@@ -28,6 +29,8 @@ export const DEFAULT_EVAL_TEXT =
 export interface EvalThresholds {
   /** Lowest cosine of the two logit vectors at any position. */
   readonly minCosine: number;
+  /** Embedding models: lowest cosine of the two pooled embeddings of any text. */
+  readonly minEmbeddingCosine: number;
   /** Fraction of positions whose top-1 tokens agree. */
   readonly minTop1: number;
   /** Mean KL(source || converted) in nats. */
@@ -43,7 +46,10 @@ export interface EvalThresholds {
  * layout, min cosine >= 0.9997, top-1 agreement 1, mean KL < 1e-5 (docs/eval.md). A wrong scale
  * convention, a mis-ordered layout or the wrong activation give cosines below 0.9.
  */
-export const DEFAULT_THRESHOLDS: EvalThresholds = { minCosine: 0.999, minTop1: 0.9, maxKl: 0.005, maxPerplexityDelta: 0.02 };
+export const DEFAULT_THRESHOLDS: EvalThresholds = { minCosine: 0.999, minEmbeddingCosine: 0.999, minTop1: 0.9, maxKl: 0.005, maxPerplexityDelta: 0.02 };
+
+/** The metrics of the logits; an embedding model's verdict is its pooled embeddings' (minEmbeddingCosine). */
+const LOGIT_METRICS: readonly Metric[] = ["minCosine", "minTop1", "maxKl", "maxPerplexityDelta"];
 
 export interface EvalOptions {
   /** Text, tokenized with the source's tokenizer (else the converted model's), special tokens included. */
@@ -99,6 +105,8 @@ export interface Comparison {
   readonly file: string;
   readonly kind: string;
   readonly perplexity: number | null;
+  /** Embedding models: the cosine of the two pooled embeddings of each text (null otherwise). */
+  readonly embeddings: { readonly cosines: readonly number[]; readonly minCosine: number; readonly meanCosine: number } | null;
   readonly summary: {
     readonly minCosine: number;
     readonly meanCosine: number;
@@ -116,6 +124,11 @@ export interface Comparison {
 export interface EvalReport {
   readonly source: { readonly file: string; readonly kind: string; readonly perplexity: number | null };
   readonly tokens: readonly number[];
+  /**
+   * An embedding model (the source pools its hidden states): how, and the texts embedded (the whole
+   * text, then each of its sentences); null for a language model.
+   */
+  readonly embeddings: { readonly pooling: { readonly mode: Pooling; readonly normalize: boolean }; readonly texts: readonly { readonly text: string | null; readonly tokens: readonly number[] }[] } | null;
   readonly text: string | null;
   readonly activations: ActivationMode;
   readonly lossy: boolean;
@@ -151,12 +164,15 @@ async function evaluateWith(kernels: KernelContext, source: string, converted: s
   };
   // the source first: its tokenizer decides the tokens, and its logits are kept
   let tokens = options.tokens === undefined ? undefined : [...options.tokens];
+  let embedded: NonNullable<EvalReport["embeddings"]> | undefined;
   const run = async (side: string, path: string) => {
     const opened = await openModelSource(path, base);
     let model: Model;
     try {
       tokens ??= tokenize(opened, options.text ?? DEFAULT_EVAL_TEXT);
       checkTokens(tokens, opened);
+      // an embedding model is judged by its pooled embeddings: of the whole text and of each sentence
+      if (embedded === undefined && opened.spec.pooling !== undefined) embedded = { pooling: opened.spec.pooling, texts: embeddingTexts(opened, tokens, options) };
       const onProgress = (p: { done: number; total: number }) => options.onProgress?.({ phase: "load", side, done: p.done, total: p.total });
       model = await Model.load(opened, { ...base, contextLength: tokens.length, onProgress });
     } finally {
@@ -165,7 +181,10 @@ async function evaluateWith(kernels: KernelContext, source: string, converted: s
     try {
       const all = tokens;
       const logits = await model.forward(all, { ...(options.signal === undefined ? {} : { signal: options.signal }), onProgress: (done) => options.onProgress?.({ phase: "run", side, done, total: all.length }) });
-      return { logits, info: model.info, vocab: model.spec.vocabSize, bitnetLinears: model.bitnetLinears };
+      const embeddings: Float32Array[] = [];
+      // each side pools as its own file says (a converted file that pools differently fails); the source's way if it does not say
+      for (const text of embedded?.texts ?? []) embeddings.push(await model.embed(text.tokens, { pooling: model.spec.pooling ?? embedded!.pooling, ...(options.signal === undefined ? {} : { signal: options.signal }) }));
+      return { logits, embeddings, info: model.info, vocab: model.spec.vocabSize, bitnetLinears: model.bitnetLinears };
     } finally {
       await model.close();
       kernels.release();
@@ -196,8 +215,11 @@ async function evaluateWith(kernels: KernelContext, source: string, converted: s
     // lossy: the file says so (--ternarize), or it is ternary where the source has no BitNet linear
     const sideLossy = other.info.lossy || (src.bitnetLinears === 0 && other.bitnetLinears > 0);
     lossy ||= sideLossy;
-    const enforced = new Set((Object.keys(thresholds) as Metric[]).filter((m) => !sideLossy || explicit[m] !== undefined));
-    comparisons.push(compare(side, path, other.info.kind, finalTokens, src.logits, other.logits, src.vocab, thresholds, enforced));
+    // an embedding model's logits (of its tied head) are reported; its pooled embeddings decide
+    const metrics = (Object.keys(thresholds) as Metric[]).filter((m) => (embedded === undefined ? m !== "minEmbeddingCosine" : !LOGIT_METRICS.includes(m) || explicit[m] !== undefined));
+    const enforced = new Set(metrics.filter((m) => !sideLossy || explicit[m] !== undefined));
+    const comparison = compare(side, path, other.info.kind, finalTokens, src.logits, other.logits, src.vocab, thresholds, enforced);
+    comparisons.push(embedded === undefined ? comparison : withEmbeddings(comparison, src.embeddings, other.embeddings, thresholds, enforced));
     if (options.logitsOut !== undefined) {
       const out = join(options.logitsOut, `${side}.npy`);
       await writeNpy(out, other.logits, [finalTokens.length, src.vocab]);
@@ -207,6 +229,7 @@ async function evaluateWith(kernels: KernelContext, source: string, converted: s
   return {
     source: { file: source, kind: src.info.kind, perplexity: perplexity(finalTokens, src.logits, src.vocab) },
     tokens: finalTokens,
+    embeddings: embedded ?? null,
     text: options.tokens === undefined ? (options.text ?? DEFAULT_EVAL_TEXT) : null,
     activations,
     lossy,
@@ -215,6 +238,44 @@ async function evaluateWith(kernels: KernelContext, source: string, converted: s
     pass: comparisons.every((c) => c.pass),
     logitsOut: written,
     seconds: Number(process.hrtime.bigint() - started) / 1e9,
+  };
+}
+
+/**
+ * The texts an embedding model is evaluated on: the whole text, then each of its sentences (more
+ * vectors to compare than one); with --tokens, those tokens only.
+ */
+function embeddingTexts(source: ModelSource, tokens: readonly number[], options: EvalOptions): { text: string | null; tokens: number[] }[] {
+  const whole = { text: options.tokens === undefined ? (options.text ?? DEFAULT_EVAL_TEXT) : null, tokens: [...tokens] };
+  if (whole.text === null) return [whole];
+  const sentences = whole.text.split(/(?<=[.!?])\s+/).map((t) => t.trim()).filter((t) => t.length > 0);
+  if (sentences.length < 2) return [whole];
+  return [whole, ...sentences.map((text) => ({ text, tokens: tokenize(source, text) }))];
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
+}
+
+/** Adds the pooled embeddings' cosines and their check to a comparison of an embedding model. */
+function withEmbeddings(comparison: Comparison, source: readonly Float32Array[], converted: readonly Float32Array[], thresholds: EvalThresholds, enforced: ReadonlySet<Metric>): Comparison {
+  const cosines = source.map((s, i) => cosine(s, converted[i]!));
+  const minCosine = cosines.reduce((a, b) => Math.min(a, b), Infinity);
+  const check: Check = { metric: "minEmbeddingCosine", value: minCosine, threshold: thresholds.minEmbeddingCosine, pass: minCosine >= thresholds.minEmbeddingCosine, enforced: enforced.has("minEmbeddingCosine") };
+  const checks = [check, ...comparison.checks];
+  return {
+    ...comparison,
+    embeddings: { cosines, minCosine, meanCosine: cosines.reduce((a, b) => a + b, 0) / cosines.length },
+    checks,
+    pass: checks.every((c) => c.pass || !c.enforced),
   };
 }
 
@@ -316,11 +377,11 @@ export function compare(
   const pplSource = fromNll((q) => q.nllSource);
   const ppl = fromNll((q) => q.nllConverted);
   const summary = {
-    minCosine: Math.min(...positions.map((q) => q.cosine)),
+    minCosine: positions.reduce((min, q) => Math.min(min, q.cosine), Infinity),
     meanCosine: positions.reduce((s, q) => s + q.cosine, 0) / n,
     top1Agreement: positions.filter((q) => q.top1Agree).length / n,
     meanKl: positions.reduce((s, q) => s + q.kl, 0) / n,
-    maxKl: Math.max(...positions.map((q) => q.kl)),
+    maxKl: positions.reduce((max, q) => Math.max(max, q.kl), -Infinity),
     perplexityDelta: pplSource === null || ppl === null ? null : Math.abs(ppl / pplSource - 1),
   };
   const check = (metric: Metric, value: number | null, pass: boolean): Check => ({ metric, value, threshold: thresholds[metric], pass, enforced: enforced.has(metric) });
@@ -330,7 +391,7 @@ export function compare(
     check("maxKl", summary.meanKl, summary.meanKl <= thresholds.maxKl),
     check("maxPerplexityDelta", summary.perplexityDelta, summary.perplexityDelta === null || summary.perplexityDelta <= thresholds.maxPerplexityDelta),
   ];
-  return { side, file, kind, perplexity: ppl, summary, checks, pass: checks.every((c) => c.pass || !c.enforced), positions };
+  return { side, file, kind, perplexity: ppl, embeddings: null, summary, checks, pass: checks.every((c) => c.pass || !c.enforced), positions };
 }
 
 /** The source semantics `convert --weights` recorded in a .b158 (online for latent, stored for quantized). */

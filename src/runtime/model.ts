@@ -2,8 +2,11 @@ import { availableParallelism } from "node:os";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { B158Error } from "../errors.js";
 import { isB158File, isGgufFile } from "../formats/b158/detect.js";
-import { layerRoles, ARCHITECTURES, type LayerRole } from "./architectures.js";
+import { layerRoles, ARCHITECTURES, OFFSET_NORM_ROLES, PROJECTION_NORM_ROLES, type LayerRole } from "./architectures.js";
+import { isTernarySource, ternaryEmbeddingRows } from "./embedding-rows.js";
+import { poolHidden } from "./pooling.js";
 import { createKernels } from "./kernels/index.js";
+import { ternaryInMemory } from "./kernels/reference.js";
 import type { ActivationMode, DenseMatrix, KernelBackend, KernelContext } from "./kernels/api.js";
 import { Sampler, type SamplingOptions } from "./sampler.js";
 import { openB158Source } from "./sources/b158.js";
@@ -12,7 +15,7 @@ import { openGgufSource } from "./sources/gguf.js";
 import type { LinearWeight, ModelSource, SourceKind, TokenizerFiles } from "./sources/source.js";
 import type { Activation, ModelSpec } from "./spec.js";
 import { loadTokenizer, TextStream, type Tokenizer } from "./tokenizer.js";
-import { Transformer, type LayerWeights, type ModelWeights, type Projection } from "./transformer.js";
+import { Transformer, type EmbeddingRows, type LayerWeights, type ModelWeights, type Projection } from "./transformer.js";
 
 /**
  * The runtime's library API: load a model from a .b158, a GGUF b158 wrote, or a Hugging Face
@@ -136,7 +139,7 @@ export class Model {
     const projections = weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
     this.bitnetLinears = projections.filter((p) => p.bitnet).length;
     this.ternaryLinears = projections.filter((p) => p.ternary !== undefined).length;
-    this.headFormat = weights.head.format;
+    this.headFormat = "ternary" in weights.head ? weights.head.ternary.format : weights.head.format;
   }
 
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
@@ -174,6 +177,30 @@ export class Model {
     this.transformer.reset();
     await this.append(tokens, options, (from, count) => logits.subarray(from * V, (from + count) * V), undefined);
     return logits;
+  }
+
+  /**
+   * An embedding model's output for a new sequence: the final hidden states pooled as the model
+   * says (spec.pooling: last token, mean or CLS) and L2-normalized when it says so. No logits are
+   * computed.
+   */
+  async embed(tokens: readonly number[], options: { readonly signal?: AbortSignal; readonly pooling?: ModelSpec["pooling"] } = {}): Promise<Float32Array> {
+    const pooling = options.pooling ?? this.spec.pooling;
+    if (pooling === undefined) {
+      throw new B158Error("E_USAGE", `${this.info.label}: is not an embedding model (no pooling in its files)`, { details: { file: this.info.label }, hint: "Use forward() for logits." });
+    }
+    if (tokens.length === 0) throw new B158Error("E_USAGE", "no tokens to embed");
+    const E = this.spec.hiddenSize;
+    const hidden = new Float32Array(tokens.length * E);
+    this.transformer.reset();
+    const B = this.transformer.maxBatch;
+    for (let from = 0; from < tokens.length; from += B) {
+      checkAbort(options.signal);
+      const count = Math.min(B, tokens.length - from);
+      this.transformer.step(tokens, from, count, undefined, undefined, hidden.subarray(from * E, (from + count) * E));
+      if (from + count < tokens.length) await yieldToEventLoop();
+    }
+    return poolHidden(hidden, tokens.length, E, pooling);
   }
 
   /** Runs `tokens` from the current position in steps, yielding to the event loop between them. */
@@ -323,7 +350,7 @@ function shapeError(label: string, what: string, actual: readonly number[], expe
 
 async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: KernelContext, options: LoadOptions): Promise<ModelWeights> {
   const architecture = ARCHITECTURES[spec.architecture];
-  const roles = layerRoles(architecture);
+  const roles = layerRoles(architecture, spec.projectionNorms);
   const total = spec.layers * roles.length + 3;
   let done = 0;
   const progress = (tensor: string) => {
@@ -331,9 +358,11 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     options.onProgress?.({ done: ++done, total, tensor });
   };
   const vector = async (role: LayerRole | "norm", layer: number | undefined, width: number) => {
-    const v = await source.vector(role, layer);
+    let v = await source.vector(role, layer);
     const what = layer === undefined ? role : `layer ${layer} ${role}`;
     if (v.length !== width) throw shapeError(source.label, what, [v.length], [width]);
+    // Gemma3's own norms compute x * (1 + w) in float32 (Gemma3RMSNorm)
+    if (spec.normOffset !== 0 && OFFSET_NORM_ROLES.includes(role)) v = v.map((w) => Math.fround(spec.normOffset + w));
     progress(what);
     return v;
   };
@@ -342,17 +371,18 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     const expected = LINEAR_SHAPES[role](spec);
     const { rows, cols } = weight.weight;
     if (rows !== expected[0] || cols !== expected[1]) throw shapeError(source.label, `layer ${layer} ${role}`, [rows, cols], expected);
-    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: await kernels.loadTernary(weight.weight), bitnet: true } : { rows, cols, dense: await kernels.loadDense(weight.weight), bitnet: weight.bitnet };
+    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: await kernels.loadTernary(weight.weight), bitnet: weight.bitnet ?? true } : { rows, cols, dense: await kernels.loadDense(weight.weight), bitnet: weight.bitnet };
     progress(`layer ${layer} ${role}`);
     return made;
   };
-  const matrix = async (role: "embed" | "head", quantize: boolean): Promise<DenseMatrix> => {
+  const matrix = async (role: "embed" | "head") => {
     const m = await source.matrix(role);
     if (m.rows !== spec.vocabSize || m.cols !== spec.hiddenSize) throw shapeError(source.label, role === "embed" ? "the token embedding" : "the output head", [m.rows, m.cols], [spec.vocabSize, spec.hiddenSize]);
-    const made = await kernels.loadDense(quantize ? { ...m, quantize: "int8-rows" } : m);
-    progress(role);
-    return made;
+    return m;
   };
+  /** A ternary head keeps its ternary weights (a kernel product with float input); a float one is dense, int8 rows when asked. */
+  const head = async (m: Awaited<ReturnType<typeof matrix>>, quantize: boolean): Promise<ModelWeights["head"]> =>
+    isTernarySource(m) ? { ternary: await kernels.loadTernary(m) } : kernels.loadDense(quantize ? { ...m, quantize: "int8-rows" } : m);
   const E = spec.hiddenSize;
   const layers: LayerWeights[] = [];
   for (let l = 0; l < spec.layers; l++) {
@@ -367,13 +397,35 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     const up = await projection("up", l);
     const down = await projection("down", l);
     const ffnSubNorm = architecture.subNorms ? await vector("ffnSubNorm", l, spec.intermediateSize) : undefined;
-    layers.push({ attnNorm, ffnNorm, q, k, v, o, gate, up, down, ...(attnSubNorm === undefined ? {} : { attnSubNorm }), ...(ffnSubNorm === undefined ? {} : { ffnSubNorm }) });
+    const D = spec.headDim;
+    const qNorm = architecture.qkNorm ? await vector("qNorm", l, D) : undefined;
+    const kNorm = architecture.qkNorm ? await vector("kNorm", l, D) : undefined;
+    const postAttnNorm = architecture.sandwichNorms ? await vector("postAttnNorm", l, E) : undefined;
+    const postFfnNorm = architecture.sandwichNorms ? await vector("postFfnNorm", l, E) : undefined;
+    const Q = spec.heads * D;
+    const inputNorms = spec.projectionNorms
+      ? {
+          q: await vector(PROJECTION_NORM_ROLES.q, l, E),
+          k: await vector(PROJECTION_NORM_ROLES.k, l, E),
+          v: await vector(PROJECTION_NORM_ROLES.v, l, E),
+          o: await vector(PROJECTION_NORM_ROLES.o, l, Q),
+          gate: await vector(PROJECTION_NORM_ROLES.gate, l, E),
+          up: await vector(PROJECTION_NORM_ROLES.up, l, E),
+          down: await vector(PROJECTION_NORM_ROLES.down, l, spec.intermediateSize),
+        }
+      : undefined;
+    const optional = { attnSubNorm, ffnSubNorm, qNorm, kNorm, postAttnNorm, postFfnNorm, inputNorms };
+    layers.push({ attnNorm, ffnNorm, q, k, v, o, gate, up, down, ...(Object.fromEntries(Object.entries(optional).filter(([, x]) => x !== undefined)) as Partial<LayerWeights>) });
   }
   const norm = await vector("norm", undefined, E);
   const int8Head = options.int8Head === true;
-  const embed = await matrix("embed", false);
-  // a tied int8 head needs its own int8 copy; the embedding lookup keeps the float rows
-  const head = spec.tiedHead && !int8Head ? embed : spec.tiedHead ? await kernels.loadDense({ ...(await source.matrix("embed")), quantize: "int8-rows" }) : await matrix("head", int8Head);
-  if (spec.tiedHead) progress("head");
-  return { embed, head, norm, layers };
+  const embedSource = await matrix("embed");
+  // a ternary embedding (a ternary source's) is looked up row by row from its codes; a float one by the kernels
+  const embed: DenseMatrix | EmbeddingRows = isTernarySource(embedSource) ? ternaryEmbeddingRows(await ternaryInMemory(embedSource)) : await kernels.loadDense(embedSource);
+  progress("embed");
+  // a tied head is the embedding (its own int8 copy when int8 rows are asked for, its own ternary kernel weights when ternary)
+  const tied = async (): Promise<ModelWeights["head"]> => (!("row" in embed) && !int8Head ? embed : head(embedSource, int8Head));
+  const output = spec.tiedHead ? await tied() : await head(await matrix("head"), int8Head);
+  progress("head");
+  return { embed, head: output, norm, layers };
 }

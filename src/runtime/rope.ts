@@ -12,6 +12,9 @@ export function inverseFrequencies(spec: ModelSpec): Float64Array {
   const scaling = spec.rope.scaling;
   if (scaling?.type === "linear") {
     for (let i = 0; i < half; i++) inv[i] = inv[i]! / scaling.factor;
+  } else if (scaling?.type === "longrope") {
+    // MiniCPM4's LongRoPE: position / factor[i] x inv_freq[i]
+    for (let i = 0; i < half; i++) inv[i] = inv[i]! / scaling.factors[i]!;
   } else if (scaling?.type === "llama3") {
     const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions } = scaling;
     const lowWavelength = originalMaxPositions / lowFreqFactor;
@@ -28,15 +31,18 @@ export function inverseFrequencies(spec: ModelSpec): Float64Array {
   return inv;
 }
 
-/** cos and sin of every angle for `count` positions from `start`, [count, headDim / 2] each. */
-export function ropeTables(inv: Float64Array, start: number, count: number, cos: Float64Array, sin: Float64Array): void {
+/**
+ * cos and sin of every angle for `count` positions from `start`, [count, headDim / 2] each, times
+ * `magnitude` (LongRoPE's attention factor scales both; 1 otherwise).
+ */
+export function ropeTables(inv: Float64Array, start: number, count: number, cos: Float64Array, sin: Float64Array, magnitude = 1): void {
   const half = inv.length;
   for (let t = 0; t < count; t++) {
     const position = start + t;
     for (let i = 0; i < half; i++) {
       const angle = position * inv[i]!;
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
+      cos[t * half + i] = Math.cos(angle) * magnitude;
+      sin[t * half + i] = Math.sin(angle) * magnitude;
     }
   }
 }

@@ -5,8 +5,11 @@ import { B158Error } from "../errors.js";
  * ./architectures.ts), its dimensions and its numerics. Built from a Hugging Face config.json
  * (checkpoints and .b158 files, which embed it) or from GGUF metadata (./gguf-spec.ts).
  */
-export type ArchitectureId = "bitnet" | "bitnet-b1.58" | "llama";
-export type Activation = "silu" | "relu2";
+export type ArchitectureId = "bitnet" | "bitnet-b1.58" | "llama" | "qwen3" | "gemma3" | "minicpm";
+/** gelu_tanh: GELU with the tanh approximation (Gemma's gelu_pytorch_tanh). */
+export type Activation = "silu" | "relu2" | "gelu_tanh";
+/** How an embedding model turns the final hidden states into one vector (sentence-transformers' Pooling). */
+export type Pooling = "last" | "mean" | "cls";
 
 /**
  * Which rows rope rotates together. "half": Hugging Face's rotate_half, pairing element i of a
@@ -18,7 +21,9 @@ export type RopeLayout = "half" | "interleaved";
 
 export type RopeScaling =
   | { readonly type: "linear"; readonly factor: number }
-  | { readonly type: "llama3"; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositions: number };
+  | { readonly type: "llama3"; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositions: number }
+  /** LongRoPE (MiniCPM4): inverse frequency i divided by factors[i]; cos and sin multiplied by attentionFactor. */
+  | { readonly type: "longrope"; readonly factors: readonly number[]; readonly attentionFactor: number };
 
 export interface ModelSpec {
   readonly architecture: ArchitectureId;
@@ -34,6 +39,29 @@ export interface ModelSpec {
   readonly activation: Activation;
   /** BitNet's extra RMSNorms before o_proj and down_proj. */
   readonly subNorms: boolean;
+  /** A per-head RMSNorm of q and of k before rope (Qwen3, Gemma3). */
+  readonly qkNorm: boolean;
+  /** BitNet-embedding: an RMSNorm before each of the seven projections (BitLinear's input norm). */
+  readonly projectionNorms: boolean;
+  /** Gemma3: RMSNorms of the attention output and of the FFN output, before each residual add. */
+  readonly sandwichNorms: boolean;
+  /**
+   * Gemma3's own norms compute x_normed * (1 + w) from Hugging Face weights (1; GGUFs store w + 1:
+   * 0). The model adds it to those norms' weights at load; projection norms never get it.
+   */
+  readonly normOffset: 0 | 1;
+  /** The token embedding is multiplied by this (Gemma3 sqrt(hidden), MiniCPM scale_emb; else 1). */
+  readonly embeddingScale: number;
+  /** Each attention and FFN output is multiplied by this before its residual add (MiniCPM scale_depth / sqrt(layers); else 1). */
+  readonly residualScale: number;
+  /** The logits are multiplied by this (MiniCPM dim_model_base / hidden; else 1). */
+  readonly logitScale: number;
+  /** Attention scores are q.k times this (1 / sqrt(head_dim); Gemma3 query_pre_attn_scalar^-1/2). */
+  readonly attentionScale: number;
+  /** Gemma3's sliding-window layers: each attends to the last `size` positions (itself included), with rope base `theta`. */
+  readonly slidingWindow?: { readonly size: number; readonly layers: readonly boolean[]; readonly theta: number };
+  /** An embedding model: its output is the pooled final hidden state (L2-normalized when `normalize`). */
+  readonly pooling?: { readonly mode: Pooling; readonly normalize: boolean };
   /** The output head is the token embedding. */
   readonly tiedHead: boolean;
   readonly maxPositions: number;
@@ -68,6 +96,17 @@ export function checkSpec(spec: ModelSpec, file: string): ModelSpec {
   if (D % 2 !== 0) throw modelError(file, `head_dim ${D} is odd; rope rotates pairs`);
   if (!(spec.rmsNormEps > 0)) throw modelError(file, `rms_norm_eps ${spec.rmsNormEps} is not positive`);
   if (!(spec.rope.theta > 0)) throw modelError(file, `rope_theta ${spec.rope.theta} is not positive`);
+  for (const [key, value] of Object.entries({ embeddingScale: spec.embeddingScale, residualScale: spec.residualScale, logitScale: spec.logitScale, attentionScale: spec.attentionScale })) {
+    if (!(Number.isFinite(value) && value > 0)) throw modelError(file, `${key} ${value} is not a positive number`);
+  }
+  const window = spec.slidingWindow;
+  if (window !== undefined && (!Number.isSafeInteger(window.size) || window.size < 1 || window.layers.length !== layers || !(window.theta > 0))) {
+    throw modelError(file, `sliding_window ${window.size} over ${window.layers.length} layer types does not fit ${layers} layers`);
+  }
+  const scaling = spec.rope.scaling;
+  if (scaling?.type === "longrope" && (scaling.factors.length !== D / 2 || scaling.factors.some((f) => !(Number.isFinite(f) && f > 0)) || !(scaling.attentionFactor > 0))) {
+    throw modelError(file, `rope_scaling longrope needs head_dim / 2 = ${D / 2} positive factors, got ${scaling.factors.length}`);
+  }
   return spec;
 }
 
@@ -81,6 +120,16 @@ export function ropeScaling(config: Record<string, unknown>, file: string): Rope
   const factor = num(r.factor) ?? 1;
   if (type === "default") return undefined;
   if (type === "linear") return { type: "linear", factor };
+  if (type === "longrope") {
+    // MiniCPM4's MiniCPMLongRoPE: the factors for the context the model was configured for, and sqrt(1 + ln(scale) / ln(original))
+    const original = num(r.original_max_position_embeddings);
+    const max = num(config.max_position_embeddings);
+    if (original === undefined || max === undefined || !Array.isArray(r.short_factor) || !Array.isArray(r.long_factor)) {
+      throw modelError(file, "rope_scaling longrope needs short_factor, long_factor, original_max_position_embeddings and max_position_embeddings");
+    }
+    const factors = (max > original ? r.long_factor : r.short_factor).map((f) => num(f) ?? Number.NaN);
+    return { type: "longrope", factors, attentionFactor: Math.sqrt(1 + Math.log(max / original) / Math.log(original)) };
+  }
   if (type === "llama3") {
     return {
       type: "llama3",
@@ -90,5 +139,5 @@ export function ropeScaling(config: Record<string, unknown>, file: string): Rope
       originalMaxPositions: num(r.original_max_position_embeddings) ?? 8192,
     };
   }
-  throw modelError(file, `rope_scaling type ${JSON.stringify(type)} is not supported by the runtime (linear and llama3 are)`);
+  throw modelError(file, `rope_scaling type ${JSON.stringify(type)} is not supported by the runtime (linear, llama3 and longrope are)`);
 }

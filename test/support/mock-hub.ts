@@ -43,7 +43,14 @@ export interface LoggedRequest {
   readonly authorized: boolean;
 }
 
-type Fault = { kind: "status"; status: number; retryAfter?: number } | { kind: "drop"; afterBytes: number } | { kind: "corrupt" };
+type Fault =
+  | { kind: "status"; status: number; retryAfter?: number }
+  | { kind: "drop"; afterBytes: number }
+  | { kind: "corrupt" }
+  /** The body in pieces of `bytes`, one every `everyMs`: a download that takes a while. */
+  | { kind: "slow"; bytes: number; everyMs: number }
+  /** Send the first bytes, then hold the connection open without sending more (a stalled link, for Ctrl-C tests). */
+  | { kind: "stall"; afterBytes: number };
 
 /** Seeded files at or above this size are LFS (sha256 oids), like large files on the real Hub. */
 const LFS_THRESHOLD = 1024;
@@ -235,6 +242,22 @@ export class MockHub {
       res.write(body.subarray(0, Math.min(fault.afterBytes, body.byteLength)));
       setTimeout(() => res.socket?.destroy(), 5);
       return;
+    }
+    if (fault?.kind === "slow") {
+      let at = 0;
+      const next = (): void => {
+        if (res.destroyed) return;
+        if (at >= body.byteLength) return void res.end();
+        res.write(body.subarray(at, at + fault.bytes));
+        at += fault.bytes;
+        setTimeout(next, fault.everyMs);
+      };
+      next();
+      return;
+    }
+    if (fault?.kind === "stall") {
+      res.write(body.subarray(0, Math.min(fault.afterBytes, body.byteLength)));
+      return; // close() ends the connection
     }
     res.end(body);
   }

@@ -22,7 +22,8 @@ export async function rewriteB158(input: string, output: string, change: Rewrite
     const files = { ...header.files };
     if (config !== null && change.config !== undefined) files["config.json"] = new TextEncoder().encode(JSON.stringify(config, null, 2));
     const draft = { ...header, files, model: { ...header.model, config } };
-    const planned = file.tensors.map(({ offset: _o, sha256: _s, scale: _c, fileOffset: _f, layoutParams, ...rest }) => ({ ...rest, ternary: layoutParams !== undefined }));
+    // per-group scales (group_size) are recorded again as such, from the payload's blocks
+    const planned = file.tensors.map(({ offset: _o, sha256: _s, scale: _c, fileOffset: _f, group_size, layoutParams, ...rest }) => ({ ...rest, ternary: layoutParams !== undefined, ...(group_size === undefined ? {} : { mayGroup: true }) }));
     const writer = await B158Writer.create(output, draft, planned, { force: true });
     try {
       for (const [index, t] of file.tensors.entries()) {
@@ -30,7 +31,7 @@ export async function rewriteB158(input: string, output: string, change: Rewrite
         if (change.payload !== undefined) bytes = change.payload(t, bytes);
         const slot = new SlotWriter(writer.slot(index));
         slot.write(bytes);
-        const scale = t.layoutParams === undefined ? undefined : (change.scale?.(t) ?? t.scale!);
+        const scale = t.layoutParams === undefined ? undefined : t.group_size !== undefined ? (await file.decodeTernary(t.name)).scale : (change.scale?.(t) ?? t.scale!);
         writer.record(index, slot.finish(), scale);
       }
       await writer.finish();

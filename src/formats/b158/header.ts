@@ -68,3 +68,18 @@ export function encodeHeader(header: B158Header): Uint8Array {
 export function decodeHeader(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
+
+/** Deep enough for any header (config.json nests 3-4 levels), as for JSON (strict-json.ts). */
+export const MAX_HEADER_DEPTH = 64;
+
+/** True when `value` nests arrays and maps deeper than `limit` levels; iterative, so any depth is safe to ask about. */
+export function nestsDeeperThan(value: unknown, limit = MAX_HEADER_DEPTH): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== "object" || item instanceof Uint8Array) continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}

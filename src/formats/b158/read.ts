@@ -6,7 +6,7 @@ import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { Q2_0_BLOCK, Q2_0_BLOCK_BYTES, SCALE_BLOCK, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
 import { applyScale, groupScalesFromBlocks, type TensorScale } from "../../pack/scales.js";
 import { describeSchemaErrors, getValidator } from "../../schemas.js";
-import { decodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
+import { decodeHeader, MAX_HEADER_DEPTH, nestsDeeperThan, type B158Header, type B158TensorEntry } from "./header.js";
 import { layoutParams } from "./params.js";
 import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MAX_HEADER_BYTES, PAYLOAD_ALIGNMENT, PLAIN_LAYOUT_BYTES, PREAMBLE_BYTES, type PlainLayout } from "./spec.js";
 
@@ -89,6 +89,8 @@ export async function openB158(source: ByteSource): Promise<B158File> {
   } catch (error) {
     fail("E_B158_HEADER", file, `header is not valid MessagePack (${(error as Error).message})`);
   }
+  // every later step (schema, reports, JSON output) walks it: bound the depth like JSON's
+  if (nestsDeeperThan(decoded)) fail("E_B158_HEADER", file, `header nests deeper than ${MAX_HEADER_DEPTH} levels`);
   const header = checkHeader(file, decoded);
   const tensors = checkTensors(file, header, dataOffset, source.size);
   const byName = new Map(tensors.map((t) => [t.name, t]));
@@ -107,7 +109,7 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     if (t.layoutParams === undefined) {
       throw new B158Error("E_USAGE", `${file}: tensor "${name}" is ${t.layout}, not ternary`, { details: { file, tensor: name } });
     }
-    const unpacked = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number], undefined, name);
+    const unpacked = unpackLayout(t.layoutParams, await readPayload(name), t.shape as [number, number], undefined, { file, tensor: name });
     return { codes: unpacked.codes, scale: t.group_size === undefined ? t.scale! : groupScales(file, t, unpacked.codes, unpacked.blockScales!) };
   };
   return {

@@ -144,6 +144,8 @@ function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: Ten
 export function minorVersion(draft: Omit<B158Header, "tensors">, tensors: readonly B158TensorEntry[]): 0 | 1 {
   const uses11 =
     draft.model.family === "fake-quantized" ||
+    draft.model.family === "bitnet-embedding" ||
+    Object.keys(draft.files).some((name) => name.includes("/")) ||
     draft.provenance.options.weights !== undefined ||
     draft.provenance.options.layout === "q2_0" ||
     tensors.some((t) => t.layout === "q2_0" || t.group_size !== undefined || ((t.scale !== undefined || t.group_size !== undefined) && t.role !== "ternary-linear"));

@@ -12,6 +12,11 @@ export type GgufTargetId = (typeof GGUF_TARGET_IDS)[number];
 
 /** The metadata key where b158 records the target, read back to pick the type table. llama.cpp ignores keys it does not know. */
 export const TARGET_KEY = "b158.target";
+/**
+ * Whether the model's linears quantize their input: "int8-per-token" (BitNet's ActQuant) or "none"
+ * (a fake-quantized model's plain nn.Linear). b158's runtime reads it; llama.cpp ignores it.
+ */
+export const ACTIVATION_QUANTIZATION_KEY = "b158.activation_quantization";
 
 /** The ggml types of ternary weights each target writes (plus F32/F16 reference weights, which every target holds). */
 const TERNARY_TYPES: Readonly<Record<GgufTargetId, readonly string[]>> = {
@@ -69,7 +74,8 @@ export function normalizeActivation(act: string): Activation {
  *   hard-coded SiLU (BitNet#588/#602: perplexity 99.8 instead of 17.1 for 2B-4T's official GGUF).
  */
 export function runtimeActivation(table: GgufTableId, architecture: string): Activation | undefined {
-  if (architecture === "llama") return "silu";
+  if (architecture === "llama" || architecture === "qwen3" || architecture === "minicpm") return "silu";
+  if (architecture === "gemma3") return "gelu_pytorch_tanh";
   if (architecture === "bitnet") return "silu";
   if (BITNET_CPP_ARCHITECTURES.includes(architecture)) return table === "bitnet.cpp-2024" ? "relu2" : table === "bitnet.cpp-2026" ? "silu" : undefined;
   return undefined;
@@ -78,7 +84,10 @@ export function runtimeActivation(table: GgufTableId, architecture: string): Act
 /** Whether a runtime has the architecture (false: it refuses to load the file), or undefined when b158 does not know. */
 export function runtimeHasArchitecture(table: GgufTableId, architecture: string): boolean | undefined {
   if (BITNET_CPP_ARCHITECTURES.includes(architecture)) return GGUF_TABLES[table].runtime === "bitnet.cpp";
-  if (architecture === "bitnet" || architecture === "llama") return true;
+  if (architecture === "bitnet" || architecture === "llama" || architecture === "minicpm") return true;
+  // qwen3 / gemma3: mainline since 2025; bitnet.cpp's fork added both for BitNet-embedding (submodule 355c0c4,
+  // 2026-05, still the 2024-2025 ids) and the 2026 fork has them. Their *_norm_in tensors only load in the fork (gguf-compat.ts)
+  if (architecture === "qwen3" || architecture === "gemma3") return true;
   return undefined;
 }
 
@@ -86,12 +95,20 @@ export function runtimeHasArchitecture(table: GgufTableId, architecture: string)
 const BITNET_FAMILIES = ["bitnet-1bitllm", "bitnet-latent", "bitnet-packed"];
 const LLAMA_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"];
 
-export type ArchitectureKind = "bitnet" | "llama";
+/**
+ * bitnet / llama as before; qwen3 (Ternary-Bonsai, BitNet-embedding 0.6B), gemma3 (BitNet-embedding
+ * 270M only: a plain fake-quantized Gemma3 is no known family) and minicpm (BitCPM4) keep their
+ * llama.cpp architecture.
+ */
+export type ArchitectureKind = "bitnet" | "llama" | "qwen3" | "gemma3" | "minicpm";
 
 /** Which kind of GGUF architecture a model gets (undefined: b158 knows no GGUF architecture for it). */
 export function architectureKind(family: string, hfArchitecture: string | undefined, modelType: unknown): ArchitectureKind | undefined {
   if (BITNET_FAMILIES.includes(family)) return "bitnet";
   if (LLAMA_ARCHITECTURES.includes(hfArchitecture ?? "") || modelType === "llama" || modelType === "mistral") return "llama";
+  if (modelType === "qwen3" || hfArchitecture === "Qwen3ForCausalLM") return "qwen3";
+  if (modelType === "gemma3_text" && family === "bitnet-embedding") return "gemma3";
+  if (modelType === "minicpm" || hfArchitecture === "MiniCPMForCausalLM") return "minicpm";
   return undefined;
 }
 
@@ -100,7 +117,7 @@ export function architectureKind(family: string, hfArchitecture: string | undefi
  * `bitnet-b1.58` (the arch whose graph computed relu2), anything else BitNet `bitnet`.
  */
 export function architectureFor(target: GgufTargetId, kind: ArchitectureKind, hiddenAct: string | undefined): string {
-  if (kind === "llama") return "llama";
+  if (kind !== "bitnet") return kind;
   const relu2 = hiddenAct !== undefined && normalizeActivation(hiddenAct) === "relu2";
   return GGUF_TABLES[target].runtime === "bitnet.cpp" && relu2 ? "bitnet-b1.58" : "bitnet";
 }

@@ -17,6 +17,11 @@ export interface HfConfig {
   readonly hiddenAct: string | undefined;
   readonly tieWordEmbeddings: boolean | undefined;
   readonly quantization: HfQuantizationConfig | undefined;
+  /**
+   * Group-wise affine quantization declared by bits and group size: mlx_lm's `quantization` (and
+   * its copy in `quantization_config`), or a quantization_config with `bits` / `group_size` (PrismML's).
+   */
+  readonly affineQuantization: { readonly bits: number; readonly groupSize: number; readonly key: string } | undefined;
 }
 
 export interface HfQuantizationConfig {
@@ -52,7 +57,7 @@ export function parseHfConfig(text: string, file: string): HfConfig {
   const int = (key: string): number | undefined => (typeof raw[key] === "number" ? (raw[key] as number) : undefined);
   const qc = raw.quantization_config;
   let quantization: HfQuantizationConfig | undefined;
-  if (isJsonObject(qc)) {
+  if (isJsonObject(qc) && typeof qc.quant_method === "string") {
     quantization = {
       quantMethod: qc.quant_method as string,
       linearClass: qc.linear_class as HfQuantizationConfig["linearClass"],
@@ -61,8 +66,13 @@ export function parseHfConfig(text: string, file: string): HfConfig {
       useRmsNorm: qc.use_rms_norm === true,
     };
   }
+  const affine = (key: string) => {
+    const q = raw[key];
+    return isJsonObject(q) && typeof q.bits === "number" && typeof q.group_size === "number" ? { bits: q.bits, groupSize: q.group_size, key } : undefined;
+  };
   return {
     raw,
+    affineQuantization: affine("quantization") ?? affine("quantization_config"),
     architectures: Array.isArray(raw.architectures) ? (raw.architectures as string[]) : [],
     modelType: typeof raw.model_type === "string" ? raw.model_type : undefined,
     hiddenSize: int("hidden_size"),

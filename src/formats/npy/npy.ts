@@ -121,7 +121,7 @@ export async function readNpy(source: ByteSource): Promise<NpyMatrix> {
   if (preamble[6] !== 1 || preamble[7] !== 0) fail(`is .npy version ${preamble[6]}.${preamble[7]}; version 1.0 is read`);
   const headerLength = preamble[8]! | (preamble[9]! << 8);
   if (headerLength > MAX_HEADER || 10 + headerLength > source.size) fail(`header of ${headerLength} bytes runs past the end of the ${source.size}-byte file`);
-  const header = String.fromCharCode(...(await source.read(10, headerLength)));
+  const header = new TextDecoder("latin1").decode(await source.read(10, headerLength));
   const match = /^\{'descr': '([^']*)', 'fortran_order': (True|False), 'shape': \((\d+), (\d+)\), \} *\n$/.exec(header);
   if (match === null) fail(`header ${JSON.stringify(header.trimEnd())} is not a 2-D array description`);
   const [, descr, fortran, r, c] = match!;

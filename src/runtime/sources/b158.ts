@@ -6,6 +6,7 @@ import { fromF16Bits } from "../../pack/float16.js";
 import { Q2_0_BLOCK, TQ1_0_BLOCK_BYTES, TQ_BLOCK } from "../../pack/layouts.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
+import { poolingFromFiles } from "../pooling.js";
 import type { DenseWeightInput, TernaryWeightInput } from "../kernels/api.js";
 import { denseInput, payloadReader, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
@@ -55,7 +56,16 @@ export function b158Source(file: B158File): ModelSource {
   } catch {
     generationConfig = undefined;
   }
-  const spec = specFromHfConfig(config, names, { file: file.name, vocabSize: embedding.shape[0]!, hasHead: hfGlobalTensor(names, "head") !== undefined, generationConfig });
+  const pooling = poolingFromFiles(text, file.name, header.model.family === "bitnet-embedding");
+  const spec = specFromHfConfig(config, names, {
+    file: file.name,
+    vocabSize: embedding.shape[0]!,
+    hasHead: hfGlobalTensor(names, "head") !== undefined,
+    generationConfig,
+    ...(pooling === undefined ? {} : { pooling }),
+  });
+  // a fake-quantized model's framework runs plain nn.Linear: no activation quantization
+  const bitnet = header.model.family !== "fake-quantized";
   // decoded when a tokenizer is built (an 18 MB tokenizer.json is not text until then)
   const tokenizerFiles: TokenizerFiles = {
     get tokenizerJson() {
@@ -91,44 +101,52 @@ export function b158Source(file: B158File): ModelSource {
     async linear(role, layer) {
       const t = layerTensor(role, layer);
       const [rows, cols] = t.shape as [number, number];
-      const params = t.layoutParams;
-      if (params === undefined) {
-        return { kind: "dense", weight: await dense(t, rows, cols), bitnet: t.role === "ternary-linear" } satisfies LinearWeight;
+      if (t.layoutParams === undefined) {
+        return { kind: "dense", weight: await dense(t, rows, cols), bitnet: bitnet && t.role === "ternary-linear" } satisfies LinearWeight;
       }
-      let weight: TernaryWeightInput;
-      switch (params.layout) {
-        case "i2_s":
-          weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: reader(t) };
-          break;
-        case "tq2_0":
-          weight = { kind: "tq2_0", rows, cols, payload: reader(t) };
-          break;
-        case "tq1_0":
-        case "q2_0": {
-          // re-laid once: the codes, with each block's own f16 d (256 weights for TQ1_0, 64 for Q2_0)
-          const { codes, blockScales } = unpackLayout(params, await file.readPayload(t.name), [rows, cols], undefined, t.name);
-          weight = { kind: "codes", rows, cols, codes, scales: { granularity: "group", groupSize: params.layout === "tq1_0" ? TQ_BLOCK : Q2_0_BLOCK, scales: blockScales! } };
-          break;
-        }
-        case "tl1":
-        case "tl2": {
-          const { codes, scale } = await file.decodeTernary(t.name);
-          if (typeof scale !== "number") throw new B158Error("E_B158_LAYOUT", `${file.name}: ${params.layout} tensor "${t.name}" has group scales, which the layout cannot hold`, { details: { file: file.name, tensor: t.name } });
-          weight = { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: Math.fround(scale) } };
-          break;
-        }
-      }
-      return { kind: "ternary", weight };
+      return { kind: "ternary", weight: await ternary(t), bitnet };
     },
     async matrix(role) {
       const name = hfGlobalTensor(names, role);
       if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no ${role === "embed" ? "token embedding" : "output head"}`, { details: { file: file.name } });
       const t = file.tensor(name);
+      // a ternary embedding / head (a ternary source's) stays ternary
+      if (t.layoutParams !== undefined) return ternary(t);
       const [rows, cols] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
       return dense(t, rows, cols);
     },
     close: () => file.close(),
   };
+
+  /** A ternary payload as the kernels take it: I2_S and TQ2_0 still in the file (read straight into the kernels' memory), other layouts as codes. */
+  async function ternary(t: B158Tensor): Promise<TernaryWeightInput> {
+    const [rows, cols] = t.shape as [number, number];
+    const params = t.layoutParams!;
+    let weight: TernaryWeightInput;
+    switch (params.layout) {
+      case "i2_s":
+        weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: reader(t) };
+        break;
+      case "tq2_0":
+        weight = { kind: "tq2_0", rows, cols, payload: reader(t) };
+        break;
+      case "tq1_0":
+      case "q2_0": {
+        // re-laid once: the codes, with each block's own f16 d (256 weights for TQ1_0, 64 for Q2_0)
+        const { codes, blockScales } = unpackLayout(params, await file.readPayload(t.name), [rows, cols], undefined, { file: file.name, tensor: t.name });
+        weight = { kind: "codes", rows, cols, codes, scales: { granularity: "group", groupSize: params.layout === "tq1_0" ? TQ_BLOCK : Q2_0_BLOCK, scales: blockScales! } };
+        break;
+      }
+      case "tl1":
+      case "tl2": {
+        const { codes, scale } = await file.decodeTernary(t.name);
+        if (typeof scale !== "number") throw new B158Error("E_B158_LAYOUT", `${file.name}: ${params.layout} tensor "${t.name}" has group scales, which the layout cannot hold`, { details: { file: file.name, tensor: t.name } });
+        weight = { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: Math.fround(scale) } };
+        break;
+      }
+    }
+    return weight;
+  }
 }
 
 /** The f16 d of every TQ1_0 block (the last two bytes of its 54), in row-major block order. */

@@ -1,4 +1,4 @@
-import { openCheckpoint, type Checkpoint, type CheckpointTensor } from "../../checkpoint/open.js";
+import { openCheckpoint, poolingPaths, type Checkpoint, type CheckpointTensor } from "../../checkpoint/open.js";
 import { resolveSource } from "../../checkpoint/resolve.js";
 import { B158Error } from "../../errors.js";
 import { readTensorBytes } from "../../formats/safetensors/read.js";
@@ -8,6 +8,7 @@ import { planCheckpoint, type PlanEntry, type TensorPlan } from "../../model/pla
 import { fromBf16Bits, fromF16Bits, halfBitsToFloat32 } from "../../pack/float16.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
+import { poolingFromFiles } from "../pooling.js";
 import { absmeanTernarize, absmeanThreshold16, packedScale, unpackQuarters } from "./semantics.js";
 import { denseFromBytes, denseInput, payloadReader, uint16View, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
@@ -45,7 +46,8 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
   const plan = await planCheckpoint(checkpoint, options.latent === undefined ? {} : { weights: options.latent === "stored" ? "quantized" : "latent" });
   const errors = plan.diagnostics.filter((d) => d.severity === "error");
   if (errors.length > 0) {
-    throw new B158Error(errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED", `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
+    const code = errors.some((d) => d.code === "E_FORMAT_REFUSED") ? "E_FORMAT_REFUSED" : errors.some((d) => d.code === "E_MODEL_UNSUPPORTED") ? "E_MODEL_UNSUPPORTED" : "E_VALIDATION_FAILED";
+    throw new B158Error(code, `${label}: ${errors.map((d) => d.message).slice(0, 3).join("; ")}`, {
       details: { diagnostics: errors },
       hint: "Run b158 validate on it to see every problem.",
     });
@@ -62,11 +64,23 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
   } catch {
     generationConfig = undefined;
   }
+  // sentence-transformers' files say how an embedding model pools (modules.json -> <Pooling path>/config.json)
+  const poolingFiles = new Map<string, string>();
+  const modules = await text("modules.json");
+  if (modules !== undefined) {
+    poolingFiles.set("modules.json", modules);
+    for (const path of poolingPaths(modules)) {
+      const pooling = await text(`${path}/config.json`);
+      if (pooling !== undefined) poolingFiles.set(`${path}/config.json`, pooling);
+    }
+  }
+  const pooling = poolingFromFiles((name) => poolingFiles.get(name), label, plan.family.id === "bitnet-embedding");
   const spec = specFromHfConfig(config, names, {
     file: label,
     vocabSize: checkpoint.tensorsByName.get(embedName)!.shape[0]!,
     hasHead: hfGlobalTensor(names, "head") !== undefined,
     generationConfig,
+    ...(pooling === undefined ? {} : { pooling }),
   });
   const tokenizerModel = (await checkpoint.files.has("tokenizer.model")) ? await readWhole(checkpoint, "tokenizer.model") : undefined;
   const tokenizerJson = await text("tokenizer.json");
@@ -146,8 +160,9 @@ async function linearWeight(
     return { kind: "ternary", weight: { kind: "threshold16", rows, cols, bits, threshold, scales: { granularity: "tensor", scale } } };
   }
   const bytes = await bytesOf(t);
-  // stored (fake-quantized) weights are the effective weights: run them as they are, BitNet-style
-  if (entry.action === "extract") return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: true };
+  // stored weights are the effective weights, run as they are: by a BitNet linear (int8 input) in a
+  // BitNet family (offline float weights), by a plain nn.Linear in a fake-quantized model
+  if (entry.action === "extract") return { kind: "dense", weight: denseFromBytes(bytes, t.dtype, rows, cols, (b) => toFloat32(b, t.dtype)), bitnet: plan.family.id !== "fake-quantized" };
   // a BitNet linear ternarized per forward; a plain float linear of a model that is not ternary
   if (entry.action === "ternarize" && plan.family.id !== "generic") {
     const { codes, scale } = absmeanTernarize(bytes, t.dtype, rows * cols, entry.name);

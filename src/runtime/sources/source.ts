@@ -9,7 +9,8 @@ import type { ModelSpec } from "../spec.js";
  * (../model.ts) passes it to the kernels and drops it, one tensor at a time.
  */
 export type LinearWeight =
-  | { readonly kind: "ternary"; readonly weight: TernaryWeightInput }
+  /** `bitnet` (default true): the framework quantizes the input (BitNet); false: a plain nn.Linear holding ternary weights (fake-quantized models). */
+  | { readonly kind: "ternary"; readonly weight: TernaryWeightInput; readonly bitnet?: boolean }
   /**
    * A linear held as floats: `bitnet` when the framework quantizes its input (a BitNet linear
    * stored unpacked, e.g. a --fallback tensor), false for a plain float linear (a model that is not
@@ -38,8 +39,8 @@ export interface ModelSource {
   /** A norm's weight vector (a layer role, or the final norm). */
   vector(role: LayerRole | "norm", layer?: number): Promise<Float32Array>;
   linear(role: LayerRole, layer: number): Promise<LinearWeight>;
-  /** The token embedding, or a separate output head. */
-  matrix(role: Exclude<GlobalRole, "norm">): Promise<DenseWeightInput>;
+  /** The token embedding, or a separate output head: floats, or ternary (a ternary source's, kept ternary); payloads may still be in the file. */
+  matrix(role: Exclude<GlobalRole, "norm">): Promise<DenseWeightInput | TernaryWeightInput>;
   close(): Promise<void>;
 }
 
