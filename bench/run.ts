@@ -9,9 +9,10 @@ import { exporting } from "./export.js";
 import { kernels } from "./kernels.js";
 import { packing } from "./packing.js";
 import { runtime, runtimeVerdicts } from "./runtime.js";
+import { startup } from "./startup.js";
 import type { BenchSection } from "./types.js";
 
-const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, kernels, runtime];
+const SECTIONS: readonly BenchSection[] = [packing, conversion, exporting, kernels, runtime, startup];
 
 function format(value: unknown): string {
   if (value === undefined) return "";

@@ -83,6 +83,7 @@ export const ERROR_CODES = {
   E_B158_LAYOUT: { exit: "badInput", summary: "A .b158 payload length or parameters do not fit its layout and shape." },
   E_B158_OFFSETS: { exit: "badInput", summary: "A .b158 payload is misaligned, overlaps, leaves a gap, or bytes trail the last one." },
   E_B158_HASH: { exit: "badInput", summary: "A .b158 payload does not match its sha256." },
+  E_B158_PADDING: { exit: "badInput", summary: "Nonzero bytes in the alignment padding after a .b158 payload." },
 
   // GGUF (docs/gguf.md)
   E_GGUF_MAGIC: { exit: "badInput", summary: "Not a GGUF file (bad magic)." },

@@ -9,7 +9,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 
 const SCHEMA_DIR = fileURLToPath(new URL("../schemas/", import.meta.url));
 
-export const SCHEMA_NAMES = ["hf-config", "inspect", "inspect-b158", "inspect-gguf", "validate", "b158-header", "manifest", "eval", "run"] as const;
+export const SCHEMA_NAMES = ["hf-config", "inspect", "inspect-b158", "inspect-gguf", "validate", "b158-header", "manifest", "eval", "run", "convert", "error"] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
 
 const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });

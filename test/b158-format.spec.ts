@@ -12,6 +12,8 @@ import { decodeHeader, encodeHeader, type B158Header } from "../src/formats/b158
 import { openB158, openB158File } from "../src/formats/b158/read.js";
 import { memorySource } from "../src/io/byte-source.js";
 import { expectB158Error } from "./support/expect-error.js";
+import { forgeB158 } from "./support/forge-b158.js";
+import { GROUP_DAMAGE, OPEN_DAMAGE, u64, withHeader } from "./support/b158-damage.js";
 
 const example = fileURLToPath(new URL("../fixtures/example/", import.meta.url));
 let root: string;
@@ -27,28 +29,12 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const u64 = (bytes: Uint8Array, at: number) => Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(at, true));
-
-/** Rewrites the header (and its sha256 and the data offset's padding) so only the intended rule breaks. */
-function withHeader(bytes: Uint8Array, edit: (header: Record<string, unknown>) => void): Uint8Array {
-  const headerLength = u64(bytes, 16);
-  const dataOffset = u64(bytes, 24);
-  const header = decodeHeader(bytes.subarray(64, 64 + headerLength)) as Record<string, unknown>;
-  edit(header);
-  const encoded = encodeHeader(header as unknown as B158Header);
-  if (64 + encoded.byteLength > dataOffset) throw new Error("test header grew past the data offset");
-  const out = bytes.slice();
-  out.fill(0, 64, dataOffset);
-  out.set(encoded, 64);
-  new DataView(out.buffer).setBigUint64(16, BigInt(encoded.byteLength), true);
-  out.set(createHash("sha256").update(encoded).digest(), 32);
-  return out;
-}
-
 describe(".b158 format", () => {
   it("starts as docs/FORMAT.md §4 shows", () => {
     expect(Buffer.from(good.subarray(0, 16)).toString("hex")).toBe("8942313538" + "0d0a1a" + "0100" + "0000" + "00000000");
-    expect(u64(good, 24) % 4096).toBe(0);
+    expect(u64(good, 24)).toBe(0x7000);
+    const header = decodeHeader(good.subarray(64, 64 + u64(good, 16))) as B158Header;
+    expect(header.tensors[0]).toMatchObject({ name: "model.embed_tokens.weight", layout: "bf16", offset: 0 });
     expect(Buffer.from(good.subarray(32, 64))).toEqual(createHash("sha256").update(good.subarray(64, 64 + u64(good, 16))).digest());
     // a fixmap of 6 keys, the first "files" (keys sorted)
     expect(Buffer.from(good.subarray(64, 71)).toString("hex")).toBe("86a566696c6573");
@@ -75,27 +61,11 @@ describe(".b158 format", () => {
     return header.tensors.find((t) => t.layout === "tq2_0")!;
   };
 
-  const DAMAGE: [string, () => Uint8Array, ErrorCode][] = [
-    ["not a .b158 file", () => new TextEncoder().encode("GGUF and some more bytes to pass the preamble length check.........."), "E_B158_MAGIC"],
-    ["bad magic byte", () => Object.assign(good.slice(), { 3: 0x39 }), "E_B158_MAGIC"],
-    ["truncated inside the preamble", () => good.slice(0, 40), "E_B158_TRUNCATED"],
-    ["truncated inside a payload", () => good.slice(0, good.length - 100), "E_B158_TRUNCATED"],
-    ["unknown major version", () => { const b = good.slice(); new DataView(b.buffer).setUint16(8, 2, true); return b; }, "E_B158_VERSION"],
-    ["reserved flags set", () => { const b = good.slice(); new DataView(b.buffer).setUint32(12, 1, true); return b; }, "E_B158_VERSION"],
-    ["header length lies (beyond the file)", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(16, 2n ** 40n, true); return b; }, "E_B158_HEADER"],
-    ["header length lies (shorter)", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(16, BigInt(u64(good, 16) - 10), true); return b; }, "E_B158_HEADER"],
-    ["a flipped header byte", () => Object.assign(good.slice(), { 200: good[200]! ^ 0x40 }), "E_B158_HEADER"],
-    ["data offset not page-aligned", () => { const b = good.slice(); new DataView(b.buffer).setBigUint64(24, BigInt(u64(good, 24) + 64), true); return b; }, "E_B158_OFFSETS"],
-    ["nonzero padding after the header", () => Object.assign(good.slice(), { [u64(good, 24) - 1]: 7 }), "E_B158_HEADER"],
-    ["schema violation (format is not b158)", () => withHeader(good, (h) => { h.format = "gguf"; }), "E_B158_SCHEMA"],
-    ["schema violation (unknown layout)", () => withHeader(good, (h) => { (h.tensors as Record<string, unknown>[])[1]!.layout = "q4_k"; }), "E_B158_SCHEMA"],
-    ["payload length disagrees with the layout", () => withHeader(good, (h) => { const t = (h.tensors as Record<string, unknown>[]).find((x) => x.layout === "tq2_0")!; t.length = (t.length as number) - 66; }), "E_B158_LAYOUT"],
-    ["a payload at a gapped offset", () => withHeader(good, (h) => { const ts = h.tensors as Record<string, unknown>[]; ts[1]!.offset = (ts[1]!.offset as number) + 64; }), "E_B158_OFFSETS"],
-    ["bytes trail the last payload", () => { const b = new Uint8Array(good.length + 5); b.set(good); return b; }, "E_B158_OFFSETS"],
-  ];
 
-  it.each(DAMAGE)("%s -> %s", async (_name, damage, code) => {
-    await expectB158Error(openB158(memorySource("damaged.b158", damage())), code, "damaged.b158");
+  it.each(OPEN_DAMAGE)("%s -> %s", async (_name, damage, code) => {
+    const opening = openB158(memorySource("damaged.b158", damage(good)));
+    if (code === null) await opening;
+    else await expectB158Error(opening, code, "damaged.b158");
   });
 
   it("a flipped payload byte opens, but verify and validate name the damaged tensor", async () => {
@@ -110,6 +80,21 @@ describe(".b158 format", () => {
     const report = await validateB158(path);
     expect(report.ok).toBe(false);
     expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_B158_HASH", target.name]);
+  });
+
+  it("a nonzero byte in the padding between payloads opens, and validate reports E_B158_PADDING for the payload before it", async () => {
+    const path = join(root, "i2s.b158");
+    await convertCheckpoint(example, { layout: "i2_s", output: path, threads: 0 });
+    const bytes = new Uint8Array(await readFile(path));
+    const file = await openB158(memorySource("i2s.b158", bytes));
+    // an I2_S payload is M*K/4 + 32 bytes: 32 bytes of padding follow it
+    const target = file.tensors.find((t) => t.layout === "i2_s" && t.length % 64 !== 0)!;
+    bytes[target.fileOffset + target.length + 5] = 1;
+    expect(await (await openB158(memorySource("padded.b158", bytes))).verify()).toEqual([target.name]);
+    const padded = join(root, "padded.b158");
+    await (await import("node:fs/promises")).writeFile(padded, bytes);
+    const report = await validateB158(padded);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_B158_PADDING", target.name]]);
   });
 
   it("validate flags degenerate tensors: an all-zero ternary payload with valid hashes", async () => {
@@ -130,6 +115,18 @@ describe(".b158 format", () => {
     await (await import("node:fs/promises")).writeFile(path, fixed);
     const report = await validateB158(path);
     expect(report.diagnostics.map((d) => [d.code, d.tensor])).toContainEqual(["E_ALL_ZERO", target.name]);
+  });
+
+  it("validate checks the d of every block that holds a nonzero code against the header's scale, not only the first", async () => {
+    const target = firstTernary();
+    // block 5's d (bytes 64..65 of the block) one f16 step up; the payload's sha256 rewritten to match
+    const at = 5 * 66 + 64;
+    const start = u64(good, 24) + target.offset;
+    const forged = forgeB158(good, { payload: [{ tensor: target.name, at, value: good[start + at]! + 1 }] });
+    const path = join(root, "block-d.b158");
+    await (await import("node:fs/promises")).writeFile(path, forged);
+    const report = await validateB158(path);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_B158_LAYOUT", target.name]]);
   });
 
   it("the library API reads payloads lazily and decodes to float32 as scale x code", async () => {
@@ -174,15 +171,28 @@ describe(".b158 1.1: per-group scales (group_size, values in the payload's block
     expect(scale).toEqual(fixture.ternary[Q]!.scale);
   });
 
-  it.each([
-    ["group_size on a per-tensor layout", (t: Record<string, unknown>) => { t.layout = "i2_s"; t.params = { block_size: 128, variant: "x86" }; }, "E_B158_SCHEMA"],
-    ["both scale and group_size", (t: Record<string, unknown>) => { t.scale = 0.5; }, "E_B158_SCHEMA"],
-    ["neither scale nor group_size", (t: Record<string, unknown>) => { delete t.group_size; }, "E_B158_SCHEMA"],
-    ["group_size not a multiple of the block", (t: Record<string, unknown>) => { t.group_size = 96; }, "E_B158_LAYOUT"],
-    ["group_size that does not divide K", (t: Record<string, unknown>) => { t.group_size = 192; }, "E_B158_LAYOUT"],
-    ["group_size on a plain array", (t: Record<string, unknown>) => { t.layout = "f16"; t.params = {}; }, "E_B158_SCHEMA"],
-  ] as const)("%s -> %s", async (_name, change, code) => {
+  it.each(GROUP_DAMAGE)("%s -> %s", async (_name, change, code) => {
     await expectB158Error(openB158(memorySource("bad-group.b158", edit(Q, change))), code, "bad-group.b158");
+  });
+
+  /** The grouped file with the d of payload blocks `blocks` of Q set to f16 `bits` (sha256 rewritten). */
+  const withBlockD = (blocks: readonly number[], bits: number) =>
+    forgeB158(grouped, { payload: blocks.flatMap((b) => [{ tensor: Q, at: b * 18, value: bits & 0xff }, { tensor: Q, at: b * 18 + 1, value: bits >> 8 }]) });
+
+  it("a block with d = 0 beside one with d != 0 in the same group (both with nonzero codes) is a conflict, not a scale", async () => {
+    const file = await openB158(memorySource("zero-d.b158", withBlockD([0], 0)));
+    await expectB158Error(file.decodeTernary(Q), "E_B158_LAYOUT", "zero-d.b158");
+  });
+
+  it("a group whose nonzero blocks all have d = 0 decodes (scale 0); validate says E_SCALE_INVALID", async () => {
+    const bytes = withBlockD([0, 1], 0);
+    const file = await openB158(memorySource("zero-group.b158", bytes));
+    const { scale } = await file.decodeTernary(Q);
+    expect(typeof scale !== "number" && scale.values[0]).toBe(0);
+    const path = join(root, "zero-group.b158");
+    await (await import("node:fs/promises")).writeFile(path, bytes);
+    const report = await validateB158(path);
+    expect(report.diagnostics.filter((d) => d.severity === "error").map((d) => [d.code, d.tensor])).toEqual([["E_SCALE_INVALID", Q]]);
   });
 
   it("blocks of one group with different d: decodeTernary is E_B158_LAYOUT, validate names the tensor", async () => {

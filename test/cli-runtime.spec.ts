@@ -45,6 +45,7 @@ describe("b158 eval", () => {
     const logits = join(root, "logits");
     const run = await b158(["eval", example, converted, "--tokens", TOKENS, "--json", "--logits-out", logits]);
     expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/^loading the source model: \d+ tensors\nrunning 8 tokens through the source model: 8 tokens\nloading the converted model: \d+ tensors\nrunning 8 tokens through the converted model: 8 tokens\n$/);
     const report = JSON.parse(run.stdout);
     const validate = getValidator("eval");
     expect(validate(report), JSON.stringify(validate.errors)).toBe(true);

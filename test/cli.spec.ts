@@ -175,7 +175,7 @@ describe("b158 validate", () => {
 
     const human = await b158(["validate", dir]);
     expect(human.code).toBe(4);
-    expect(human.stdout).toContain("FAILED: 4 errors.");
+    expect(human.stdout).toMatch(/^FAILED: 4 errors(, \d+ warnings?)?\.$/m);
     expect(human.stderr).toContain("E_VALIDATION_FAILED");
   });
 });
@@ -184,13 +184,22 @@ describe("b158 convert", () => {
   it("runs the README's main job: convert the example, then inspect the result", async () => {
     const output = join(root, "readme.b158");
     const convert = await b158(["convert", "fixtures/example", "-o", output, "--layout", "tq2_0", "--force"]);
-    expect(convert.stderr).toBe("");
-    expect(convert.code).toBe(0);
+    expect(convert.code, convert.stderr).toBe(0);
     expect(convert.stdout).toMatch(/Wrote .*readme\.b158 \(1\.06 MiB\) in [\d.]+ s with \d+ worker threads?, validated/);
     expect(convert.stdout).toContain("ternary-linear 2.063");
-    const inspect = await b158(["inspect", output]);
+    // stderr is not a terminal here: the log has a line per phase and one per tensor, as llama-quantize prints them
+    expect(convert.stderr).toMatch(/^converting 46 tensors to tq2_0: 1\.04 MiB$/m);
+    expect(convert.stderr).toMatch(/^\[\s*\d+\/46\] model\.layers\.0\.self_attn\.q_proj\.weight \[256, 256\] u8 -> tq2_0 {2}16\.0 KiB -> 16\.5 KiB$/m);
+    expect(convert.stderr.match(/^\[\s*\d+\/46\] /gm)).toHaveLength(46);
+    expect(convert.stderr).toMatch(/^validating the written file: 1\.06 MiB$/m);
+    const [inspect, all] = await Promise.all([b158(["inspect", output]), b158(["inspect", output, "--all"])]);
     expect(inspect.code).toBe(0);
-    expect(inspect.stdout).toMatch(/model\.layers\.0\.self_attn\.q_proj\.weight\s+tq2_0\s+block_size=256\s+\[256, 256\]\s+0\.\d+\s+[\d.]+% \/ [\d.]+% \/ [\d.]+%\s+2\.063/);
+    // by default: 80 columns, ternary linears per role across the layers
+    for (const line of inspect.stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(inspect.stdout).toContain("Ternary linears: 7 roles across 4 layers, tq2_0 (block_size=256)");
+    expect(inspect.stdout).toMatch(/^ {2}self_attn\.q_proj\s+\[256, 256\]\s+4\s+0\.\d+\s+0\.\d+\s+0\.\d+$/m);
+    expect(all.stdout).toMatch(/^ {2}tensor\s+layout\s+layout params\s+shape/m);
+    expect(all.stdout).toMatch(/model\.layers\.0\.self_attn\.q_proj\.weight\s+tq2_0\s+block_size=256\s+\[256, 256\]\s+0\.\d+\s+[\d.]+% \/ [\d.]+% \/ [\d.]+%\s+2\.063/);
   });
 
   it("gives byte-identical files across runs and worker thread counts (real workers)", async () => {
@@ -210,9 +219,14 @@ describe("b158 convert", () => {
 
   it("--json prints the machine summary; inspect --json of the file validates against its schema", async () => {
     const output = join(root, "json.b158");
-    const run = await b158(["convert", example, "-o", output, "--layout", "i2_s", "--json"]);
+    // layout names in any case, as llama-quantize takes them
+    const run = await b158(["convert", example, "-o", output, "--layout", "I2_S", "--json"]);
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout);
+    expect(getValidator("convert")(summary), JSON.stringify(getValidator("convert").errors)).toBe(true);
+    expect(summary.warnings).toContainEqual(expect.objectContaining({ severity: "warning", code: "W_GGUF_ACTIVATION" }));
+    // progress goes to stderr under --json too: stdout is only the document
+    expect(run.stderr).toMatch(/^\[46\/46\] /m);
     expect(summary).toMatchObject({ path: output, layout: "i2_s", family: "bitnet-packed", validated: true, tensors: { total: 46, byLayout: { i2_s: 28, bf16: 18 } } });
     expect(summary.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(summary.size).toBe((await readFile(output)).byteLength);
@@ -296,6 +310,7 @@ describe("b158 convert --format gguf, export, and GGUF inspect / validate", () =
     const run = await b158(["convert", example, "-o", output, "--layout", "tq2_0", "--embeddings", "q8_0", "--json"]);
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout);
+    expect(getValidator("convert")(summary), JSON.stringify(getValidator("convert").errors)).toBe(true);
     expect(summary.gguf.architecture).toBe("bitnet");
     expect(summary.gguf.types).toMatchObject({ Q8_0: 1, TQ2_0: 28 });
     expect(summary.gguf.diagnostics.map((d: { code: string }) => d.code)).toContain("W_GGUF_ACTIVATION");

@@ -68,7 +68,7 @@ describe("convert: round trip for every family x layout", () => {
     const output = join(root, "generic.b158");
     const summary = await convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, ternarize: ["model.layers.*.mlp.*_proj.weight"] });
     expect(summary.family).toBe("generic");
-    expect(summary.warnings.some((w) => w.startsWith("W_LOSSY_TERNARIZATION"))).toBe(true);
+    expect(summary.warnings.some((w) => w.code === "W_LOSSY_TERNARIZATION")).toBe(true);
     const file = await openB158File(output);
     try {
       const up = file.tensor("model.layers.0.mlp.up_proj.weight");
@@ -104,10 +104,15 @@ describe("convert: round trip for every family x layout", () => {
     const fixture = await generateCheckpoint({ family: "bitnet-1bitllm", dir: join(root, "3b-like"), dims: { layers: 1, hidden: 320, intermediate: 864, heads: 4, kvHeads: 4 } });
     const output = join(root, "3b.b158");
     await expect(convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0 })).rejects.toMatchObject({ code: "E_LAYOUT_SHAPE" });
+    // an unknown layout name is a coded usage error, not a TypeError from deep inside
+    await expect(convertCheckpoint(fixture.dir, { layout: "tq3_0" as never, output, threads: 0 })).rejects.toMatchObject({ code: "E_LAYOUT_UNKNOWN", exitCode: 2 });
     await expect(readdir(root)).resolves.not.toContain("3b.b158");
-    const summary = await convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, fallback: "f16" });
+    // every ternary tensor would fall back: a float file under a ternary layout's name, unless asked for
+    await expect(convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, fallback: "f16" })).rejects.toMatchObject({ code: "E_LAYOUT_SHAPE", message: expect.stringContaining("no ternary tensor fits tq2_0") });
+    await expect(readdir(root)).resolves.not.toContain("3b.b158");
+    const summary = await convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, fallback: "f16", allowNoTernary: true });
     expect(summary.fallbacks).toHaveLength(7);
-    expect(summary.warnings.filter((w) => w.startsWith("W_FALLBACK"))).toHaveLength(7);
+    expect(summary.warnings.filter((w) => w.code === "W_FALLBACK")).toHaveLength(7);
     const file = await openB158File(output);
     try {
       const down = file.tensor("model.layers.0.mlp.down_proj.weight");

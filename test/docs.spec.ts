@@ -15,6 +15,27 @@ describe("docs/errors.md", () => {
   });
 });
 
+describe("docs/errors.md lists every diagnostic code", () => {
+  it("each W_/I_ code, and each E_ code a diagnostic carries, that src/ can emit", () => {
+    const root = fileURLToPath(new URL("../src/", import.meta.url));
+    const emitted = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(join(root, dir))) {
+        const path = join(dir, name);
+        if (statSync(join(root, path)).isDirectory()) walk(path);
+        else if (name.endsWith(".ts") && !name.endsWith(".spec.ts")) {
+          const text = readFileSync(join(root, path), "utf8");
+          for (const m of text.matchAll(/code: "([EWI]_[A-Z0-9_]+)"/g)) emitted.add(m[1]!);
+          for (const m of text.matchAll(/"([WI]_[A-Z0-9_]+)"/g)) emitted.add(m[1]!);
+        }
+      }
+    };
+    walk(".");
+    expect(emitted.size).toBeGreaterThan(30);
+    expect([...emitted].filter((code) => !docs.includes(`\`${code}\``)).sort()).toEqual([]);
+  });
+});
+
 describe("the repository stands alone", () => {
   it("no source, test, doc, bench or fixture names a path beside the repository", () => {
     const root = fileURLToPath(new URL("..", import.meta.url));

@@ -348,7 +348,7 @@ describe("the runtimes that compute the wrong FFN activation, for checkpoints, .
     const human = await cli(["inspect", b158.get("i2_s")!]);
     expect(human.stdout).toContain("W_GGUF_ACTIVATION");
     const summary = await convertCheckpoint(example, { layout: "tq1_0", output: join(root, "act.b158"), threads: 0 });
-    const line = summary.warnings.find((w) => w.startsWith("W_GGUF_ACTIVATION"))!;
+    const line = summary.warnings.find((w) => w.code === "W_GGUF_ACTIVATION")!.message;
     expect(line).toContain("mainline llama.cpp");
     expect(line).not.toContain("2026");
   });

@@ -174,6 +174,8 @@ describe("Hub sources end to end (CLI)", () => {
     expect(denied.stderr).toContain("HF_TOKEN");
     const ok = await b158(["pull", "org/gated", "--json"], { HF_ENDPOINT: hub.url, HF_HOME: home, HF_TOKEN: TOKEN });
     expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/^downloading org\/gated: [\d.]+ (B|KiB|MiB)$/m);
+    expect(ok.stderr).toMatch(/^config\.json {2}[\d.]+ (B|KiB)$/m);
     expect(JSON.parse(ok.stdout).commit).toBe(commit);
     expect(ok.stdout + ok.stderr + denied.stdout + denied.stderr).not.toContain(TOKEN);
   });
@@ -241,6 +243,9 @@ describe("b158 push", () => {
     expect(result.commit.oid).toBe(hub.repo("tester/cli")!.refs.get("main"));
     expect(result.commit.url).toContain("/tester/cli/commit/");
     expect(run.stdout + run.stderr).not.toContain(WRITE);
+    // progress on stderr, a line per uploaded file, while stdout is only the JSON document
+    expect(run.stderr).toMatch(/^uploading to tester\/cli: [\d.]+ (KiB|MiB)$/m);
+    expect(run.stderr).toMatch(/^push-model-tq2_0\.b158 {2}[\d.]+ (KiB|MiB)$/m);
   });
 });
 

@@ -124,8 +124,8 @@ describe("SIGKILL cannot be handled: the next run cleans up", () => {
     await writeFile(join(out, ".y.b158.b158-00000000-1-0123456789ab.partial"), "");
     const next = await runCli(["convert", example, "-o", output, "--layout", "tq2_0", "--json"]);
     expect(next.status, next.stderr).toBe(0);
-    const warnings: string[] = JSON.parse(next.stdout).warnings;
-    expect(warnings).toContainEqual(expect.stringMatching(new RegExp(`^W_STALE_PARTIAL: ${join(out, stale!).replace(/[.]/g, "\\.")}: removed`)));
+    const warnings: { code: string; message: string; file?: string }[] = JSON.parse(next.stdout).warnings;
+    expect(warnings).toContainEqual(expect.objectContaining({ code: "W_STALE_PARTIAL", file: output, message: expect.stringMatching(new RegExp(`^${join(out, stale!).replace(/[.]/g, "\\.")}: removed`)) }));
     expect((await readdir(out)).sort()).toEqual([".y.b158.b158-00000000-1-0123456789ab.partial", "x.b158"]);
   });
 
@@ -133,9 +133,13 @@ describe("SIGKILL cannot be handled: the next run cleans up", () => {
     const out = await mkdir(join(root, "other-host"), { recursive: true }).then(() => join(root, "other-host"));
     const foreign = join(out, ".x.b158.b158-00000000-123-0123456789ab.partial");
     await writeFile(foreign, "x");
-    const run = await runCli(["convert", example, "-o", join(out, "x.b158"), "--layout", "tq2_0"]);
+    const run = await runCli(["convert", example, "-o", join(out, "x.b158"), "--layout", "tq2_0", "--json"]);
     expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout).toContain(`W_STALE_PARTIAL: ${foreign}: a temp file of x.b158 from a run on another host`);
+    const warnings: { code: string; message: string }[] = JSON.parse(run.stdout).warnings;
+    expect(warnings).toContainEqual(expect.objectContaining({ code: "W_STALE_PARTIAL", message: expect.stringContaining(`${foreign}: a temp file of x.b158 from a run on another host`) }));
+    // the human report names the file too (wrapped at 80 columns)
+    const human = await runCli(["convert", example, "-o", join(out, "x.b158"), "--layout", "tq2_0", "--force"]);
+    expect(human.stdout.replace(/\s+/g, " ")).toContain(`W_STALE_PARTIAL ${foreign}: a temp file of x.b158 from a run on another host`);
     expect(await readdir(out)).toContain(".x.b158.b158-00000000-123-0123456789ab.partial");
   });
 });

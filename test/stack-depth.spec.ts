@@ -15,7 +15,7 @@ const BOUNDED: Readonly<Record<string, string>> = {
   "src/convert/validate-b158.ts: ...ternaryDiagnostics(t, check)": "at most four diagnostics per tensor",
   "src/export/gguf-tokenizer.ts: ...specialTokens(input, tokens, model)": "a handful of special-token keys",
   "src/export/gguf.ts: ...tokenizer.diagnostics": "a few tokenizer warnings",
-  "src/export/gguf.ts: ...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads)": "one or two GGUF tensors per tensor",
+  "src/export/gguf.ts: ...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads).map((p) => ({ ...p, from: t }))": "one or two GGUF tensors per tensor",
   "src/export/gguf.ts: ...compat.diagnostics.filter((d) => d.severity !== \"info\")": "a few diagnostics per runtime table",
   "src/model/plan.ts: ...modelActivationDiagnostics({ family: family.id, hfArchitecture: config?.architectures[0], config: config?.raw as Record<string, unknown> | undefined })": "one diagnostic per target runtime",
   "src/export/gguf-target.ts: ...minicpmMetadata(b158, f32)": "MiniCPM's three or four scaling keys",

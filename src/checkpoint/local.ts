@@ -1,6 +1,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { B158Error, ioError } from "../errors.js";
+import { isB158File, isGgufFile } from "../formats/b158/detect.js";
 import { fileSource, type ByteSource } from "../io/byte-source.js";
 import type { CheckpointFiles } from "./files.js";
 
@@ -15,21 +16,20 @@ export async function localCheckpointFiles(path: string): Promise<CheckpointFile
     info = await stat(absolute);
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new B158Error("E_SOURCE_NOT_FOUND", `${path}: no such file or directory`, {
+      const file = /\.(b158|gguf|safetensors)$/i.exec(path)?.[1]?.toLowerCase();
+      throw new B158Error("E_SOURCE_NOT_FOUND", `${path}: no such ${file === undefined ? "file or directory" : "file"}`, {
         details: { source: path },
-        hint: "Pass a checkpoint directory (config.json + *.safetensors) or a .safetensors file.",
+        hint:
+          file === undefined
+            ? "Check the path: a checkpoint directory (config.json + *.safetensors), a .safetensors file, or hf://org/name for the Hub."
+            : `Check the path of the .${file} file.`,
       });
     }
     throw ioError(path, "stat", cause);
   }
   const directory = info.isDirectory() ? absolute : dirname(absolute);
   const single = info.isDirectory() ? undefined : basename(absolute);
-  if (single !== undefined && !single.endsWith(".safetensors")) {
-    throw new B158Error("E_SOURCE_UNRECOGNIZED", `${path}: not a directory or a .safetensors file`, {
-      details: { source: path },
-      hint: "Pass a checkpoint directory or a .safetensors file.",
-    });
-  }
+  if (single !== undefined && !single.endsWith(".safetensors")) throw await notACheckpoint(path, single);
 
   const full = (name: string): string => {
     // Names come from index files we do not trust: refuse anything that leaves the directory. A
@@ -87,4 +87,34 @@ export async function localCheckpointFiles(path: string): Promise<CheckpointFile
       }
     },
   };
+}
+
+/**
+ * A file given where a checkpoint was expected. Named .gguf or .b158 but without that magic (the
+ * readers claim real ones first), it is a damaged or mislabelled file of that format, not a
+ * checkpoint question.
+ */
+async function notACheckpoint(path: string, name: string): Promise<B158Error> {
+  if (await isB158File(path)) {
+    return new B158Error("E_SOURCE_UNRECOGNIZED", `${path}: is a .b158 file, not a checkpoint`, {
+      details: { source: path },
+      hint: `b158 export ${path} -o model.gguf writes a GGUF from it; b158 inspect and b158 validate read it.`,
+    });
+  }
+  if (/\.gguf$/i.test(name) && !(await isGgufFile(path))) {
+    return new B158Error("E_GGUF_MAGIC", `${path}: not a GGUF file: it does not start with the GGUF magic`, {
+      details: { file: path },
+      hint: "The file is damaged, truncated at the start, or not a GGUF despite its name; download or export it again.",
+    });
+  }
+  if (/\.b158$/i.test(name)) {
+    return new B158Error("E_B158_MAGIC", `${path}: not a .b158 file: it does not start with the .b158 magic`, {
+      details: { file: path },
+      hint: "The file is damaged or not a .b158 despite its name; b158 convert writes one.",
+    });
+  }
+  return new B158Error("E_SOURCE_UNRECOGNIZED", `${path}: not a checkpoint directory, a .safetensors, .b158 or .gguf file`, {
+    details: { source: path },
+    hint: "Pass a checkpoint directory (config.json + *.safetensors), a .safetensors file, or hf://org/name for the Hub.",
+  });
 }

@@ -239,16 +239,41 @@ function crossCheckIndex(label: string, index: SafetensorsIndex, tensors: Map<st
   }
 }
 
-/** Orders "layers.10" after "layers.9": numeric runs compare as numbers, so plans read in model order. */
+/**
+ * Orders "layers.10" after "layers.9", so plans (and .b158 files) read in model order; the exact
+ * rule of docs/FORMAT.md §1.9. A name is split into runs of ASCII digits and runs of anything
+ * else; runs compare in turn, text by code point (= UTF-8 byte order), digits by value and, for
+ * equal values, as text ("007" before "7"); when every run compared is equal, fewer runs first.
+ */
 export function compareTensorNames(a: string, b: string): number {
-  const pa = a.split(/(\d+)/);
-  const pb = b.split(/(\d+)/);
+  const pa = a.split(/([0-9]+)/);
+  const pb = b.split(/([0-9]+)/);
   for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
     const x = pa[i]!;
     const y = pb[i]!;
     if (x === y) continue;
-    if (i % 2 === 1) return Number(x) - Number(y) || (x < y ? -1 : 1);
-    return x < y ? -1 : 1;
+    return i % 2 === 1 ? compareDigitRuns(x, y) : compareCodePoints(x, y);
   }
   return pa.length - pb.length;
+}
+
+/** By value, exactly (any length; no float rounding), then as text. */
+function compareDigitRuns(x: string, y: string): number {
+  const u = x.replace(/^0+/, "");
+  const v = y.replace(/^0+/, "");
+  if (u.length !== v.length) return u.length - v.length;
+  if (u !== v) return u < v ? -1 : 1;
+  return x < y ? -1 : 1;
+}
+
+/** Code point order (UTF-16 code unit order differs for characters above U+FFFF). */
+function compareCodePoints(x: string, y: string): number {
+  let i = 0;
+  while (i < x.length && i < y.length) {
+    const c = x.codePointAt(i)!;
+    const d = y.codePointAt(i)!;
+    if (c !== d) return c - d;
+    i += c > 0xffff ? 2 : 1;
+  }
+  return x.length - y.length;
 }

@@ -1,12 +1,23 @@
-import { Command, ux } from "@oclif/core";
+import { Command, Flags, ux, type Interfaces } from "@oclif/core";
 import { B158Error } from "../errors.js";
+import { renderError, toB158Error, type CommandShape } from "./errors.js";
+import { Progress, progressMode } from "./progress.js";
 
-const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- oclif's own FlagOutput / ArgOutput, which it does not export
+type Output = { [name: string]: any };
+
+/** `--quiet` for the commands that show progress (their "GLOBAL FLAGS", beside --json). */
+export const progressFlags = {
+  quiet: Flags.boolean({ char: "q", helpGroup: "GLOBAL", description: "No progress or log lines on stderr (errors still print)." }),
+};
 
 /**
- * Shared behaviour of b158 commands: B158Errors become `{"error": {...}}` under --json and a
- * short "Error / Code / Try this" block otherwise (oclif's printer reads our fields), with the
- * exit status from the error's code. Anything else is a bug and keeps its stack.
+ * Shared behaviour of b158 commands:
+ * - every failure is a B158Error (oclif's parse errors become E_USAGE / E_LAYOUT_UNKNOWN, anything
+ *   else E_INTERNAL) with the exit status of its code; under --json stdout holds exactly
+ *   `{"error": {code, message, hint, details, exit}}`, otherwise stderr gets "Error / Code / Try this";
+ * - option values are matched case-insensitively (`--layout TQ2_0`, as llama-quantize accepts);
+ * - progress goes to stderr in one style (src/cli/progress.ts), also under --json.
  */
 export abstract class B158Command extends Command {
   /**
@@ -32,43 +43,65 @@ export abstract class B158Command extends Command {
     return super.toErrorJson(err);
   }
 
-  /**
-   * An AbortSignal for long commands (convert, export, pull): SIGINT (Ctrl-C), SIGTERM (what
-   * `timeout`, CI cancellation and `docker stop` send) and SIGHUP abort it, with the signal's name
-   * as the reason, so the command stops, removes its temp output and exits 130 (E_INTERRUPTED).
-   * Each handler runs once: a second signal ends the process at once. dispose() removes them.
-   */
-  protected stopOnSignals(): { signal: AbortSignal; dispose(): void } {
-    const controller = new AbortController();
-    const handlers = STOP_SIGNALS.map((name) => {
-      const handler = () => controller.abort(name);
-      process.once(name, handler);
-      return [name, handler] as const;
-    });
-    return {
-      signal: controller.signal,
-      dispose: () => {
-        for (const [name, handler] of handlers) process.removeListener(name, handler);
-      },
-    };
+  private activeProgress: Progress | undefined;
+
+  protected override async parse<F extends Output, B extends Output, A extends Output>(
+    options?: Interfaces.Input<F, B, A>,
+    argv: string[] = this.argv,
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const flags = { ...(options?.baseFlags ?? {}), ...(options?.flags ?? {}) } as Record<string, { char?: string; options?: readonly string[] } | undefined>;
+    try {
+      return await super.parse(options, normalizeOptionCase(argv, flags));
+    } finally {
+      // a command line that failed to parse was parsed: oclif's "did not parse its arguments" warning is for commands that never call parse
+      this.parsed = true;
+    }
   }
 
-  /** A progress line on stderr, only for people: never under --json or when stderr is not a terminal. */
-  protected progress(): ((text: string) => void) & { done(): void } {
-    const enabled = process.stderr.isTTY === true && !this.jsonEnabled();
-    let last = 0;
-    const update = (text: string): void => {
-      if (!enabled) return;
-      const now = Date.now();
-      if (now - last < 100) return;
-      last = now;
-      const width = Math.max(20, (process.stderr.columns ?? 80) - 1);
-      process.stderr.write(`\r${text.slice(0, width).padEnd(width)}`);
-    };
-    return Object.assign(update, {
-      done() {
-        if (enabled && last !== 0) process.stderr.write(`\r${" ".repeat(Math.max(20, (process.stderr.columns ?? 80) - 1))}\r`);
-      },
-    });
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    this.activeProgress?.end();
+    const error = toB158Error(err, this.ctor as unknown as CommandShape);
+    if (error === undefined) return super.catch(err);
+    process.exitCode = error.exitCode;
+    if (this.jsonEnabled()) {
+      this.logJson({ error: error.toJSON() });
+      if (error.code === "E_INTERNAL") process.stderr.write(`${renderError(error)}\n`);
+      return undefined;
+    }
+    process.stderr.write(`${renderError(error)}\n`);
+    // printed: oclif's handler only exits with error.oclif.exit
+    throw Object.assign(error, { skipOclifErrorHandling: true });
   }
+
+  /** The command's progress reporter on stderr (off with --quiet). */
+  protected progress(quiet = false): Progress {
+    this.activeProgress?.end();
+    this.activeProgress = new Progress({ mode: progressMode(quiet), stream: process.stderr });
+    return this.activeProgress;
+  }
+}
+
+/** Rewrites option values that differ from a flag's options only in case: `--layout TQ2_0` -> `tq2_0`. */
+export function normalizeOptionCase(argv: readonly string[], flags: Readonly<Record<string, { char?: string; options?: readonly string[] } | undefined>>): string[] {
+  const byToken = new Map<string, readonly string[]>();
+  for (const [name, flag] of Object.entries(flags)) {
+    if (flag?.options === undefined) continue;
+    byToken.set(`--${name}`, flag.options);
+    if (flag.char !== undefined) byToken.set(`-${flag.char}`, flag.options);
+  }
+  const fix = (value: string, options: readonly string[]) => (options.includes(value) ? value : (options.find((o) => o.toLowerCase() === value.toLowerCase()) ?? value));
+  const out = [...argv];
+  for (let i = 0; i < out.length; i++) {
+    const token = out[i]!;
+    if (token === "--") break;
+    const eq = token.indexOf("=");
+    if (token.startsWith("--") && eq > 0) {
+      const options = byToken.get(token.slice(0, eq));
+      if (options !== undefined) out[i] = `${token.slice(0, eq + 1)}${fix(token.slice(eq + 1), options)}`;
+      continue;
+    }
+    const options = byToken.get(token);
+    if (options !== undefined && i + 1 < out.length) out[i + 1] = fix(out[i + 1]!, options);
+  }
+  return out;
 }

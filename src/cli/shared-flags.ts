@@ -1,11 +1,31 @@
 import { Args, Flags } from "@oclif/core";
+import { LAYOUT_IDS } from "../pack/layouts.js";
 
-/** The one `<source>` argument every checkpoint-reading command takes (resolved in src/checkpoint/resolve.ts). */
+/** The `<source>` of convert (and eval's first argument): a checkpoint, resolved in src/checkpoint/resolve.ts. */
 export const sourceArg = Args.string({
   name: "source",
   required: true,
-  description: "Checkpoint directory (config.json + model.safetensors, or shards + model.safetensors.index.json), or a single .safetensors file.",
+  description: "The checkpoint: a directory (config.json + model.safetensors, or shards + model.safetensors.index.json), a single .safetensors file, or a Hub model hf://org/name[@revision].",
 });
+
+/** What inspect and validate read: a checkpoint, or a file b158 (or anyone) wrote. */
+export const anySourceArg = Args.string({
+  name: "source",
+  required: true,
+  description: "A checkpoint directory, a .safetensors file, a Hub model hf://org/name[@revision], a .b158 file or a .gguf file.",
+});
+
+/** `--layout`, case-insensitive like llama-quantize's type names (TQ2_0 or tq2_0; src/cli/base-command.ts). */
+export const layoutFlag = Flags.option({
+  options: LAYOUT_IDS,
+  required: true,
+  helpValue: "<layout>",
+  description: "Ternary layout: i2_s, tl1, tl2 (bitnet.cpp) or tq1_0, tq2_0, q2_0 (llama.cpp; q2_0 needs llama.cpp b9917 or later); any case.",
+})();
+
+/** `--markdown`: the report as GitHub-flavoured Markdown on stdout, instead of text. */
+export const markdownFlag = (what: string) =>
+  Flags.boolean({ description: `Print ${what} as Markdown (for CI: >> "$GITHUB_STEP_SUMMARY" shows it on the run page).` });
 
 export const ternarizeFlag = Flags.string({
   multiple: true,

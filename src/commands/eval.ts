@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { Args, Flags } from "@oclif/core";
-import { B158Command } from "../cli/base-command.js";
+import { B158Command, progressFlags } from "../cli/base-command.js";
+import { abortOnInterrupt } from "../cli/interrupt.js";
+import { evalProgress } from "../cli/progress.js";
 import { weightsFlag } from "../cli/shared-flags.js";
 import { activationsFlag, parseNumber, parseTokenList, threadsFlag, tokensFlag } from "../cli/runtime-flags.js";
 import { B158Error, ioError } from "../errors.js";
@@ -10,17 +12,9 @@ import { TOOL } from "../version.js";
 
 export default class Eval extends B158Command {
   static override summary = "Check that a converted model computes what its source computes: logits side by side.";
-  static override description = `Runs the same tokens through the source checkpoint (read by its own framework's semantics:
-absmean of latent weights, transformers' unpacking and scale convention of packed ones) and through
-the converted .b158 (its packed payloads as they are), both in b158's runtime, and reports per
-position and summarised: the cosine of the logits, top-1 agreement, KL(source || converted), and
-each side's perplexity on the text. A GGUF that b158 wrote can be the converted side, or a third
-one (--gguf). An embedding model (BitNet-embedding) is judged by the cosine of its pooled
-embeddings of the text and of each sentence; its logits are reported.
+  static override description = `Runs the same tokens through the source checkpoint (read by its own framework's semantics: absmean of latent weights, transformers' unpacking and scale convention of packed ones) and through the converted .b158 (its packed payloads as they are), both in b158's runtime, and reports per position and summarised: the cosine of the logits, top-1 agreement, KL(source || converted), and each side's perplexity on the text. A GGUF that b158 wrote can be the converted side, or a third one (--gguf). An embedding model (BitNet-embedding) is judged by the cosine of its pooled embeddings of the text and of each sentence; its logits are reported.
 
-For lossless conversions (repacking, absmean of latent weights) the thresholds below decide, and
-the exit status is ${4} when one is missed. Lossy conversions (--ternarize of a float model) are
-reported only, unless thresholds are given explicitly. Defaults and why: docs/eval.md.`;
+For lossless conversions (repacking, absmean of latent weights) the thresholds below decide, and the exit status is ${4} when one is missed. Lossy conversions (--ternarize of a float model) are reported only, unless thresholds are given explicitly. Defaults and why: docs/eval.md.`;
 
   static override examples = [
     { description: "Check a conversion of the bundled example", command: "<%= config.bin %> <%= command.id %> fixtures/example example.b158" },
@@ -31,8 +25,8 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
 
   static override enableJsonFlag = true;
   static override args = {
-    source: Args.string({ required: true, description: "The source checkpoint (directory, .safetensors file or hf://org/name)." }),
-    converted: Args.string({ required: true, description: "The converted .b158 (or a GGUF b158 wrote)." }),
+    source: Args.string({ required: true, description: "The source checkpoint: a directory, a .safetensors file, or a Hub model hf://org/name[@revision]." }),
+    converted: Args.string({ required: true, description: "The converted file: a .b158, or a .gguf b158 wrote." }),
   };
   static override flags = {
     text: Flags.string({ description: "Text to evaluate on (default: a short English paragraph), tokenized with the source's tokenizer.", exclusive: ["text-file", "tokens"] }),
@@ -48,6 +42,7 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
     "max-perplexity-delta": Flags.string({ description: `Highest relative perplexity difference (default ${DEFAULT_THRESHOLDS.maxPerplexityDelta}).`, helpValue: "<fraction>" }),
     threads: threadsFlag,
     weights: weightsFlag,
+    ...progressFlags,
   };
 
   async run(): Promise<(EvalReport & { schemaVersion: 1; tool: typeof TOOL }) | undefined> {
@@ -69,8 +64,8 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       const n = parseNumber(flags[flag], `--${flag}`);
       if (n !== undefined) thresholds[metric] = n;
     }
-    const stop = this.stopOnSignals();
-    const progress = this.progress();
+    const interrupt = abortOnInterrupt();
+    const progress = this.progress(flags.quiet);
     try {
       const report = await evaluate(args.source, args.converted, {
         ...(text === undefined ? {} : { text }),
@@ -81,10 +76,10 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
         ...(flags.gguf === undefined ? {} : { gguf: flags.gguf }),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         ...(flags.weights === undefined ? {} : { latent: flags.weights === "quantized" ? ("stored" as const) : ("online" as const) }),
-        signal: stop.signal,
-        onProgress: (p) => progress(`${p.phase === "load" ? "loading" : "running"} ${p.side}: ${p.done}/${p.total}${p.phase === "load" ? " tensors" : " tokens"}`),
+        signal: interrupt.signal,
+        onProgress: evalProgress(progress),
       });
-      progress.done();
+      progress.end();
       const result = { schemaVersion: 1 as const, tool: TOOL, ...report };
       if (!report.pass) {
         const exit = new B158Error("E_EVAL_THRESHOLD", "").exitCode;
@@ -104,8 +99,8 @@ reported only, unless thresholds are given explicitly. Defaults and why: docs/ev
       this.log(renderEvalReport(report));
       return result;
     } finally {
-      progress.done();
-      stop.dispose();
+      progress.end();
+      interrupt.dispose();
     }
   }
 }

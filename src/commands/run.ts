@@ -1,5 +1,6 @@
 import { Args, Flags } from "@oclif/core";
-import { B158Command } from "../cli/base-command.js";
+import { B158Command, progressFlags } from "../cli/base-command.js";
+import { abortOnInterrupt } from "../cli/interrupt.js";
 import { activationsFlag, parseNumber, parseTokenList, threadsFlag, tokensFlag } from "../cli/runtime-flags.js";
 import { B158Error } from "../errors.js";
 import { writeNpy } from "../formats/npy/npy.js";
@@ -40,11 +41,7 @@ export interface RunResult {
 
 export default class Run extends B158Command {
   static override summary = "Generate text with a .b158 in b158's own runtime: no Python, no C++.";
-  static override description = `Loads the model (a .b158, a GGUF b158 wrote, or a checkpoint) with its weights kept packed,
-tokenizes the prompt with the tokenizer the file embeds, and streams the generated text as it comes.
-Greedy by default (--temperature 0); with a temperature, top-k and top-p sample from a seeded
-generator, so the same flags give the same text. Prompt and generation speed go to stderr at the
-end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
+  static override description = `Loads the model (a .b158, a GGUF b158 wrote, or a checkpoint) with its weights kept packed, tokenizes the prompt with the tokenizer the file embeds, and streams the generated text as it comes. Greedy by default (--temperature 0); with a temperature, top-k and top-p sample from a seeded generator, so the same flags give the same text. Prompt and generation speed go to stderr at the end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
 
   static override examples = [
     { description: "Greedy generation from the bundled example (after converting it)", command: "<%= config.bin %> <%= command.id %> example.b158 --prompt \"The quick brown fox\" -n 32" },
@@ -54,7 +51,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
   ];
 
   static override enableJsonFlag = true;
-  static override args = { file: Args.string({ required: true, description: "The model: a .b158, a GGUF b158 wrote, or a checkpoint." }) };
+  static override args = { file: Args.string({ required: true, description: "The model: a .b158 file, a .gguf b158 wrote, a checkpoint directory, or a Hub model hf://org/name[@revision]." }) };
   static override flags = {
     prompt: Flags.string({ char: "p", description: "The prompt text (tokenized with the model's tokenizer, BOS included).", exclusive: ["tokens"] }),
     tokens: tokensFlag("Prompt token ids instead of text, e.g. 1,2,3."),
@@ -70,6 +67,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
     "int8-head": Flags.boolean({
       description: "Run the output head as int8 rows (quantized at load, one scale per row): about half its memory traffic and time, at a small change of the logits. Off by default; eval never uses it.",
     }),
+    ...progressFlags,
   };
 
   async run(): Promise<RunResult> {
@@ -80,8 +78,8 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
     if (temperature < 0) throw new B158Error("E_USAGE", `--temperature ${temperature} must be >= 0`);
     if (!(topP > 0 && topP <= 1)) throw new B158Error("E_USAGE", `--top-p ${topP} must be in (0, 1]`);
     const json = this.jsonEnabled();
-    const stop = this.stopOnSignals();
-    const progress = this.progress();
+    const interrupt = abortOnInterrupt();
+    const progress = this.progress(flags.quiet);
     try {
       // tokenize first: the prompt's length sizes the KV cache
       let promptTokens: number[];
@@ -98,16 +96,21 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         }
       }
       const maxTokens = flags["max-tokens"];
+      let loading = false;
       const model = await loadModel(args.file, {
         activations: flags.activations,
         contextLength: promptTokens.length + Math.max(1, maxTokens),
         ...(flags.threads === undefined ? {} : { threads: flags.threads }),
         int8Head: flags["int8-head"],
         ...(tokenizer === undefined ? {} : { tokenizer }),
-        signal: stop.signal,
-        onProgress: (p) => progress(`loading ${p.done}/${p.total} tensors`),
+        signal: interrupt.signal,
+        onProgress: (p) => {
+          if (!loading) progress.phase(`loading ${args.file}`, { total: p.total, unit: "tensors" });
+          loading = true;
+          progress.update({ done: p.done, item: p.tensor });
+        },
       });
-      progress.done();
+      progress.end();
       try {
         const generation = model.generate(promptTokens, {
           maxTokens,
@@ -117,7 +120,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
           seed: flags.seed,
           stopAtEos: !flags["ignore-eos"],
           promptLogits: flags["logits-out"] !== undefined,
-          signal: stop.signal,
+          signal: interrupt.signal,
         });
         for await (const piece of generation) {
           if (json) continue;
@@ -126,7 +129,7 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         const stats = generation.stats!;
         if (!json) {
           process.stdout.write("\n");
-          process.stderr.write(`${renderGenerationStats(stats)}\n`);
+          if (!flags.quiet) process.stderr.write(`${renderGenerationStats(stats)}\n`);
         }
         if (flags["logits-out"] !== undefined) await writeNpy(flags["logits-out"], stats.promptLogits!, [promptTokens.length, model.spec.vocabSize]);
         return {
@@ -162,8 +165,8 @@ end. Generation stops at the model's end-of-sequence token or after -n tokens.`;
         await model.close();
       }
     } finally {
-      progress.done();
-      stop.dispose();
+      progress.end();
+      interrupt.dispose();
     }
   }
 }

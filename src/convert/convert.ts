@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { openCheckpoint, CONFIG_FILE, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
+import type { PullProgress } from "../hub/pull.js";
 import { B158Error, interruptedError } from "../errors.js";
 import { isGgufFile } from "../formats/b158/detect.js";
 import { refuseGgufInput } from "../formats/gguf/refusals.js";
@@ -13,12 +14,13 @@ import type { B158Header, B158Options } from "../formats/b158/header.js";
 import { headerParams } from "../formats/b158/params.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
 import { B158Writer, type PlannedTensor } from "../formats/b158/write.js";
+import type { Diagnostic } from "../model/diagnostics.js";
 import type { WeightsOverride } from "../model/family.js";
 import { planCheckpoint, type PlanEntry, type TensorPlan } from "../model/plan.js";
 import { chooseEncoding, type FallbackDtype } from "../pack/codec.js";
 import { fromBf16Bits, fromF16Bits } from "../pack/float16.js";
 import { parseKernelConfig } from "../pack/kernel-config.js";
-import { SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
+import { parseLayoutId, SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
 import { prepareOutput } from "../io/atomic-file.js";
 import { fileSha256 } from "../io/file-hash.js";
@@ -67,18 +69,44 @@ export interface ConvertOptions {
    * leaves nothing at the output path. `convert --eval` checks the conversion here.
    */
   readonly beforePublish?: (writtenPath: string) => Promise<void>;
+  /**
+   * With `fallback`, a layout that holds none of the ternary tensors would write a file of floats
+   * under a ternary layout's name: E_LAYOUT_SHAPE unless this is true.
+   */
+  readonly allowNoTernary?: boolean;
   readonly signal?: AbortSignal;
+  /** After each tensor is written. */
   readonly onProgress?: (progress: ConvertProgress) => void;
+  /** When a phase starts: reading the source, converting, validating the written file. */
+  readonly onPhase?: (phase: ConvertPhase) => void;
+  /** Progress of a Hub source's download into the cache, before the conversion starts. */
+  readonly onDownload?: (progress: PullProgress) => void;
   /** Bytes per read (default 4 MiB). */
   readonly chunkBytes?: number;
 }
 
 export interface ConvertProgress {
   readonly tensor: string;
+  /** Tensors written so far, of `total`. */
   readonly done: number;
   readonly total: number;
+  /** Payload bytes written so far, of `bytesTotal`. */
   readonly bytesWritten: number;
   readonly bytesTotal: number;
+  /** This tensor: its shape, source dtype and bytes, and what it was written as. */
+  readonly shape: readonly number[];
+  readonly sourceDtype: string;
+  readonly layout: string;
+  readonly sourceBytes: number;
+  readonly bytes: number;
+}
+
+export interface ConvertPhase {
+  readonly phase: "reading" | "converting" | "validating";
+  /** converting: tensors to write; validating: tensors to check. */
+  readonly tensors?: number;
+  /** converting: payload bytes to write; validating: file bytes to hash. */
+  readonly bytes?: number;
 }
 
 export interface ConvertSummary {
@@ -94,7 +122,8 @@ export interface ConvertSummary {
   readonly bitsPerWeight: Readonly<Record<string, number>>;
   readonly fallbacks: readonly { readonly tensor: string; readonly dtype: string; readonly reason: string }[];
   readonly validated: boolean;
-  readonly warnings: readonly string[];
+  /** Plan warnings, the runtimes' activation warning, and W_FALLBACK for each tensor kept as floats. */
+  readonly warnings: readonly Diagnostic[];
 }
 
 interface Job {
@@ -106,12 +135,14 @@ interface Job {
   readonly floatTask?: FloatTask;
 }
 
-export async function convertCheckpoint(spec: string, options: ConvertOptions): Promise<ConvertSummary> {
+export async function convertCheckpoint(spec: string, convertOptions: ConvertOptions): Promise<ConvertSummary> {
   const started = process.hrtime.bigint();
+  const options: ConvertOptions = { ...convertOptions, layout: parseLayoutId(convertOptions.layout) };
+  options.onPhase?.({ phase: "reading" });
   if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
   // the output path first: a missing folder or a directory must not cost a conversion
   const outputNotes = await prepareOutput(options.output, options.force ?? false);
-  const checkpoint = await openCheckpoint(await resolveSource(spec, options.signal === undefined ? {} : { signal: options.signal }));
+  const checkpoint = await openCheckpoint(await resolveSource(spec, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onDownload === undefined ? {} : { onDownload: options.onDownload }) }));
   let writer: B158Writer | undefined;
   const pool = new TaskPool(options.threads ?? availableParallelism());
   let stopOnAbort: (() => void) | undefined;
@@ -124,15 +155,18 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     refuseBrokenPlans(spec, plan);
     const kernelConfig = options.kernelConfig === undefined ? undefined : parseKernelConfig(options.kernelConfig.text, options.kernelConfig.file);
     const { jobs, fallbacks } = await planJobs(checkpoint, plan, options, kernelConfig);
+    refuseAllFallback(spec, options, jobs, fallbacks);
     const draft = await headerDraft(checkpoint, plan, options);
     writer = await B158Writer.create(options.output, draft, jobs.map((j) => j.planned), { force: options.force ?? false });
     const bytesTotal = jobs.reduce((sum, j) => sum + j.planned.length, 0);
     let bytesWritten = 0;
     let done = 0;
-    const report = (tensor: string, bytes: number) => {
-      bytesWritten += bytes;
+    options.onPhase?.({ phase: "converting", tensors: jobs.length, bytes: bytesTotal });
+    const report = (job: Job) => {
+      bytesWritten += job.planned.length;
       done++;
-      options.onProgress?.({ tensor, done, total: jobs.length, bytesWritten, bytesTotal });
+      const sourceBytes = job.task?.byteLength ?? job.floatTask?.byteLength ?? 0;
+      options.onProgress?.({ tensor: job.entry.name, done, total: jobs.length, bytesWritten, bytesTotal, shape: job.planned.shape, sourceDtype: job.entry.dtype, layout: job.planned.layout, sourceBytes, bytes: job.planned.length });
     };
     const interrupted = () => interruptedError(options.output, "conversion", options.signal);
     const checkAbort = () => {
@@ -146,6 +180,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     const finished = await writer.finish();
     let validation: B158Validation | undefined;
     if (options.validate !== false) {
+      options.onPhase?.({ phase: "validating", tensors: jobs.length, bytes: finished.size });
       validation = await validateB158(finished.tempPath, {
         packed: written.checks,
         nonFinite: written.nonFinite,
@@ -164,7 +199,7 @@ export async function convertCheckpoint(spec: string, options: ConvertOptions): 
     await writer.publish();
     const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
     const summary = summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
-    return { ...summary, warnings: [...outputNotes.map((d) => `${d.code}: ${d.message}`), ...summary.warnings] };
+    return { ...summary, warnings: [...outputNotes, ...summary.warnings] };
   } catch (error) {
     // workers write into the temp file: stop them before its descriptor is closed
     await pool.close();
@@ -193,7 +228,7 @@ async function writeJobs(
   jobs: readonly Job[],
   writer: B158Writer,
   pool: TaskPool,
-  report: (tensor: string, bytes: number) => void,
+  report: (job: Job) => void,
   checkAbort: () => void,
 ): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan> }> {
   const checks = new Map<string, PackedCheck>();
@@ -218,7 +253,7 @@ async function writeJobs(
         unflushed = 0;
         writer.flushSoFar();
       }
-      report(job.entry.name, job.planned.length);
+      report(job);
     })().catch((error: unknown) => void (failure ??= { error }));
     const tracked = running.finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
@@ -248,6 +283,16 @@ function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
       hint: "Name the linear weights, e.g. --ternarize 'model.layers.*_proj.weight' (post-training ternarization is lossy).",
     });
   }
+}
+
+/** `--fallback` that would leave no tensor in the layout asked for: a float file under a ternary name. */
+function refuseAllFallback(spec: string, options: ConvertOptions, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"]): void {
+  if (fallbacks.length === 0 || options.allowNoTernary === true || jobs.some((j) => j.planned.ternary)) return;
+  const reasons = [...new Set(fallbacks.map((f) => f.reason))];
+  throw new B158Error("E_LAYOUT_SHAPE", `${spec}: no ternary tensor fits ${options.layout}: --fallback ${options.fallback} would keep all ${fallbacks.length} as ${fallbacks[0]!.dtype} (${reasons.slice(0, 2).join("; ")})`, {
+    hint: "Choose a layout that holds these shapes (b158 inspect shows which), or add --allow-no-ternary to write the float file anyway.",
+    details: { layout: options.layout, fallback: options.fallback, tensors: fallbacks.length, reasons },
+  });
 }
 
 const ROLE_OF: Record<string, PlannedTensor["role"]> = { "ternary-linear": "ternary-linear", embedding: "embedding", "lm-head": "lm-head", norm: "norm", other: "other", scale: "other" };
@@ -386,8 +431,8 @@ function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: Tensor
   );
   // the activation warning for the written file: only the runtimes that can hold its layout
   const activation = modelActivationDiagnostics({ family: plan.family.id, hfArchitecture: checkpoint.config?.architectures[0], config: checkpoint.config?.raw as Record<string, unknown> | undefined, weightTypes: [TERNARY_TYPE[options.layout]] });
-  const warnings = [...plan.diagnostics.filter((d) => d.code !== "W_GGUF_ACTIVATION"), ...activation].filter((d) => d.severity === "warning").map((d) => `${d.code}: ${d.message}`);
-  for (const f of fallbacks) warnings.push(`W_FALLBACK: "${f.tensor}" kept as ${f.dtype}: ${f.reason}`);
+  const warnings: Diagnostic[] = [...plan.diagnostics.filter((d) => d.code !== "W_GGUF_ACTIVATION"), ...activation].filter((d) => d.severity === "warning");
+  for (const f of fallbacks) warnings.push({ severity: "warning", code: "W_FALLBACK", tensor: f.tensor, message: `"${f.tensor}" kept as ${f.dtype}: ${f.reason}` });
   return {
     path: options.output,
     size,

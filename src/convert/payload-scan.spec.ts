@@ -44,10 +44,10 @@ describe("payload scans", () => {
       try {
         const slot = { fd, output: path, tensor: "t", position: 64, length: 8, padding: 8 };
         const written = sha(file.subarray(64, 72));
-        expect(readBack(slot, written, "f32", true)).toEqual({ damaged: false, sha256: written, nonFinite: 1 });
-        expect(readBack(slot, written, "f32", false)).toEqual({ damaged: false, sha256: written, nonFinite: 0 });
+        expect(readBack(slot, written, "f32", true)).toEqual({ damaged: false, badPadding: false, sha256: written, nonFinite: 1 });
+        expect(readBack(slot, written, "f32", false)).toEqual({ damaged: false, badPadding: false, sha256: written, nonFinite: 0 });
         expect(readBack(slot, "0".repeat(64), "f32", true)).toMatchObject({ damaged: true, sha256: written });
-        expect(readBack({ ...slot, padding: 9 }, written, "f32", true).damaged).toBe(true); // byte 80 is not zero
+        expect(readBack({ ...slot, padding: 9 }, written, "f32", true)).toMatchObject({ damaged: false, badPadding: true }); // byte 80 is not zero
         expect(() => readBack({ ...slot, position: 80 }, written, "f32", true)).toThrow(/shorter/);
       } finally {
         closeSync(fd);

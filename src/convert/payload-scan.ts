@@ -21,8 +21,10 @@ export interface PayloadRange {
 }
 
 export interface PayloadScan {
-  /** The payload does not hash to its sha256, or its padding is not zero. */
+  /** The payload does not hash to its sha256. */
   readonly damaged: boolean;
+  /** The alignment padding after the payload is not all zero (E_B158_PADDING). */
+  readonly badPadding: boolean;
   /** What the payload's bytes hash to. */
   readonly sha256: string;
   /** NaN/Inf values in a float payload. */
@@ -52,7 +54,7 @@ export class PayloadScanner {
 
   finish(): PayloadScan {
     const sha256 = this.hash.digest("hex");
-    return { damaged: this.badPadding || sha256 !== this.range.sha256, sha256, nonFinite: this.nonFinite };
+    return { damaged: sha256 !== this.range.sha256, badPadding: this.badPadding, sha256, nonFinite: this.nonFinite };
   }
 }
 

@@ -4,7 +4,7 @@ import { openB158File, type B158File, type B158Tensor } from "../formats/b158/re
 import { fileSource, readAhead } from "../io/byte-source.js";
 import { fileSha256 } from "../io/file-hash.js";
 import { unpackLayout, type Unpacked } from "../pack/codec.js";
-import { groupScalesFromBlocks } from "../pack/scales.js";
+import { blockScaleMismatch, groupScalesFromBlocks, invalidGroupScale } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
 import { SCALE_BLOCK } from "../pack/layouts.js";
 import { countCodes } from "../pack/swar.js";
@@ -50,8 +50,11 @@ export interface PackedCheck {
   readonly roundTrips?: boolean;
   /** The scale stored inside the payload (I2_S, TQ, Q2_0); undefined for TL1/TL2. */
   readonly embeddedScale: number | undefined;
-  /** Per-group tensors decoded here: what breaks the group rules, if anything. */
-  readonly groupProblem?: string;
+  /**
+   * Payloads decoded here: what breaks the scale rules of docs/FORMAT.md §1.7 (every block's d,
+   * group agreement, usable group scales), checked instead of `embeddedScale` alone.
+   */
+  readonly scaleProblems?: readonly { readonly code: "E_B158_LAYOUT" | "E_SCALE_INVALID"; readonly message: string }[];
 }
 
 /** How validation may lean on a converter that just wrote the file. */
@@ -66,6 +69,22 @@ export interface ValidateOptions {
    * here; a map that lacks some is not used.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
+  /** After each payload is read and hashed (not called when readBack covers every payload). */
+  readonly onProgress?: (progress: FileScanProgress) => void;
+}
+
+/** Progress of a pass over a file's tensors (.b158 or GGUF validation). */
+export interface FileScanProgress {
+  readonly tensor: string;
+  /** 1-based, of `total`. */
+  readonly done: number;
+  readonly total: number;
+  /** The tensor's layout or GGUF type, shape and stored bytes. */
+  readonly layout: string;
+  readonly shape: readonly number[];
+  readonly bytes: number;
+  readonly doneBytes: number;
+  readonly totalBytes: number;
 }
 
 export async function validateB158(path: string, options: ValidateOptions = {}): Promise<B158Validation> {
@@ -81,7 +100,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   const { packed } = options;
   const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
   const ranges = payloadRanges(file, options.nonFinite);
-  const scan = await scanFile(file, ranges, decode, options.readBack);
+  const scan = await scanFile(file, ranges, decode, options.readBack, options.onProgress);
   const diagnostics: Diagnostic[] = [];
   const facts: TensorFacts[] = [];
   const perTensor: Diagnostic[] = [];
@@ -92,6 +111,10 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       diagnostics.push({ severity: "error", code: "E_B158_HASH", tensor: t.name, message: `"${t.name}": payload does not match its sha256 (the file is damaged)` });
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
       continue;
+    }
+    if (result.badPadding) {
+      // outside the payload, which is still checked
+      perTensor.push({ severity: "error", code: "E_B158_PADDING", tensor: t.name, message: `"${t.name}": the alignment padding after the payload is not all zero` });
     }
     if (t.layoutParams !== undefined) {
       let check = packed?.get(t.name);
@@ -109,7 +132,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
           continue;
         }
         counts = countCodes(unpacked.codes);
-        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: unpacked.scale, ...groupCheck(t, unpacked) };
+        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: unpacked.scale, scaleProblems: scaleProblems(t, unpacked) };
       }
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, ...(counts === undefined ? {} : { counts }) });
       perTensor.push(...ternaryDiagnostics(t, check));
@@ -130,39 +153,57 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   };
 }
 
-/** Per-group scales: the blocks of each group must agree on d, and each nonzero group's d must be a usable scale (docs/FORMAT.md §1.5). */
-function groupCheck(t: B158Tensor, unpacked: Unpacked): Pick<PackedCheck, "groupProblem"> {
-  if (t.group_size === undefined) return {};
+/**
+ * The scales inside a decoded payload against the header (docs/FORMAT.md §1.7): I2_S's f32 is the
+ * header's scale; in TQ1_0/TQ2_0/Q2_0 every block holding a nonzero code has d = f16(scale), a d
+ * f16 can hold, or, with group_size, the same d as the other nonzero blocks of its group, finite
+ * and positive. The d of an all-zero block is not read.
+ */
+function scaleProblems(t: B158Tensor, unpacked: Unpacked): NonNullable<PackedCheck["scaleProblems"]> {
   const [M, K] = t.shape as [number, number];
-  const groups = groupScalesFromBlocks(unpacked.blockScales!, unpacked.codes, M, K, SCALE_BLOCK[t.layoutParams!.layout]!, t.group_size);
-  if ("conflict" in groups) {
-    const { row, group, scales } = groups.conflict;
-    return { groupProblem: `blocks of group ${group} of row ${row} (group_size ${t.group_size}) have different scales ${scales[0]} and ${scales[1]}` };
+  const block = SCALE_BLOCK[t.layoutParams!.layout];
+  if (t.group_size !== undefined) {
+    const groups = groupScalesFromBlocks(unpacked.blockScales!, unpacked.codes, M, K, block!, t.group_size);
+    if ("conflict" in groups) {
+      const { row, group, scales } = groups.conflict;
+      return [{ code: "E_B158_LAYOUT", message: `blocks of group ${group} of row ${row} (group_size ${t.group_size}) have different scales ${scales[0]} and ${scales[1]}` }];
+    }
+    const bad = invalidGroupScale(groups, unpacked.codes);
+    if (bad === undefined) return [];
+    const perRow = K / t.group_size;
+    return [{ code: "E_SCALE_INVALID", message: `group ${bad.group % perRow} of row ${Math.floor(bad.group / perRow)} holds nonzero codes with scale (block d) ${bad.scale}, which is not finite and positive` }];
   }
-  const bad = groups.values.find((v) => !(Number.isFinite(v) && v >= 0));
-  return bad === undefined ? {} : { groupProblem: `a group scale ${bad} is not finite and positive` };
+  const scale = t.scale!;
+  // a header scale that is not finite and positive is E_SCALE_INVALID already
+  if (!(Number.isFinite(scale) && scale > 0)) return [];
+  if (t.layout === "i2_s") {
+    return unpacked.scale === Math.fround(scale) ? [] : [{ code: "E_B158_LAYOUT", message: `the f32 scale inside the payload (${unpacked.scale}) is not the header's (${scale})` }];
+  }
+  if (block === undefined) return []; // TL1/TL2: the scale is only in the header
+  const d = fromF16Bits(toF16Bits(scale));
+  if (d === 0 || d === Infinity) return [{ code: "E_SCALE_INVALID", message: `scale ${scale} is 0 or infinite as the f16 d its ${t.layout} blocks store` }];
+  const mismatch = blockScaleMismatch(unpacked.blockScales!, unpacked.codes, block, d);
+  return mismatch === undefined ? [] : [{ code: "E_B158_LAYOUT", message: `block ${mismatch.block} holds nonzero codes with d = ${mismatch.d}; the header's scale ${scale} is d = ${d}` }];
 }
 
 /** The rules for a ternary payload: a usable header scale, not all zero, the same scale inside, the codes that were packed. */
 function ternaryDiagnostics(t: B158Tensor, check: PackedCheck): Diagnostic[] {
   const out: Diagnostic[] = [];
-  if (t.group_size !== undefined) {
-    // per-group scales live in the payload's block d: checked when decoded (groupCheck)
-    if (check.groupProblem !== undefined) out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": ${check.groupProblem}` });
-    if (!check.nonzero) out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor)` });
-    if (check.roundTrips === false) out.push({ severity: "error", code: "E_DECODE_MISMATCH", tensor: t.name, message: `"${t.name}": decoding the written payload does not give the codes that were packed` });
-    return out;
-  }
-  const scale = t.scale!;
-  if (!Number.isFinite(scale) || scale <= 0) {
+  const scale = t.scale;
+  if (scale !== undefined && !(Number.isFinite(scale) && scale > 0)) {
     out.push({ severity: "error", code: "E_SCALE_INVALID", tensor: t.name, message: `"${t.name}": scale ${scale} is not finite and positive` });
   }
   if (!check.nonzero) {
     out.push({ severity: "error", code: "E_ALL_ZERO", tensor: t.name, message: `"${t.name}": every ternary weight is 0 (a degenerate tensor, like the broken 2B-4T re-upload)` });
   }
-  const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : SCALE_BLOCK[t.layoutParams!.layout] !== undefined ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
-  if (expectedEmbedded !== undefined && check.embeddedScale !== expectedEmbedded && Number.isFinite(scale)) {
-    out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${check.embeddedScale}) disagrees with the header's (${scale})` });
+  if (check.scaleProblems !== undefined) {
+    for (const problem of check.scaleProblems) out.push({ severity: "error", code: problem.code, tensor: t.name, message: `"${t.name}": ${problem.message}` });
+  } else if (scale !== undefined && Number.isFinite(scale)) {
+    // the converter's own check of what it packed: one scale, in every block it wrote
+    const expectedEmbedded = t.layout === "i2_s" ? Math.fround(scale) : SCALE_BLOCK[t.layoutParams!.layout] !== undefined ? (check.nonzero ? fromF16Bits(toF16Bits(scale)) : 0) : undefined;
+    if (expectedEmbedded !== undefined && check.embeddedScale !== expectedEmbedded) {
+      out.push({ severity: "error", code: "E_B158_LAYOUT", tensor: t.name, message: `"${t.name}": the scale inside the payload (${check.embeddedScale}) disagrees with the header's (${scale})` });
+    }
   }
   if (check.roundTrips === false) {
     out.push({ severity: "error", code: "E_DECODE_MISMATCH", tensor: t.name, message: `"${t.name}": decoding the written payload does not give the codes that were packed` });
@@ -194,7 +235,13 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
  * contiguous and in file order (the reader checked), so walking them in order is walking the file.
  * When `readBack` has every payload (a converter's), only the whole-file hash is left to do.
  */
-async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, readBack?: ReadonlyMap<string, PayloadScan>): Promise<FileScan> {
+async function scanFile(
+  file: B158File,
+  ranges: readonly PayloadRange[],
+  collect: (t: B158Tensor) => boolean,
+  readBack?: ReadonlyMap<string, PayloadScan>,
+  onProgress?: (progress: FileScanProgress) => void,
+): Promise<FileScan> {
   if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
     return { sha256: await fileSha256(file.name), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
   }
@@ -218,6 +265,7 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
       scanner.padding(padding);
       payloads.push(scanner.finish());
       if (collect(t)) collected.set(t.name, concat(chunks, t.length));
+      onProgress?.({ tensor: t.name, done: i + 1, total: file.tensors.length, layout: t.layout, shape: t.shape, bytes: t.length, doneBytes: t.fileOffset + t.length, totalBytes: file.size });
     }
   } finally {
     await source.close();

@@ -6,8 +6,9 @@ import { openB158File } from "../formats/b158/read.js";
 import { partialPath, prepareOutput } from "../io/atomic-file.js";
 import { isGgufFile } from "../formats/b158/detect.js";
 import { refuseGgufInput } from "../formats/gguf/refusals.js";
+import { parseLayoutId } from "../pack/layouts.js";
 import type { GgufTargetId } from "../formats/gguf/targets.js";
-import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportSummary } from "./gguf.js";
+import { exportGguf, TERNARY_TYPE, type EmbeddingType, type GgufExportProgress, type GgufExportSummary } from "./gguf.js";
 import { embeddingTargetProblem, resolveTargetId } from "./gguf-target.js";
 import { openCheckpoint } from "../checkpoint/open.js";
 import { EMBEDDING_BACKBONES, PROJECTION_NORM } from "../model/family.js";
@@ -16,6 +17,8 @@ export interface ConvertGgufOptions extends Omit<ConvertOptions, "embeddings"> {
   readonly embeddings?: EmbeddingType;
   /** The runtime whose type ids the GGUF uses (default: by layout, docs/gguf.md). */
   readonly target?: GgufTargetId;
+  /** After each GGUF tensor is written (onProgress reports the conversion to .b158 before it). */
+  readonly onExportProgress?: (progress: GgufExportProgress) => void;
 }
 
 /** Layouts whose GGUF b158's runtime can run (a TL1/TL2 GGUF does not record its tiling: its .b158 is checked instead). */
@@ -26,8 +29,9 @@ const RUNNABLE_GGUF_LAYOUTS = ["i2_s", "tq1_0", "tq2_0"];
  * a .b158 (to a hidden temp file beside the output, embeddings kept in their source precision),
  * then is exported. The temp file is always removed; the output appears only when complete.
  */
-export async function convertCheckpointToGguf(spec: string, options: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
-  const { embeddings, beforePublish, target, ...rest } = options;
+export async function convertCheckpointToGguf(spec: string, ggufOptions: ConvertGgufOptions): Promise<{ conversion: ConvertSummary; gguf: GgufExportSummary }> {
+  const options: ConvertGgufOptions = { ...ggufOptions, layout: parseLayoutId(ggufOptions.layout) };
+  const { embeddings, beforePublish, target, onExportProgress, ...rest } = options;
   const checkGguf = RUNNABLE_GGUF_LAYOUTS.includes(options.layout);
   // refuse before converting, not after minutes of work
   if (await isGgufFile(spec)) await refuseGgufInput(spec, "convert");
@@ -40,7 +44,7 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
       // the staging file is an internal name: an interrupted conversion is reported against the output
       Promise.reject(error instanceof B158Error && error.code === "E_INTERRUPTED" ? interruptedError(options.output, "conversion", options.signal) : error),
     );
-    const conversion = { ...converted, warnings: [...notes.map((d) => `${d.code}: ${d.message}`), ...converted.warnings] };
+    const conversion = { ...converted, warnings: [...notes, ...converted.warnings] };
     const file = await openB158File(staging);
     try {
       const gguf = await exportGguf(file, {
@@ -49,10 +53,11 @@ export async function convertCheckpointToGguf(spec: string, options: ConvertGguf
         ...(embeddings === undefined ? {} : { embeddings }),
         ...(target === undefined ? {} : { target }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(onExportProgress === undefined ? {} : { onProgress: onExportProgress }),
         ...(beforePublish !== undefined && checkGguf ? { beforePublish } : {}),
       });
       // the GGUF's own activation warning (the runtimes that load it) replaces the .b158's
-      const warnings = gguf.diagnostics.some((d) => d.code === "W_GGUF_ACTIVATION") ? conversion.warnings.filter((w) => !w.startsWith("W_GGUF_ACTIVATION")) : conversion.warnings;
+      const warnings = gguf.diagnostics.some((d) => d.code === "W_GGUF_ACTIVATION") ? conversion.warnings.filter((w) => w.code !== "W_GGUF_ACTIVATION") : conversion.warnings;
       return { conversion: { ...conversion, warnings }, gguf };
     } finally {
       await file.close();

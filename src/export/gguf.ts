@@ -41,6 +41,24 @@ export interface GgufExportOptions {
   readonly signal?: AbortSignal;
   /** Runs on the complete, checked file (at its temporary path) before it is published; a throw leaves nothing behind. */
   readonly beforePublish?: (writtenPath: string) => Promise<void>;
+  /** After each tensor is written. */
+  readonly onProgress?: (progress: GgufExportProgress) => void;
+}
+
+export interface GgufExportProgress {
+  /** The GGUF tensor name, and the .b158 tensor and layout it was written from. */
+  readonly tensor: string;
+  readonly from: string;
+  readonly fromLayout: string;
+  /** torch order ([out, in]), as the .b158 and inspect show shapes. */
+  readonly shape: readonly number[];
+  /** The GGUF type written (TQ2_0, I2_S, F16, Q8_0...). */
+  readonly type: string;
+  readonly bytes: number;
+  readonly done: number;
+  readonly total: number;
+  readonly bytesWritten: number;
+  readonly bytesTotal: number;
 }
 
 export interface GgufExportSummary {
@@ -63,6 +81,8 @@ const ROW_CHUNK_BYTES = 8 * 1024 * 1024;
 interface PlannedGgufTensor {
   readonly spec: GgufTensorSpec;
   readonly write: () => Promise<Uint8Array | AsyncIterable<Uint8Array>>;
+  /** The .b158 tensor it is written from (progress reports name it). */
+  readonly from?: B158Tensor;
 }
 
 export async function exportGguf(b158: B158File, options: GgufExportOptions): Promise<GgufExportSummary> {
@@ -101,7 +121,7 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
       diagnostics.push({ severity: "info", code: "I_GGUF_TIED_OUTPUT", tensor: t.name, message: `arch ${target.architecture} ties the output head to token_embd; "${t.name}" was left out` });
       continue;
     }
-    planned.push(...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads));
+    planned.push(...planTensor(b158, t, name, target, weights, embeddings, ternaryHeads).map((p) => ({ ...p, from: t })));
   }
   const fileType = targetFileType(target.id, weightType);
   const quantized = planned.some((p) => p.spec.type.blockSize > 1 || p.spec.type.bitnet !== undefined);
@@ -133,9 +153,14 @@ export async function exportGguf(b158: B158File, options: GgufExportOptions): Pr
   let finished: Awaited<ReturnType<GgufWriter["finish"]>>;
   let compat: GgufCompat;
   try {
-    for (const p of planned) {
+    const lengths = writer.layout.lengths;
+    const bytesTotal = lengths.reduce((a, b) => a + b, 0);
+    let bytesWritten = 0;
+    for (const [i, p] of planned.entries()) {
       if (options.signal?.aborted) throw interruptedError(options.output, "export", options.signal);
       await writer.writeTensor(await p.write());
+      bytesWritten += lengths[i]!;
+      options.onProgress?.({ tensor: p.spec.name, from: p.from?.name ?? p.spec.name, fromLayout: p.from?.layout ?? "", shape: [...p.spec.ne].reverse(), type: p.spec.type.name, bytes: lengths[i]!, done: i + 1, total: planned.length, bytesWritten, bytesTotal });
     }
     finished = await writer.finish();
     // the strict reader checks the temp file: one it cannot read never reaches the output path

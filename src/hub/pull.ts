@@ -132,7 +132,7 @@ async function pullChecked(spec: HubSpec, options: PullOptions): Promise<PullRes
   });
   if (wanted.length === 0) {
     throw new B158Error("E_HUB_NOT_FOUND", `${spec.repo}@${spec.revision}: no file matches ${(options.include ?? DEFAULT_INCLUDE).join(", ")}`, {
-      hint: "Check the repo holds safetensors weights, or adjust --include.",
+      hint: "Check that the repo holds safetensors weights (b158 pull --include fetches other files).",
     });
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
-import { commit, createRepo, HubApiError, listFiles, type CommitOperation } from "@huggingface/hub";
+import { commitIter, createRepo, HubApiError, listFiles, type CommitOperation } from "@huggingface/hub";
 import { B158Error } from "../errors.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { describeSchemaErrors, getValidator } from "../schemas.js";
@@ -34,6 +34,14 @@ export interface PushOptions {
   readonly baseModel?: string;
   readonly env?: HubEnv;
   readonly retry?: RetryOptions;
+  readonly onProgress?: (progress: PushProgress) => void;
+}
+
+/** "hashing": a local file is read for the manifest; "uploading": `fraction` of `file` is sent; "committing": the commit is made. */
+export interface PushProgress {
+  readonly phase: "hashing" | "uploading" | "committing";
+  readonly file?: string;
+  readonly fraction?: number;
 }
 
 export interface PushResult {
@@ -70,7 +78,12 @@ export async function push(options: PushOptions): Promise<PushResult> {
       throw new B158Error("E_USAGE", `${path}: push needs plain file names (letters, digits, . _ + -)`, { hint: "Rename the file: its name appears in the repo, in the card's commands and in its Markdown.", details: { file: path } });
     }
   }
-  const manifestFiles = await Promise.all(options.files.map(describePublishedFile));
+  const manifestFiles = await Promise.all(
+    options.files.map((file) => {
+      options.onProgress?.({ phase: "hashing", file });
+      return describePublishedFile(file);
+    }),
+  );
   const names = manifestFiles.map((f) => f.path);
   if (new Set(names).size !== names.length) throw new B158Error("E_USAGE", `two files share a name: ${names.join(", ")}`, { hint: "Rename the files so each has its own name in the repo." });
   const fetch = retryingFetch(options.retry);
@@ -121,7 +134,15 @@ export async function push(options: PushOptions): Promise<PushResult> {
     content: u.file !== undefined ? pathToFileURL(u.file) : new Blob([u.bytes! as Uint8Array<ArrayBuffer>]),
   }));
   const title = `b158: ${manifestFiles.map((f) => `${f.path} (${f.layout ?? f.format})`).join(", ")}`;
-  const output = await hubCall(spec, undefined, () => commit({ repo, title, operations, branch, isPullRequest: options.createPr ?? false, useXet: false, ...common }));
+  const output = await hubCall(spec, undefined, async () => {
+    const steps = commitIter({ repo, title, operations, branch, isPullRequest: options.createPr ?? false, useXet: false, ...common });
+    for (let step = await steps.next(); ; step = await steps.next()) {
+      if (step.done === true) return step.value;
+      const event = step.value;
+      if (event.event === "fileProgress" && event.state === "uploading") options.onProgress?.({ phase: "uploading", file: event.path, fraction: event.progress });
+      else if (event.event === "phase" && event.phase === "committing") options.onProgress?.({ phase: "committing" });
+    }
+  });
   return {
     ...result,
     commit: output ? { oid: output.commit.oid, url: output.commit.url } : null,

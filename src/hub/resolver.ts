@@ -23,7 +23,8 @@ export function hubResolver(options: PullOptions = {}): SourceResolver {
       const env = options.env ?? hubEnv();
       // Headers only, online: range reads, no weights downloaded. Offline, the cache serves both.
       if (resolveOptions.access === "headers" && !env.offline) return remoteCheckpointFiles(parseHubSpec(spec), { env, ...(options.retry ? { retry: options.retry } : {}) });
-      const result = await pull(parseHubSpec(spec), { ...options, ...(resolveOptions.signal === undefined ? {} : { signal: resolveOptions.signal }) });
+      const pullOptions = resolveOptions.onDownload === undefined ? options : { ...options, onProgress: resolveOptions.onDownload };
+      const result = await pull(parseHubSpec(spec), { ...pullOptions, ...(resolveOptions.signal === undefined ? {} : { signal: resolveOptions.signal }) });
       const local = await localCheckpointFiles(result.snapshotDir);
       return { ...local, label: `hf://${result.repo}@${result.revision}`, origin: { kind: "hub", repo: result.repo, revision: result.revision, commit: result.commit } };
     },

@@ -16,6 +16,8 @@ export interface ScanProgress {
   readonly tensor: string;
   readonly doneBytes: number;
   readonly totalBytes: number;
+  /** Set once the tensor is scanned: its place in the plan (1-based, of `of`), dtype, shape and bytes. */
+  readonly scanned?: { readonly index: number; readonly of: number; readonly dtype: string; readonly shape: readonly number[]; readonly bytes: number };
 }
 
 export interface ScanResult {
@@ -50,7 +52,7 @@ export async function scanCheckpoint(checkpoint: Checkpoint, plan: TensorPlan, o
   const totalBytes = plan.entries.reduce((sum, e) => sum + checkpoint.tensorsByName.get(e.name)!.byteLength, 0);
   let doneBytes = 0;
   let tensorsScanned = 0;
-  for (const entry of plan.entries) {
+  for (const [index, entry] of plan.entries.entries()) {
     const tensor = checkpoint.tensorsByName.get(entry.name)!;
     const source = await checkpoint.source(tensor.shard);
     if (entry.role === "scale") {
@@ -88,6 +90,7 @@ export async function scanCheckpoint(checkpoint: Checkpoint, plan: TensorPlan, o
       continue;
     }
     tensorsScanned++;
+    onProgress?.({ tensor: entry.name, doneBytes, totalBytes, scanned: { index: index + 1, of: plan.entries.length, dtype: tensor.dtype, shape: tensor.shape, bytes: tensor.byteLength } });
   }
   return { diagnostics, tensorsScanned, bytesScanned: doneBytes };
 }

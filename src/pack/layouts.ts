@@ -5,11 +5,23 @@
  * ggml's ggml-quants.c for TQ1_0, TQ2_0, Q2_0). This module is pure: no I/O.
  */
 
+import { B158Error } from "../errors.js";
+
 export const LAYOUT_IDS = ["i2_s", "tl1", "tl2", "tq1_0", "tq2_0", "q2_0"] as const;
 export type LayoutId = (typeof LAYOUT_IDS)[number];
 
 export function isLayoutId(value: unknown): value is LayoutId {
   return typeof value === "string" && (LAYOUT_IDS as readonly string[]).includes(value);
+}
+
+/** A layout name as people write it ("TQ2_0" as llama-quantize takes it, or "tq2_0"); anything else is E_LAYOUT_UNKNOWN. */
+export function parseLayoutId(value: unknown): LayoutId {
+  const lower = typeof value === "string" ? value.toLowerCase() : value;
+  if (isLayoutId(lower)) return lower;
+  throw new B158Error("E_LAYOUT_UNKNOWN", `layout ${JSON.stringify(value)} is not one b158 writes: ${LAYOUT_IDS.join(", ")}`, {
+    hint: `Choose one of ${LAYOUT_IDS.join(", ")} (docs/layouts.md compares them).`,
+    details: { layout: value, layouts: LAYOUT_IDS },
+  });
 }
 
 /** Where a TL tiling came from: bitnet.cpp's codegen presets, our rule, or the user's kernel_config.ini. */

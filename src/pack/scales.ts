@@ -3,7 +3,7 @@ import { B158Error } from "../errors.js";
 /**
  * A ternary tensor's scale (effective weight = scale x code): one value for the whole tensor, or
  * one per group of `groupSize` consecutive weights along K, a [rows, K / groupSize] array in
- * row-major order (per row is groupSize = K). docs/FORMAT.md §1.4 and docs/ternarization.md.
+ * row-major order (per row is groupSize = K). docs/FORMAT.md §1.7 and docs/ternarization.md.
  */
 export type TensorScale = number | GroupScales;
 
@@ -67,26 +67,48 @@ export function blockScales(scale: TensorScale, M: number, K: number, block: num
 
 /**
  * The group scales a layout's per-block scales hold at `groupSize` (the inverse of blockScales):
- * a group's scale is the d of its blocks that hold a nonzero code (0 when none does). Returns the
- * first group whose nonzero blocks disagree instead, for the reader to report.
+ * a group's scale is the d of its blocks that hold a nonzero code (0 when none does; the d of an
+ * all-zero block is not read). Returns the first group whose nonzero blocks disagree (compared as
+ * numbers: a NaN d agrees with nothing) instead, for the reader to report.
  */
 export function groupScalesFromBlocks(blocks: Float32Array, codes: Int8Array, M: number, K: number, block: number, groupSize: number): GroupScales | { readonly conflict: { row: number; group: number; scales: [number, number] } } {
   const perGroup = groupSize / block;
   const values = new Float32Array((M * K) / groupSize);
   for (let g = 0; g < values.length; g++) {
-    let s = 0;
+    let s: number | undefined;
     for (let b = g * perGroup; b < (g + 1) * perGroup; b++) {
       if (!anyNonzero(codes, b * block, (b + 1) * block)) continue;
       const d = blocks[b]!;
-      if (s === 0) s = d;
+      if (s === undefined) s = d;
       else if (d !== s) return { conflict: { row: Math.floor((g * groupSize) / K), group: g % (K / groupSize), scales: [s, d] } };
     }
-    values[g] = s;
+    values[g] = s ?? 0;
   }
   return { groupSize, values };
 }
 
-function anyNonzero(codes: Int8Array, from: number, to: number): boolean {
+/**
+ * The first block holding a nonzero code whose d is not `expected` (a per-tensor scale in a layout
+ * with a d per block: every such block must hold it), or undefined. All-zero blocks are not read.
+ */
+export function blockScaleMismatch(blocks: Float32Array, codes: Int8Array, block: number, expected: number): { readonly block: number; readonly d: number } | undefined {
+  for (let b = 0; b < blocks.length; b++) {
+    if (blocks[b] !== expected && anyNonzero(codes, b * block, (b + 1) * block)) return { block: b, d: blocks[b]! };
+  }
+  return undefined;
+}
+
+/** The first group holding a nonzero code whose scale is not finite and positive, or undefined. */
+export function invalidGroupScale(scale: GroupScales, codes: Int8Array): { readonly group: number; readonly scale: number } | undefined {
+  const G = scale.groupSize;
+  for (let g = 0; g < scale.values.length; g++) {
+    const s = scale.values[g]!;
+    if (!(Number.isFinite(s) && s > 0) && anyNonzero(codes, g * G, (g + 1) * G)) return { group: g, scale: s };
+  }
+  return undefined;
+}
+
+export function anyNonzero(codes: Int8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (codes[i] !== 0) return true;
   return false;
 }

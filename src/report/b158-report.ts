@@ -2,7 +2,7 @@ import { openB158File } from "../formats/b158/read.js";
 import { unpackLayout } from "../pack/codec.js";
 import { describeGranularity } from "../pack/scales.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
-import { validateOpen } from "../convert/validate-b158.js";
+import { validateOpen, type FileScanProgress } from "../convert/validate-b158.js";
 import { TOOL } from "../version.js";
 import { TERNARY_TYPE } from "../export/gguf.js";
 import type { B158File } from "../formats/b158/read.js";
@@ -119,10 +119,10 @@ export async function inspectB158(path: string): Promise<B158Report> {
   }
 }
 
-export async function validateB158Report(path: string): Promise<ValidateReport> {
+export async function validateB158Report(path: string, onProgress?: (progress: FileScanProgress) => void): Promise<ValidateReport> {
   const file = await openB158File(path);
   try {
-    const result = await validateOpen(file);
+    const result = await validateOpen(file, onProgress === undefined ? {} : { onProgress });
     const diagnostics: Diagnostic[] = [...result.diagnostics, ...b158Diagnostics(file)];
     const counts = countBySeverity(diagnostics);
     return {

@@ -1,5 +1,6 @@
 import { openCheckpoint, type Checkpoint } from "../checkpoint/open.js";
 import { resolveSource } from "../checkpoint/resolve.js";
+import type { PullProgress } from "../hub/pull.js";
 import type { Dtype } from "../formats/safetensors/dtypes.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import type { ModelDims } from "../model/dims.js";
@@ -54,11 +55,13 @@ export interface ValidateReport {
 export interface AnalyzeOptions extends PlanOptions {
   /** "headers" lets remote sources answer with range reads (inspect reads headers and a bounded sample of values only). */
   readonly access?: "full" | "headers";
+  /** Progress of a Hub download into the cache, when the source is remote and read in full. */
+  readonly onDownload?: (progress: PullProgress) => void;
 }
 
 /** Opens a source, builds its plan and hands both to `use`; always closes the files. */
 export async function withCheckpointPlan<T>(spec: string, options: AnalyzeOptions, use: (checkpoint: Checkpoint, plan: TensorPlan) => Promise<T>): Promise<T> {
-  const checkpoint = await openCheckpoint(await resolveSource(spec, { access: options.access ?? "full" }));
+  const checkpoint = await openCheckpoint(await resolveSource(spec, { access: options.access ?? "full", ...(options.onDownload === undefined ? {} : { onDownload: options.onDownload }) }));
   try {
     return await use(checkpoint, await planCheckpoint(checkpoint, options));
   } finally {

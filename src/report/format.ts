@@ -18,6 +18,11 @@ export function formatCount(n: number): string {
   return String(n);
 }
 
+/** "1 error", "2 warnings", "0 tensors". */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
@@ -40,4 +45,22 @@ export function table(rows: readonly (readonly string[])[], rightAligned: readon
  */
 export function appendAll<T>(lines: T[], more: readonly T[]): void {
   for (const item of more) lines.push(item);
+}
+
+/** Word-wraps `text` to `width`: the first line starts with `first`, the others with `indent`. */
+export function wrap(text: string, width: number, indent: string, first = ""): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(" ")) {
+    if (!empty && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent;
+      empty = true;
+    }
+    line += empty ? word : ` ${word}`;
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
 }

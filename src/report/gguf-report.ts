@@ -4,6 +4,7 @@ import type { GgufRuntime, GgufValue } from "../formats/gguf/spec.js";
 import { countBySeverity, type Diagnostic } from "../model/diagnostics.js";
 import { absentRanges } from "../model/names.js";
 import { countNonFinite, type FloatLayout } from "../convert/payload-scan.js";
+import type { FileScanProgress } from "../convert/validate-b158.js";
 import { fromF16Bits } from "../pack/float16.js";
 import { scanCode3, type CodeScan } from "../pack/packed-code.js";
 import { scanTl1 } from "../pack/tl1.js";
@@ -94,14 +95,16 @@ export async function inspectGguf(path: string): Promise<GgufReport> {
   }
 }
 
-export async function validateGgufReport(path: string): Promise<ValidateReport> {
+export async function validateGgufReport(path: string, onProgress?: (progress: FileScanProgress) => void): Promise<ValidateReport> {
   const file = await openGgufFile(path);
   try {
     const diagnostics = fileDiagnostics(file, ggufCompat(file), ggufRefusals(file));
     let bytesScanned = 0;
-    for (const t of file.tensors) {
+    const totalBytes = file.tensors.reduce((sum, t) => sum + t.length, 0);
+    for (const [i, t] of file.tensors.entries()) {
       const problem = await scanTensor(file, t);
       bytesScanned += t.length;
+      onProgress?.({ tensor: t.name, done: i + 1, total: file.tensors.length, layout: t.type.name, shape: [...t.ne].reverse(), bytes: t.length, doneBytes: bytesScanned, totalBytes });
       if (problem !== undefined) diagnostics.push({ severity: "error", code: problem.code, tensor: t.name, message: `"${t.name}" (${t.type.name}): ${problem.message}` });
     }
     const counts = countBySeverity(diagnostics);

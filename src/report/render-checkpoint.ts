@@ -2,7 +2,8 @@ import { LAYOUT_IDS } from "../pack/layouts.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { PlanEntry } from "../model/plan.js";
 import type { CheckpointReport, ValidateReport } from "./checkpoint-report.js";
-import { appendAll, formatBytes, formatCount, formatShape, table } from "./format.js";
+import { appendAll, formatBytes, formatCount, formatShape, plural, table } from "./format.js";
+import { mdCode, mdDiagnostics, mdTable } from "./markdown.js";
 
 export interface RenderOptions {
   /** List every tensor instead of folding identical layers into one row. */
@@ -79,22 +80,38 @@ export function renderCheckpointReport(report: CheckpointReport, options: Render
   return lines.join("\n");
 }
 
-export function renderValidateReport(report: ValidateReport): string {
-  const lines = [
-    `Validated ${report.source}: ${report.tensors} tensors, ${report.tensorsScanned} scanned, ${formatBytes(report.bytesScanned)} read${report.family === null ? "" : ` (family ${report.family})`}`,
-    "",
-    ...renderDiagnostics(report.diagnostics, report.summary),
-    "",
-    report.ok ? "OK: no errors." : `FAILED: ${report.summary.errors} error${report.summary.errors === 1 ? "" : "s"}.`,
-  ];
-  return lines.join("\n");
+/** Whether `validate` fails: any error, or with --strict any warning. */
+export function validationFailed(report: ValidateReport, strict: boolean): boolean {
+  return !report.ok || (strict && report.summary.warnings > 0);
+}
+
+/** The verdict line: what failed and why, in the same words as the exit status. */
+function verdict(report: ValidateReport, strict: boolean): string {
+  const { errors, warnings } = report.summary;
+  if (!report.ok) return `FAILED: ${plural(errors, "error")}${warnings > 0 ? `, ${plural(warnings, "warning")}` : ""}.`;
+  if (strict && warnings > 0) return `FAILED (--strict): no errors, but ${plural(warnings, "warning")}.`;
+  return `OK: no errors${warnings > 0 ? `, ${plural(warnings, "warning")}` : ""}.`;
+}
+
+function validatedLine(report: ValidateReport): string {
+  return `Validated ${report.source}: ${plural(report.tensors, "tensor")}, ${report.tensorsScanned} scanned, ${formatBytes(report.bytesScanned)} read${report.family === null ? "" : ` (family ${report.family})`}`;
+}
+
+export function renderValidateReport(report: ValidateReport, options: { strict?: boolean } = {}): string {
+  return [validatedLine(report), "", ...renderDiagnostics(report.diagnostics, report.summary), "", verdict(report, options.strict === true)].join("\n");
+}
+
+/** validate's diagnostics as Markdown, for the CI run page. */
+export function markdownValidateReport(report: ValidateReport, options: { strict?: boolean } = {}): string {
+  const failed = validationFailed(report, options.strict === true);
+  return [`### b158 validate: ${failed ? "FAILED" : "OK"}`, "", `${validatedLine(report)}.`, "", `**${verdict(report, options.strict === true)}**`, "", ...mdDiagnostics(report.diagnostics)].join("\n");
 }
 
 function renderDiagnostics(diagnostics: readonly Diagnostic[], summary: { errors: number; warnings: number }): string[] {
   if (diagnostics.length === 0) return ["Diagnostics: none"];
   const order = { error: 0, warning: 1, info: 2 } as const;
   const sorted = [...diagnostics].sort((a, b) => order[a.severity] - order[b.severity]);
-  return [`Diagnostics (${summary.errors} errors, ${summary.warnings} warnings)`, ...sorted.map((d) => `  ${d.severity.padEnd(7)} ${d.code}  ${d.message}`)];
+  return [`Diagnostics (${plural(summary.errors, "error")}, ${plural(summary.warnings, "warning")})`, ...sorted.map((d) => `  ${d.severity.padEnd(7)} ${d.code}  ${d.message}`)];
 }
 
 const SEMANTICS_TEXT = {
@@ -194,30 +211,45 @@ function ineligibleReasons(entries: readonly PlanEntry[]): string[] {
   return [...seen].map(([key, { count, example }]) => `${key}: ${count} tensor${count === 1 ? "" : "s"}, e.g. ${example}`);
 }
 
-export function renderB158Report(report: import("./b158-report.js").B158Report, options: RenderOptions = {}): string {
-  const lines = table([
-    ["File", `${report.file} (${formatBytes(report.size)}, .b158 ${report.version.major}.${report.version.minor}, header ${formatBytes(report.headerLength)}, data at ${report.dataOffset})`],
-    ["Model", `${report.model.architecture ?? "unknown architecture"}, family ${report.model.family}`],
-    ["Writer", `${report.writer.name} ${report.writer.version}`],
-    ["Embedded", Object.entries(report.files).map(([n, s]) => `${n} (${formatBytes(s)})`).join(", ") || "none"],
-    ["Layouts", Object.entries(report.summary.byLayout).map(([l, n]) => `${l} x${n}`).join(", ")],
-    ["Bits/wt", Object.entries(report.summary.bitsPerWeight).map(([r, b]) => `${r} ${b.toFixed(3)}`).join(", ")],
-  ]);
-  lines.push("", `Tensors (${report.tensors.length})`);
-  const rows = [["  tensor", "layout", "params", "shape", "scale", "-1 / 0 / +1", "bpw", "offset"]];
-  for (const t of report.tensors) {
-    if (!options.all && /\.layers\.[1-9]\d*\./.test(t.name)) continue;
-    const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(" ");
-    const d = t.distribution;
-    rows.push(["  " + t.name, t.layout, params, formatShape(t.shape), t.scale !== null ? t.scale.toPrecision(6) : t.groupSize !== null ? (t.groupSize === t.shape[1] ? "per row" : `per group of ${t.groupSize}`) : "", d ? `${pct(d.minus)} / ${pct(d.zero)} / ${pct(d.plus)}` : "", t.bitsPerWeight.toFixed(3), String(t.offset)]);
-  }
-  appendAll(lines, table(rows));
-  if (!options.all && report.tensors.some((t) => /\.layers\.[1-9]\d*\./.test(t.name))) lines.push("  (layers after 0 hidden; --all lists every tensor)");
-  if (report.diagnostics.length > 0) lines.push("");
-  for (const d of report.diagnostics) lines.push(`${d.severity.padEnd(7)} ${d.code}  ${d.message}`);
-  return lines.join("\n");
-}
-
-function pct(x: number): string {
-  return `${(100 * x).toFixed(1)}%`;
+/** inspect's plan as Markdown, for the CI run page: family, semantics, the folded plan, estimates and diagnostics. */
+export function markdownCheckpointReport(report: CheckpointReport): string {
+  const { family } = report;
+  const lines = [
+    `### b158 inspect: ${mdCode(report.source.spec)}`,
+    "",
+    `**${family.number}. ${family.title}**${family.lossy ? " (lossy: post-training ternarization)" : ""}. ${describeModel(report)}.`,
+    "",
+    `Semantics: ${describeSemantics(report)}.`,
+    "",
+    "#### Plan",
+    "",
+    ...mdTable(
+      ["tensor", "dtype", "shape", "role", "action", "scales", ...LAYOUT_IDS],
+      groupEntries(report.tensors, false).map(({ label, entry: e }) => [
+        mdCode(label),
+        e.dtype,
+        formatShape(e.logicalShape),
+        e.role,
+        e.action + (e.scaleTensor ? " +scale" : ""),
+        e.layouts === undefined ? "" : e.groupSize === undefined ? "tensor" : e.groupSize === e.logicalShape[1] ? "row" : `g${e.groupSize}`,
+        ...LAYOUT_IDS.map((l) => (e.layouts === undefined ? "" : e.layouts[l].eligible ? "yes" : "**no**")),
+      ]),
+    ),
+    "",
+    "#### Estimated output",
+    "",
+    ...mdTable(
+      ["layout", "size", "bits/weight (all)", "bits/weight (ternary)", "ineligible tensors"],
+      report.estimates.map((e) => [e.layout, formatBytes(e.bytes), e.bitsPerWeight.toFixed(3), e.ternaryBitsPerWeight.toFixed(3), String(e.ineligible.length)]),
+      [1, 2, 3, 4],
+    ),
+    "",
+    `#### Diagnostics: ${plural(report.summary.errors, "error")}, ${plural(report.summary.warnings, "warning")}`,
+    "",
+    ...mdDiagnostics(report.diagnostics),
+  ];
+  const reasons = ineligibleReasons(report.tensors);
+  if (reasons.length === 0) return lines.join("\n");
+  const at = lines.indexOf("#### Estimated output");
+  return [...lines.slice(0, at), "Ineligible layouts:", "", ...reasons.map((r) => `- ${r}`), "", ...lines.slice(at)].join("\n");
 }

@@ -1,5 +1,6 @@
 import type { GgufExportSummary } from "../export/gguf.js";
 import { appendAll, formatBytes, table } from "./format.js";
+import { mdCode, mdDiagnostics, mdTable } from "./markdown.js";
 import type { GgufReport } from "./gguf-report.js";
 import { GGUF_TABLES } from "../formats/gguf/spec.js";
 import { TARGET_KEY } from "../formats/gguf/targets.js";
@@ -75,4 +76,24 @@ function collisions(report: GgufReport): [string, string][] {
   for (const m of report.fileTypeMeanings) fileTypes.set(m.name, [...(fileTypes.get(m.name) ?? []), m.runtime]);
   if (fileTypes.size > 1) rows.push(["  file_type", `${report.fileType}: ${[...fileTypes].map(([name, runtimes]) => `${name} in ${runtimes.join(", ")}`).join(" | ")} (printed by runtimes; never used to read the file)`]);
   return rows;
+}
+
+/** inspect <file.gguf> --markdown: what loads it, the types, and the diagnostics. */
+export function markdownGgufReport(report: GgufReport): string {
+  return [
+    `### b158 inspect: ${mdCode(report.file)}`,
+    "",
+    ...mdTable(
+      ["", ""],
+      [
+        ["file", `${formatBytes(report.size)}, GGUF v${report.version}`],
+        ["loads in", report.loadableBy],
+        ["architecture", report.architecture ?? "-"],
+        ["types", Object.entries(report.summary.byType).map(([t, n]) => `${t} x${n}`).join(", ")],
+        ["bits per weight", report.summary.bitsPerWeight.toFixed(3)],
+      ],
+    ),
+    "",
+    ...mdDiagnostics(report.diagnostics),
+  ].join("\n");
 }

@@ -1,8 +1,9 @@
 import { Packr } from "msgpackr";
+import { B158Error } from "../../errors.js";
 import type { LayoutId } from "../../pack/layouts.js";
 import type { B158Layout } from "./spec.js";
 
-/** The decoded .b158 header (docs/FORMAT.md §1.2-1.4). */
+/** The decoded .b158 header (docs/FORMAT.md §1.2-1.5). */
 export interface B158Header {
   readonly format: "b158";
   readonly model: { readonly family: string; readonly architecture: string | null; readonly config: Record<string, unknown> | null };
@@ -48,14 +49,30 @@ export interface B158TensorEntry {
 /** Standard MessagePack only (no msgpackr records), fixmaps where they fit, u64 back as numbers. */
 const packr = new Packr({ useRecords: false, variableMapSize: true, mapsAsObjects: true, int64AsType: "number" });
 
-/** Keys sorted by UTF-8 bytes at every level; binary values and arrays kept as they are. */
-function canonical(value: unknown): unknown {
+/** In a u-mode regex, a surrogate range matches only unpaired halves. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * Keys sorted by UTF-8 bytes at every level; binary values and arrays kept as they are. A string
+ * UTF-8 cannot encode (a lone surrogate, which a JSON escape in a tensor name or config.json can
+ * make) is refused here: written, it would be bytes no reader accepts as a header string.
+ */
+function canonical(value: unknown, path = "header"): unknown {
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) {
+      throw new B158Error("E_MODEL_UNSUPPORTED", `${path}: ${JSON.stringify(value)} holds a lone surrogate, which UTF-8 (and so a .b158 header) cannot encode`, {
+        details: { path },
+        hint: "Fix the name or value in the checkpoint (a \\uD800-\\uDFFF escape without its pair).",
+      });
+    }
+    return value;
+  }
   if (value instanceof Uint8Array) return value;
-  if (Array.isArray(value)) return value.map(canonical);
+  if (Array.isArray(value)) return value.map((item, i) => canonical(item, `${path}[${i}]`));
   if (value !== null && typeof value === "object") {
     const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined);
     keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    return Object.fromEntries(keys.map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+    return Object.fromEntries(keys.map((k) => [canonical(k, path), canonical((value as Record<string, unknown>)[k], `${path}.${k}`)]));
   }
   return value;
 }
@@ -64,22 +81,117 @@ export function encodeHeader(header: B158Header): Uint8Array {
   return packr.pack(canonical(header));
 }
 
-/** Decodes MessagePack; throws on malformed input (the caller maps it to E_B158_HEADER). */
-export function decodeHeader(bytes: Uint8Array): unknown {
-  return packr.unpack(bytes);
-}
-
 /** Deep enough for any header (config.json nests 3-4 levels), as for JSON (strict-json.ts). */
 export const MAX_HEADER_DEPTH = 64;
 
-/** True when `value` nests arrays and maps deeper than `limit` levels; iterative, so any depth is safe to ask about. */
-export function nestsDeeperThan(value: unknown, limit = MAX_HEADER_DEPTH): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    if (item === null || typeof item !== "object" || item instanceof Uint8Array) continue;
-    if (depth >= limit) return true;
-    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
-  }
-  return false;
+/** Why header bytes are not the MessagePack subset a header may use (docs/FORMAT.md §1.2); the reader reports it as E_B158_HEADER. */
+export class HeaderSyntaxError extends Error {}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Decodes a header: exactly one MessagePack value of the subset docs/FORMAT.md §1.2 allows (nil,
+ * booleans, integers, floats, UTF-8 strings, bin, arrays, maps with unique string keys; no
+ * extension types, no 0xc1, no trailing bytes), with maps and arrays nested at most
+ * MAX_HEADER_DEPTH levels. Anything else throws HeaderSyntaxError, so every reader of a file sees
+ * the same values (a duplicate key or a lossy string could mean two things to two readers).
+ * Integers come back as numbers (above 2^53 rounded; the schema bounds the fields that matter),
+ * bin as Uint8Array (a view into `bytes`). Work is bounded by the bytes: a count is checked
+ * against what is left before anything is allocated for it.
+ */
+export function decodeHeader(bytes: Uint8Array): unknown {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const fail = (why: string): never => {
+    throw new HeaderSyntaxError(`${why} at byte ${at}`);
+  };
+  const need = (n: number): number => {
+    if (n > bytes.byteLength - at) fail(`${n} bytes needed, ${bytes.byteLength - at} left`);
+    const start = at;
+    at += n;
+    return start;
+  };
+  const count = (n: number, perItem: number): number => {
+    if (n * perItem > bytes.byteLength - at) fail(`a count of ${n} items in ${bytes.byteLength - at} bytes`);
+    return n;
+  };
+  const text = (n: number): string => {
+    const start = need(n);
+    try {
+      return utf8.decode(bytes.subarray(start, start + n));
+    } catch {
+      return fail("a string that is not valid UTF-8");
+    }
+  };
+  const value = (depth: number): unknown => {
+    const byte = bytes[need(1)]!;
+    if (byte <= 0x7f) return byte;
+    if (byte >= 0xe0) return byte - 0x100;
+    if (byte >= 0xa0 && byte <= 0xbf) return text(byte & 0x1f);
+    if (byte >= 0x80 && byte <= 0x8f) return map(byte & 0x0f, depth);
+    if (byte >= 0x90 && byte <= 0x9f) return array(byte & 0x0f, depth);
+    switch (byte) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xc4: return binary(bytes[need(1)]!);
+      case 0xc5: return binary(view.getUint16(need(2)));
+      case 0xc6: return binary(view.getUint32(need(4)));
+      case 0xca: return view.getFloat32(need(4));
+      case 0xcb: return view.getFloat64(need(8));
+      case 0xcc: return bytes[need(1)]!;
+      case 0xcd: return view.getUint16(need(2));
+      case 0xce: return view.getUint32(need(4));
+      case 0xcf: return Number(view.getBigUint64(need(8)));
+      case 0xd0: return view.getInt8(need(1));
+      case 0xd1: return view.getInt16(need(2));
+      case 0xd2: return view.getInt32(need(4));
+      case 0xd3: return Number(view.getBigInt64(need(8)));
+      case 0xd9: return text(bytes[need(1)]!);
+      case 0xda: return text(view.getUint16(need(2)));
+      case 0xdb: return text(view.getUint32(need(4)));
+      case 0xdc: return array(view.getUint16(need(2)), depth);
+      case 0xdd: return array(view.getUint32(need(4)), depth);
+      case 0xde: return map(view.getUint16(need(2)), depth);
+      case 0xdf: return map(view.getUint32(need(4)), depth);
+    }
+    at -= 1;
+    return fail(byte === 0xc1 ? "the never-used byte 0xc1" : `an extension type (0x${byte.toString(16)}), which headers do not use`);
+  };
+  const binary = (n: number): Uint8Array => {
+    const start = need(n);
+    return new Uint8Array(bytes.buffer, bytes.byteOffset + start, n);
+  };
+  const nest = (depth: number): number => {
+    if (depth >= MAX_HEADER_DEPTH) fail(`maps and arrays nested deeper than ${MAX_HEADER_DEPTH} levels`);
+    return depth + 1;
+  };
+  const array = (n: number, depth: number): unknown[] => {
+    const inner = nest(depth);
+    const out: unknown[] = [];
+    for (let i = count(n, 1); i > 0; i--) out.push(value(inner));
+    return out;
+  };
+  const map = (n: number, depth: number): Record<string, unknown> => {
+    const inner = nest(depth);
+    const out: Record<string, unknown> = {};
+    for (let i = count(n, 2); i > 0; i--) {
+      const keyAt = at;
+      const key = value(inner);
+      if (typeof key !== "string") {
+        at = keyAt;
+        fail("a map key that is not a string");
+      }
+      if (Object.hasOwn(out, key as string)) {
+        at = keyAt;
+        fail(`the key ${JSON.stringify(key)} twice in one map`);
+      }
+      // defineProperty: a key such as "__proto__" is data, never the object's prototype
+      Object.defineProperty(out, key as string, { value: value(inner), enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  };
+  const decoded = value(0);
+  if (at !== bytes.byteLength) fail(`${bytes.byteLength - at} bytes after the header's one value`);
+  return decoded;
 }

@@ -1,6 +1,6 @@
 import type { LayoutParams } from "../../pack/layouts.js";
 
-/** Layout parameters as the header spells them (docs/FORMAT.md §1.5), and back. */
+/** Layout parameters as the header spells them (docs/FORMAT.md §1.6), and back. */
 export function headerParams(params: LayoutParams): Record<string, number | string> {
   switch (params.layout) {
     case "i2_s":

@@ -6,7 +6,7 @@ import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { Q2_0_BLOCK, Q2_0_BLOCK_BYTES, SCALE_BLOCK, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
 import { applyScale, groupScalesFromBlocks, type TensorScale } from "../../pack/scales.js";
 import { describeSchemaErrors, getValidator } from "../../schemas.js";
-import { decodeHeader, MAX_HEADER_DEPTH, nestsDeeperThan, type B158Header, type B158TensorEntry } from "./header.js";
+import { decodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
 import { layoutParams } from "./params.js";
 import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, MAX_HEADER_BYTES, PAYLOAD_ALIGNMENT, PLAIN_LAYOUT_BYTES, PREAMBLE_BYTES, type PlainLayout } from "./spec.js";
 
@@ -85,12 +85,11 @@ export async function openB158(source: ByteSource): Promise<B158File> {
 
   let decoded: unknown;
   try {
+    // the MessagePack subset of docs/FORMAT.md §1.2, nested at most 64 levels (every later step walks it)
     decoded = decodeHeader(headerBytes);
   } catch (error) {
-    fail("E_B158_HEADER", file, `header is not valid MessagePack (${(error as Error).message})`);
+    fail("E_B158_HEADER", file, `header is not the MessagePack a .b158 header is made of: ${(error as Error).message}`);
   }
-  // every later step (schema, reports, JSON output) walks it: bound the depth like JSON's
-  if (nestsDeeperThan(decoded)) fail("E_B158_HEADER", file, `header nests deeper than ${MAX_HEADER_DEPTH} levels`);
   const header = checkHeader(file, decoded);
   const tensors = checkTensors(file, header, dataOffset, source.size);
   const byName = new Map(tensors.map((t) => [t.name, t]));
@@ -160,7 +159,7 @@ export async function openB158(source: ByteSource): Promise<B158File> {
   };
 }
 
-/** A group-scaled tensor's scales, from its payload's block d (docs/FORMAT.md §1.5); blocks of a group that disagree are E_B158_LAYOUT. */
+/** A group-scaled tensor's scales, from its payload's block d (docs/FORMAT.md §1.7); blocks of a group that disagree are E_B158_LAYOUT. */
 export function groupScales(file: string, t: B158TensorEntry & { readonly layoutParams: LayoutParams | undefined }, codes: Int8Array, blocks: Float32Array) {
   const [M, K] = t.shape as [number, number];
   const groups = groupScalesFromBlocks(blocks, codes, M, K, SCALE_BLOCK[t.layoutParams!.layout]!, t.group_size!);
@@ -180,17 +179,33 @@ function checkHeader(file: string, decoded: unknown): B158Header {
   const raw = decoded as Record<string, unknown>;
   // Binary file contents are not JSON: check them here, and give the schema their lengths.
   const files = raw.files;
-  const fileLengths: Record<string, number> = {};
-  if (files !== null && typeof files === "object" && !Array.isArray(files)) {
-    for (const [name, value] of Object.entries(files)) {
-      if (!(value instanceof Uint8Array)) fail("E_B158_SCHEMA", file, `files["${name}"] is not binary`);
-      fileLengths[name] = value.byteLength;
-    }
+  let filesForSchema = files;
+  if (files !== null && typeof files === "object" && !Array.isArray(files) && !(files instanceof Uint8Array)) {
+    filesForSchema = Object.fromEntries(
+      Object.entries(files).map(([name, value]) => {
+        if (!(value instanceof Uint8Array)) fail("E_B158_SCHEMA", file, `files["${name}"] is not binary`);
+        return [name, value.byteLength];
+      }),
+    );
   }
-  const forSchema = { ...raw, files: files === undefined ? undefined : fileLengths };
+  const forSchema = { ...raw, files: filesForSchema };
+  const binary = binaryPath(forSchema, "header");
+  if (binary !== undefined) fail("E_B158_SCHEMA", file, `${binary} is binary; only the values of files are`);
   const validate = getValidator("b158-header");
   if (!validate(forSchema)) fail("E_B158_SCHEMA", file, `header breaks the schema: ${describeSchemaErrors(validate.errors)}`, { errors: validate.errors });
   return raw as unknown as B158Header;
+}
+
+/** Where a binary value is in a decoded header (its files' values already replaced), or undefined. The header nests at most 64 levels. */
+function binaryPath(value: unknown, path: string): string | undefined {
+  if (value instanceof Uint8Array) return path;
+  if (value === null || typeof value !== "object") return undefined;
+  const entries = Array.isArray(value) ? value.map((v, i) => [`[${i}]`, v] as const) : Object.entries(value).map(([k, v]) => [`.${k}`, v] as const);
+  for (const [step, child] of entries) {
+    const found = binaryPath(child, path + step);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function expectedLength(entry: B158TensorEntry, params: LayoutParams | undefined): { length: number } | { problem: string } {
@@ -220,7 +235,7 @@ function expectedLength(entry: B158TensorEntry, params: LayoutParams | undefined
   }
 }
 
-/** docs/FORMAT.md §1.5: a group size is a multiple of the layout's block that divides K. */
+/** docs/FORMAT.md §1.7: a group size is a multiple of the layout's block that divides K. */
 function groupSizeProblem(entry: B158TensorEntry, params: LayoutParams): string | undefined {
   const G = entry.group_size!;
   const block = SCALE_BLOCK[params.layout];
@@ -231,12 +246,15 @@ function groupSizeProblem(entry: B158TensorEntry, params: LayoutParams): string 
 }
 
 function checkTensors(file: string, header: B158Header, dataOffset: number, size: number): B158Tensor[] {
+  // part of header validation (docs/FORMAT.md §1.2 step 4), so before any tensor's layout is checked
   const seen = new Set<string>();
+  for (const entry of header.tensors) {
+    if (seen.has(entry.name)) fail("E_B158_SCHEMA", file, `tensor "${entry.name}" appears twice`, { tensor: entry.name });
+    seen.add(entry.name);
+  }
   let expectedOffset = 0;
   let end = 0;
   const tensors = header.tensors.map((entry) => {
-    if (seen.has(entry.name)) fail("E_B158_SCHEMA", file, `tensor "${entry.name}" appears twice`, { tensor: entry.name });
-    seen.add(entry.name);
     const params = layoutParams(entry.layout, entry.params);
     const expected = expectedLength(entry, params);
     if ("problem" in expected) fail("E_B158_LAYOUT", file, `tensor "${entry.name}" ${entry.layout} ${JSON.stringify(entry.shape)}: ${expected.problem}`, { tensor: entry.name });

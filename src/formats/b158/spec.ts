@@ -3,7 +3,7 @@
 /** `\x89B158\r\n\x1a`: the high byte and CR LF catch 7-bit and text-mode transfers (PNG's trick). */
 export const MAGIC = Uint8Array.from([0x89, 0x42, 0x31, 0x35, 0x38, 0x0d, 0x0a, 0x1a]);
 export const MAJOR = 1;
-/** The newest minor this code reads and writes; a writer writes the smallest minor a file needs (docs/FORMAT.md §1.6). */
+/** The newest minor this code reads and writes; a writer writes the smallest minor a file needs (docs/FORMAT.md §1.8). */
 export const MINOR = 1;
 export const PREAMBLE_BYTES = 64;
 /** Data section alignment: a page, so the file can be mmapped and payloads used in place. */

@@ -140,7 +140,7 @@ function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: Ten
   return { ...rest, offset, sha256, ...scaleFields };
 }
 
-/** The smallest minor whose features the header uses (docs/FORMAT.md §1.6): 1.0 files stay byte for byte what 1.0 writers made. */
+/** The smallest minor whose features the header uses (docs/FORMAT.md §1.8): 1.0 files stay byte for byte what 1.0 writers made. */
 export function minorVersion(draft: Omit<B158Header, "tensors">, tensors: readonly B158TensorEntry[]): 0 | 1 {
   const uses11 =
     draft.model.family === "fake-quantized" ||
