@@ -16,7 +16,7 @@ const features = { simd: true, threads: true, bulk_memory: true, sat_float_to_in
 for (const kind of ["simd128", "relaxed"]) {
   const text = generateKernelModule(kind);
   const parsed = wabt.parseWat(`kernels-${kind}.wat`, text, features);
-  const { buffer } = parsed.toBinary({});
+  const { buffer } = parsed.toBinary({ write_debug_names: true });
   parsed.destroy();
   // wabt.js's validation ignores the feature set, so V8 checks each module (relaxed SIMD is behind a flag in Node 20)
   new WebAssembly.Module(buffer);

@@ -110,7 +110,7 @@ describe("the forward pass", () => {
     }
   });
 
-  it("hands I2_S and TQ2_0 payloads to the kernels as stored, other layouts and checkpoints as codes", async () => {
+  it("hands I2_S and TQ2_0 payloads to the kernels as stored, 16-bit latent weights as absmean thresholds, others as codes", async () => {
     const seen: TernaryWeightSource["kind"][] = [];
     const spy = (): KernelContext => {
       const kernels = createReferenceKernels();
@@ -127,6 +127,7 @@ describe("the forward pass", () => {
     expect(await kinds(await convert("bitnet-2b4t-packed", "tl2"))).toEqual(["codes"]);
     expect(await kinds(sources.get("bitnet-2b4t-packed")!)).toEqual(["codes"]);
     expect(seen).toHaveLength(2 * 7);
+    expect(await kinds(sources.get("bitnet-2b4t-bf16")!)).toEqual(["threshold16"]);
   });
 });
 
