@@ -154,7 +154,7 @@ async function referenceRow(): Promise<Record<string, unknown>> {
  * How many cores two busy threads actually get here (CPU seconds / wall seconds over 0.5 s): on a
  * shared machine the 2-thread rows cannot scale past it.
  */
-async function coresAvailable(): Promise<number> {
+export async function coresAvailable(): Promise<number> {
   const burn = `const { parentPort } = require("node:worker_threads"); let x = 0; const t0 = Date.now(); while (Date.now() - t0 < 500) for (let i = 0; i < 1e4; i++) x += Math.sqrt(i); parentPort.postMessage(x);`;
   const c0 = process.cpuUsage();
   const t0 = performance.now();

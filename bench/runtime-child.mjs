@@ -19,9 +19,9 @@ if (mode === "eval") {
   const c = report.comparisons[0];
   reportUsage(started, { tokens: report.tokens.length, pass: report.pass, minCosine: c.summary.minCosine, top1: c.summary.top1Agreement });
 } else if (mode === "run") {
-  const [file, prompt, generate, threads, head] = args;
+  const [file, prompt, generate, threads, head, backend] = args;
   const loadStarted = process.hrtime.bigint();
-  const model = await loadModel(file, { threads: Number(threads), contextLength: Number(prompt) + Number(generate), int8Head: head === "int8" });
+  const model = await loadModel(file, { threads: Number(threads), contextLength: Number(prompt) + Number(generate), int8Head: head === "int8", backend: backend ?? "auto" });
   const loadSeconds = seconds(loadStarted);
   const cpuBefore = cpu();
   const generation = model.generate(tokens(Number(prompt), 128000), { maxTokens: Number(generate), stopAtEos: false });

@@ -23,7 +23,7 @@ const modules = [
 for (const { file: url, text } of modules) {
   const file = fileURLToPath(url);
   const parsed = wabt.parseWat(file.replace(/\.wasm$/, ".wat"), text, features);
-  const { buffer } = parsed.toBinary({});
+  const { buffer } = parsed.toBinary({ write_debug_names: true });
   parsed.destroy();
   // wabt.js's validation ignores the feature set, so V8 checks each module (relaxed SIMD is behind a flag in Node 20)
   new WebAssembly.Module(buffer);

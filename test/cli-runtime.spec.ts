@@ -104,6 +104,10 @@ describe("b158 run", () => {
     expect(report.sampling).toEqual({ temperature: 0.9, topK: 50, topP: 0.95, seed: 11 });
     const logits = await readNpyFile(out);
     expect(logits.shape).toEqual([8, 512]);
+    expect(report.model.head).toBe("bf16");
+    const int8 = await b158(["run", converted, "--tokens", TOKENS, "-n", "2", "--json", "--ignore-eos", "--int8-head"]);
+    expect(int8.code, int8.stderr).toBe(0);
+    expect(JSON.parse(int8.stdout).model.head).toBe("int8-rows");
   });
 
   it("a GGUF has no tokenizer the runtime reads: text prompts are refused, token ids run", async () => {

@@ -110,7 +110,7 @@ describe("the forward pass", () => {
     }
   });
 
-  it("hands I2_S and TQ2_0 payloads to the kernels as stored, other layouts and checkpoints as codes", async () => {
+  it("hands I2_S and TQ2_0 payloads to the kernels as stored, 16-bit latent weights as absmean thresholds, others as codes", async () => {
     const seen: TernaryWeightSource["kind"][] = [];
     const spy = (): KernelContext => {
       const kernels = createReferenceKernels();
@@ -127,6 +127,7 @@ describe("the forward pass", () => {
     expect(await kinds(await convert("bitnet-2b4t-packed", "tl2"))).toEqual(["codes"]);
     expect(await kinds(sources.get("bitnet-2b4t-packed")!)).toEqual(["codes"]);
     expect(seen).toHaveLength(2 * 7);
+    expect(await kinds(sources.get("bitnet-2b4t-bf16")!)).toEqual(["threshold16"]);
   });
 });
 
@@ -176,7 +177,7 @@ describe("eval of every family x layout conversion", () => {
   it("a --fallback f16 conversion (float-stored BitNet linears, int8 activations) passes too", async () => {
     const fixture = await generateCheckpoint({ family: "bitnet-1bitllm", dir: join(root, "3b-like"), seed: 3, dims: { layers: 1, hidden: 320, intermediate: 864, heads: 4, kvHeads: 4 } });
     const output = join(root, "3b-like.b158");
-    // every linear of this shape falls back: asked for explicitly (E_LAYOUT_SHAPE otherwise)
+    // every linear falls back here (K 320 and 864 are not multiples of 256): asked for explicitly
     await convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0, fallback: "f16", allowNoTernary: true });
     const report = await evaluate(fixture.dir, output, { tokens: EVAL_TOKENS });
     expect(report.pass).toBe(true);

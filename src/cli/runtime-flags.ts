@@ -8,7 +8,7 @@ export const activationsFlag = Flags.option({
   description: "int8: quantize each token's activations to int8 before every ternary linear, as BitNet b1.58 does (the default); float: no activation quantization, to compare with a float reference.",
 })();
 
-export const threadsFlag = Flags.integer({ min: 1, max: 256, description: "Threads for the matrix products (default: what the kernel backend picks)." });
+export const threadsFlag = Flags.integer({ min: 1, max: 256, description: "Threads for the matrix products, the main thread included (default: every core)." });
 
 export const tokensFlag = (description: string) => Flags.string({ description, helpValue: "<id,id,...>" });
 

@@ -92,6 +92,15 @@ export async function fileSource(path: string): Promise<ByteSource> {
   };
 }
 
+/**
+ * Bytes [offset, offset + into.length) of `source` into `into` (copied when a source hands back a
+ * view of its own memory instead): for readers that fill buffers they do not own.
+ */
+export async function readInto(source: ByteSource, offset: number, into: Uint8Array): Promise<void> {
+  const got = await source.read(offset, into.byteLength, into);
+  if (got.buffer !== into.buffer || got.byteOffset !== into.byteOffset) into.set(got);
+}
+
 /** A file opened and handed to `open`, which keeps it (a reader closes it later); closed if `open` fails. */
 export async function openFileWith<T>(path: string, open: (source: ByteSource) => Promise<T>): Promise<T> {
   const source = await fileSource(path);

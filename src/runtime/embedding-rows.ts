@@ -1,10 +1,10 @@
 import { B158Error } from "../errors.js";
 import { unpackLayout } from "../pack/codec.js";
-import type { ScaleSpec, TernaryWeightSource } from "./kernels/api.js";
+import type { ScaleSpec, TernaryWeightInput, TernaryWeightSource } from "./kernels/api.js";
 import type { EmbeddingRows } from "./transformer.js";
 
-/** A ternary source's kinds (as opposed to a float matrix's f32 / f16 / bf16). */
-export function isTernarySource(source: { readonly kind: string }): source is TernaryWeightSource {
+/** A ternary source's kinds (as opposed to a float matrix's f32 / f16 / bf16); its payload may still be in its file. */
+export function isTernarySource(source: { readonly kind: string }): source is TernaryWeightInput {
   return source.kind === "i2_s" || source.kind === "tq2_0" || source.kind === "codes";
 }
 
@@ -24,6 +24,8 @@ export function ternaryEmbeddingRows(source: TernaryWeightSource): EmbeddingRows
     const unpacked = unpackLayout({ layout: "tq2_0", blockSize: 256 }, source.payload, [rows, cols]);
     codes = unpacked.codes;
     scales = { granularity: "group", groupSize: 256, scales: unpacked.blockScales! };
+  } else if (source.kind === "threshold16") {
+    throw new B158Error("E_INTERNAL", "ternary embedding: 16-bit latent weights are not an embedding the runtime looks up");
   } else {
     const unpacked = unpackLayout({ layout: "i2_s", blockSize: source.blockSize, variant: source.blockSize === 128 ? "x86" : "arm" }, source.payload, [rows, cols]);
     codes = unpacked.codes;

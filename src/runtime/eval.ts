@@ -1,10 +1,12 @@
 import { mkdir } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { B158Error } from "../errors.js";
 import { isB158File } from "../formats/b158/detect.js";
 import { openB158File } from "../formats/b158/read.js";
 import { writeNpy } from "../formats/npy/npy.js";
-import type { ActivationMode } from "./kernels/api.js";
+import type { ActivationMode, KernelContext } from "./kernels/api.js";
+import { createKernels } from "./kernels/index.js";
 import { Model, openModelSource, type LoadOptions } from "./model.js";
 import type { ModelSource } from "./sources/source.js";
 import type { Pooling } from "./spec.js";
@@ -143,9 +145,20 @@ export async function evaluate(source: string, converted: string, options: EvalO
   // the source is read as the conversion was told to read it: an explicit override, else what
   // `convert --weights` recorded in the .b158, else the checkpoint's own config (the plan decides)
   const latent = options.latent ?? (await recordedSemantics(converted));
+  // one kernel context for every side: each side loads into the memory the previous one used
+  // (fresh memory is the expensive part of loading a large model), then releases it
+  const kernels = await createKernels({ threads: options.threads ?? availableParallelism() });
+  try {
+    return await evaluateWith(kernels, source, converted, options, activations, latent, started);
+  } finally {
+    await kernels.close();
+  }
+}
+
+async function evaluateWith(kernels: KernelContext, source: string, converted: string, options: EvalOptions, activations: ActivationMode, latent: LoadOptions["latent"], started: bigint): Promise<EvalReport> {
   const base: LoadOptions = {
     activations,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    kernels,
     ...(latent === undefined ? {} : { latent }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   };
@@ -174,6 +187,7 @@ export async function evaluate(source: string, converted: string, options: EvalO
       return { logits, embeddings, info: model.info, vocab: model.spec.vocabSize, bitnetLinears: model.bitnetLinears };
     } finally {
       await model.close();
+      kernels.release();
     }
   };
   const src = await run("source", source);
@@ -353,8 +367,15 @@ export function compare(
     });
   }
   const n = positions.length;
-  const pplSource = perplexity(tokens, source, vocab);
-  const ppl = perplexity(tokens, converted, vocab);
+  // exp(mean nll), from the log-softmaxes above (what perplexity() computes, without a second pass)
+  const fromNll = (nll: (q: PositionMetrics) => number | null): number | null => {
+    if (n < 2) return null;
+    let sum = 0;
+    for (const q of positions) if (nll(q) !== null) sum += nll(q)!;
+    return Math.exp(sum / (n - 1));
+  };
+  const pplSource = fromNll((q) => q.nllSource);
+  const ppl = fromNll((q) => q.nllConverted);
   const summary = {
     minCosine: positions.reduce((min, q) => Math.min(min, q.cosine), Infinity),
     meanCosine: positions.reduce((s, q) => s + q.cosine, 0) / n,

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { B158Error } from "../errors.js";
 import { isB158File, isGgufFile } from "../formats/b158/detect.js";
@@ -5,12 +6,13 @@ import { layerRoles, ARCHITECTURES, OFFSET_NORM_ROLES, PROJECTION_NORM_ROLES, ty
 import { isTernarySource, ternaryEmbeddingRows } from "./embedding-rows.js";
 import { poolHidden } from "./pooling.js";
 import { createKernels } from "./kernels/index.js";
+import { ternaryInMemory } from "./kernels/reference.js";
 import type { ActivationMode, DenseMatrix, KernelBackend, KernelContext } from "./kernels/api.js";
 import { Sampler, type SamplingOptions } from "./sampler.js";
 import { openB158Source } from "./sources/b158.js";
 import { openCheckpointSource, type LatentSemantics } from "./sources/checkpoint.js";
 import { openGgufSource } from "./sources/gguf.js";
-import type { LinearWeight, ModelSource, SourceKind } from "./sources/source.js";
+import type { LinearWeight, ModelSource, SourceKind, TokenizerFiles } from "./sources/source.js";
 import type { Activation, ModelSpec } from "./spec.js";
 import { loadTokenizer, TextStream, type Tokenizer } from "./tokenizer.js";
 import { Transformer, type EmbeddingRows, type LayerWeights, type ModelWeights, type Projection } from "./transformer.js";
@@ -28,6 +30,7 @@ export interface LoadOptions {
   readonly contextLength?: number;
   /** Tokens per forward step (default 64). */
   readonly maxBatch?: number;
+  /** Threads for the kernels, the calling thread included (default: every core, os.availableParallelism()). */
   readonly threads?: number;
   readonly backend?: KernelBackend | "auto";
   /** Kernels to load into instead of creating them (the caller closes them). */
@@ -36,6 +39,8 @@ export interface LoadOptions {
   readonly latent?: LatentSemantics;
   /** The output head as int8 rows with a scale each (an option for speed, never a default). */
   readonly int8Head?: boolean;
+  /** A tokenizer already built from this model's files (b158 run tokenizes before it loads): not built twice. */
+  readonly tokenizer?: Tokenizer;
   /** Computes this FFN activation instead of the model's (to compare with a runtime that does). */
   readonly activation?: Activation;
   readonly onProgress?: (progress: LoadProgress) => void;
@@ -102,11 +107,14 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
 export class Model {
   readonly spec: ModelSpec;
   readonly info: ModelInfo;
-  readonly tokenizer: Tokenizer | undefined;
+  private readonly tokenizerFiles: TokenizerFiles;
+  private tokenizerLoaded: { readonly value: Tokenizer | undefined } | undefined;
   readonly activations: ActivationMode;
   /** Linears whose input the framework quantizes (BitNet linears), and those held as packed ternary weights. */
   readonly bitnetLinears: number;
   readonly ternaryLinears: number;
+  /** How the kernels hold the output head: its stored float format, or "int8-rows" (int8Head). */
+  readonly headFormat: string;
   private readonly transformer: Transformer;
   private readonly lastLogits: Float32Array;
   private readonly ownsKernels: boolean;
@@ -121,7 +129,8 @@ export class Model {
     this.ownsKernels = options.kernels === undefined;
     this.spec = spec;
     this.info = { label: source.label, kind: source.kind, lossy: source.lossy };
-    this.tokenizer = loadTokenizer(source.tokenizerFiles, source.label);
+    this.tokenizerFiles = source.tokenizerFiles;
+    if (options.tokenizer !== undefined) this.tokenizerLoaded = { value: options.tokenizer };
     this.activations = options.activations ?? "int8";
     const contextLength = options.contextLength ?? Math.min(spec.maxPositions, 2048);
     if (!(Number.isSafeInteger(contextLength) && contextLength > 0)) throw new B158Error("E_USAGE", `context length ${contextLength} must be a positive integer`);
@@ -130,12 +139,13 @@ export class Model {
     const projections = weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
     this.bitnetLinears = projections.filter((p) => p.bitnet).length;
     this.ternaryLinears = projections.filter((p) => p.ternary !== undefined).length;
+    this.headFormat = "ternary" in weights.head ? weights.head.ternary.format : weights.head.format;
   }
 
   /** Builds a model from an open source (which the caller closes); weights move into the kernels one tensor at a time. */
   static async load(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
     const spec: ModelSpec = options.activation === undefined ? source.spec : { ...source.spec, activation: options.activation };
-    const kernels = options.kernels ?? (await createKernels({ backend: options.backend ?? "auto", ...(options.threads === undefined ? {} : { threads: options.threads }) }));
+    const kernels = options.kernels ?? (await createKernels({ backend: options.backend ?? "auto", threads: options.threads ?? availableParallelism() }));
     try {
       const weights = await loadWeights(source, spec, kernels, options);
       return new Model(source, spec, kernels, weights, options);
@@ -143,6 +153,12 @@ export class Model {
       if (options.kernels === undefined) await kernels.close();
       throw error;
     }
+  }
+
+  /** The model's tokenizer (built on first use: a 128k-token tokenizer.json takes a second to load). */
+  get tokenizer(): Tokenizer | undefined {
+    this.tokenizerLoaded ??= { value: loadTokenizer(this.tokenizerFiles, this.info.label) };
+    return this.tokenizerLoaded.value;
   }
 
   get contextLength(): number {
@@ -355,7 +371,7 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     const expected = LINEAR_SHAPES[role](spec);
     const { rows, cols } = weight.weight;
     if (rows !== expected[0] || cols !== expected[1]) throw shapeError(source.label, `layer ${layer} ${role}`, [rows, cols], expected);
-    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: kernels.ternary(weight.weight), bitnet: weight.bitnet ?? true } : { rows, cols, dense: kernels.dense(weight.weight), bitnet: weight.bitnet };
+    const made: Projection = weight.kind === "ternary" ? { rows, cols, ternary: await kernels.loadTernary(weight.weight), bitnet: weight.bitnet ?? true } : { rows, cols, dense: await kernels.loadDense(weight.weight), bitnet: weight.bitnet };
     progress(`layer ${layer} ${role}`);
     return made;
   };
@@ -365,7 +381,8 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
     return m;
   };
   /** A ternary head keeps its ternary weights (a kernel product with float input); a float one is dense, int8 rows when asked. */
-  const head = (m: Awaited<ReturnType<typeof matrix>>, quantize: boolean): ModelWeights["head"] => (isTernarySource(m) ? { ternary: kernels.ternary(m) } : kernels.dense(quantize ? { ...m, quantize: "int8-rows" } : m));
+  const head = async (m: Awaited<ReturnType<typeof matrix>>, quantize: boolean): Promise<ModelWeights["head"]> =>
+    isTernarySource(m) ? { ternary: await kernels.loadTernary(m) } : kernels.loadDense(quantize ? { ...m, quantize: "int8-rows" } : m);
   const E = spec.hiddenSize;
   const layers: LayerWeights[] = [];
   for (let l = 0; l < spec.layers; l++) {
@@ -404,11 +421,11 @@ async function loadWeights(source: ModelSource, spec: ModelSpec, kernels: Kernel
   const int8Head = options.int8Head === true;
   const embedSource = await matrix("embed");
   // a ternary embedding (a ternary source's) is looked up row by row from its codes; a float one by the kernels
-  const embed: DenseMatrix | EmbeddingRows = isTernarySource(embedSource) ? ternaryEmbeddingRows(embedSource) : kernels.dense(embedSource);
+  const embed: DenseMatrix | EmbeddingRows = isTernarySource(embedSource) ? ternaryEmbeddingRows(await ternaryInMemory(embedSource)) : await kernels.loadDense(embedSource);
   progress("embed");
   // a tied head is the embedding (its own int8 copy when int8 rows are asked for, its own ternary kernel weights when ternary)
-  const tied = (): ModelWeights["head"] => (!("row" in embed) && !int8Head ? embed : head(embedSource, int8Head));
-  const output = spec.tiedHead ? tied() : head(await matrix("head"), int8Head);
+  const tied = async (): Promise<ModelWeights["head"]> => (!("row" in embed) && !int8Head ? embed : head(embedSource, int8Head));
+  const output = spec.tiedHead ? await tied() : await head(await matrix("head"), int8Head);
   progress("head");
   return { embed, head: output, norm, layers };
 }

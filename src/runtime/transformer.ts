@@ -1,5 +1,5 @@
 import { B158Error } from "../errors.js";
-import type { ActivationMode, DenseMatrix, KernelContext, TernaryMatrix } from "./kernels/api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, KernelContext, TernaryMatrix } from "./kernels/api.js";
 import { ACTIVATION_FLOOR } from "./kernels/reference.js";
 import { applyRope, inverseFrequencies, ropeTables } from "./rope.js";
 import type { Activation, ModelSpec } from "./spec.js";
@@ -21,7 +21,10 @@ import type { Activation, ModelSpec } from "./spec.js";
  * then logits = (RMSNorm(x) * norm x head^T) * logitScale (MiniCPM). Gemma3's own norms hold
  * (1 + w), added at load. Every BitNet linear quantizes its input per token to int8 (ActQuant) in
  * "int8" mode, inside the kernels; plain linears (fake-quantized models run nn.Linear) never do.
- * Activations are float32 between steps; norms, softmax and attention sums are computed in float64.
+ * Activations are float32 between steps; norms, rope and the FFN gating are computed in float64
+ * (norms and relu2 by the kernels, with the same arithmetic as plain code); attention in float32 by
+ * the kernels (api.ts), over their cache, except where a layer attends within a sliding window
+ * (Gemma3): such models attend here, in float64, over a cache of their own.
  *
  * Memory is fixed at construction: the KV cache holds `contextLength` positions, and scratch
  * buffers hold `maxBatch` tokens; a forward step allocates nothing.
@@ -141,6 +144,8 @@ export class Transformer {
   readonly maxBatch: number;
   private positionValue = 0;
   private readonly inv: Float64Array;
+  /** The kernels' KV cache, or (a model with sliding-window layers) keys and values attended here. */
+  private readonly cache: AttentionCache | undefined;
   private readonly keys: Float32Array[];
   private readonly values: Float32Array[];
   // scratch, [maxBatch, width] each
@@ -174,8 +179,10 @@ export class Transformer {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? 64, options.contextLength));
     const B = this.maxBatch;
     this.inv = inverseFrequencies(spec);
-    this.keys = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
-    this.values = weights.layers.map(() => new Float32Array(this.contextLength * KV * D));
+    const own = spec.slidingWindow !== undefined;
+    this.cache = own ? undefined : kernels.attentionCache({ layers: weights.layers.length, positions: this.contextLength, kvHeads: KV, headDim: D });
+    this.keys = own ? weights.layers.map(() => new Float32Array(this.contextLength * KV * D)) : [];
+    this.values = own ? weights.layers.map(() => new Float32Array(this.contextLength * KV * D)) : [];
     this.x = new Float32Array(B * E);
     this.h = new Float32Array(B * Math.max(E, H * D, F));
     this.q = new Float32Array(B * H * D);
@@ -190,7 +197,7 @@ export class Transformer {
     const window = spec.slidingWindow;
     this.local = window === undefined ? undefined : { inv: inverseFrequencies({ ...spec, rope: { ...spec.rope, theta: window.theta, scaling: undefined } }), cos: new Float64Array(B * (D / 2)), sin: new Float64Array(B * (D / 2)) };
     this.normed = new Float32Array(spec.projectionNorms ? B * Math.max(E, H * D, F) : 0);
-    this.scores = new Float64Array(this.contextLength);
+    this.scores = new Float64Array(own ? this.contextLength : 0);
     this.rows = Array.from({ length: B }, (_, t) => this.x.subarray(t * E, (t + 1) * E));
     const step = (projections: Projection[], outs: Float32Array[]) => new LinearStep(kernels, projections, outs, options.activations, B);
     this.steps = weights.layers.map((layer) => {
@@ -225,7 +232,7 @@ export class Transformer {
     for (const stage of stages) {
       if (stage.norm === undefined) stage.step.run(x, count);
       else {
-        rmsNorm(x, stage.norm, count, width, this.spec.rmsNormEps, this.normed);
+        this.kernels.rmsNorm(x, stage.norm, count, width, this.spec.rmsNormEps, this.normed);
         stage.step.run(this.normed, count);
       }
     }
@@ -274,33 +281,37 @@ export class Transformer {
       const layer = weights.layers[l]!;
       const step = this.steps[l]!;
       const sliding = spec.slidingWindow?.layers[l] === true;
-      rmsNorm(this.x, layer.attnNorm, count, E, eps, this.h);
+      kernels.rmsNorm(this.x, layer.attnNorm, count, E, eps, this.h);
       this.run(step.qkv, this.h, count, E);
-      if (layer.qNorm !== undefined) rmsNorm(this.q, layer.qNorm, count * H, D, eps, this.q);
-      if (layer.kNorm !== undefined) rmsNorm(this.k, layer.kNorm, count * KV, D, eps, this.k);
+      if (layer.qNorm !== undefined) kernels.rmsNorm(this.q, layer.qNorm, count * H, D, eps, this.q);
+      if (layer.kNorm !== undefined) kernels.rmsNorm(this.k, layer.kNorm, count * KV, D, eps, this.k);
       const cos = sliding ? this.local!.cos : this.cos;
       const sin = sliding ? this.local!.sin : this.sin;
       for (let t = 0; t < count; t++) {
         applyRope(this.q, t, H, D, cos, sin, spec.rope.layout);
         applyRope(this.k, t, KV, D, cos, sin, spec.rope.layout);
       }
-      copyInto(this.keys[l]!, start * KV * D, this.k, count * KV * D);
-      copyInto(this.values[l]!, start * KV * D, this.v, count * KV * D);
-      this.attention(l, start, count, sliding ? spec.slidingWindow!.size : this.contextLength);
-      if (layer.attnSubNorm !== undefined) rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
+      if (this.cache !== undefined) kernels.attention(this.cache, l, this.q, this.k, this.v, start, count, H, spec.attentionScale, this.attn);
+      else {
+        copyInto(this.keys[l]!, start * KV * D, this.k, count * KV * D);
+        copyInto(this.values[l]!, start * KV * D, this.v, count * KV * D);
+        this.attention(l, start, count, sliding ? spec.slidingWindow!.size : this.contextLength);
+      }
+      if (layer.attnSubNorm !== undefined) kernels.rmsNorm(this.attn, layer.attnSubNorm, count, H * D, eps, this.attn);
       this.run(step.o, this.attn, count, H * D);
-      if (layer.postAttnNorm !== undefined) rmsNorm(this.proj, layer.postAttnNorm, count, E, eps, this.proj);
+      if (layer.postAttnNorm !== undefined) kernels.rmsNorm(this.proj, layer.postAttnNorm, count, E, eps, this.proj);
       addInto(this.x, this.proj, count * E, residual);
-      rmsNorm(this.x, layer.ffnNorm, count, E, eps, this.h);
+      kernels.rmsNorm(this.x, layer.ffnNorm, count, E, eps, this.h);
       this.run(step.gateUp, this.h, count, E);
-      activate(this.gate, this.up, count * F, spec.activation);
-      if (layer.ffnSubNorm !== undefined) rmsNorm(this.gate, layer.ffnSubNorm, count, F, eps, this.gate);
+      if (spec.activation === "relu2") kernels.relu2Gate(this.gate, this.up, count * F);
+      else activate(this.gate, this.up, count * F, spec.activation);
+      if (layer.ffnSubNorm !== undefined) kernels.rmsNorm(this.gate, layer.ffnSubNorm, count, F, eps, this.gate);
       this.run(step.down, this.gate, count, F);
-      if (layer.postFfnNorm !== undefined) rmsNorm(this.proj, layer.postFfnNorm, count, E, eps, this.proj);
+      if (layer.postFfnNorm !== undefined) kernels.rmsNorm(this.proj, layer.postFfnNorm, count, E, eps, this.proj);
       addInto(this.x, this.proj, count * E, residual);
     }
     this.positionValue += count;
-    rmsNorm(this.x, weights.norm, count, E, eps, this.h);
+    kernels.rmsNorm(this.x, weights.norm, count, E, eps, this.h);
     if (hidden !== undefined) copyInto(hidden, 0, this.h, count * E);
     if (logits !== undefined) this.head(this.h, count, logits);
     if (lastLogits !== undefined) {
@@ -359,17 +370,6 @@ export class Transformer {
   }
 }
 
-/** out[t] = x[t] / rms(x[t]) * weight, for `count` rows of `width` (out may be x). */
-function rmsNorm(x: Float32Array, weight: Float32Array, count: number, width: number, eps: number, out: Float32Array): void {
-  for (let t = 0; t < count; t++) {
-    const base = t * width;
-    let ss = 0;
-    for (let i = 0; i < width; i++) ss += x[base + i]! * x[base + i]!;
-    const k = 1 / Math.sqrt(ss / width + eps);
-    for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
-  }
-}
-
 /** to[at ..] = from[0 .. n) without making a view. */
 function copyInto(to: Float32Array, at: number, from: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) to[at + i] = from[i]!;
@@ -396,10 +396,5 @@ function activate(gate: Float32Array, up: Float32Array, n: number, activation: A
       const g = gate[i]!;
       gate[i] = 0.5 * g * (1 + Math.tanh(GELU_C * (g + 0.044715 * g * g * g))) * up[i]!;
     }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const r = gate[i]! > 0 ? gate[i]! : 0;
-      gate[i] = r * r * up[i]!;
-    }
-  }
+  } else throw new B158Error("E_INTERNAL", `activation ${activation}: relu2 gating runs in the kernels`);
 }

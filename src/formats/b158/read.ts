@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { B158Error, type ErrorCode } from "../../errors.js";
-import { openFileWith, type ByteSource } from "../../io/byte-source.js";
+import { openFileWith, readInto, type ByteSource } from "../../io/byte-source.js";
 import { unpackLayout } from "../../pack/codec.js";
 import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { Q2_0_BLOCK, Q2_0_BLOCK_BYTES, SCALE_BLOCK, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../../pack/layouts.js";
@@ -33,6 +33,8 @@ export interface B158File {
   tensor(name: string): B158Tensor;
   /** The payload bytes (one positioned read). */
   readPayload(name: string): Promise<Uint8Array>;
+  /** Bytes [offset, offset + into.length) of the payload into `into` (a caller's own buffer or memory). */
+  readPayloadInto(name: string, offset: number, into: Uint8Array): Promise<void>;
   /** The payload in chunks of at most `chunkBytes`, for payloads too large to hold at once. */
   readPayloadChunks(name: string, chunkBytes?: number): AsyncGenerator<Uint8Array>;
   /** Ternary codes [out * in] and the scale: one value, or per group (read from the payload's block d). */
@@ -119,6 +121,13 @@ export async function openB158(source: ByteSource): Promise<B158File> {
     tensors,
     tensor,
     readPayload,
+    async readPayloadInto(name, offset, into) {
+      const t = tensor(name);
+      if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + into.byteLength <= t.length)) {
+        throw new B158Error("E_INTERNAL", `${file}: bytes ${offset}..${offset + into.byteLength} are outside tensor "${name}"'s ${t.length}-byte payload`);
+      }
+      await readInto(source, t.fileOffset + offset, into);
+    },
     async *readPayloadChunks(name, chunkBytes = 8 * 1024 * 1024) {
       const t = tensor(name);
       const step = Math.max(8, Math.floor(chunkBytes / 8) * 8);

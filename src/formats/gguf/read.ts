@@ -1,5 +1,5 @@
 import { B158Error, type ErrorCode } from "../../errors.js";
-import { openFileWith, type ByteSource } from "../../io/byte-source.js";
+import { openFileWith, readInto, type ByteSource } from "../../io/byte-source.js";
 import {
   alignTo,
   BITNET_SCALE_SLOT_BYTES,
@@ -64,6 +64,8 @@ export interface GgufFile {
   scalar(key: string): GgufScalar | undefined;
   tensor(name: string): GgufTensorInfo;
   readTensor(name: string): Promise<Uint8Array>;
+  /** Bytes [offset, offset + into.length) of a tensor's data into `into` (a caller's own buffer or memory). */
+  readTensorInto(name: string, offset: number, into: Uint8Array): Promise<void>;
   /** The scale bitnet.cpp's kernels read after an I2_S/TL1/TL2 tensor's codes (32 bytes read, whatever the tensor's size). */
   readBitnetScale(name: string): Promise<BitnetScale>;
   /** The tensor's bytes in chunks of whole blocks (elements for plain types), at most about `chunkBytes` each. */
@@ -261,6 +263,13 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     readTensor(name) {
       const t = tensor(name);
       return source.read(t.fileOffset, t.length);
+    },
+    async readTensorInto(name, offset, into) {
+      const t = tensor(name);
+      if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + into.byteLength <= t.length)) {
+        throw new B158Error("E_INTERNAL", `${file}: bytes ${offset}..${offset + into.byteLength} are outside tensor "${name}"'s ${t.length} bytes`);
+      }
+      await readInto(source, t.fileOffset + offset, into);
     },
     async readBitnetScale(name) {
       const t = tensor(name);

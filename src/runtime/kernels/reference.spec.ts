@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { createReferenceKernels, quantizeActivations } from "./reference.js";
+import { createReferenceKernels, exp32, quantizeActivations } from "./reference.js";
 
 const VECTORS = fileURLToPath(new URL("../../../test/vectors/", import.meta.url));
 const vector = (path: string) => new Uint8Array(readFileSync(VECTORS + path));
@@ -119,5 +119,42 @@ describe("reference dense kernels", () => {
     const row = new Float32Array(cols);
     k.denseRow(f32, 2, row);
     expect(row).toEqual(values.subarray(2 * cols, 3 * cols));
+  });
+});
+
+describe("reference attention", () => {
+  it("exp32 is within 3 float32 ulps of e^x on [-87, 0], and 0 below", () => {
+    for (let i = 0; i <= 20000; i++) {
+      const x = Math.fround((-87 * i) / 20000);
+      const want = Math.exp(x);
+      expect(Math.abs(exp32(x) - want)).toBeLessThanOrEqual(3 * 2 ** (Math.floor(Math.log2(want)) - 23));
+    }
+    expect([exp32(0), exp32(-0), exp32(-87.5), exp32(-Infinity)]).toEqual([1, 1, 0, 0]);
+  });
+
+  it("is causal grouped-query softmax attention (float64 check), storing each step's keys and values", () => {
+    const k = createReferenceKernels();
+    const [KV, H, D, P] = [2, 4, 8, 7];
+    const cache = k.attentionCache({ layers: 1, positions: P, kvHeads: KV, headDim: D });
+    const q = activations(P * H * D, 1);
+    const keys = activations(P * KV * D, 2);
+    const values = activations(P * KV * D, 3);
+    const out = new Float32Array(P * H * D);
+    // 3 tokens, then 4 more: the second call attends over the first call's keys too
+    k.attention(cache, 0, q, keys, values, 0, 3, H, 0.25, out);
+    k.attention(cache, 0, q.subarray(3 * H * D), keys.subarray(3 * KV * D), values.subarray(3 * KV * D), 3, 4, H, 0.25, out.subarray(3 * H * D));
+    for (let t = 0; t < P; t++) {
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / KV));
+        const scores = Array.from({ length: t + 1 }, (_, j) => 0.25 * Array.from({ length: D }, (_, i) => q[(t * H + h) * D + i]! * keys[(j * KV + g) * D + i]!).reduce((a, b) => a + b));
+        const max = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - max));
+        const sum = e.reduce((a, b) => a + b);
+        for (let i = 0; i < D; i++) {
+          const want = e.reduce((acc, ej, j) => acc + ej * values[(j * KV + g) * D + i]!, 0) / sum;
+          expect(Math.abs(out[(t * H + h) * D + i]! - want)).toBeLessThan(1e-5 * (1 + Math.abs(want)));
+        }
+      }
+    }
   });
 });

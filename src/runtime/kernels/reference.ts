@@ -1,6 +1,6 @@
 import { B158Error } from "../../errors.js";
 import { fromBf16Bits, fromF16Bits } from "../../pack/float16.js";
-import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, ScaleSpec, TernaryMatrix, TernaryWeightSource } from "./api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "./api.js";
 
 /**
  * The reference backend: plain loops over one int8 code per weight, written for clarity, not
@@ -43,6 +43,15 @@ export function createReferenceKernels(): KernelContext {
       bytes += matrix.bytes;
       return matrix;
     },
+    async loadTernary(input) {
+      return this.ternary(await ternaryInMemory(input));
+    },
+    async loadDense(input) {
+      return this.dense(await denseInMemory(input));
+    },
+    release() {
+      bytes = 0;
+    },
     linear(weights, x, tokens, outs, mode) {
       const list = weights as readonly RefTernary[];
       const cols = list[0]!.cols;
@@ -81,8 +90,135 @@ export function createReferenceKernels(): KernelContext {
       const { values, cols } = weight as RefDense;
       out.set(values.subarray(row * cols, (row + 1) * cols));
     },
+    rmsNorm(x, weight, rows, width, eps, out) {
+      checkRows(x, weight, rows, width, out);
+      for (let t = 0; t < rows; t++) {
+        const base = t * width;
+        let ss = 0;
+        for (let i = 0; i < width; i++) ss += x[base + i]! * x[base + i]!;
+        const k = 1 / Math.sqrt(ss / width + eps);
+        for (let i = 0; i < width; i++) out[base + i] = x[base + i]! * k * weight[i]!;
+      }
+    },
+    relu2Gate(gate, up, n) {
+      checkGate(gate, up, n);
+      for (let i = 0; i < n; i++) {
+        const r = gate[i]! > 0 ? gate[i]! : 0;
+        gate[i] = r * r * up[i]!;
+      }
+    },
+    attentionCache(shape) {
+      checkCacheShape(shape);
+      const { layers, positions, kvHeads, headDim } = shape;
+      const size = positions * kvHeads * headDim;
+      const keys = Array.from({ length: layers }, () => new Float32Array(size));
+      const values = Array.from({ length: layers }, () => new Float32Array(size));
+      return { layers, positions, kvHeads, headDim, bytes: 2 * layers * size * 4, keys, values } satisfies RefCache;
+    },
+    attention(cache, layer, q, k, v, start, tokens, heads, scale, out) {
+      const c = cache as RefCache;
+      checkAttention(c, layer, q, k, v, start, tokens, heads, out);
+      const { kvHeads: KV, headDim: D } = c;
+      const width = KV * D;
+      c.keys[layer]!.set(k.subarray(0, tokens * width), start * width);
+      c.values[layer]!.set(v.subarray(0, tokens * width), start * width);
+      attend(c.keys[layer]!, c.values[layer]!, KV, D, q, start, tokens, heads, scale, out);
+    },
     async close() {},
   };
+}
+
+interface RefCache extends AttentionCache {
+  /** Per layer, [positions, kvHeads, headDim]. */
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+}
+
+export function checkRows(x: Float32Array, weight: Float32Array, rows: number, width: number, out: Float32Array): void {
+  if (!(Number.isInteger(rows) && Number.isInteger(width) && rows >= 0 && width >= 1)) throw new B158Error("E_INTERNAL", `rmsNorm: ${rows} rows of ${width} is not a shape`);
+  if (x.length < rows * width || out.length < rows * width || weight.length < width) throw new B158Error("E_INTERNAL", `rmsNorm: x and out must hold ${rows * width} values, weight ${width}`);
+}
+
+export function checkGate(gate: Float32Array, up: Float32Array, n: number): void {
+  if (!(Number.isInteger(n) && n >= 0 && gate.length >= n && up.length >= n)) throw new B158Error("E_INTERNAL", `relu2Gate: gate and up must hold ${n} values`);
+}
+
+/** The cache shape every backend accepts: positive integers, an even head size. */
+export function checkCacheShape(shape: { layers: number; positions: number; kvHeads: number; headDim: number }): void {
+  for (const [name, value] of Object.entries(shape)) {
+    if (!(Number.isSafeInteger(value) && value > 0)) throw new B158Error("E_INTERNAL", `attention cache: ${name} ${value} is not a positive integer`);
+  }
+}
+
+/** The arguments of attention() every backend checks the same way. */
+export function checkAttention(c: AttentionCache, layer: number, q: Float32Array, k: Float32Array, v: Float32Array, start: number, tokens: number, heads: number, out: Float32Array): void {
+  const { kvHeads: KV, headDim: D } = c;
+  if (!(Number.isInteger(layer) && layer >= 0 && layer < c.layers)) throw new B158Error("E_INTERNAL", `attention: layer ${layer} is outside 0..${c.layers - 1}`);
+  if (!(Number.isInteger(start) && Number.isInteger(tokens) && start >= 0 && tokens >= 1 && start + tokens <= c.positions)) {
+    throw new B158Error("E_INTERNAL", `attention: positions ${start}..${start + tokens - 1} do not fit the cache of ${c.positions}`);
+  }
+  if (!(Number.isInteger(heads) && heads >= KV && heads % KV === 0)) throw new B158Error("E_INTERNAL", `attention: ${heads} heads cannot share ${KV} key/value heads`);
+  if (q.length < tokens * heads * D || out.length < tokens * heads * D) throw new B158Error("E_INTERNAL", `attention: q and out must hold ${tokens * heads * D} values`);
+  if (k.length < tokens * KV * D || v.length < tokens * KV * D) throw new B158Error("E_INTERNAL", `attention: k and v must hold ${tokens * KV * D} values`);
+}
+
+/**
+ * Attention as api.ts defines it, over caches [positions, kvHeads, headDim] that hold positions
+ * 0 .. start + tokens - 1.
+ */
+function attend(keys: Float32Array, values: Float32Array, KV: number, D: number, q: Float32Array, start: number, tokens: number, heads: number, scale: number, out: Float32Array): void {
+  const group = heads / KV;
+  const c = Math.fround(scale);
+  const e = new Float32Array(start + tokens);
+  for (let t = 0; t < tokens; t++) {
+    const n = start + t + 1;
+    for (let h = 0; h < heads; h++) {
+      const g = Math.floor(h / group);
+      const qAt = (t * heads + h) * D;
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const kAt = (j * KV + g) * D;
+        let d = 0;
+        for (let i = 0; i < D; i++) d = Math.fround(d + Math.fround(q[qAt + i]! * keys[kAt + i]!));
+        e[j] = Math.fround(d * c);
+        if (e[j]! > max) max = e[j]!;
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        e[j] = exp32(Math.fround(e[j]! - max));
+        sum = Math.fround(sum + e[j]!);
+      }
+      for (let i = 0; i < D; i++) {
+        let o = 0;
+        for (let j = 0; j < n; j++) o = Math.fround(o + Math.fround(e[j]! * values[(j * KV + g) * D + i]!));
+        out[qAt + i] = Math.fround(o / sum);
+      }
+    }
+  }
+}
+
+/** exp32's constants (float32): ln 2 split so that n * LN2_HI is exact for |n| < 512. */
+export const EXP32 = {
+  min: -87,
+  log2e: Math.fround(Math.LOG2E),
+  ln2Hi: 0.693359375,
+  ln2Lo: Math.fround(-2.1219444005469058e-4),
+  /** 1/6! .. 1/2!, then 1 and 1 (Taylor: |error| < 2 ulp for |r| <= ln2 / 2). */
+  poly: [1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1, 1].map((c) => Math.fround(c)),
+} as const;
+
+/**
+ * e^x in float32 arithmetic (every step rounded to float32, no fused multiply-add), the same
+ * operations in every backend: 0 below -87 (e^-87 < 2^-125: nothing next to softmax's e^0 = 1),
+ * else n = nearest(x log2 e), r = (x - n ln2_hi) - n ln2_lo, p(r) by Horner, times 2^n.
+ */
+export function exp32(x: number): number {
+  if (x < EXP32.min) return 0;
+  const n = roundHalfEven(Math.fround(x * EXP32.log2e));
+  const r = Math.fround(Math.fround(x - Math.fround(n * EXP32.ln2Hi)) - Math.fround(n * EXP32.ln2Lo));
+  let p = EXP32.poly[0]!;
+  for (let i = 1; i < EXP32.poly.length; i++) p = Math.fround(Math.fround(p * r) + EXP32.poly[i]!);
+  return Math.fround(p * 2 ** n);
 }
 
 /** q = int8 activations of x; returns the scale s (q = round(x * s)). */
@@ -143,6 +279,32 @@ export function denseDot(w: Float32Array, x: Float32Array, cols: number): number
   return Math.fround(Math.fround(lanes[0]! + lanes[2]!) + Math.fround(lanes[1]! + lanes[3]!));
 }
 
+/** A payload still in its file, read whole. */
+export async function readWhole(reader: PayloadReader): Promise<Uint8Array> {
+  const bytes = new Uint8Array(reader.byteLength);
+  await reader.read(0, bytes);
+  return bytes;
+}
+
+/** The input with its payload in memory. */
+export async function ternaryInMemory(input: TernaryWeightInput): Promise<TernaryWeightSource> {
+  if ((input.kind === "i2_s" || input.kind === "tq2_0") && !(input.payload instanceof Uint8Array)) return { ...input, payload: await readWhole(input.payload) };
+  return input as TernaryWeightSource;
+}
+
+export async function denseInMemory(input: DenseWeightInput): Promise<DenseWeightSource> {
+  if (!("payload" in input)) return input;
+  const bytes = await readWhole(input.payload);
+  const base = { rows: input.rows, cols: input.cols, ...(input.quantize === undefined ? {} : { quantize: input.quantize }) };
+  if (input.kind === "f32") return { ...base, kind: "f32", values: new Float32Array(bytes.buffer, 0, bytes.byteLength >> 2) };
+  return { ...base, kind: input.kind, bits: new Uint16Array(bytes.buffer, 0, bytes.byteLength >> 1) };
+}
+
+/** The code of every 16-bit pattern under a threshold16 source's rule (the sign bit gives -1). */
+export function thresholdCode(bits: number, threshold: number): number {
+  return (bits & 0x7fff) > threshold ? (bits & 0x8000 ? -1 : 1) : 0;
+}
+
 /** One int8 code per weight and its block scales: the reference's reading of any source. */
 export function decodeTernary(source: TernaryWeightSource): RefTernary {
   const { rows, cols } = source;
@@ -175,6 +337,12 @@ export function decodeTernary(source: TernaryWeightSource): RefTernary {
         }
       }
       return matrix(source, codes, 256, scales, "tq2_0");
+    }
+    case "threshold16": {
+      if (source.bits.length < codes.length) throw new B158Error("E_PAYLOAD_SIZE", `threshold16 bits for [${rows}, ${cols}] hold ${source.bits.length} values; expected ${codes.length}`);
+      for (let i = 0; i < codes.length; i++) codes[i] = thresholdCode(source.bits[i]!, source.threshold);
+      const { blockSize, scales } = blockScalesOf(source.scales, rows, cols);
+      return matrix(source, codes, blockSize, scales, "int8-codes");
     }
     case "codes": {
       for (let i = 0; i < codes.length; i++) {

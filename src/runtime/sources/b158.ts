@@ -7,12 +7,12 @@ import { Q2_0_BLOCK, TQ1_0_BLOCK_BYTES, TQ_BLOCK } from "../../pack/layouts.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
 import { poolingFromFiles } from "../pooling.js";
-import type { TernaryWeightSource } from "../kernels/api.js";
-import { denseFromBytes, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
+import type { DenseWeightInput, TernaryWeightInput } from "../kernels/api.js";
+import { denseInput, payloadReader, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
 /**
  * A .b158 as the runtime reads it. I2_S and TQ2_0 payloads go to the kernels as the bytes the file
- * holds; TL1, TL2 and TQ1_0 payloads are decoded once at load (src/pack's unpackers, as the .b158 reader's
+ * holds, read straight into the kernels' memory (as are f32/f16/bf16 matrices); TL1, TL2 and TQ1_0 payloads are decoded once at load (src/pack's unpackers, as the .b158 reader's
  * decodeTernary)
  * and handed over as codes, which a backend re-lays into its own format: TL1/TL2 with the tensor's
  * float32 scale, TQ1_0 with each 256-weight block's f16 d, as llama.cpp computes it. Plain
@@ -44,7 +44,11 @@ export function b158Source(file: B158File): ModelSource {
   if (embedding === undefined || embedding.shape.length !== 2) {
     throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no 2-D token embedding`, { details: { file: file.name } });
   }
-  const text = (name: string) => (header.files[name] === undefined ? undefined : decoder.decode(header.files[name]));
+  const decoded = new Map<string, string | undefined>();
+  const text = (name: string) => {
+    if (!decoded.has(name)) decoded.set(name, header.files[name] === undefined ? undefined : decoder.decode(header.files[name]));
+    return decoded.get(name);
+  };
   const generation = text("generation_config.json");
   let generationConfig: Record<string, unknown> | undefined;
   try {
@@ -62,10 +66,15 @@ export function b158Source(file: B158File): ModelSource {
   });
   // a fake-quantized model's framework runs plain nn.Linear: no activation quantization
   const bitnet = header.model.family !== "fake-quantized";
+  // decoded when a tokenizer is built (an 18 MB tokenizer.json is not text until then)
   const tokenizerFiles: TokenizerFiles = {
-    ...(text("tokenizer.json") === undefined ? {} : { tokenizerJson: text("tokenizer.json")! }),
-    ...(text("tokenizer_config.json") === undefined ? {} : { tokenizerConfig: text("tokenizer_config.json")! }),
-    ...(header.files["tokenizer.model"] === undefined ? {} : { tokenizerModel: header.files["tokenizer.model"] }),
+    get tokenizerJson() {
+      return text("tokenizer.json");
+    },
+    get tokenizerConfig() {
+      return text("tokenizer_config.json");
+    },
+    tokenizerModel: header.files["tokenizer.model"],
   };
 
   const layerTensor = (role: LayerRole, layer: number): B158Tensor => {
@@ -74,6 +83,9 @@ export function b158Source(file: B158File): ModelSource {
     return file.tensor(name);
   };
   const floats = async (t: B158Tensor) => plainToFloat32(t.layout as PlainLayout, await file.readPayload(t.name));
+  const reader = (t: B158Tensor) => payloadReader(t.length, (offset, into) => file.readPayloadInto(t.name, offset, into));
+  const dense = (t: B158Tensor, rows: number, cols: number): Promise<DenseWeightInput> =>
+    denseInput(t.layout, rows, cols, reader(t), () => file.readPayload(t.name), (b) => plainToFloat32(t.layout as PlainLayout, b));
 
   return {
     label: file.name,
@@ -90,7 +102,7 @@ export function b158Source(file: B158File): ModelSource {
       const t = layerTensor(role, layer);
       const [rows, cols] = t.shape as [number, number];
       if (t.layoutParams === undefined) {
-        return { kind: "dense", weight: denseFromBytes(await file.readPayload(t.name), t.layout, rows, cols, (b) => plainToFloat32(t.layout as PlainLayout, b)), bitnet: bitnet && t.role === "ternary-linear" } satisfies LinearWeight;
+        return { kind: "dense", weight: await dense(t, rows, cols), bitnet: bitnet && t.role === "ternary-linear" } satisfies LinearWeight;
       }
       return { kind: "ternary", weight: await ternary(t), bitnet };
     },
@@ -101,22 +113,22 @@ export function b158Source(file: B158File): ModelSource {
       // a ternary embedding / head (a ternary source's) stays ternary
       if (t.layoutParams !== undefined) return ternary(t);
       const [rows, cols] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
-      return denseFromBytes(await file.readPayload(t.name), t.layout, rows, cols, (b) => plainToFloat32(t.layout as PlainLayout, b));
+      return dense(t, rows, cols);
     },
     close: () => file.close(),
   };
 
-  /** A ternary payload as the kernels take it. */
-  async function ternary(t: B158Tensor): Promise<TernaryWeightSource> {
+  /** A ternary payload as the kernels take it: I2_S and TQ2_0 still in the file (read straight into the kernels' memory), other layouts as codes. */
+  async function ternary(t: B158Tensor): Promise<TernaryWeightInput> {
     const [rows, cols] = t.shape as [number, number];
     const params = t.layoutParams!;
-    let weight: TernaryWeightSource;
+    let weight: TernaryWeightInput;
     switch (params.layout) {
       case "i2_s":
-        weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: await file.readPayload(t.name) };
+        weight = { kind: "i2_s", rows, cols, blockSize: params.blockSize, payload: reader(t) };
         break;
       case "tq2_0":
-        weight = { kind: "tq2_0", rows, cols, payload: await file.readPayload(t.name) };
+        weight = { kind: "tq2_0", rows, cols, payload: reader(t) };
         break;
       case "tq1_0":
       case "q2_0": {

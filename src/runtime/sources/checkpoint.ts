@@ -2,14 +2,15 @@ import { openCheckpoint, poolingPaths, type Checkpoint, type CheckpointTensor } 
 import { resolveSource } from "../../checkpoint/resolve.js";
 import { B158Error } from "../../errors.js";
 import { readTensorBytes } from "../../formats/safetensors/read.js";
+import { readInto } from "../../io/byte-source.js";
 import type { Diagnostic } from "../../model/diagnostics.js";
 import { planCheckpoint, type PlanEntry, type TensorPlan } from "../../model/plan.js";
 import { fromBf16Bits, fromF16Bits, halfBitsToFloat32 } from "../../pack/float16.js";
 import { hfGlobalTensor, hfLayerTensor, type LayerRole } from "../architectures.js";
 import { specFromHfConfig } from "../hf-spec.js";
 import { poolingFromFiles } from "../pooling.js";
-import { absmeanTernarize, packedScale, unpackQuarters } from "./semantics.js";
-import { denseFromBytes, uint16View, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
+import { absmeanTernarize, absmeanThreshold16, packedScale, unpackQuarters } from "./semantics.js";
+import { denseFromBytes, denseInput, payloadReader, uint16View, type LinearWeight, type ModelSource, type TokenizerFiles } from "./source.js";
 
 /**
  * How float BitNet linear weights mean what they mean, as the plan decides from the source's
@@ -93,6 +94,15 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
 
   const tensor = (name: string): CheckpointTensor => checkpoint.tensorsByName.get(name)!;
   const bytesOf = async (t: CheckpointTensor) => readTensorBytes(await checkpoint.source(t.shard), t, t.byteLength);
+  // latent weights are read into one buffer, reused tensor after tensor (fresh memory costs)
+  let reusable = new Uint8Array(0);
+  const reusedBytesOf = async (t: CheckpointTensor) => {
+    if (reusable.byteLength < t.byteLength) reusable = new Uint8Array(t.byteLength);
+    const into = reusable.subarray(0, t.byteLength);
+    await readInto(await checkpoint.source(t.shard), t.fileOffset, into);
+    return into;
+  };
+  const reader = (t: CheckpointTensor) => payloadReader(t.byteLength, async (offset, into) => readInto(await checkpoint.source(t.shard), t.fileOffset + offset, into));
   const layerName = (role: LayerRole, layer: number): string => {
     const name = hfLayerTensor(names, role, layer);
     if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${label}: layer ${layer} has no ${role} tensor`, { details: { source: label, layer, role } });
@@ -112,14 +122,14 @@ async function checkpointSource(checkpoint: Checkpoint, options: CheckpointSourc
     },
     async linear(role, layer) {
       const name = layerName(role, layer);
-      return linearWeight(checkpoint, plan, entries.get(name)!, bytesOf);
+      return linearWeight(checkpoint, plan, entries.get(name)!, bytesOf, reusedBytesOf);
     },
     async matrix(role) {
       const name = hfGlobalTensor(names, role);
       if (name === undefined) throw new B158Error("E_TENSOR_MISSING", `${label}: has no ${role === "embed" ? "token embedding" : "output head"}`, { details: { source: label } });
       const t = tensor(name);
       const [rows, cols] = [t.shape[0]!, t.shape.slice(1).reduce((a, b) => a * b, 1)];
-      return denseFromBytes(await bytesOf(t), t.dtype, rows, cols, (b) => toFloat32(b, t.dtype));
+      return denseInput(t.dtype, rows, cols, reader(t), () => bytesOf(t), (b) => toFloat32(b, t.dtype));
     },
     close: () => checkpoint.close(),
   };
@@ -130,6 +140,7 @@ async function linearWeight(
   plan: TensorPlan,
   entry: PlanEntry,
   bytesOf: (t: CheckpointTensor) => Promise<Uint8Array>,
+  reusedBytesOf: (t: CheckpointTensor) => Promise<Uint8Array>,
 ): Promise<LinearWeight> {
   const t = checkpoint.tensorsByName.get(entry.name)!;
   const [rows, cols] = entry.logicalShape as [number, number];
@@ -139,6 +150,14 @@ async function linearWeight(
     const convention = plan.family.convention === "multiply" ? "multiply" : "divide";
     const codes = unpackQuarters(await bytesOf(t), t.shape[0]!, cols, rows, entry.name);
     return { kind: "ternary", weight: { kind: "codes", rows, cols, codes, scales: { granularity: "tensor", scale: packedScale(weightScale, convention, entry.scaleTensor!) } } };
+  }
+  // a BitNet linear ternarized per forward: 16-bit latent weights become a threshold on their bit
+  // patterns, which the kernels apply while re-laying them (no int8 copy of the tensor)
+  if (entry.action === "ternarize" && plan.family.id !== "generic" && (t.dtype === "BF16" || t.dtype === "F16")) {
+    const bytes = await reusedBytesOf(t);
+    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols);
+    const { threshold, scale } = absmeanThreshold16(bits, t.dtype, entry.name);
+    return { kind: "ternary", weight: { kind: "threshold16", rows, cols, bits, threshold, scales: { granularity: "tensor", scale } } };
   }
   const bytes = await bytesOf(t);
   // stored weights are the effective weights, run as they are: by a BitNet linear (int8 input) in a

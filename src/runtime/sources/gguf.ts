@@ -5,10 +5,10 @@ import { halfBitsToFloat32 } from "../../pack/float16.js";
 import { dequantizeQ8_0 } from "../../pack/q8_0.js";
 import { ACTIVATION_QUANTIZATION_KEY } from "../../formats/gguf/targets.js";
 import { GLOBAL_TENSORS, LAYER_TENSORS, type LayerRole } from "../architectures.js";
-import type { DenseWeightSource, TernaryWeightSource } from "../kernels/api.js";
+import type { DenseWeightInput, TernaryWeightInput } from "../kernels/api.js";
 import { checkSpec, modelError, num, type Activation, type ArchitectureId, type ModelSpec, type Pooling } from "../spec.js";
 import { tq1BlockScales } from "./b158.js";
-import { denseFromBytes, float32View, uint16View, type LinearWeight, type ModelSource } from "./source.js";
+import { denseInput, float32View, payloadReader, uint16View, type LinearWeight, type ModelSource } from "./source.js";
 
 /**
  * A GGUF that b158 wrote (arch bitnet, bitnet-b1.58, llama, qwen3, gemma3 or minicpm), run with
@@ -140,21 +140,22 @@ function ggufSource(file: GgufFile, factors: Float32Array | undefined): ModelSou
     if (t === undefined) throw new B158Error("E_TENSOR_MISSING", `${file.name}: has no ${GLOBAL_TENSORS[role].gguf}`, { details: { file: file.name } });
     return t;
   };
-  const dense = async (t: GgufTensorInfo): Promise<DenseWeightSource> => {
+  const reader = (t: GgufTensorInfo) => payloadReader(t.length, (offset, into) => file.readTensorInto(t.name, offset, into));
+  const dense = async (t: GgufTensorInfo): Promise<DenseWeightInput> => {
     const [cols, rows] = [t.ne[0]!, t.ne.slice(1).reduce((a, b) => a * b, 1)];
-    return denseFromBytes(await file.readTensor(t.name), t.type.name, rows, cols, (bytes) => {
+    return denseInput(t.type.name, rows, cols, reader(t), () => file.readTensor(t.name), (bytes) => {
       if (t.type.name === "Q8_0") return dequantizeQ8_0(bytes);
       throw modelError(file.name, `tensor "${t.name}" is ${t.type.name}, which the runtime cannot read as a float matrix`);
     });
   };
-  /** A ternary tensor's payload as the kernels take it, or undefined for a float one. */
-  const ternary = async (t: GgufTensorInfo): Promise<TernaryWeightSource | undefined> => {
+  /** A ternary tensor's payload as the kernels take it (TQ2_0 and I2_S still in the file), or undefined for a float one. */
+  const ternary = async (t: GgufTensorInfo): Promise<TernaryWeightInput | undefined> => {
     const [cols, rows] = [t.ne[0]!, t.ne.slice(1).reduce((a, b) => a * b, 1)];
     switch (t.type.name) {
       case "TQ2_0":
-        return { kind: "tq2_0", rows, cols, payload: await file.readTensor(t.name) };
+        return { kind: "tq2_0", rows, cols, payload: reader(t) };
       case "I2_S":
-        return { kind: "i2_s", rows, cols, blockSize: 128, payload: await file.readTensor(t.name) };
+        return { kind: "i2_s", rows, cols, blockSize: 128, payload: reader(t) };
       case "TQ1_0": {
         const payload = await file.readTensor(t.name);
         const { codes } = unpackLayout({ layout: "tq1_0", blockSize: 256 }, payload, [rows, cols], undefined, { file: file.name, tensor: t.name });

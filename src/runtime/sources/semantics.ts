@@ -38,14 +38,22 @@ function code(value: number, inv: number): number {
   return v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
 }
 
-/**
- * 16-bit weights: a histogram of the 32768 magnitude patterns gives the exact multiset of |W|, so
- * the float64 sum does not depend on element order; a 65536-entry table of codes by bit pattern
- * then codes every weight with one load.
- */
 function absmeanHalf(bits: Uint16Array, dtype: "F16" | "BF16", tensor: string): { codes: Int8Array; scale: number } {
-  const counts = new Uint32Array(32768);
-  for (let i = 0; i < bits.length; i++) counts[bits[i]! & 0x7fff]!++;
+  const { threshold, scale } = absmeanThreshold16(bits, dtype, tensor);
+  const codes = new Int8Array(bits.length);
+  for (let i = 0; i < bits.length; i++) codes[i] = (bits[i]! & 0x7fff) > threshold ? (bits[i]! & 0x8000 ? -1 : 1) : 0;
+  return { codes, scale };
+}
+
+/**
+ * Absmean of 16-bit weights as the kernels' threshold16 takes it. A histogram of the 32768
+ * magnitude patterns gives the exact multiset of |W|, so the float64 sum does not depend on element
+ * order. A weight's code is then a function of its pattern, monotone in the magnitude bits (finite
+ * patterns order as their values, and f32(|w| * inv) is monotone in |w|): +-1 above the largest
+ * pattern that codes to 0, the threshold, and 0 up to it.
+ */
+export function absmeanThreshold16(bits: Uint16Array, dtype: "F16" | "BF16", tensor: string): { threshold: number; scale: number } {
+  const counts = histogram15(bits);
   const value = dtype === "BF16" ? bf16Value : fromF16Bits;
   let sum = 0;
   for (let pattern = 0; pattern < 32768; pattern++) {
@@ -56,11 +64,31 @@ function absmeanHalf(bits: Uint16Array, dtype: "F16" | "BF16", tensor: string): 
     sum += n * magnitude;
   }
   const inv = inverseScale(sum, bits.length);
-  const table = new Int8Array(65536);
-  for (let pattern = 0; pattern < 65536; pattern++) table[pattern] = code(value(pattern), inv);
-  const codes = new Int8Array(bits.length);
-  for (let i = 0; i < bits.length; i++) codes[i] = table[bits[i]!]!;
-  return { codes, scale: Math.fround(1 / inv) };
+  let threshold = 0x7fff;
+  for (let pattern = 0; pattern < 0x7fff; pattern++) {
+    if (code(value(pattern + 1), inv) !== 0) {
+      threshold = pattern;
+      break;
+    }
+  }
+  return { threshold, scale: Math.fround(1 / inv) };
+}
+
+/** Counts of the 15 magnitude bits of each pattern (two patterns per 32-bit load where aligned). */
+function histogram15(bits: Uint16Array): Uint32Array {
+  const counts = new Uint32Array(32768);
+  let i = 0;
+  if (bits.byteOffset % 4 === 0) {
+    const pairs = new Uint32Array(bits.buffer, bits.byteOffset, bits.length >>> 1);
+    for (let k = 0; k < pairs.length; k++) {
+      const w = pairs[k]!;
+      counts[w & 0x7fff]!++;
+      counts[(w >>> 16) & 0x7fff]!++;
+    }
+    i = 2 * pairs.length;
+  }
+  for (; i < bits.length; i++) counts[bits[i]! & 0x7fff]!++;
+  return counts;
 }
 
 function absmeanFloat(values: Float32Array | Float64Array, tensor: string): { codes: Int8Array; scale: number } {

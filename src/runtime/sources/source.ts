@@ -1,5 +1,5 @@
 import type { Diagnostic } from "../../model/diagnostics.js";
-import type { DenseWeightSource, TernaryWeightSource } from "../kernels/api.js";
+import type { DenseWeightInput, DenseWeightSource, PayloadReader, TernaryWeightInput } from "../kernels/api.js";
 import type { GlobalRole, LayerRole } from "../architectures.js";
 import type { ModelSpec } from "../spec.js";
 
@@ -10,13 +10,13 @@ import type { ModelSpec } from "../spec.js";
  */
 export type LinearWeight =
   /** `bitnet` (default true): the framework quantizes the input (BitNet); false: a plain nn.Linear holding ternary weights (fake-quantized models). */
-  | { readonly kind: "ternary"; readonly weight: TernaryWeightSource; readonly bitnet?: boolean }
+  | { readonly kind: "ternary"; readonly weight: TernaryWeightInput; readonly bitnet?: boolean }
   /**
    * A linear held as floats: `bitnet` when the framework quantizes its input (a BitNet linear
    * stored unpacked, e.g. a --fallback tensor), false for a plain float linear (a model that is not
    * ternary, or a module BitNet leaves out).
    */
-  | { readonly kind: "dense"; readonly weight: DenseWeightSource; readonly bitnet: boolean };
+  | { readonly kind: "dense"; readonly weight: DenseWeightInput; readonly bitnet: boolean };
 
 /** A model's tokenizer files, as the checkpoint ships them. */
 export interface TokenizerFiles {
@@ -39,8 +39,8 @@ export interface ModelSource {
   /** A norm's weight vector (a layer role, or the final norm). */
   vector(role: LayerRole | "norm", layer?: number): Promise<Float32Array>;
   linear(role: LayerRole, layer: number): Promise<LinearWeight>;
-  /** The token embedding, or a separate output head: floats, or ternary (a ternary source's, kept ternary). */
-  matrix(role: Exclude<GlobalRole, "norm">): Promise<DenseWeightSource | TernaryWeightSource>;
+  /** The token embedding, or a separate output head: floats, or ternary (a ternary source's, kept ternary); payloads may still be in the file. */
+  matrix(role: Exclude<GlobalRole, "norm">): Promise<DenseWeightInput | TernaryWeightInput>;
   close(): Promise<void>;
 }
 
@@ -74,4 +74,26 @@ export function denseFromBytes(
     default:
       return { kind: "f32", rows, cols, values: toFloat32(bytes) };
   }
+}
+
+/** A payload the kernels read in pieces: `read(offset, into)` of a file region of `byteLength` bytes. */
+export function payloadReader(byteLength: number, read: (offset: number, into: Uint8Array) => Promise<void>): PayloadReader {
+  return { byteLength, read };
+}
+
+/**
+ * A float matrix stored as little-endian f32, f16 or bf16 rows: left in its file for the kernels to
+ * read (`reader`); any other dtype is read and converted here (`bytes`, `toFloat32`).
+ */
+export async function denseInput(
+  dtype: string,
+  rows: number,
+  cols: number,
+  reader: PayloadReader,
+  bytes: () => Promise<Uint8Array>,
+  toFloat32: (bytes: Uint8Array) => Float32Array,
+): Promise<DenseWeightInput> {
+  const kind = dtype.toLowerCase();
+  if (kind === "f32" || kind === "f16" || kind === "bf16") return { kind, rows, cols, payload: reader };
+  return denseFromBytes(await bytes(), dtype, rows, cols, toFloat32);
 }

@@ -1,8 +1,8 @@
 import { B158Error } from "../../../errors.js";
-import type { ActivationMode, DenseMatrix, DenseWeightSource, KernelContext, TernaryMatrix, TernaryWeightSource } from "../api.js";
+import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "../api.js";
 import { fromF16Bits } from "../../../pack/float16.js";
-import { decodeTernary } from "../reference.js";
-import { DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
+import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
+import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
 import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
@@ -23,6 +23,7 @@ interface KernelExports {
   has_code3(p: number, count: number, bytes: number, stride: number): number;
   f16_nonfinite(p: number, n: number): number;
   relay_codes(src: number, rows: number, cols: number, g: number, gp: number, unit: number, dst: number, tmp: number): number;
+  threshold_codes(src: number, n: number, threshold: number, dst: number): void;
   dense_quant_rows(src: number, kind: number, rows: number, cols: number, kp: number, dst: number, scales: number): void;
 }
 
@@ -41,6 +42,8 @@ const MAX_PAGES = 65536;
 const DISPATCH_AT = 2048;
 const MAX_TASKS = 60;
 const HEAP_AT = DISPATCH_AT + DISPATCH.tasksAt + MAX_TASKS * TASK.size;
+/** Bytes per read of a payload straight into memory. */
+const READ_BYTES = 1 << 26;
 /** Multiply-adds per chunk a thread claims: small enough to balance, large enough to amortise the claim. */
 const CHUNK_MACS = 1 << 18;
 /** Below this many multiply-adds a dispatch runs on the calling thread alone (waking a worker costs more). */
@@ -73,6 +76,74 @@ interface WasmDense extends DenseMatrix {
   readonly scales: number;
 }
 
+/** A dispatch's tasks as the words of its record (TASK layout), and which words are frame offsets. */
+interface TaskWords {
+  readonly count: number;
+  readonly chunks: number;
+  readonly words: Int32Array;
+  readonly relative: readonly number[];
+}
+
+function taskWords(tasks: readonly Task[], frameRelative: readonly ("act" | "qsum" | "actScale" | "out")[]): TaskWords {
+  const words = new Int32Array((tasks.length * TASK.size) / 4);
+  const relative: number[] = [];
+  let chunks = 0;
+  tasks.forEach((task, i) => {
+    const base = (i * TASK.size) / 4;
+    const count = Math.ceil(task.rows / task.rowsPerChunk);
+    words[base + TASK.kernel / 4] = task.kernel;
+    words[base + TASK.matrix / 4] = task.matrix;
+    words[base + TASK.rowsPerChunk / 4] = task.rowsPerChunk;
+    words[base + TASK.firstChunk / 4] = chunks;
+    words[base + TASK.chunks / 4] = count;
+    words[base + TASK.tokens / 4] = task.tokens;
+    words[base + TASK.act / 4] = task.act;
+    words[base + TASK.actStride / 4] = task.actStride;
+    words[base + TASK.qsum / 4] = task.qsum ?? 0;
+    words[base + TASK.qsumStride / 4] = task.qsumStride ?? 0;
+    words[base + TASK.actScale / 4] = task.actScale ?? 0;
+    words[base + TASK.out / 4] = task.out;
+    words[base + TASK.outStride / 4] = task.outStride;
+    words[base + TASK.flags / 4] = task.flags ?? 0;
+    for (const field of frameRelative) if (field === "act" || field === "out" || task[field] !== undefined) relative.push(base + TASK[field] / 4);
+    chunks += count;
+  });
+  return { count: tasks.length, chunks, words, relative };
+}
+
+/** A linear() call worked out once (WasmKernels.linearPlan); offsets are from the frame's start. */
+interface LinearPlan {
+  readonly K: number;
+  readonly Kq: number;
+  readonly float: boolean;
+  readonly relaxed: boolean;
+  readonly gemm: boolean;
+  readonly frameBytes: number;
+  readonly x: number;
+  readonly q: number;
+  readonly s: number;
+  /** Per block geometry: g/gp/kp, padded q (or q), split i16, and what the kernels read (act, stride). */
+  readonly geometries: readonly { g: number; gp: number; kp: number; padded: boolean; qp: number; qpStride: number; split: number; act: number; stride: number; vectors: number }[];
+  readonly blockSums: readonly { geometry: number; blocks: number; gp: number; at: number }[];
+  readonly outs: readonly number[];
+  readonly tasks: TaskWords;
+  readonly chunks: number;
+  readonly scratchBytes: number;
+  readonly macs: number;
+}
+
+/** Puts rows r0 .. r0 + n - 1 as int8 codes at `stage` (`extra`: room it may use on the way). */
+type StageFill = ((r0: number, n: number, stage: number, extra: number) => void) & { badRow?: (row: number) => void };
+
+interface WasmCache extends AttentionCache {
+  readonly at: number;
+  /** Bytes of one layer's keys (its values follow). */
+  readonly half: number;
+  readonly stride: number;
+  readonly paddedDim: number;
+  readonly record: number;
+}
+
 interface Task {
   kernel: number;
   matrix: number;
@@ -94,7 +165,9 @@ export class WasmKernels implements KernelContext {
   private readonly memory: WebAssembly.Memory;
   private readonly exports: KernelExports;
   private readonly dispatcher: Dispatcher;
-  private readonly matrices = new WeakSet<object>();
+  private matrices = new WeakSet<object>();
+  private plans = new WeakMap<readonly TernaryMatrix[], Map<number, LinearPlan>>();
+  private caches = new WeakSet<object>();
   private readonly gemmMinTokens: number;
   private readonly chunkMacs: number;
   private readonly parallelMinMacs: number;
@@ -108,6 +181,8 @@ export class WasmKernels implements KernelContext {
   private u8!: Uint8Array;
   private i32!: Int32Array;
   private f32!: Float32Array;
+  private f64!: Float64Array;
+  private rowsAt: number | undefined;
 
   constructor(
     readonly backend: "wasm-simd128" | "wasm-relaxed",
@@ -143,7 +218,65 @@ export class WasmKernels implements KernelContext {
         return this.tq2(source);
       case "codes":
         return this.codes(source);
+      case "threshold16":
+        return this.threshold16(source);
     }
+  }
+
+  async loadTernary(input: TernaryWeightInput): Promise<TernaryMatrix> {
+    if ((input.kind !== "i2_s" && input.kind !== "tq2_0") || input.payload instanceof Uint8Array) return this.ternary(input as TernaryWeightSource);
+    const { rows, cols, payload } = input;
+    const direct = Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0 && cols % (input.kind === "i2_s" ? input.blockSize : 256) === 0;
+    if (!direct) return this.ternary(await ternaryInMemory(input));
+    if (input.kind === "i2_s") {
+      const n = rows * cols;
+      if (payload.byteLength < n / 4 + 4) throw new B158Error("E_PAYLOAD_SIZE", `i2_s payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected at least ${n / 4 + 4}`);
+      const weights = this.alloc(n / 4 + 16);
+      await this.readInto(payload, n / 4 + 4, weights);
+      return this.i2sAt(input, weights);
+    }
+    const size = ((rows * cols) / 256) * 66;
+    if (payload.byteLength < size) throw new B158Error("E_PAYLOAD_SIZE", `tq2_0 payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected ${size}`);
+    const weights = this.alloc(size + 16);
+    await this.readInto(payload, size, weights);
+    return this.tq2At(input, weights);
+  }
+
+  async loadDense(input: DenseWeightInput): Promise<DenseMatrix> {
+    if (!("payload" in input)) return this.dense(input);
+    const { rows, cols, kind, payload } = input;
+    if (!(Number.isSafeInteger(rows) && Number.isSafeInteger(cols) && rows > 0 && cols > 0)) {
+      throw new B158Error("E_INTERNAL", `dense: shape [${rows}, ${cols}] is not a positive integer shape`);
+    }
+    const elementBytes = kind === "f32" ? 4 : 2;
+    const paddedCols = roundUp(cols, 16);
+    if (payload.byteLength < rows * cols * elementBytes) throw new B158Error("E_PAYLOAD_SIZE", `dense ${kind} matrix [${rows}, ${cols}] has ${Math.floor(payload.byteLength / elementBytes)} values; expected ${rows * cols}`);
+    if (input.quantize === "int8-rows") return this.denseInt8From(input, paddedCols);
+    // rows padded to 16 columns: small matrices, read whole
+    if (paddedCols !== cols) return this.dense(await denseInMemory(input));
+    const rowBytes = cols * elementBytes;
+    const weights = this.alloc(rows * rowBytes);
+    await this.readInto(payload, rows * rowBytes, weights);
+    const layout: DenseLayoutId = kind === "f32" ? DenseLayout.f32 : kind === "f16" ? DenseLayout.f16 : DenseLayout.bf16;
+    if (kind === "f16" && this.exports.f16_nonfinite(weights, rows * cols) !== 0) {
+      // Inf or NaN in f16: kept as exact f32 (the SIMD f16 trick covers finite values only); the
+      // f16 copy's memory is not reclaimed, which only such rare matrices pay
+      const bits = this.u8.slice(weights, weights + rows * rowBytes);
+      return this.dense({ kind: "f16", rows, cols, bits: new Uint16Array(bits.buffer) });
+    }
+    return this.denseRecord(input, layout, kind, weights, rowBytes, paddedCols, 0, rows * rowBytes);
+  }
+
+  release(): void {
+    this.matrices = new WeakSet();
+    this.plans = new WeakMap();
+    this.caches = new WeakSet();
+    this.top = HEAP_AT;
+    this.heldBytes = 0;
+    this.frame = { at: 0, size: 0 };
+    this.scratch = { at: 0, size: 0 };
+    this.stage = { at: 0, size: 0 };
+    this.rowsAt = undefined;
   }
 
   dense(source: DenseWeightSource): DenseMatrix {
@@ -177,113 +310,112 @@ export class WasmKernels implements KernelContext {
   }
 
   linear(weights: readonly TernaryMatrix[], x: Float32Array, tokens: number, outs: readonly Float32Array[], mode: ActivationMode): void {
-    const list = weights.map((w) => this.own(w) as WasmTernary);
-    if (list.length === 0 || tokens === 0) return;
+    for (const w of weights) this.own(w);
+    if (weights.length === 0 || tokens === 0) return;
+    this.checkCall(x, tokens, weights[0]!.cols, outs, weights);
+    const plan = this.linearPlan(weights as readonly WasmTernary[], tokens, mode);
+    const T = tokens;
+    const K = plan.K;
+    const base = this.frameBase(plan.frameBytes);
+    const ex = this.exports;
+    const f32 = this.f32; // after frameBase, which may grow the memory
+    const xAt = base + plan.x;
+    f32.set(x.subarray(0, T * K), xAt / 4);
+    const qAt = base + plan.q;
+    const sAt = base + plan.s;
+    if (!plan.float) for (let t = 0; t < T; t++) f32[sAt / 4 + t] = ex.act_quantize(xAt + t * K * 4, K, qAt + t * plan.Kq);
+    for (const geo of plan.geometries) {
+      if (plan.float) {
+        for (let t = 0; t < T; t++) ex.act_pad_f64(xAt + t * K * 4, K, geo.g, geo.gp, base + geo.act + t * geo.kp * 8);
+        continue;
+      }
+      const qp = base + geo.qp;
+      if (geo.padded) for (let t = 0; t < T; t++) ex.act_pad(qAt + t * plan.Kq, K, geo.g, geo.gp, qp + t * geo.qpStride);
+      if (!plan.relaxed) for (let t = 0; t < T; t++) ex.act_split16(qp + t * geo.qpStride, geo.kp, base + geo.split + t * geo.kp * 2);
+      if (plan.gemm) {
+        const from = base + (plan.relaxed ? geo.qp : geo.split);
+        const stride = plan.relaxed ? geo.qpStride : geo.kp * 2;
+        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(from + 4 * g * stride, stride, geo.vectors, Math.min(4, T - 4 * g), base + geo.act + g * geo.vectors * 64);
+      }
+    }
+    for (const sums of plan.blockSums) {
+      const geo = plan.geometries[sums.geometry]!;
+      for (let t = 0; t < T; t++) ex.act_block_sums(base + geo.qp + t * geo.qpStride, sums.blocks, sums.gp, base + sums.at + t * sums.blocks * 4);
+    }
+    this.writeTasks(plan.tasks, base);
+    this.runDispatch(plan.tasks.count, plan.chunks, plan.scratchBytes, plan.macs);
+    for (let i = 0; i < outs.length && i < plan.outs.length; i++) {
+      const at = (base + plan.outs[i]!) / 4;
+      outs[i]!.set(this.f32.subarray(at, at + T * weights[i]!.rows));
+    }
+  }
+
+  /**
+   * What a linear() call of these matrices, token count and mode does, worked out once: the frame's
+   * layout (x; int8 activations and scales; per block geometry the prepared activations: padded q,
+   * split i16 for the portable kernels, four tokens interleaved for the GEMMs, f64 for float mode;
+   * per geometry and block size the block sums of q; the outputs) and the dispatch's task words.
+   * Offsets are from the frame's start. A forward pass repeats the same calls, so its plans are
+   * cached by the weights array (the runtime passes the same one every time).
+   */
+  private linearPlan(list: readonly WasmTernary[], T: number, mode: ActivationMode): LinearPlan {
+    let byCall = this.plans.get(list);
+    if (byCall === undefined) this.plans.set(list, (byCall = new Map()));
+    const key = T * 2 + (mode === "float" ? 1 : 0);
+    const cached = byCall.get(key);
+    if (cached !== undefined) return cached;
     if (list.length > MAX_TASKS) throw new B158Error("E_INTERNAL", `linear: ${list.length} matrices in one call; at most ${MAX_TASKS}`);
     const K = list[0]!.cols;
     for (const w of list) if (w.cols !== K) throw new B158Error("E_INTERNAL", `linear: matrices of ${w.cols} and ${K} columns share one input`);
-    this.checkCall(x, tokens, K, outs, list);
-    const T = tokens;
     const Kq = roundUp(K, 64);
     const float = mode === "float";
     const relaxed = this.backend === "wasm-relaxed";
     const gemm = T >= this.gemmMinTokens;
-
-    // The frame: x; int8 activations q and scales s; per geometry the prepared activations (padded q,
-    // split i16 for the portable kernels, four tokens interleaved for the GEMMs; f64 for float
-    // mode); per geometry and block size the block sums of q; the outputs.
-    const geometries = new Map<string, { g: number; gp: number; kp: number; act: number; stride: number; qp: number }>();
+    let frameBytes = 0;
+    const take = (bytes: number): number => {
+      const at = frameBytes;
+      frameBytes += roundUp(bytes, 64);
+      return at;
+    };
+    const x = take(T * K * 4);
+    const q = float ? 0 : take(T * Kq);
+    const s = float ? 0 : take(T * 4);
+    const geometries: LinearPlan["geometries"][number][] = [];
+    const geometryOf = new Map<string, number>();
     for (const w of list) {
+      if (geometryOf.has(geometryKey(w))) continue;
+      geometryOf.set(geometryKey(w), geometries.length);
       const natural = w.group === w.paddedGroup;
-      if (!geometries.has(geometryKey(w))) geometries.set(geometryKey(w), { g: natural ? K : w.group, gp: natural ? K : w.paddedGroup, kp: w.paddedCols, act: 0, stride: 0, qp: 0 });
-    }
-    const blockSums = new Map<string, { qp: number; kp: number; gp: number; at: number }>();
-    const sizes: number[] = [T * K * 4];
-    if (!float) sizes.push(T * Kq, T * 4);
-    for (const geo of geometries.values()) {
-      const padded = geo.g !== geo.gp;
-      if (float) sizes.push(T * geo.kp * 8);
-      else {
-        sizes.push(padded ? T * geo.kp : 0);
-        sizes.push(relaxed ? 0 : T * geo.kp * 2);
-        // the GEMMs read four tokens interleaved (16-byte vectors: i16 split, or int8 for relaxed)
-        sizes.push(gemm ? Math.ceil(T / 4) * 4 * geo.kp * (relaxed ? 1 : 2) : 0);
+      const [g, gp, kp] = [natural ? K : w.group, natural ? K : w.paddedGroup, w.paddedCols];
+      if (float) {
+        geometries.push({ g, gp, kp, padded: false, qp: 0, qpStride: 0, split: 0, act: take(T * kp * 8), stride: kp * 8, vectors: 0 });
+        continue;
       }
+      const padded = g !== gp;
+      const qp = padded ? take(T * kp) : q;
+      const qpStride = padded ? kp : Kq;
+      const split = relaxed ? 0 : take(T * kp * 2);
+      const vectors = kp / (relaxed ? 16 : 8);
+      const interleaved = gemm ? take(Math.ceil(T / 4) * 4 * kp * (relaxed ? 1 : 2)) : 0;
+      const [act, stride] = gemm ? [interleaved, vectors * 64] : relaxed ? [qp, qpStride] : [split, kp * 2];
+      geometries.push({ g, gp, kp, padded, qp, qpStride, split, act, stride, vectors });
     }
+    const blockSums: LinearPlan["blockSums"][number][] = [];
+    const sumsOf = new Map<string, number>();
     if (!float) {
       for (const w of list) {
         const key = `${geometryKey(w)}:${w.paddedGroup}`;
-        if (!blockSums.has(key)) {
-          blockSums.set(key, { qp: 0, kp: w.paddedCols, gp: w.paddedGroup, at: 0 });
-          sizes.push(T * (w.paddedCols / w.paddedGroup) * 4);
-        }
+        if (sumsOf.has(key)) continue;
+        sumsOf.set(key, blockSums.length);
+        const blocks = w.paddedCols / w.paddedGroup;
+        blockSums.push({ geometry: geometryOf.get(geometryKey(w))!, blocks, gp: w.paddedGroup, at: take(T * blocks * 4) });
       }
     }
-    for (const w of list) sizes.push(T * w.rows * 4);
-    const at = this.frameAlloc(sizes);
-    let next = 0;
-    const xAt = at[next++]!;
-    this.f32.set(x.subarray(0, T * K), xAt / 4);
-    const ex = this.exports;
-    let qAt = 0;
-    let sAt = 0;
-    if (!float) {
-      qAt = at[next++]!;
-      sAt = at[next++]!;
-      for (let t = 0; t < T; t++) this.f32[sAt / 4 + t] = ex.act_quantize(xAt + t * K * 4, K, qAt + t * Kq);
-    }
-    for (const geo of geometries.values()) {
-      const padded = geo.g !== geo.gp;
-      if (float) {
-        geo.act = at[next++]!;
-        geo.stride = geo.kp * 8;
-        for (let t = 0; t < T; t++) ex.act_pad_f64(xAt + t * K * 4, K, geo.g, geo.gp, geo.act + t * geo.stride);
-        continue;
-      }
-      const qpAt = at[next++]!;
-      const a16At = at[next++]!;
-      const interleavedAt = at[next++]!;
-      let qp = qAt;
-      let qpStride = Kq;
-      if (padded) {
-        qp = qpAt;
-        qpStride = geo.kp;
-        for (let t = 0; t < T; t++) ex.act_pad(qAt + t * Kq, K, geo.g, geo.gp, qp + t * qpStride);
-      }
-      geo.qp = qp;
-      if (relaxed) {
-        geo.act = qp;
-        geo.stride = qpStride;
-      } else {
-        geo.act = a16At;
-        geo.stride = geo.kp * 2;
-        for (let t = 0; t < T; t++) ex.act_split16(qp + t * qpStride, geo.kp, geo.act + t * geo.stride);
-      }
-      if (gemm) {
-        const vectors = geo.kp / (relaxed ? 16 : 8);
-        for (let g = 0; g * 4 < T; g++) ex.act_interleave4(geo.act + 4 * g * geo.stride, geo.stride, vectors, Math.min(4, T - 4 * g), interleavedAt + g * vectors * 64);
-        geo.act = interleavedAt;
-        geo.stride = vectors * 64;
-      }
-    }
-    if (!float) {
-      for (const [key, sums] of blockSums) {
-        const geo = geometries.get(key.slice(0, key.lastIndexOf(":")))!;
-        sums.at = at[next++]!;
-        const blocks = sums.kp / sums.gp;
-        const qpStride = geo.g !== geo.gp ? geo.kp : Kq;
-        for (let t = 0; t < T; t++) ex.act_block_sums(geo.qp + t * qpStride, blocks, sums.gp, sums.at + t * blocks * 4);
-      }
-    }
-
+    const outs = list.map((w) => take(T * w.rows * 4));
     const tasks: Task[] = [];
     let scratchBytes = 0;
-    const outAt: number[] = [];
-    for (const w of list) {
-      const geoKey = geometryKey(w);
-      const geo = geometries.get(geoKey)!;
-      const out = at[next++]!;
-      outAt.push(out);
+    list.forEach((w, i) => {
+      const geo = geometries[geometryOf.get(geometryKey(w))!]!;
       const blocks = w.paddedCols / w.paddedGroup;
       let kernel: number;
       let tile = 2;
@@ -297,22 +429,24 @@ export class WasmKernels implements KernelContext {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
         if (relaxed) tile = RELAXED_GEMV_ROWS;
       }
-      const sums = float ? undefined : blockSums.get(`${geoKey}:${w.paddedGroup}`)!;
+      const sums = float ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
       tasks.push({
-        kernel: this.faultNext ? KERNEL.fault : kernel,
+        kernel,
         matrix: w.record,
         rows: w.rows,
         rowsPerChunk: this.rowsPerChunk(w.rows, w.paddedCols * T, tile),
         tokens: T,
         act: geo.act,
         actStride: geo.stride,
-        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: sAt }),
-        out,
+        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: s }),
+        out: outs[i]!,
         outStride: w.rows * 4,
       });
-    }
-    this.dispatch(tasks, scratchBytes, list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0));
-    list.forEach((w, i) => outs[i]!.set(this.f32.subarray(outAt[i]! / 4, outAt[i]! / 4 + T * w.rows)));
+    });
+    const words = taskWords(tasks, ["act", "qsum", "actScale", "out"]);
+    const plan: LinearPlan = { K, Kq, float, relaxed, gemm, frameBytes, x, q, s, geometries, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
+    byCall.set(key, plan);
+    return plan;
   }
 
   denseLinear(weight: DenseMatrix, x: Float32Array, tokens: number, out: Float32Array): void {
@@ -323,6 +457,7 @@ export class WasmKernels implements KernelContext {
     const Kp = w.paddedCols;
     this.checkCall(x, tokens, K, [out], [w]);
     const int8 = w.layout === DenseLayout.int8Rows;
+    const gemm = !int8 && T >= this.gemmMinTokens;
     const [xAt, qAt, sAt, actAt, outAt] = this.frameAlloc([T * Kp * 4, int8 ? T * Kp : 0, T * 4, int8 ? T * Kp * 2 : 0, T * w.rows * 4]) as [number, number, number, number, number];
     let act = xAt;
     let actStride = Kp * 4;
@@ -338,8 +473,9 @@ export class WasmKernels implements KernelContext {
       act = actAt;
       actStride = Kp * 2;
     } else {
-      // f16 weights are read as w * 2^-112; x * 2^112 is exact while |x| < 2^15 (and finite)
-      let prescale = w.layout === DenseLayout.f16;
+      // f16 weights are read as w * 2^-112; x * 2^112 is exact while |x| < 2^15 (and finite); the
+      // GEMM decodes rows to exact f32 instead
+      let prescale = w.layout === DenseLayout.f16 && !gemm;
       if (prescale) for (let i = 0; i < T * K; i++) if (!(Math.abs(x[i]!) < 32768)) prescale = false;
       const factor = prescale ? 2 ** 112 : 1;
       for (let t = 0; t < T; t++) {
@@ -351,10 +487,10 @@ export class WasmKernels implements KernelContext {
       if (prescale) flags = DENSE_PRESCALED;
     }
     const task: Task = {
-      kernel: this.faultNext ? KERNEL.fault : KERNEL.dense + w.layout,
+      kernel: (gemm ? KERNEL.denseGemm : KERNEL.dense) + w.layout,
       matrix: w.record,
       rows: w.rows,
-      rowsPerChunk: this.rowsPerChunk(w.rows, Kp * T, 4),
+      rowsPerChunk: this.rowsPerChunk(w.rows, Kp * T, gemm ? 2 : 4),
       tokens: T,
       act,
       actStride,
@@ -363,7 +499,8 @@ export class WasmKernels implements KernelContext {
       outStride: w.rows * 4,
       flags,
     };
-    this.dispatch([task], 0, w.rows * Kp * T);
+    // the GEMM decodes two rows at a time to f32 in thread scratch
+    this.dispatch([task], gemm ? 2 * Kp * 4 : 0, w.rows * Kp * T);
     out.set(this.f32.subarray(outAt / 4, outAt / 4 + T * w.rows));
   }
 
@@ -396,6 +533,116 @@ export class WasmKernels implements KernelContext {
     }
   }
 
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, width: number, eps: number, out: Float32Array): void {
+    checkRows(x, weight, rows, width, out);
+    if (rows === 0) return;
+    const [xAt, wAt] = this.frameAlloc([rows * width * 4, width * 4]) as [number, number];
+    this.f32.set(x.subarray(0, rows * width), xAt / 4);
+    this.f32.set(weight.subarray(0, width), wAt / 4);
+    const rec = this.rowsRecord(rows, width, wAt);
+    this.f64[(rec + ROWS.eps) / 8] = eps;
+    // a row is one float64 chain of `width` adds, then the products: about 3 x width operations
+    const task: Task = { kernel: KERNEL.rmsNorm, matrix: rec, rows, rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / (3 * width))), tokens: rows, act: xAt, actStride: width * 4, out: xAt, outStride: width * 4 };
+    this.dispatch([task], 0, 3 * rows * width);
+    out.set(this.f32.subarray(xAt / 4, xAt / 4 + rows * width));
+  }
+
+  relu2Gate(gate: Float32Array, up: Float32Array, n: number): void {
+    checkGate(gate, up, n);
+    if (n === 0) return;
+    const [gAt, uAt] = this.frameAlloc([n * 4, n * 4]) as [number, number];
+    this.f32.set(gate.subarray(0, n), gAt / 4);
+    this.f32.set(up.subarray(0, n), uAt / 4);
+    const width = 4096;
+    const rows = Math.ceil(n / width);
+    const rec = this.rowsRecord(rows, width, uAt);
+    this.i32[(rec + ROWS.count) / 4] = n;
+    const task: Task = { kernel: KERNEL.relu2Gate, matrix: rec, rows, rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / (4 * width))), tokens: 1, act: gAt, actStride: 0, out: gAt, outStride: 0 };
+    this.dispatch([task], 0, 4 * n);
+    gate.set(this.f32.subarray(gAt / 4, gAt / 4 + n));
+  }
+
+  /** The element-wise calls' record (one, rewritten every call). */
+  private rowsRecord(rows: number, width: number, other: number): number {
+    this.rowsAt ??= this.alloc(ROWS.size);
+    const i32 = this.i32;
+    i32[(this.rowsAt + ROWS.rows) / 4] = rows;
+    i32[(this.rowsAt + ROWS.width) / 4] = width;
+    i32[(this.rowsAt + ROWS.other) / 4] = other;
+    return this.rowsAt;
+  }
+
+  attentionCache(shape: { layers: number; positions: number; kvHeads: number; headDim: number }): AttentionCache {
+    checkCacheShape(shape);
+    const { layers, positions, kvHeads, headDim } = shape;
+    const stride = roundUp(positions, 16);
+    const paddedDim = roundUp(headDim, 4);
+    const half = kvHeads * paddedDim * stride * 4;
+    const at = this.alloc(layers * 2 * half);
+    const record = this.alloc(ATTENTION.size);
+    const cache: WasmCache = { layers, positions, kvHeads, headDim, bytes: layers * 2 * half, at, half, stride, paddedDim, record };
+    this.caches.add(cache);
+    return cache;
+  }
+
+  attention(cache: AttentionCache, layer: number, q: Float32Array, k: Float32Array, v: Float32Array, start: number, tokens: number, heads: number, scale: number, out: Float32Array): void {
+    if (!this.caches.has(cache)) throw new B158Error("E_INTERNAL", "an attention cache from another kernel context was passed in");
+    const c = cache as WasmCache;
+    checkAttention(c, layer, q, k, v, start, tokens, heads, out);
+    const { kvHeads: KV, headDim: D, paddedDim: Dp, stride } = c;
+    const width = tokens * heads * Dp;
+    const [qAt, outAt] = this.frameAlloc([width * 4, width * 4]) as [number, number];
+    const f32 = this.f32; // after frameAlloc, which may grow the memory
+    const keys = c.at + layer * 2 * c.half;
+    const values = keys + c.half;
+    // a key is a column of the transposed cache, a value a row; the padding dimensions hold zeros
+    for (let t = 0; t < tokens; t++) {
+      for (let g = 0; g < KV; g++) {
+        const from = (t * KV + g) * D;
+        const column = keys / 4 + g * Dp * stride + start + t;
+        for (let i = 0; i < D; i++) f32[column + i * stride] = k[from + i]!;
+        for (let i = D; i < Dp; i++) f32[column + i * stride] = 0;
+        const row = values / 4 + (g * stride + start + t) * Dp;
+        f32.set(v.subarray(from, from + D), row);
+        f32.fill(0, row + D, row + Dp);
+      }
+    }
+    if (Dp === D) f32.set(q.subarray(0, width), qAt / 4);
+    else {
+      for (let r = 0; r < tokens * heads; r++) {
+        f32.set(q.subarray(r * D, (r + 1) * D), qAt / 4 + r * Dp);
+        f32.fill(0, qAt / 4 + r * Dp + D, qAt / 4 + (r + 1) * Dp);
+      }
+    }
+    const i32 = this.i32;
+    const rec = c.record / 4;
+    i32[rec + ATTENTION.rows / 4] = tokens * KV;
+    i32[rec + ATTENTION.keys / 4] = keys;
+    i32[rec + ATTENTION.values / 4] = values;
+    i32[rec + ATTENTION.positionStride / 4] = stride;
+    i32[rec + ATTENTION.kvHeads / 4] = KV;
+    i32[rec + ATTENTION.paddedDim / 4] = Dp;
+    i32[rec + ATTENTION.group / 4] = heads / KV;
+    i32[rec + ATTENTION.start / 4] = start;
+    f32[rec + ATTENTION.scale / 4] = scale;
+    // one row per (token, kv head): about group x positions x 2 x Dp multiply-adds
+    const rowMacs = (heads / KV) * (start + tokens) * 2 * Dp;
+    const task: Task = {
+      kernel: KERNEL.attention,
+      matrix: c.record,
+      rows: tokens * KV,
+      rowsPerChunk: Math.max(1, Math.floor(this.chunkMacs / rowMacs)),
+      tokens,
+      act: qAt,
+      actStride: heads * Dp * 4,
+      out: outAt,
+      outStride: heads * Dp * 4,
+    };
+    this.dispatch([task], stride * 4, tokens * KV * rowMacs);
+    if (Dp === D) out.set(f32.subarray(outAt / 4, outAt / 4 + width));
+    else for (let r = 0; r < tokens * heads; r++) out.set(f32.subarray(outAt / 4 + r * Dp, outAt / 4 + r * Dp + D), r * D);
+  }
+
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
@@ -414,32 +661,74 @@ export class WasmKernels implements KernelContext {
   // ---- loading ----
 
   private i2s(source: Extract<TernaryWeightSource, { kind: "i2_s" }>): TernaryMatrix {
-    const { rows, cols, blockSize, payload } = source;
+    const { rows, cols, payload } = source;
     const n = rows * cols;
     if (payload.byteLength < n / 4 + 4) throw new B158Error("E_PAYLOAD_SIZE", `i2_s payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected at least ${n / 4 + 4}`);
     const weights = this.alloc(n / 4 + 16);
     this.u8.set(payload.subarray(0, n / 4 + 4), weights);
-    if (this.exports.has_code3(weights, 1, n / 4, 0) !== 0) decodeTernary(source); // throws the reference's precise E_PACKED_CODE
+    return this.i2sAt(source, weights);
+  }
+
+  /** An I2_S payload already at `weights`: checked for code 3, then recorded. */
+  private i2sAt(shape: { rows: number; cols: number; blockSize: 128 | 64 }, weights: number): TernaryMatrix {
+    const { rows, cols, blockSize } = shape;
+    const n = rows * cols;
+    // the reference's decoding throws its precise E_PACKED_CODE (the element)
+    if (this.exports.has_code3(weights, 1, n / 4, 0) !== 0) decodeTernary({ kind: "i2_s", rows, cols, blockSize, payload: this.u8.slice(weights, weights + n / 4 + 4) });
     const layout = blockSize === 128 ? TernaryLayout.i2s128 : TernaryLayout.i2s64;
-    return this.ternaryRecord(source, layout, "i2_s", { weights, rowBytes: cols / 4, blockBytes: cols / 4, group: cols, paddedGroup: cols, scales: weights + n / 4, scaleRow: 0, scaleBlock: 0 }, n / 4 + 4);
+    return this.ternaryRecord(shape, layout, "i2_s", { weights, rowBytes: cols / 4, blockBytes: cols / 4, group: cols, paddedGroup: cols, scales: weights + n / 4, scaleRow: 0, scaleBlock: 0 }, n / 4 + 4);
   }
 
   private tq2(source: Extract<TernaryWeightSource, { kind: "tq2_0" }>): TernaryMatrix {
     const { rows, cols, payload } = source;
     if (cols % 256 !== 0) throw new B158Error("E_LAYOUT_SHAPE", `tq2_0 needs cols % 256 == 0; cols = ${cols} is not`);
-    const blocks = (rows * cols) / 256;
-    const size = blocks * 66;
+    const size = ((rows * cols) / 256) * 66;
     if (payload.byteLength < size) throw new B158Error("E_PAYLOAD_SIZE", `tq2_0 payload for [${rows}, ${cols}] is ${payload.byteLength} bytes; expected ${size}`);
     const weights = this.alloc(size + 16);
     this.u8.set(payload.subarray(0, size), weights);
-    if (this.exports.has_code3(weights, blocks, 64, 66) !== 0) decodeTernary(source);
+    return this.tq2At(source, weights);
+  }
+
+  private tq2At(shape: { rows: number; cols: number }, weights: number): TernaryMatrix {
+    const { rows, cols } = shape;
+    const blocks = (rows * cols) / 256;
+    const size = blocks * 66;
+    if (this.exports.has_code3(weights, blocks, 64, 66) !== 0) decodeTernary({ kind: "tq2_0", rows, cols, payload: this.u8.slice(weights, weights + size) });
     const rowBytes = (cols / 256) * 66;
-    return this.ternaryRecord(source, TernaryLayout.tq2, "tq2_0", { weights, rowBytes, blockBytes: 66, group: 256, paddedGroup: 256, scales: weights + 64, scaleRow: rowBytes, scaleBlock: 66 }, size);
+    return this.ternaryRecord(shape, TernaryLayout.tq2, "tq2_0", { weights, rowBytes, blockBytes: 66, group: 256, paddedGroup: 256, scales: weights + 64, scaleRow: rowBytes, scaleBlock: 66 }, size);
+  }
+
+  /** `length` bytes of a payload into memory at `at`, in pieces. */
+  private async readInto(payload: PayloadReader, length: number, at: number): Promise<void> {
+    for (let done = 0; done < length; done += READ_BYTES) {
+      const n = Math.min(READ_BYTES, length - done);
+      await payload.read(done, new Uint8Array(this.memory.buffer, at + done, n));
+    }
   }
 
   private codes(source: Extract<TernaryWeightSource, { kind: "codes" }>): TernaryMatrix {
-    const { rows, cols, scales: spec } = source;
+    const { rows, cols } = source;
     if (source.codes.length < rows * cols) throw new B158Error("E_PAYLOAD_SIZE", `codes for [${rows}, ${cols}] hold ${source.codes.length} values; expected ${rows * cols}`);
+    const { group, scales } = this.scaleGroups(source, source.scales);
+    return this.relayCodes(source, this.codesFill(source.codes, cols), group, scales, source.scales.granularity, "codes");
+  }
+
+  /** 16-bit patterns thresholded to codes in the staging area (wasm SIMD), then re-laid as codes are. */
+  private threshold16(source: Extract<TernaryWeightSource, { kind: "threshold16" }>): TernaryMatrix {
+    const { rows, cols, bits, threshold } = source;
+    if (bits.length < rows * cols) throw new B158Error("E_PAYLOAD_SIZE", `threshold16 bits for [${rows}, ${cols}] hold ${bits.length} values; expected ${rows * cols}`);
+    if (!(Number.isInteger(threshold) && threshold >= 0 && threshold <= 0x7fff)) throw new B158Error("E_INTERNAL", `threshold ${threshold} is not a 15-bit magnitude`);
+    const { group, scales } = this.scaleGroups(source, source.scales);
+    const fill = (r0: number, n: number, stage: number, extra: number): void => {
+      this.u8.set(new Uint8Array(bits.buffer, bits.byteOffset + r0 * cols * 2, n * cols * 2), extra);
+      this.exports.threshold_codes(extra, n * cols, threshold, stage);
+    };
+    return this.relayCodes(source, fill, group, scales, source.scales.granularity, "codes");
+  }
+
+  /** The group size and the scales a ScaleSpec gives, checked. */
+  private scaleGroups(shape: { rows: number; cols: number }, spec: ScaleSpec): { group: number; scales: Float32Array } {
+    const { rows, cols } = shape;
     let group = cols;
     let scales: Float32Array;
     if (spec.granularity === "tensor") scales = Float32Array.of(spec.scale);
@@ -451,16 +740,29 @@ export class WasmKernels implements KernelContext {
     }
     const expectedScales = spec.granularity === "tensor" ? 1 : spec.granularity === "row" ? rows : rows * (cols / group);
     if (scales.length < expectedScales) throw new B158Error("E_INTERNAL", `${spec.granularity} scales: ${scales.length} given, ${expectedScales} needed`);
-    return this.relayCodes(source, source.codes, group, scales, spec.granularity, "codes");
+    return { group, scales };
+  }
+
+  /** Fills the staging area with rows of int8 codes (and names the first bad element of a row the kernel flags). */
+  private codesFill(codes: Int8Array, cols: number): StageFill {
+    const fill: StageFill = (r0, n, stage) => this.u8.set(new Uint8Array(codes.buffer, codes.byteOffset + r0 * cols, n * cols), stage);
+    fill.badRow = (row) => {
+      for (let k = 0; k < cols; k++) {
+        const c = codes[row * cols + k]!;
+        if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${row * cols + k} is ${c}, not -1, 0 or 1`);
+      }
+    };
+    return fill;
   }
 
   /** Codes the reference decoded (a layout this backend does not read directly) re-laid with their scales. */
   private relay(ref: ReturnType<typeof decodeTernary>, format: string): TernaryMatrix {
     const perRow = ref.blockSize === ref.cols;
-    return this.relayCodes(ref, ref.codes, ref.blockSize, ref.blockScales, perRow ? "row" : "group", format);
+    return this.relayCodes(ref, this.codesFill(ref.codes, ref.cols), ref.blockSize, ref.blockScales, perRow ? "row" : "group", format);
   }
 
-  private relayCodes(shape: { rows: number; cols: number }, codes: Int8Array, group: number, scales: Float32Array, granularity: "tensor" | "row" | "group", format: string): TernaryMatrix {
+  /** Rows of int8 codes, put in the staging area `STAGE_BYTES` at a time by `fill`, re-laid into b158's I2_S order. */
+  private relayCodes(shape: { rows: number; cols: number }, fill: StageFill, group: number, scales: Float32Array, granularity: "tensor" | "row" | "group", format: string): TernaryMatrix {
     const { rows, cols } = shape;
     const paddedGroup = roundUp(group, 64);
     const unit = paddedGroup % 128 === 0 ? 128 : 64;
@@ -470,17 +772,16 @@ export class WasmKernels implements KernelContext {
     const scalesAt = this.alloc(scales.length * 4);
     this.f32.set(scales, scalesAt / 4);
     const rowsPerStage = Math.max(1, Math.floor((STAGE_BYTES - paddedGroup) / cols));
-    const stage = this.stageArea(cols + paddedGroup);
+    // codes, the re-lay's group buffer, then room for what `fill` reads from (16-bit patterns)
+    const extraAt = roundUp(STAGE_BYTES + cols + paddedGroup, 64);
+    const stage = this.stageArea(extraAt - STAGE_BYTES + 2 * rowsPerStage * cols);
     for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
       const n = Math.min(rowsPerStage, rows - r0);
-      this.u8.set(new Uint8Array(codes.buffer, codes.byteOffset + r0 * cols, n * cols), stage);
+      fill(r0, n, stage, stage + extraAt);
       const bad = this.exports.relay_codes(stage, n, cols, group, paddedGroup, unit, weights + r0 * rowBytes, stage + n * cols);
       if (bad >= 0) {
-        const row = r0 + bad;
-        for (let k = 0; k < cols; k++) {
-          const c = codes[row * cols + k]!;
-          if (c !== -1 && c !== 0 && c !== 1) throw new B158Error("E_NOT_TERNARY", `weight element ${row * cols + k} is ${c}, not -1, 0 or 1`);
-        }
+        fill.badRow?.(r0 + bad);
+        throw new B158Error("E_NOT_TERNARY", `row ${r0 + bad} holds a value that is not -1, 0 or 1`);
       }
     }
     const scaleRow = granularity === "tensor" ? 0 : granularity === "row" ? 4 : blocks * 4;
@@ -522,20 +823,43 @@ export class WasmKernels implements KernelContext {
   }
 
   private denseInt8(source: DenseWeightSource, paddedCols: number): DenseMatrix {
+    const bytes = source.kind === "f32" ? new Uint8Array(source.values.buffer, source.values.byteOffset, source.rows * source.cols * 4) : new Uint8Array(source.bits.buffer, source.bits.byteOffset, source.rows * source.cols * 2);
+    const target = this.int8Target(source, paddedCols);
+    for (let r0 = 0; r0 < source.rows; r0 += target.rowsPerStage) {
+      const view = target.stageView(r0);
+      view.set(bytes.subarray(target.byteOffset(r0), target.byteOffset(r0) + view.byteLength));
+      target.quantize(r0);
+    }
+    return target.record();
+  }
+
+  /** The int8-rows copy of rows still in their file, read a staging area at a time. */
+  private async denseInt8From(source: { kind: "f32" | "f16" | "bf16"; rows: number; cols: number; payload: PayloadReader }, paddedCols: number): Promise<DenseMatrix> {
+    const target = this.int8Target(source, paddedCols);
+    for (let r0 = 0; r0 < source.rows; r0 += target.rowsPerStage) {
+      await source.payload.read(target.byteOffset(r0), target.stageView(r0));
+      target.quantize(r0);
+    }
+    return target.record();
+  }
+
+  /** Room for an int8-rows matrix, and its staging: rows go to stageView(r0), then quantize(r0). */
+  private int8Target(source: { kind: "f32" | "f16" | "bf16"; rows: number; cols: number }, paddedCols: number) {
     const { rows, cols } = source;
     const weights = this.alloc(rows * paddedCols);
     const scales = this.alloc(rows * 4);
     const kind = source.kind === "f32" ? 0 : source.kind === "f16" ? 1 : 2;
-    const elementBytes = kind === 0 ? 4 : 2;
-    const bytes = source.kind === "f32" ? new Uint8Array(source.values.buffer, source.values.byteOffset, rows * cols * 4) : new Uint8Array(source.bits.buffer, source.bits.byteOffset, rows * cols * 2);
-    const rowsPerStage = Math.max(1, Math.floor(STAGE_BYTES / (cols * elementBytes)));
-    const stage = this.stageArea(cols * elementBytes);
-    for (let r0 = 0; r0 < rows; r0 += rowsPerStage) {
-      const n = Math.min(rowsPerStage, rows - r0);
-      this.u8.set(bytes.subarray(r0 * cols * elementBytes, (r0 + n) * cols * elementBytes), stage);
-      this.exports.dense_quant_rows(stage, kind, n, cols, paddedCols, weights + r0 * paddedCols, scales + r0 * 4);
-    }
-    return this.denseRecord(source, DenseLayout.int8Rows, "int8-rows", weights, paddedCols, paddedCols, scales, rows * paddedCols + rows * 4);
+    const rowBytes = cols * (kind === 0 ? 4 : 2);
+    const rowsPerStage = Math.max(1, Math.floor(STAGE_BYTES / rowBytes));
+    const stage = this.stageArea(rowBytes);
+    const count = (r0: number) => Math.min(rowsPerStage, rows - r0);
+    return {
+      rowsPerStage,
+      byteOffset: (r0: number) => r0 * rowBytes,
+      stageView: (r0: number) => new Uint8Array(this.memory.buffer, stage, count(r0) * rowBytes),
+      quantize: (r0: number) => this.exports.dense_quant_rows(stage, kind, count(r0), cols, paddedCols, weights + r0 * paddedCols, scales + r0 * 4),
+      record: () => this.denseRecord(source, DenseLayout.int8Rows, "int8-rows", weights, paddedCols, paddedCols, scales, rows * paddedCols + rows * 4),
+    };
   }
 
   private f16HasNonFinite(bits: Uint16Array, n: number): boolean {
@@ -551,7 +875,7 @@ export class WasmKernels implements KernelContext {
     return false;
   }
 
-  private denseRecord(source: DenseWeightSource, layout: DenseLayoutId, format: string, weights: number, rowBytes: number, paddedCols: number, scales: number, bytes: number): WasmDense {
+  private denseRecord(source: { rows: number; cols: number }, layout: DenseLayoutId, format: string, weights: number, rowBytes: number, paddedCols: number, scales: number, bytes: number): WasmDense {
     const record = this.alloc(DENSE.size);
     const f = (offset: number, value: number) => (this.i32[(record + offset) / 4] = value);
     f(DENSE.layout, layout);
@@ -583,6 +907,7 @@ export class WasmKernels implements KernelContext {
     this.u8 = new Uint8Array(this.buffer);
     this.i32 = new Int32Array(this.buffer);
     this.f32 = new Float32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
   }
 
   private alloc(bytes: number, align = 64): number {
@@ -608,6 +933,15 @@ export class WasmKernels implements KernelContext {
     return this.stage.at;
   }
 
+  /** The per-call frame's start, the frame grown to at least `bytes` first. */
+  private frameBase(bytes: number): number {
+    if (bytes > this.frame.size) {
+      const size = Math.max(bytes, Math.ceil(this.frame.size * 1.5));
+      this.frame = { at: this.alloc(size), size };
+    }
+    return this.frame.at;
+  }
+
   /** Offsets (64-aligned) of the given sizes within the per-call frame, grown when too small. */
   private frameAlloc(sizes: readonly number[]): number[] {
     let total = 0;
@@ -628,33 +962,27 @@ export class WasmKernels implements KernelContext {
   }
 
   private dispatch(tasks: Task[], scratchPerThread: number, macs: number): void {
+    const words = taskWords(tasks, []);
+    this.writeTasks(words, 0);
+    this.runDispatch(words.count, words.chunks, scratchPerThread, macs);
+  }
+
+  /** A dispatch's task words into the dispatch record, `base` added to the frame-relative ones. */
+  private writeTasks(words: TaskWords, base: number): void {
+    const at = (DISPATCH_AT + DISPATCH.tasksAt) / 4;
+    const i32 = this.i32;
+    i32[(DISPATCH_AT + DISPATCH.tasks) / 4] = words.count;
+    i32.set(words.words, at);
+    if (base !== 0) for (const i of words.relative) i32[at + i] = i32[at + i]! + base;
+    if (this.faultNext) for (let t = 0; t < words.count; t++) i32[at + (t * TASK.size + TASK.kernel) / 4] = KERNEL.fault;
+  }
+
+  private runDispatch(tasks: number, chunks: number, scratchPerThread: number, macs: number): void {
     if (scratchPerThread > this.scratch.size) {
       const size = roundUp(scratchPerThread, 4096);
       this.scratch = { at: this.alloc(size * this.threads), size };
     }
     this.dispatcher.setScratch(this.scratch.at, this.scratch.size);
-    const i32 = this.i32;
-    let chunks = 0;
-    i32[(DISPATCH_AT + DISPATCH.tasks) / 4] = tasks.length;
-    tasks.forEach((task, i) => {
-      const base = (DISPATCH_AT + DISPATCH.tasksAt + i * TASK.size) / 4;
-      const count = Math.ceil(task.rows / task.rowsPerChunk);
-      i32[base + TASK.kernel / 4] = task.kernel;
-      i32[base + TASK.matrix / 4] = task.matrix;
-      i32[base + TASK.rowsPerChunk / 4] = task.rowsPerChunk;
-      i32[base + TASK.firstChunk / 4] = chunks;
-      i32[base + TASK.chunks / 4] = count;
-      i32[base + TASK.tokens / 4] = task.tokens;
-      i32[base + TASK.act / 4] = task.act;
-      i32[base + TASK.actStride / 4] = task.actStride;
-      i32[base + TASK.qsum / 4] = task.qsum ?? 0;
-      i32[base + TASK.qsumStride / 4] = task.qsumStride ?? 0;
-      i32[base + TASK.actScale / 4] = task.actScale ?? 0;
-      i32[base + TASK.out / 4] = task.out;
-      i32[base + TASK.outStride / 4] = task.outStride;
-      i32[base + TASK.flags / 4] = task.flags ?? 0;
-      chunks += count;
-    });
     this.faultNext = false;
     this.dispatcher.run(DISPATCH_AT, chunks, macs >= this.parallelMinMacs);
   }

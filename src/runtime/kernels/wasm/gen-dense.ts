@@ -126,3 +126,79 @@ export function denseKernel(layout: DenseLayoutId, name: string): string {
     )}`,
   )})`;
 }
+
+/**
+ * Dense rows times many tokens (eval needs the head at every position): two rows at a time are
+ * decoded once to exact float32 in thread scratch (f16: the 2^-112 value times 2^112, exact), then
+ * a 2-row x 4-token micro-kernel runs over every token, with the GEMV's arithmetic: lane k mod 4,
+ * k in order, then (l0 + l2) + (l1 + l3). f32 rows are read in place. Tokens past the last of a
+ * 4-token group repeat it and are not stored.
+ */
+export function denseGemmKernel(layout: DenseLayoutId, name: string): string {
+  const accs = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `a${r}${t}`));
+  const decodeRow = (row: string, dst: string): string => {
+    if (layout === DenseLayout.f32) return "";
+    const elements = (v: string, high: boolean) => {
+      const pattern = high ? HIGH_HALVES : LOW_HALVES;
+      if (layout === DenseLayout.bf16) return `(i8x16.shuffle ${pattern} (v128.const i64x2 0 0) ${get(v)})`;
+      return `(f32x4.mul (i8x16.shuffle ${pattern} ${get("flo")} ${get("fhi")}) ${TWO_112})`;
+    };
+    return `${set("src", add(get("w"), mul(row, get("rowBytes"))))} ${set("dp", dst)}
+      ${set("n", `(i32.shr_u ${get("paddedCols")} (i32.const 3))`)}
+      (loop $decode
+        ${set("v", `(v128.load align=2 ${get("src")})`)}
+        ${splitHalves(layout, "v")}
+        (v128.store ${get("dp")} ${elements("v", false)})
+        (v128.store offset=16 ${get("dp")} ${elements("v", true)})
+        ${set("src", add(get("src"), i32(16)))} ${set("dp", add(get("dp"), i32(32)))}
+        (br_if $decode (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))`;
+  };
+  const rowAddress = (r: number) => (layout === DenseLayout.f32 ? add(get("w"), mul(r === 0 ? get("r") : get("r1st"), get("rowBytes"))) : r === 0 ? get("scratch") : add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 2))`));
+  const store = (r: number, t: number) => {
+    const acc = get(`a${r}${t}`);
+    const value = `(f32.add (f32.add (f32x4.extract_lane 0 ${acc}) (f32x4.extract_lane 2 ${acc})) (f32.add (f32x4.extract_lane 1 ${acc}) (f32x4.extract_lane 3 ${acc})))`;
+    const cond = r === 0 ? `(i32.lt_u ${add(get("t"), i32(t))} ${get("tokens")})` : `(i32.and ${get("two")} (i32.lt_u ${add(get("t"), i32(t))} ${get("tokens")}))`;
+    return `(if ${cond} (then (f32.store ${add(add(get("out"), mul(add(get("t"), i32(t)), get("outStride"))), `(i32.shl ${add(get("r"), i32(r))} (i32.const 2))`)} ${value})))`;
+  };
+  return `(func $dense_gemm_${name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${locals("i32", "mat", "w", "rowBytes", "paddedCols", "tokens", "act", "actStride", "out", "outStride", "r", "r1st", "two", "t", "n", "src", "dp", "p0", "p1", "x0", "x1", "x2", "x3", "last")}
+  ${locals("v128", "v", "fhi", "flo", "w0", "w1", "xv", ...accs)}
+  ${set("mat", field(get("task"), TASK.matrix))}
+  ${set("w", field(get("mat"), DENSE.weights))}
+  ${set("rowBytes", field(get("mat"), DENSE.rowBytes))}
+  ${set("paddedCols", field(get("mat"), DENSE.paddedCols))}
+  ${set("tokens", field(get("task"), TASK.tokens))}
+  ${set("act", field(get("task"), TASK.act))}
+  ${set("actStride", field(get("task"), TASK.actStride))}
+  ${set("out", field(get("task"), TASK.out))}
+  ${set("outStride", field(get("task"), TASK.outStride))}
+  ${set("last", `(i32.sub ${get("tokens")} (i32.const 1))`)}
+  ${forLoop(
+    "r",
+    get("r0"),
+    get("r1"),
+    2,
+    `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
+    ${set("r1st", `(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`)}
+    ${decodeRow(get("r"), get("scratch"))}
+    ${decodeRow(get("r1st"), add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 2))`))}
+    ${forLoop(
+      "t",
+      i32(0),
+      get("tokens"),
+      4,
+      `${[0, 1, 2, 3].map((tt) => set(`x${tt}`, add(get("act"), mul(tt === 0 ? get("t") : `(select ${add(get("t"), i32(tt))} ${get("last")} (i32.lt_u ${add(get("t"), i32(tt))} ${get("tokens")}))`, get("actStride"))))).join(" ")}
+      ${accs.map((a) => set(a, "(v128.const i64x2 0 0)")).join(" ")}
+      ${set("p0", rowAddress(0))} ${set("p1", rowAddress(1))}
+      ${set("n", `(i32.shr_u ${get("paddedCols")} (i32.const 2))`)}
+      (loop $step
+        ${set("w0", `(v128.load align=4 ${get("p0")})`)} ${set("w1", `(v128.load align=4 ${get("p1")})`)}
+        ${[0, 1, 2, 3]
+          .map((tt) => `${set("xv", `(v128.load ${get(`x${tt}`)})`)} ${set(`a0${tt}`, `(f32x4.add ${get(`a0${tt}`)} (f32x4.mul ${get("w0")} ${get("xv")}))`)} ${set(`a1${tt}`, `(f32x4.add ${get(`a1${tt}`)} (f32x4.mul ${get("w1")} ${get("xv")}))`)}`)
+          .join("\n        ")}
+        ${["p0", "p1", "x0", "x1", "x2", "x3"].map((q) => set(q, add(get(q), i32(16)))).join(" ")}
+        (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
+      ${[0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => store(r, t))).join("\n      ")}`,
+    )}`,
+  )})`;
+}

@@ -198,6 +198,39 @@ export const relayCodes = `(func (export "relay_codes") (param $src i32) (param 
   )}
   (i32.const -1))`;
 
+/**
+ * Ternary codes (int8) of n 16-bit sign-magnitude patterns (api.ts's threshold16): +-1 by the sign
+ * bit where the 15 magnitude bits exceed `threshold`, else 0; 16 at a time, then one by one.
+ */
+export const thresholdCodes = `(func (export "threshold_codes") (param $src i32) (param $n i32) (param $threshold i32) (param $dst i32)
+  ${locals("i32", "i", "end", "v")} ${locals("v128", "t", "mask", "one")}
+  ${set("t", `(i16x8.splat ${get("threshold")})`)}
+  ${set("mask", "(v128.const i16x8 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff)")}
+  ${set("one", "(v128.const i16x8 1 1 1 1 1 1 1 1)")}
+  ${set("end", `(i32.and ${get("n")} (i32.const -16))`)}
+  ${forLoop(
+    "i",
+    i32(0),
+    get("end"),
+    16,
+    (() => {
+      const code = (offset: number) => {
+        const w = `(v128.load offset=${offset} align=2 ${add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)})`;
+        // (|w| > T ? -1 : 0) & (sign ? -1 : 1)
+        return `(v128.and (i16x8.gt_s (v128.and ${w} ${get("mask")}) ${get("t")}) (v128.or (i16x8.shr_s ${w} (i32.const 15)) ${get("one")}))`;
+      };
+      return `(v128.store align=1 ${add(get("dst"), get("i"))} (i8x16.narrow_i16x8_s ${code(0)} ${code(16)}))`;
+    })(),
+  )}
+  ${forLoop(
+    "i",
+    get("end"),
+    get("n"),
+    1,
+    `${set("v", `(i32.load16_u ${add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)})`)}
+    (i32.store8 ${add(get("dst"), get("i"))} (select (select (i32.const -1) (i32.const 1) (i32.and ${get("v")} (i32.const 0x8000))) (i32.const 0) (i32.gt_u (i32.and ${get("v")} (i32.const 0x7fff)) ${get("threshold")})))`,
+  )})`;
+
 /** One weight as f32, exactly (f16 Inf and NaN included): kind 0 f32, 1 f16, 2 bf16. */
 const denseValue = (kind: string, p: string): string => `(if (result f32) (i32.eq ${kind} (i32.const 1))
     (then

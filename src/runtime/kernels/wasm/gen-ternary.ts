@@ -278,9 +278,10 @@ function gemmSkeleton(
     product: (acc: string, codes: string) => string;
     /** Weights per step: 8 (i16 vectors) or 16 (bytes). */
     stepWeights: number;
-    /** Extra code at block start, after each step, and at block end. */
+    /** Steps per run (the accumulators' range), extra code at block start, after each run, and at block end. */
+    runSteps: number;
     blockStart: string;
-    afterStep: string;
+    afterRun: string;
     blockEnd: string;
   },
 ): string {
@@ -321,11 +322,15 @@ function gemmSkeleton(
         `${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
         ${kernel.blockStart}
         ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const ${Math.log2(kernel.stepWeights)}))`)}
-        (loop $step
-          ${step}
-          ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
-          ${kernel.afterStep}
-          (br_if $step (local.tee $n (i32.sub ${get("n")} (i32.const 1)))))
+        (loop $run
+          ${set("k", `(select (i32.const ${kernel.runSteps}) ${get("n")} (i32.gt_u ${get("n")} (i32.const ${kernel.runSteps})))`)}
+          ${set("n", `(i32.sub ${get("n")} ${get("k")})`)}
+          (loop $step
+            ${step}
+            ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
+            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
+          ${kernel.afterRun}
+          (br_if $run ${get("n")}))
         ${kernel.blockEnd}
         ${set("ip", add(get("ip"), i32(128)))}`,
       )}
@@ -344,15 +349,16 @@ export function ternaryGemm(v: TernaryVariant): string {
     codeBytes: 2,
     stepWeights: 8,
     product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
+    runSteps: 1 << 30,
     blockStart: "",
-    afterStep: "",
+    afterRun: "",
     blockEnd: GEMM_ACCS.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" "),
   });
 }
 
 /**
  * GEMM, relaxed SIMD: code bytes and relaxed dots; the i16 sums are widened into the block's
- * $isum slots every 64 steps (|sum| <= 32512) and at the block's end.
+ * $isum slots after every run of at most 64 steps (|sum| <= 32512).
  */
 export function ternaryGemmRelaxed(v: TernaryVariant): string {
   const widen = GEMM_ACCS.map(
@@ -364,9 +370,10 @@ export function ternaryGemmRelaxed(v: TernaryVariant): string {
     codeBytes: 1,
     stepWeights: 16,
     product: (acc, codes) => `(i16x8.add ${get(acc)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get(codes)}))`,
-    blockStart: `${GEMM_ACCS.map((_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ")} ${set("k", i32(0))}`,
-    afterStep: `${set("k", add(get("k"), i32(1)))} (if (i32.eq ${get("k")} (i32.const 64)) (then ${widen} ${set("k", i32(0))}))`,
-    blockEnd: widen,
+    runSteps: 64,
+    blockStart: GEMM_ACCS.map((_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" "),
+    afterRun: widen,
+    blockEnd: "",
   });
 }
 
@@ -446,12 +453,13 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
   }
   const apStep = v.unit === 128 ? `(select (i32.const 112) (i32.const 16) ${get("odd")})` : i32(64);
   const rows = Array.from({ length: R }, (_, r) => r);
-  const widen = (r: number) => set(`dot${r}`, add(get(`dot${r}`), hsumI32(`(i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)})`)));
+  // widened into i32 lanes after each run; one horizontal sum per block
+  const widen = (r: number) => set(`dv${r}`, `(i32x4.add ${get(`dv${r}`)} (i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)}))`);
   return `(func $ternary_gemv_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`), ...rows.map((r) => `dot${r}`))}
+  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
   ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
-  ${locals("v128", "m3b", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`))}
+  ${locals("v128", "m3b", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`), ...rows.map((r) => `dv${r}`))}
   ${readMatrix()}
   ${readTask()}
   ${set("m3b", M3B)}
@@ -482,7 +490,7 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
         i32(0),
         get("blocks"),
         1,
-        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${set(`dot${r}`, i32(0))}`).join(" ")}
+        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${set(`dv${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
         ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
         (loop $run
           ${set("k", `(select (i32.const 16) ${get("u")} (i32.gt_u ${get("u")} (i32.const 16)))`)}
@@ -500,7 +508,7 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
         ${rows
           .map(
             (r) =>
-              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${get(`dot${r}`)} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
+              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${hsumI32(get(`dv${r}`))} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
           )
           .join("\n        ")}`,
       )}

@@ -1,5 +1,7 @@
-import { denseKernel } from "./gen-dense.js";
-import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes } from "./gen-support.js";
+import { attentionKernel } from "./gen-attention.js";
+import { denseGemmKernel, denseKernel } from "./gen-dense.js";
+import { relu2GateKernel, rmsNormKernel } from "./gen-elementwise.js";
+import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
 import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
 import { DenseLayout, KERNEL } from "./layout.js";
 
@@ -30,13 +32,20 @@ export function generateKernelModule(kind: KernelModuleKind): string {
   for (const [name, layout] of Object.entries(DenseLayout)) {
     funcs.push(denseKernel(layout, name));
     table[KERNEL.dense + layout] = `$dense_${name}`;
+    if (layout === DenseLayout.int8Rows) continue;
+    funcs.push(denseGemmKernel(layout, name));
+    table[KERNEL.denseGemm + layout] = `$dense_gemm_${name}`;
   }
+  funcs.push(attentionKernel(), rmsNormKernel(), relu2GateKernel());
+  table[KERNEL.attention] = "$attention";
+  table[KERNEL.rmsNorm] = "$rms_norm";
+  table[KERNEL.relu2Gate] = "$relu2_gate";
   return `(module
 (import "env" "memory" (memory 1 65536 shared))
 (type $kernel (func (param i32 i32 i32 i32)))
 ${dispatcher(KERNEL.count)}
 (elem (i32.const 0) ${table.join(" ")})
-${[actQuantize, actPad, actPadF64, actSplit16, actInterleave4, actWiden16, actBlockSums, hasCode3, f16NonFinite, relayCodes, denseQuantRows].join("\n")}
+${[actQuantize, actPad, actPadF64, actSplit16, actInterleave4, actWiden16, actBlockSums, hasCode3, f16NonFinite, relayCodes, thresholdCodes, denseQuantRows].join("\n")}
 ${funcs.join("\n")}
 )`;
 }

@@ -43,6 +43,42 @@ export const DENSE = {
   size: 32,
 } as const;
 
+/**
+ * An attention call as the kernel sees it (i32 fields; the driver rewrites it for every call). The
+ * cache of a layer: keys transposed, [kvHeads][paddedDim][positionStride] (a new key is a column),
+ * values [kvHeads][positionStride][paddedDim]; paddedDim = headDim rounded up to 4, zero padded.
+ */
+export const ATTENTION = {
+  /** The dispatcher reads a task's row count here: tokens x kvHeads (one row per token and kv head). */
+  rows: 4,
+  keys: 8,
+  values: 12,
+  /** Floats from one position to the next in a transposed key row (positions rounded up to 16). */
+  positionStride: 16,
+  kvHeads: 20,
+  paddedDim: 24,
+  /** Query heads per kv head. */
+  group: 28,
+  start: 32,
+  /** f32 */
+  scale: 36,
+  size: 64,
+} as const;
+
+/** An element-wise call (rmsNorm, relu2Gate) as its kernel sees it: the driver rewrites it for every call. */
+export const ROWS = {
+  /** The dispatcher reads a task's row count here. */
+  rows: 4,
+  width: 8,
+  /** rmsNorm: the weight vector; relu2Gate: the up rows. */
+  other: 12,
+  /** f64 */
+  eps: 16,
+  /** relu2Gate: the element count (the last row stops there). */
+  count: 24,
+  size: 32,
+} as const;
+
 /** One matrix's share of a dispatch: rows cut into chunks that threads claim (i32 fields). */
 export const TASK = {
   kernel: 0,
@@ -122,5 +158,10 @@ export const KERNEL = {
   dense: 15,
   /** Traps: tests that a failing kernel reaches the caller as an error. */
   fault: 19,
-  count: 20,
+  attention: 20,
+  rmsNorm: 21,
+  relu2Gate: 22,
+  /** + DenseLayoutId (f32, f16, bf16): many tokens through dense rows. */
+  denseGemm: 23,
+  count: 27,
 } as const;
