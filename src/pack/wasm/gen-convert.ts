@@ -1,3 +1,4 @@
+import { thresholdCodes } from "../../runtime/kernels/wasm/gen-support.js";
 import { add, forLoop, get, i32, locals, set } from "../../runtime/kernels/wasm/wat.js";
 
 /**
@@ -58,37 +59,6 @@ function absmeanHalves(dtype: "bf16" | "f16"): string {
   (v128.store offset=16 ${get("acc")} ${get("cd")})
   (i32.const 0))`;
 }
-
-/**
- * Pass 2 for 16-bit floats (ternarize.ts, TernaryCoder): the code of each of `n` weights is 0 when
- * its magnitude pattern is at most `threshold`, else +1 or -1 by its sign bit.
- */
-const codeHalves = `(func (export "code_halves") (param $src i32) (param $n i32) (param $threshold i32) (param $dst i32)
-  ${locals("i32", "i", "end", "p")} ${locals("v128", "t", "v", "w")}
-  ${set("t", `(i16x8.splat ${get("threshold")})`)}
-  ${set("end", `(i32.and ${get("n")} (i32.const -16))`)}
-  ${forLoop(
-    "i",
-    i32(0),
-    get("end"),
-    16,
-    `${set("v", load(add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)))}
-    ${set("w", load(add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`), 16))}
-    ${store(
-      add(get("dst"), get("i")),
-      `(i8x16.narrow_i16x8_s
-        (v128.and (v128.or (i16x8.shr_s ${get("v")} (i32.const 15)) ${splat16(1)}) (i16x8.gt_s (v128.and ${get("v")} ${splat16(0x7fff)}) ${get("t")}))
-        (v128.and (v128.or (i16x8.shr_s ${get("w")} (i32.const 15)) ${splat16(1)}) (i16x8.gt_s (v128.and ${get("w")} ${splat16(0x7fff)}) ${get("t")})))`,
-    )}`,
-  )}
-  ${forLoop(
-    "i",
-    get("end"),
-    get("n"),
-    1,
-    `${set("p", `(i32.load16_u ${add(get("src"), `(i32.shl ${get("i")} (i32.const 1))`)})`)}
-    (i32.store8 ${add(get("dst"), get("i"))} (select (select (i32.const -1) (i32.const 1) (i32.and ${get("p")} (i32.const 0x8000))) (i32.const 0) (i32.gt_u (i32.and ${get("p")} (i32.const 0x7fff)) ${get("threshold")})))`,
-  )})`;
 
 /** Pass 2 for F32 (ternarize.ts, codeOf): x = f32(w * inv), +1 above 0.5, -1 below -0.5, else 0. */
 const codeF32 = `(func (export "code_f32") (param $src i32) (param $n i32) (param $inv f32) (param $dst i32)
@@ -466,6 +436,6 @@ const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i
 export function generateConvertModule(): string {
   return `(module
 (memory (export "memory") 1 65536)
-${[absmeanHalves("bf16"), absmeanHalves("f16"), codeHalves, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+${[absmeanHalves("bf16"), absmeanHalves("f16"), thresholdCodes, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
 )`;
 }

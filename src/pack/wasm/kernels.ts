@@ -41,7 +41,8 @@ interface Exports {
   readonly memory: WebAssembly.Memory;
   absmean_bf16(src: number, groups: number, acc: number): number;
   absmean_f16(src: number, groups: number, acc: number): number;
-  code_halves(src: number, n: number, threshold: number, dst: number): void;
+  /** Pass 2 for 16-bit floats (ternarize.ts, TernaryCoder): the runtime's threshold_codes, the same rule. */
+  threshold_codes(src: number, n: number, threshold: number, dst: number): void;
   code_f32(src: number, n: number, inv: number, dst: number): void;
   pack_i2s_128(codes: number, n: number, dst: number): number;
   pack_i2s_64(codes: number, n: number, dst: number): number;
@@ -101,7 +102,7 @@ export class WasmKernels {
 
   /** Codes of the 16-bit weights in `chunk` (pattern above `threshold`: the sign's +-1, else 0). */
   codeHalves(chunk: Uint8Array, threshold: number, out: Int8Array): void {
-    this.x.code_halves(chunk.byteOffset, chunk.byteLength >>> 1, threshold, out.byteOffset);
+    this.x.threshold_codes(chunk.byteOffset, chunk.byteLength >>> 1, threshold, out.byteOffset);
   }
 
   codeF32(chunk: Uint8Array, inv: number, out: Int8Array): void {
