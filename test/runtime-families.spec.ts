@@ -14,7 +14,7 @@ import { getValidator } from "../src/schemas.js";
 import { TOOL } from "../src/version.js";
 import { compareLogits } from "./support/llama-runtime.js";
 import { b158Weights, lastTokenEmbedding, referenceForward } from "./support/reference-forward.js";
-import { rewriteB158 } from "./support/rewrite-b158.js";
+import { rewriteB158, scaleI2sTensor } from "./support/rewrite-b158.js";
 import { runtimeLogits } from "./support/runtime-logits.js";
 
 /**
@@ -189,16 +189,7 @@ describe("eval of every new family x layout that holds it", () => {
   it("breaks it must reject: an embedding model's down_proj scale 1.5x, its activation swapped; MiniCPM's logit scale", async () => {
     const embedding = await convert("qwen3-bitnet-embedding", "i2_s");
     const scaled = join(root, "embedding-scaled.b158");
-    const target = (name: string) => name === "layers.0.mlp.down_proj.weight";
-    await rewriteB158(embedding, scaled, {
-      scale: (t) => (target(t.name) ? Math.fround(t.scale! * 1.5) : t.scale!),
-      payload: (t, bytes) => {
-        if (!target(t.name)) return bytes;
-        const changed = bytes.slice();
-        new DataView(changed.buffer, changed.byteOffset + changed.length - 32, 4).setFloat32(0, Math.fround(t.scale! * 1.5), true);
-        return changed;
-      },
-    });
+    await scaleI2sTensor(embedding, scaled, "layers.0.mlp.down_proj.weight", 1.5);
     const scaledReport = await evaluate(sources.get("qwen3-bitnet-embedding")!, scaled);
     expect(scaledReport.pass).toBe(false);
     expect(scaledReport.comparisons[0]!.checks.find((k) => k.metric === "minEmbeddingCosine")!.pass).toBe(false);

@@ -15,7 +15,7 @@ import { TextStream } from "../src/runtime/tokenizer.js";
 import { expectB158Error } from "./support/expect-error.js";
 import { compareLogits } from "./support/llama-runtime.js";
 import { referenceLogits } from "./support/reference-forward.js";
-import { rewriteB158 } from "./support/rewrite-b158.js";
+import { rewriteB158, scaleI2sTensor } from "./support/rewrite-b158.js";
 import { runtimeLogits } from "./support/runtime-logits.js";
 
 /**
@@ -239,16 +239,7 @@ describe("eval catches conversions that structural checks pass", () => {
   it("a scale 1.5x too large in one tensor fails", async () => {
     const good = await convert("bitnet-2b4t-bf16", "i2_s");
     const output = join(root, "scaled.b158");
-    const target = (name: string) => name === "model.layers.0.mlp.down_proj.weight";
-    await rewriteB158(good, output, {
-      scale: (t) => (target(t.name) ? Math.fround(t.scale! * 1.5) : t.scale!),
-      payload: (t, bytes) => {
-        if (!target(t.name)) return bytes;
-        const changed = bytes.slice();
-        new DataView(changed.buffer, changed.byteOffset + changed.length - 32, 4).setFloat32(0, Math.fround(t.scale! * 1.5), true);
-        return changed;
-      },
-    });
+    await scaleI2sTensor(good, output, "model.layers.0.mlp.down_proj.weight", 1.5);
     expect((await evaluate(sources.get("bitnet-2b4t-bf16")!, output, { tokens: EVAL_TOKENS })).pass).toBe(false);
   });
 });

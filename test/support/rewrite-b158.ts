@@ -44,3 +44,19 @@ export async function rewriteB158(input: string, output: string, change: Rewrite
     await file.close();
   }
 }
+
+/**
+ * Copies an I2_S .b158 with one tensor's scale multiplied by `factor`, in the header and in the
+ * f32 scale the payload's last 32 bytes hold: a wrong scale convention the rest of the file hides.
+ */
+export function scaleI2sTensor(input: string, output: string, tensor: string, factor: number): Promise<void> {
+  return rewriteB158(input, output, {
+    scale: (t) => (t.name === tensor ? Math.fround(t.scale! * factor) : t.scale!),
+    payload: (t, bytes) => {
+      if (t.name !== tensor) return bytes;
+      const changed = bytes.slice();
+      new DataView(changed.buffer, changed.byteOffset + changed.length - 32, 4).setFloat32(0, Math.fround(t.scale! * factor), true);
+      return changed;
+    },
+  });
+}
