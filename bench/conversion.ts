@@ -1,9 +1,11 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { constants } from "node:fs";
 import { mkdir, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { alignedBuffer } from "../src/io/direct-io.js";
 import { LAYOUT_IDS } from "../src/pack/layouts.js";
 import { bitnet2B4T, bitnetLarge, ensureModel, modelWeights, type BenchModel } from "./models.js";
 import type { BenchSection } from "./types.js";
@@ -31,6 +33,8 @@ interface ChildResult {
   peakRssBytes: number;
   outputBytes: number;
   threads: number;
+  /** Payload bytes the converter wrote with O_DIRECT (0: all through the page cache). */
+  directIoBytes: number;
 }
 
 interface Run {
@@ -93,11 +97,18 @@ async function readFloor(path: string): Promise<{ wall: number; cpu: number }> {
   }
 }
 
-/** Writes `bytes` with fsync, as the converter writes: wall and CPU seconds. */
-async function writeFloor(bytes: number): Promise<{ wall: number; cpu: number }> {
+/**
+ * Writes `bytes` with fsync, as the converter writes: wall and CPU seconds. `direct`: with O_DIRECT
+ * from aligned memory, as the converter writes payloads where the filesystem allows (undefined if it
+ * does not); else through the page cache.
+ */
+async function writeFloor(bytes: number, direct = false): Promise<{ wall: number; cpu: number } | undefined> {
   const path = join(ROOT, "floor.bin");
-  const handle = await open(path, "w");
-  const buffer = new Uint8Array(CHUNK).fill(7);
+  const O_DIRECT = (constants as Record<string, number | undefined>).O_DIRECT;
+  if (direct && O_DIRECT === undefined) return undefined;
+  const handle = direct ? await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_DIRECT!).catch(() => undefined) : await open(path, "w");
+  if (handle === undefined) return undefined;
+  const buffer = direct ? alignedBuffer(CHUNK).fill(7) : new Uint8Array(CHUNK).fill(7);
   try {
     return await timed(async () => {
       for (let position = 0; position < bytes; position += CHUNK) await handle.write(buffer, 0, Math.min(CHUNK, bytes - position), position);
@@ -111,17 +122,22 @@ async function writeFloor(bytes: number): Promise<{ wall: number; cpu: number }>
 
 export const conversion: BenchSection = {
   name: "conversion",
-  description: `real-size synthetic checkpoints, every layout, ${availableParallelism()} workers unless noted; cpuNsPerWeight = CPU seconds (user + system, every thread) per weight of the model (all parameters, packed ones unpacked); floor = warm read of the input + fsync'd write of the output, measured in this run (floorS wall, floorCpuS CPU); load = 1-minute load average at the start of the run; the thread-scaling pair is the median of ${SCALING_REPEATS} runs each (wallRunsS)`,
+  description: `real-size synthetic checkpoints, every layout, ${availableParallelism()} workers unless noted; cpuNsPerWeight = CPU seconds (user + system, every thread) per weight of the model (all parameters, packed ones unpacked); floor = warm read of the input + fsync'd write of the output the way the converter writes here (O_DIRECT where the filesystem takes it), measured in this run (floorS wall, floorCpuS CPU); directGB = payload bytes written with O_DIRECT; load = 1-minute load average at the start of the run; the thread-scaling pair is the median of ${SCALING_REPEATS} runs each (wallRunsS)`,
   async run() {
     const rows: Record<string, unknown>[] = [];
     await mkdir(ROOT, { recursive: true });
     const models: BenchModel[] = [bitnetLarge(), bitnet2B4T(false), bitnet2B4T(true)].filter((m) => selected("BENCH_MODELS", m.id));
     const cores = availableParallelism();
     console.log(`machine load at start: load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} on ${cores} cores, CPU pressure avg60 ${cpuPressure()}%`);
-    const written = await writeFloor(1 << 30);
+    const cached = (await writeFloor(1 << 30))!;
+    console.log(`I/O floor, write through the page cache: 1 GiB + fsync in ${cached.wall.toFixed(2)} s (${((1 << 30) / cached.wall / 1e9).toFixed(2)} GB/s), ${cached.cpu.toFixed(2)} CPU-s`);
+    const direct = await writeFloor(1 << 30, true);
+    if (direct !== undefined) console.log(`I/O floor, write with O_DIRECT (as the converter writes payloads here): 1 GiB + fsync in ${direct.wall.toFixed(2)} s (${((1 << 30) / direct.wall / 1e9).toFixed(2)} GB/s), ${direct.cpu.toFixed(2)} CPU-s`);
+    else console.log("I/O floor, write with O_DIRECT: not available on this filesystem (the converter writes through the page cache)");
+    // the floor is the way the converter writes here: direct where it can
+    const written = direct ?? cached;
     const rate = (1 << 30) / written.wall;
     const writeCpuPerByte = written.cpu / (1 << 30);
-    console.log(`I/O floor, write: 1 GiB + fsync in ${written.wall.toFixed(2)} s (${(rate / 1e9).toFixed(2)} GB/s), ${written.cpu.toFixed(2)} CPU-s`);
     for (const model of models) {
       const { dir, bytes, generatedSeconds } = await ensureModel(model, join(ROOT, model.id));
       if (generatedSeconds !== null) console.log(`generated ${model.id}: ${(bytes / 1e9).toFixed(2)} GB in ${generatedSeconds.toFixed(1)} s`);
@@ -165,6 +181,7 @@ export const conversion: BenchSection = {
           peakRssMiB: result.peakRssBytes / 2 ** 20,
           inGB: bytes / 1e9,
           outGB: result.outputBytes / 1e9,
+          directGB: result.directIoBytes / 1e9,
           weightsPerSecond: weights / result.wallSeconds,
           floorS: floor,
           floorCpuS: read.cpu + result.outputBytes * writeCpuPerByte,

@@ -67,8 +67,8 @@ describe("the output path is checked before any work", () => {
 });
 
 /** Starts `b158 args`, sends `signal` once a temp file appears in `dir`, and returns its exit code and stderr. */
-async function interrupt(args: readonly string[], dir: string, signal: NodeJS.Signals): Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, NO_COLOR: "1" } });
+async function interrupt(args: readonly string[], dir: string, signal: NodeJS.Signals, env: Record<string, string> = {}): Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, NO_COLOR: "1", ...env } });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const exited = new Promise<{ code: number | null; killedBy: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, killedBy) => resolve({ code, killedBy })));
@@ -97,6 +97,14 @@ describe("SIGTERM is handled like Ctrl-C", () => {
     expect(run.code, run.stderr).toBe(130);
     expect(run.stderr).toContain("E_INTERRUPTED");
     expect(run.stderr).toContain("SIGTERM");
+    expect(await readdir(out)).toEqual([]);
+  });
+
+  it("convert writing with O_DIRECT (B158_DIRECT_IO=1): exit 130, nothing left", async () => {
+    const out = await mkdtemp(join(root, "term-direct-"));
+    const run = await interrupt(["convert", big, "-o", join(out, "x.b158"), "--layout", "tq2_0", "--threads", "1"], out, "SIGTERM", { B158_DIRECT_IO: "1" });
+    expect(run.code, run.stderr).toBe(130);
+    expect(run.stderr).toContain("E_INTERRUPTED");
     expect(await readdir(out)).toEqual([]);
   });
 

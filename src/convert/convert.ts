@@ -45,6 +45,8 @@ export interface ConvertOptions {
   readonly layout: LayoutId;
   readonly output: string;
   readonly force?: boolean;
+  /** Payload blocks past the page cache with O_DIRECT: B158Writer's `directIo` ("auto": files of 64 MiB or more). */
+  readonly directIo?: "auto" | "on" | "off";
   /** Worker threads; default all cores. 0 runs inline. */
   readonly threads?: number;
   readonly fallback?: FallbackDtype;
@@ -117,6 +119,8 @@ export interface ConvertSummary {
   readonly layout: LayoutId;
   readonly family: string;
   readonly threads: number;
+  /** Payload bytes written with O_DIRECT, past the page cache (io/direct-io.ts); 0 where unavailable or below 64 MiB. */
+  readonly directIoBytes: number;
   readonly tensors: { readonly total: number; readonly byLayout: Readonly<Record<string, number>> };
   /** Bits per weight by role (payload bytes x 8 / weights), and for the whole file. */
   readonly bitsPerWeight: Readonly<Record<string, number>>;
@@ -157,7 +161,7 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
     const { jobs, fallbacks } = await planJobs(checkpoint, plan, options, kernelConfig);
     refuseAllFallback(spec, options, jobs, fallbacks);
     const draft = await headerDraft(checkpoint, plan, options);
-    writer = await B158Writer.create(options.output, draft, jobs.map((j) => j.planned), { force: options.force ?? false });
+    writer = await B158Writer.create(options.output, draft, jobs.map((j) => j.planned), { force: options.force ?? false, ...(options.directIo === undefined ? {} : { directIo: options.directIo }) });
     const bytesTotal = jobs.reduce((sum, j) => sum + j.planned.length, 0);
     let bytesWritten = 0;
     let done = 0;
@@ -185,6 +189,7 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
         packed: written.checks,
         nonFinite: written.nonFinite,
         readBack: written.readBack,
+        directRead: written.directBytes > 0,
       });
       if (!validation.ok) {
         throw new B158Error("E_VALIDATION_FAILED", `${options.output}: the written file failed validation: ${validation.diagnostics.filter((d) => d.severity === "error").map((d) => d.message).join("; ")}`, {
@@ -197,8 +202,8 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
     await options.beforePublish?.(finished.tempPath);
     checkAbort();
     await writer.publish();
-    const sha256 = validation?.sha256 ?? (await fileSha256(options.output));
-    const summary = summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined);
+    const sha256 = validation?.sha256 ?? (await fileSha256(options.output, { direct: written.directBytes > 0 }));
+    const summary = summarize(options, checkpoint, plan, jobs, fallbacks, finished.size, sha256, pool.threads, started, validation !== undefined, written.directBytes);
     return { ...summary, warnings: [...outputNotes, ...summary.warnings] };
   } catch (error) {
     // workers write into the temp file: stop them before its descriptor is closed
@@ -230,7 +235,8 @@ async function writeJobs(
   pool: TaskPool,
   report: (job: Job) => void,
   checkAbort: () => void,
-): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan> }> {
+): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan>; directBytes: number }> {
+  let directBytes = 0;
   const checks = new Map<string, PackedCheck>();
   const nonFinite = new Map<string, number>();
   const readBack = new Map<string, PayloadScan>();
@@ -247,6 +253,7 @@ async function writeJobs(
       if (result.check !== undefined) checks.set(job.entry.name, result.check);
       if (result.nonFinite !== undefined) nonFinite.set(job.entry.name, result.nonFinite);
       readBack.set(job.entry.name, result.readBack);
+      directBytes += result.directBytes;
       writer.record(job.index, result.sha256, job.planned.ternary ? result.scale : undefined);
       unflushed += job.planned.length;
       if (unflushed >= FLUSH_EVERY) {
@@ -261,7 +268,7 @@ async function writeJobs(
   }
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure.error;
-  return { checks, nonFinite, readBack };
+  return { checks, nonFinite, readBack, directBytes };
 }
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {
@@ -422,7 +429,7 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
   };
 }
 
-function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean): ConvertSummary {
+function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean, directIoBytes: number): ConvertSummary {
   const byLayout: Record<string, number> = {};
   for (const job of jobs) byLayout[job.planned.layout] = (byLayout[job.planned.layout] ?? 0) + 1;
   const bitsPerWeight = bitsPerWeightByRole(
@@ -441,6 +448,7 @@ function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: Tensor
     layout: options.layout,
     family: plan.family.id,
     threads,
+    directIoBytes,
     tensors: { total: jobs.length, byLayout },
     bitsPerWeight,
     fallbacks,

@@ -29,6 +29,8 @@ export interface WrittenPayload {
   readonly check?: PackedCheck;
   /** Float tensors: the NaN/Inf count of the bytes written. */
   readonly nonFinite?: number;
+  /** Bytes of it written past the page cache (O_DIRECT, slot.ts). */
+  readonly directBytes: number;
 }
 
 /** Runs one job on the calling thread (a worker's, or this one's when inline). */
@@ -42,7 +44,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
         const sha256 = sink.finish();
-        return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite: 0 }, ...(nonFinite === undefined ? {} : { nonFinite }) };
+        return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite: 0 }, directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
       }
       const { encoding } = job.task;
       const result = await runTernaryTask(job.task, source, arena);
@@ -51,7 +53,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
       sink.write(result.payload);
       const sha256 = sink.finish();
-      return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite }, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+      return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite }, directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
     } finally {
       returnArena(arena);
     }

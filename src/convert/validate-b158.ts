@@ -70,6 +70,8 @@ export interface ValidateOptions {
    * a map that lacks some is not used.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
+  /** The file was written with O_DIRECT: hash it the same way (file-hash.ts), not through the page cache. */
+  readonly directRead?: boolean;
   /** After each payload is read and hashed (not called when readBack covers every payload). */
   readonly onProgress?: (progress: FileScanProgress) => void;
 }
@@ -101,7 +103,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   const { packed } = options;
   const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
   const ranges = payloadRanges(file, options.nonFinite);
-  const scan = await scanFile(file, ranges, decode, options.readBack, options.onProgress);
+  const scan = await scanFile(file, ranges, decode, options.readBack, options.onProgress, options.directRead);
   const diagnostics: Diagnostic[] = [];
   const facts: TensorFacts[] = [];
   const perTensor: Diagnostic[] = [];
@@ -242,9 +244,10 @@ async function scanFile(
   collect: (t: B158Tensor) => boolean,
   readBack?: ReadonlyMap<string, PayloadScan>,
   onProgress?: (progress: FileScanProgress) => void,
+  directRead = false,
 ): Promise<FileScan> {
   if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
-    return { sha256: await fileSha256(file.name), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
+    return { sha256: await fileSha256(file.name, { direct: directRead }), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
   }
   const whole = createHash("sha256");
   const payloads: PayloadScan[] = [];

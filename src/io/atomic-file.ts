@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { B158Error, ioError } from "../errors.js";
 import type { Diagnostic } from "../model/diagnostics.js";
+import { closeDirect, openDirect } from "./direct-io.js";
 import { isRunning } from "./lock-file.js";
 
 /**
@@ -20,26 +21,44 @@ export class AtomicFile {
   private flushed: Promise<void> | undefined;
   private flushing: Promise<void> | undefined;
 
+  private directDescriptor: number | undefined;
+
   private constructor(
     readonly path: string,
     readonly tempPath: string,
     private readonly handle: FileHandle,
   ) {}
 
-  /** Checks the target (checkOutputPath), then opens the temp file. */
-  static async create(path: string, force = false): Promise<AtomicFile> {
+  /**
+   * Checks the target (checkOutputPath), then opens the temp file. `direct`: also open it with
+   * O_DIRECT where the platform and filesystem allow (directFd), for writers of whole blocks.
+   */
+  static async create(path: string, force = false, direct = false): Promise<AtomicFile> {
     await checkOutputPath(path, force);
     const tempPath = partialPath(path);
+    let file: AtomicFile;
     try {
-      return new AtomicFile(path, tempPath, await open(tempPath, "wx+"));
+      file = new AtomicFile(path, tempPath, await open(tempPath, "wx+"));
     } catch (cause) {
       throw ioError(dirname(path), `create a temporary file for ${basename(path)} in`, cause);
     }
+    if (direct) file.directDescriptor = openDirect(tempPath);
+    return file;
   }
 
   /** The open temp file's descriptor (read and write), for threads that write into it directly, by position. */
   get fd(): number {
     return this.handle.fd;
+  }
+
+  /** A descriptor of the temp file that bypasses the page cache (direct-io.ts), or -1 where there is none. */
+  get directFd(): number {
+    return this.directDescriptor ?? -1;
+  }
+
+  private closeDirect(): void {
+    closeDirect(this.directDescriptor);
+    this.directDescriptor = undefined;
   }
 
   async write(bytes: Uint8Array, position: number): Promise<void> {
@@ -73,6 +92,7 @@ export class AtomicFile {
   async finish(size: number): Promise<void> {
     try {
       await this.flushing;
+      this.closeDirect();
       await this.handle.truncate(size);
     } catch (cause) {
       await this.abort();
@@ -105,6 +125,7 @@ export class AtomicFile {
     if (!this.closed) {
       this.closed = true;
       await this.flushing;
+      this.closeDirect();
       await this.handle.close().catch(() => undefined);
     }
     await this.flushed?.catch(() => undefined);

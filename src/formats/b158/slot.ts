@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { readSync, writeSync } from "node:fs";
 import { B158Error, ioError } from "../../errors.js";
+import { alignedBuffer, DIRECT_BLOCK, readDirect, writeDirect } from "../../io/direct-io.js";
+import { alignUp } from "./spec.js";
 
 /**
  * Where one payload goes in a .b158 being written, in a form a worker thread can use: the temp
@@ -22,6 +24,12 @@ export interface PayloadSlot {
   readonly length: number;
   /** Zero bytes written after the payload, up to the next one (alignment). */
   readonly padding: number;
+  /**
+   * A second descriptor of the temp file opened with O_DIRECT (direct-io.ts), or -1: the slot's
+   * whole 4096-byte blocks then bypass the page cache; the bytes before its first block boundary
+   * and after its last go through `fd` (a neighbouring slot shares those blocks).
+   */
+  readonly directFd?: number;
 }
 
 const ZEROS = new Uint8Array(4096);
@@ -43,8 +51,23 @@ export class SlotWriter {
   private finished = false;
   private differs = false;
   private paddingDiffers = false;
+  /** Direct mode: slot offsets [directStart, directEnd) go through `stage` as whole blocks. */
+  private readonly directStart: number;
+  private readonly directEnd: number;
+  private stage: DirectStage | undefined;
+  /** Slot offset of the stage's first byte, and how many bytes it holds. */
+  private stageOffset = 0;
+  private staged = 0;
+  private directWritten = 0;
 
-  constructor(readonly slot: PayloadSlot) {}
+  constructor(readonly slot: PayloadSlot) {
+    const end = slot.length + slot.padding;
+    const first = alignUp(slot.position, DIRECT_BLOCK) - slot.position;
+    const last = Math.floor((slot.position + end) / DIRECT_BLOCK) * DIRECT_BLOCK - slot.position;
+    const direct = slot.directFd !== undefined && slot.directFd >= 0 && !directRefused && last > first;
+    this.directStart = direct ? first : end;
+    this.directEnd = direct ? last : end;
+  }
 
   write(bytes: Uint8Array): void {
     const { slot } = this;
@@ -52,9 +75,8 @@ export class SlotWriter {
     if (this.written + bytes.byteLength > slot.length) {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
     }
-    writeFully(slot, bytes, slot.position + this.written);
     this.hash.update(bytes);
-    if (!readsBack(slot, this.written, bytes)) this.differs = true;
+    this.put(bytes, this.written);
     this.written += bytes.byteLength;
   }
 
@@ -66,10 +88,11 @@ export class SlotWriter {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
     }
     for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
-      const zeros = ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done));
-      writeFully(slot, zeros, slot.position + slot.length + done);
-      if (!readsBack(slot, slot.length + done, zeros)) this.paddingDiffers = true;
+      this.put(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done);
     }
+    this.flushStage();
+    if (this.stage !== undefined) releaseStage(this.stage);
+    this.stage = undefined;
     this.finished = true;
     return this.hash.digest("hex");
   }
@@ -83,6 +106,96 @@ export class SlotWriter {
   get badPadding(): boolean {
     return this.paddingDiffers;
   }
+
+  /** Bytes at slot offset `offset` (payload then padding): the direct range staged, the rest written and read back through the cache. */
+  private put(bytes: Uint8Array, offset: number): void {
+    let at = 0;
+    while (at < bytes.byteLength) {
+      const here = offset + at;
+      if (here < this.directStart || here >= this.directEnd) {
+        const until = here < this.directStart ? this.directStart : this.slot.length + this.slot.padding;
+        const piece = bytes.subarray(at, at + Math.min(bytes.byteLength - at, until - here));
+        writeFully(this.slot, piece, this.slot.position + here);
+        if (!readsBack(this.slot, here, piece)) this.mismatch(here, piece.byteLength);
+        at += piece.byteLength;
+        continue;
+      }
+      this.stage ??= takeStage();
+      if (this.staged === 0) this.stageOffset = here;
+      const room = Math.min(this.stage.bytes.byteLength - this.staged, this.directEnd - here);
+      const piece = bytes.subarray(at, at + Math.min(room, bytes.byteLength - at));
+      this.stage.bytes.set(piece, this.staged);
+      this.staged += piece.byteLength;
+      at += piece.byteLength;
+      if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) this.flushStage();
+    }
+  }
+
+  /** Writes the staged whole blocks directly and compares them with what the file then holds. */
+  private flushStage(): void {
+    const { stage, staged, slot } = this;
+    if (stage === undefined || staged === 0) return;
+    // the stage starts on a block boundary and is flushed when full or at directEnd (a boundary)
+    const offset = this.stageOffset;
+    const bytes = stage.bytes.subarray(0, staged);
+    this.staged = 0;
+    if (!directRefused) {
+      try {
+        writeDirect(slot.directFd!, bytes, slot.position + offset);
+        const back = stage.back.subarray(0, staged);
+        if (readDirect(slot.directFd!, back, slot.position + offset) !== staged) throw new B158Error("E_IO", `${slot.output}: the file being written is shorter than "${slot.tensor}"`);
+        if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+        this.directWritten += staged;
+        return;
+      } catch (cause) {
+        // a filesystem that opens O_DIRECT but refuses these writes (EINVAL): the cache for the rest of this process
+        if (!isInvalid(cause)) throw cause instanceof B158Error ? cause : ioError(slot.output, "write", cause);
+        directRefused = true;
+      }
+    }
+    writeFully(slot, bytes, slot.position + offset);
+    const back = readSlot(slot, offset, staged, stage.back);
+    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+  }
+
+  /** Bytes this writer put in the file through direct I/O. */
+  get directBytes(): number {
+    return this.directWritten;
+  }
+
+  /** Which part differed: the payload's bytes, or its zero padding. */
+  private compareBytes(wrote: Uint8Array, back: Uint8Array, offset: number): void {
+    for (let i = 0; i < wrote.byteLength; i++) if (wrote[i] !== back[i]) this.mismatch(offset + i, 1);
+  }
+
+  private mismatch(offset: number, length: number): void {
+    if (offset < this.slot.length) this.differs = true;
+    if (offset + length > this.slot.length) this.paddingDiffers = true;
+  }
+}
+
+/** Set once a filesystem refused a direct write: this thread writes through the cache from then on. */
+let directRefused = false;
+
+const isInvalid = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === "EINVAL";
+
+/** A block-aligned staging buffer and its read-back twin; each thread keeps the ones it made. */
+interface DirectStage {
+  readonly bytes: Uint8Array;
+  readonly back: Uint8Array;
+}
+const STAGE_BYTES = 1 << 20;
+const freeStages: DirectStage[] = [];
+
+function takeStage(): DirectStage {
+  const stage = freeStages.pop();
+  if (stage !== undefined) return stage;
+  const both = alignedBuffer(2 * STAGE_BYTES);
+  return { bytes: both.subarray(0, STAGE_BYTES), back: both.subarray(STAGE_BYTES) };
+}
+
+function releaseStage(stage: DirectStage): void {
+  if (freeStages.length < 2) freeStages.push(stage);
 }
 
 /** Whether the slot holds `expected` at `offset` (payload then padding), read back from the file. */

@@ -24,7 +24,16 @@ export type PlannedTensor = Omit<B158TensorEntry, "offset" | "sha256" | "scale" 
 export interface WriterOptions {
   /** Replace an existing file at the target. */
   readonly force?: boolean;
+  /**
+   * Payload blocks written with O_DIRECT, past the page cache (io/direct-io.ts): "auto" (the
+   * default) for files of DIRECT_MIN_BYTES or more, unless B158_DIRECT_IO is 0 (never) or 1 (any
+   * size); "on" for any size; "off" never. Where O_DIRECT is unavailable every mode writes through the cache.
+   */
+  readonly directIo?: "auto" | "on" | "off";
 }
+
+/** Below this, the page cache costs too little to matter. */
+export const DIRECT_MIN_BYTES = 64 * 1024 * 1024;
 
 const PLACEHOLDER_SHA = "0".repeat(64);
 
@@ -60,7 +69,10 @@ export class B158Writer {
       tensors: planned.map((t, i) => ({ ...entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined), ...(t.mayGroup ? { group_size: Number.MAX_SAFE_INTEGER } : {}) })),
     });
     const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.byteLength, DATA_ALIGNMENT);
-    const file = await AtomicFile.create(path, options.force ?? false);
+    const mode = options.directIo ?? "auto";
+    const env = process.env.B158_DIRECT_IO;
+    const direct = mode === "on" || (mode === "auto" && env !== "0" && (env === "1" || dataOffset + end >= DIRECT_MIN_BYTES));
+    const file = await AtomicFile.create(path, options.force ?? false, direct);
     return new B158Writer(file, draft, planned, dataOffset, dataOffset + end, offsets);
   }
 
@@ -74,7 +86,7 @@ export class B158Writer {
     if (tensor === undefined) throw new B158Error("E_INTERNAL", `payload ${index} is unknown`);
     const position = this.dataOffset + this.offsets[index]!;
     const next = index + 1 < this.planned.length ? this.dataOffset + this.offsets[index + 1]! : position + tensor.length;
-    return { fd: this.file.fd, output: this.file.path, tensor: tensor.name, position, length: tensor.length, padding: next - position - tensor.length };
+    return { fd: this.file.fd, directFd: this.file.directFd, output: this.file.path, tensor: tensor.name, position, length: tensor.length, padding: next - position - tensor.length };
   }
 
   /** Starts flushing the payloads written so far (AtomicFile.flushSoFar). */
