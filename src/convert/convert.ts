@@ -28,7 +28,7 @@ import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import type { FloatLayout } from "./float-convert.js";
 import type { FloatTask } from "./float-task.js";
-import { TaskPool } from "./pool.js";
+import { JOBS_PER_WORKER, TaskPool } from "./pool.js";
 import type { TernaryTask } from "./task.js";
 import type { PayloadScan } from "./payload-scan.js";
 import { validateB158, type B158Validation, type PackedCheck } from "./validate-b158.js";
@@ -223,7 +223,7 @@ const FLUSH_EVERY = 256 * 1024 * 1024;
 /**
  * Writes every payload. Each tensor is a pool job that reads, converts, hashes and writes it into
  * its slot of the file, so this thread only schedules and collects hashes. Jobs go largest first
- * (the embedding does not become the tail), at most one per worker in flight plus one queued, so
+ * (the embedding does not become the tail), at most two per worker in flight (pool.ts) plus one queued, so
  * memory stays bounded. Returns what was checked on the way (ternary decodes, NaN/Inf counts of
  * floats, each payload as read back from the file), which validation trusts once hashes match.
  * After a failure nothing new starts, what is running settles, and the first error is thrown.
@@ -242,7 +242,7 @@ async function writeJobs(
   const readBack = new Map<string, PayloadScan>();
   let failure: { error: unknown } | undefined;
   const inFlight = new Set<Promise<void>>();
-  const limit = Math.max(1, pool.threads) + 1;
+  const limit = Math.max(1, pool.threads * JOBS_PER_WORKER) + 1;
   let unflushed = 0;
   for (const job of [...jobs].sort((a, b) => b.planned.length - a.planned.length || a.index - b.index)) {
     if (failure !== undefined) break;

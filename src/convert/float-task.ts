@@ -42,7 +42,7 @@ export async function runFloatTask(task: FloatTask, source: ByteSource, sink: Sl
       const chunk = source.readSync !== undefined ? source.readSync(task.fileOffset + offset, length, buffer) : await source.read(task.fileOffset + offset, length, buffer);
       const out = same ? chunk : convertFloats(chunk, task.sourceDtype, task.target as FloatLayout);
       if (floats !== undefined) nonFinite += countNonFinite(out, floats, arena?.kernels);
-      sink.write(out);
+      await sink.writeAsync(out);
     }
     return floats === undefined ? undefined : nonFinite;
   } finally {

@@ -43,7 +43,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
     try {
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
-        const sha256 = sink.finish();
+        const sha256 = await sink.finishAsync();
         return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite: 0 }, directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
       }
       const { encoding } = job.task;
@@ -51,8 +51,8 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       // a fallback payload is floats made here: its NaN/Inf count, of the bytes the read-back matched
       const layout = encoding.kind === "layout" ? encoding.params.layout : encoding.dtype;
       const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
-      sink.write(result.payload);
-      const sha256 = sink.finish();
+      await sink.writeAsync(result.payload);
+      const sha256 = await sink.finishAsync();
       return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite }, directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
     } finally {
       returnArena(arena);

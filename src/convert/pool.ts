@@ -4,6 +4,9 @@ import { Worker } from "node:worker_threads";
 import { B158Error, type ErrorCode } from "../errors.js";
 import { runJob, type PoolJob, type WrittenPayload } from "./jobs.js";
 
+/** Jobs a worker holds at once (an arena each): see the constructor. */
+export const JOBS_PER_WORKER = 2;
+
 /**
  * A fixed pool of worker threads for tensor conversions.
  * With `threads <= 0`, or when the compiled worker is not there (tests running the TypeScript
@@ -41,7 +44,8 @@ export class TaskPool {
         this.pending.clear();
       });
       this.workers.push(worker);
-      this.idle.push(worker);
+      // two jobs per worker: while one waits for its payload's disk writes, the other computes
+      for (let slot = 0; slot < JOBS_PER_WORKER; slot++) this.idle.push(worker);
     }
   }
 

@@ -44,22 +44,28 @@ function directHere(): boolean {
   return fd !== undefined;
 }
 
-/** Writes `payloads` into slots of one file of FILL bytes, each in random chunks; returns the file and what each writer said. */
-function writeSlots(slots: readonly (Omit<PayloadSlot, "fd" | "output" | "directFd"> & { payload: Uint8Array })[], size: number, direct: boolean, next: (below: number) => number) {
-  const path = join(dir, `out-${direct ? "direct" : "cached"}`);
+/**
+ * Writes `payloads` into slots of one file of FILL bytes, each in random chunks (with write/finish,
+ * or writeAsync/finishAsync: `mode` "async"); returns the file and what each writer said.
+ */
+async function writeSlots(slots: readonly (Omit<PayloadSlot, "fd" | "output" | "directFd"> & { payload: Uint8Array })[], size: number, mode: "cached" | "direct" | "async", next: (below: number) => number) {
+  const path = join(dir, `out-${mode}`);
   writeFileSync(path, new Uint8Array(size).fill(FILL));
   const fd = openSync(path, "r+");
-  const directFd = direct ? (openDirect(path) ?? -1) : -1;
+  const directFd = mode === "cached" ? -1 : (openDirect(path) ?? -1);
   try {
-    const results = slots.map(({ payload, ...slot }) => {
+    const results = [];
+    for (const { payload, ...slot } of slots) {
       const writer = new SlotWriter({ ...slot, fd, directFd, output: path });
       for (let at = 0; at < payload.byteLength; ) {
-        const length = Math.min(payload.byteLength - at, 1 + next(3 * DIRECT_BLOCK));
-        writer.write(payload.subarray(at, at + length));
+        const length = Math.min(payload.byteLength - at, 1 + next(mode === "async" ? (3 << 20) : 3 * DIRECT_BLOCK));
+        if (mode === "async") await writer.writeAsync(payload.subarray(at, at + length));
+        else writer.write(payload.subarray(at, at + length));
         at += length;
       }
-      return { sha256: writer.finish(), damaged: writer.damaged, badPadding: writer.badPadding, directBytes: writer.directBytes };
-    });
+      const sha256 = mode === "async" ? await writer.finishAsync() : writer.finish();
+      results.push({ sha256, damaged: writer.damaged, badPadding: writer.badPadding, directBytes: writer.directBytes });
+    }
     return { bytes: new Uint8Array(readFileSync(path)), results };
   } finally {
     closeSync(fd);
@@ -68,7 +74,7 @@ function writeSlots(slots: readonly (Omit<PayloadSlot, "fd" | "output" | "direct
 }
 
 describe("direct I/O (O_DIRECT) payload writes", () => {
-  it("writes the same bytes as the page cache path for slots at any position and length; whole blocks go direct", () => {
+  it("writes the same bytes as the page cache path for slots at any position and length; whole blocks go direct", async () => {
     const supported = directHere();
     for (let seed = 1; seed <= 12; seed++) {
       const next = random(seed);
@@ -83,19 +89,24 @@ describe("direct I/O (O_DIRECT) payload writes", () => {
         position += length + padding;
       }
       const size = position + 100;
-      const cached = writeSlots(slots, size, false, random(seed));
-      const direct = writeSlots(slots, size, true, random(seed + 100));
+      const cached = await writeSlots(slots, size, "cached", random(seed));
+      const direct = await writeSlots(slots, size, "direct", random(seed + 100));
+      // writeAsync: chunks up to 3 MiB, so stages fill, swap and overlap
+      const overlapped = await writeSlots(slots, size, "async", random(seed + 200));
       expect(Buffer.compare(direct.bytes, cached.bytes)).toBe(0);
+      expect(Buffer.compare(overlapped.bytes, cached.bytes)).toBe(0);
       slots.forEach((slot, i) => {
-        expect(direct.results[i]!.sha256).toBe(sha(slot.payload));
         expect(cached.results[i]!.sha256).toBe(sha(slot.payload));
-        expect(direct.results[i]!.damaged || direct.results[i]!.badPadding).toBe(false);
         expect(cached.results[i]!.directBytes).toBe(0);
         // the slot's whole blocks, between its first and last block boundary
         const end = slot.position + slot.length + slot.padding;
         const first = Math.ceil(slot.position / DIRECT_BLOCK) * DIRECT_BLOCK;
         const last = Math.floor(end / DIRECT_BLOCK) * DIRECT_BLOCK;
-        expect(direct.results[i]!.directBytes).toBe(supported ? Math.max(0, last - first) : 0);
+        for (const written of [direct, overlapped]) {
+          expect(written.results[i]!.sha256).toBe(sha(slot.payload));
+          expect(written.results[i]!.damaged || written.results[i]!.badPadding).toBe(false);
+          expect(written.results[i]!.directBytes).toBe(supported ? Math.max(0, last - first) : 0);
+        }
       });
       // the file around the slots is untouched
       expect(direct.bytes.subarray(0, slots[0]!.position).every((b) => b === FILL)).toBe(true);
@@ -103,7 +114,7 @@ describe("direct I/O (O_DIRECT) payload writes", () => {
     }
   });
 
-  it("a direct write that lands elsewhere than its position is read back as damaged", () => {
+  it.each(["write", "writeAsync"] as const)("a direct write that lands elsewhere than its position is read back as damaged (%s)", async (how) => {
     if (!directHere()) return; // the page cache path has its own test of this (slot.spec.ts)
     const path = join(dir, "appended");
     writeFileSync(path, new Uint8Array(4 * DIRECT_BLOCK).fill(FILL));
@@ -113,8 +124,9 @@ describe("direct I/O (O_DIRECT) payload writes", () => {
     try {
       const payload = new Uint8Array(2 * DIRECT_BLOCK).fill(7);
       const writer = new SlotWriter({ fd, directFd, output: path, tensor: "t", position: DIRECT_BLOCK, length: payload.byteLength, padding: 0 });
-      writer.write(payload);
-      expect(writer.finish()).toBe(sha(payload));
+      if (how === "write") writer.write(payload);
+      else await writer.writeAsync(payload);
+      expect(how === "write" ? writer.finish() : await writer.finishAsync()).toBe(sha(payload));
       expect(writer.directBytes).toBe(2 * DIRECT_BLOCK);
       expect(writer.damaged).toBe(true);
     } finally {

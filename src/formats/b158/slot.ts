@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { readSync, writeSync } from "node:fs";
+import { read, readSync, write, writeSync } from "node:fs";
+import { promisify } from "node:util";
 import { B158Error, ioError } from "../../errors.js";
 import { alignedBuffer, DIRECT_BLOCK, readDirect, writeDirect } from "../../io/direct-io.js";
 import { alignUp } from "./spec.js";
@@ -55,6 +56,9 @@ export class SlotWriter {
   private readonly directStart: number;
   private readonly directEnd: number;
   private stage: DirectStage | undefined;
+  /** writeAsync's second stage, and the I/O of the stage last sent. */
+  private spare: DirectStage | undefined;
+  private inflight: Promise<void> | undefined;
   /** Slot offset of the stage's first byte, and how many bytes it holds. */
   private stageOffset = 0;
   private staged = 0;
@@ -80,6 +84,40 @@ export class SlotWriter {
     this.written += bytes.byteLength;
   }
 
+  /**
+   * write(), for a caller that can wait: in direct mode a full stage goes to the disk (write, read
+   * back, compare) on libuv's threads while the next one fills, so hashing and copying overlap
+   * the I/O. The bytes must stay unchanged until the promise settles.
+   */
+  async writeAsync(bytes: Uint8Array): Promise<void> {
+    const { slot } = this;
+    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" written after it was finished`);
+    if (this.written + bytes.byteLength > slot.length) {
+      throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
+    }
+    this.hash.update(bytes);
+    const at = this.written;
+    this.written += bytes.byteLength;
+    await this.put(bytes, at, true);
+  }
+
+  /** finish(), waiting for the last stages' I/O instead of doing it in line. */
+  async finishAsync(): Promise<string> {
+    const { slot } = this;
+    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" finished twice`);
+    if (this.written !== slot.length) {
+      throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
+    }
+    for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
+      await this.put(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done, true);
+    }
+    await this.flushStageAsync();
+    await this.inflight;
+    this.releaseStages();
+    this.finished = true;
+    return this.hash.digest("hex");
+  }
+
   /** Zeroes the alignment gap (explicitly, not left as a file hole), reads it back, and returns the payload's sha256. */
   finish(): string {
     const { slot } = this;
@@ -91,10 +129,15 @@ export class SlotWriter {
       this.put(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done);
     }
     this.flushStage();
-    if (this.stage !== undefined) releaseStage(this.stage);
-    this.stage = undefined;
+    this.releaseStages();
     this.finished = true;
     return this.hash.digest("hex");
+  }
+
+  private releaseStages(): void {
+    for (const stage of [this.stage, this.spare]) if (stage !== undefined) releaseStage(stage);
+    this.stage = undefined;
+    this.spare = undefined;
   }
 
   /** Some write of the payload read back from the file differently from what was written. */
@@ -107,8 +150,14 @@ export class SlotWriter {
     return this.paddingDiffers;
   }
 
-  /** Bytes at slot offset `offset` (payload then padding): the direct range staged, the rest written and read back through the cache. */
-  private put(bytes: Uint8Array, offset: number): void {
+  /**
+   * Bytes at slot offset `offset` (payload then padding): the direct range staged, the rest written
+   * and read back through the cache. `wait`: full stages go out asynchronously (a promise).
+   */
+  private put(bytes: Uint8Array, offset: number): void;
+  private put(bytes: Uint8Array, offset: number, wait: true): Promise<void>;
+  private put(bytes: Uint8Array, offset: number, wait = false): void | Promise<void> {
+    if (wait) return this.putAsync(bytes, offset);
     let at = 0;
     while (at < bytes.byteLength) {
       const here = offset + at;
@@ -129,6 +178,75 @@ export class SlotWriter {
       at += piece.byteLength;
       if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) this.flushStage();
     }
+  }
+
+  private async putAsync(bytes: Uint8Array, offset: number): Promise<void> {
+    let at = 0;
+    while (at < bytes.byteLength) {
+      const here = offset + at;
+      if (here < this.directStart || here >= this.directEnd) {
+        // the cached pieces are at most a block at each end of the slot: written in line
+        const until = here < this.directStart ? this.directStart : this.slot.length + this.slot.padding;
+        const length = Math.min(bytes.byteLength - at, until - here);
+        this.put(bytes.subarray(at, at + length), here);
+        at += length;
+        continue;
+      }
+      this.stage ??= takeStage();
+      if (this.staged === 0) this.stageOffset = here;
+      const room = Math.min(this.stage.bytes.byteLength - this.staged, this.directEnd - here);
+      const piece = bytes.subarray(at, at + Math.min(room, bytes.byteLength - at));
+      this.stage.bytes.set(piece, this.staged);
+      this.staged += piece.byteLength;
+      at += piece.byteLength;
+      if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) await this.flushStageAsync();
+    }
+  }
+
+  /**
+   * Sends the full stage to the disk on libuv's threads and goes on filling the spare one; waits
+   * first for the spare's own I/O (two stages: one filling, one in flight).
+   */
+  private async flushStageAsync(): Promise<void> {
+    const { stage, staged } = this;
+    if (stage === undefined || staged === 0) return;
+    const offset = this.stageOffset;
+    this.staged = 0;
+    await this.inflight;
+    const io = directRefused ? Promise.resolve(this.writeStageCached(stage, offset, staged)) : this.writeStageDirect(stage, offset, staged);
+    io.catch(() => undefined); // awaited by the next flush or finishAsync, which report it
+    this.inflight = io;
+    this.stage = this.spare ?? takeStage();
+    this.spare = stage;
+  }
+
+  private async writeStageDirect(stage: DirectStage, offset: number, staged: number): Promise<void> {
+    const { slot } = this;
+    const bytes = stage.bytes.subarray(0, staged);
+    try {
+      for (let done = 0; done < staged; ) done += (await fsWrite(slot.directFd!, bytes, done, staged - done, slot.position + offset + done)).bytesWritten;
+      const back = stage.back.subarray(0, staged);
+      let read = 0;
+      while (read < staged) {
+        const n = (await fsRead(slot.directFd!, back, read, staged - read, slot.position + offset + read)).bytesRead;
+        if (n === 0) throw new B158Error("E_IO", `${slot.output}: the file being written is shorter than "${slot.tensor}"`);
+        read += n;
+      }
+      if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+      this.directWritten += staged;
+    } catch (cause) {
+      if (!isInvalid(cause)) throw cause instanceof B158Error ? cause : ioError(slot.output, "write", cause);
+      directRefused = true;
+      this.writeStageCached(stage, offset, staged);
+    }
+  }
+
+  /** A stage through the page cache (O_DIRECT refused): written and read back in line. */
+  private writeStageCached(stage: DirectStage, offset: number, staged: number): void {
+    const bytes = stage.bytes.subarray(0, staged);
+    writeFully(this.slot, bytes, this.slot.position + offset);
+    const back = readSlot(this.slot, offset, staged, stage.back);
+    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
   }
 
   /** Writes the staged whole blocks directly and compares them with what the file then holds. */
@@ -153,9 +271,7 @@ export class SlotWriter {
         directRefused = true;
       }
     }
-    writeFully(slot, bytes, slot.position + offset);
-    const back = readSlot(slot, offset, staged, stage.back);
-    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+    this.writeStageCached(stage, offset, staged);
   }
 
   /** Bytes this writer put in the file through direct I/O. */
@@ -177,6 +293,8 @@ export class SlotWriter {
 /** Set once a filesystem refused a direct write: this thread writes through the cache from then on. */
 let directRefused = false;
 
+const fsWrite = promisify(write);
+const fsRead = promisify(read);
 const isInvalid = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === "EINVAL";
 
 /** A block-aligned staging buffer and its read-back twin; each thread keeps the ones it made. */
@@ -195,7 +313,7 @@ function takeStage(): DirectStage {
 }
 
 function releaseStage(stage: DirectStage): void {
-  if (freeStages.length < 2) freeStages.push(stage);
+  if (freeStages.length < 4) freeStages.push(stage);
 }
 
 /** Whether the slot holds `expected` at `offset` (payload then padding), read back from the file. */
