@@ -111,25 +111,25 @@ export function packTl2(codes: Int8Array, M: number, K: number, tiling: Tiling):
   return out; // the rest stays zero: the padding the kernels expect
 }
 
-/** The triplet (a, b, c) of each signed index v = 9a + 3b + c in -13..13, three codes at 3 (v + 13). */
-const TRIPLETS = Int8Array.from({ length: 27 * 3 }, (_, i) => {
-  const v = Math.floor(i / 3) - 13;
-  const a = Math.round(v / 9);
-  const b = Math.round((v - 9 * a) / 3);
-  return [a, b, v - 9 * a - 3 * b][i % 3]!;
-});
-
-/** |v| 0..13 (checked when read) with its sign back to the triplet (a, b, c) at codes[i...]. */
-function writeTriplet(codes: Int8Array, i: number, magnitude: number, negative: boolean): void {
-  const k = 3 * (negative ? 13 - magnitude : 13 + magnitude);
-  codes[i] = TRIPLETS[k]!;
-  codes[i + 1] = TRIPLETS[k + 1]!;
-  codes[i + 2] = TRIPLETS[k + 2]!;
-}
+/**
+ * The triplet (a, b, c) of each signed index v = 9a + 3b + c in -13..13, by key 16 * negative + |v|
+ * (keys 14, 15, 30, 31 are never used: magnitudes over 13 are refused first).
+ */
+const tripletDigit = (digit: 0 | 1 | 2) =>
+  Int8Array.from({ length: 32 }, (_, key) => {
+    const v = (key & 16 ? -1 : 1) * Math.min(key & 15, 13);
+    const a = Math.round(v / 9);
+    const b = Math.round((v - 9 * a) / 3);
+    return [a, b, v - 9 * a - 3 * b][digit]!;
+  });
+const DIGIT_A = tripletDigit(0);
+const DIGIT_B = tripletDigit(1);
+const DIGIT_C = tripletDigit(2);
 
 /**
  * A magnitude over 13, a sign bit on a zero magnitude (the packer writes signs only for v < 0) and
  * a tail pair index over 8 are E_PACKED_CODE (packed-code.ts). The zero padding is not read.
+ * The S region is read first, so each A byte becomes its two triplets' codes at once.
  */
 export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tiling, context?: DecodeContext): Int8Array {
   checkTiling(M, K, tiling);
@@ -137,35 +137,17 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
   const { BM, BK } = tiling;
   const K3 = Math.floor(K / BK) * BK;
   const K2 = K - K3;
-  const magnitudes = new Uint8Array((M * K3) / 3);
-  const negative = new Uint8Array((M * K3) / 3);
   const tripletsPerRow = K3 / 3;
-  let o = 0;
+  // S: 16 sign bits per word, bit 15 - a is triplet a >> 1 of row b (a even) or row b + 16 (a odd)
+  const negative = new Uint8Array((M * K3) / 3);
+  let o = (M * K3) / 6;
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K3 / BK; i1++)
       for (let i2 = 0; i2 < BM / 32; i2++)
-        for (let i3 = 0; i3 < BK / 6; i3++) {
-          const j = i1 * (BK / 3) + i3 * 2;
-          for (let q = 0; q < 32; q++) {
-            const m = i0 * BM + i2 * 32 + permutedRow(q);
-            const byte = bytes[o]!;
-            if (byte >>> 4 > 13 || (byte & 15) > 13) {
-              throw packedCodeError("tl2", context, o, `the TL2 triplet magnitude ${byte >>> 4 > 13 ? byte >>> 4 : byte & 15} (magnitudes are 0..13) in byte 0x${byte.toString(16).padStart(2, "0")}`);
-            }
-            o++;
-            magnitudes[m * tripletsPerRow + j] = byte >>> 4;
-            magnitudes[m * tripletsPerRow + j + 1] = byte & 15;
-          }
-        }
-  for (let i0 = 0; i0 < M / BM; i0++)
-    for (let i1 = 0; i1 < K3 / BK; i1++)
-      for (let i2 = 0; i2 < BM / 32; i2++)
-        for (let i3 = 0; i3 < BK / 24; i3++)
-          for (let b = 0; b < 16; b++) {
+        for (let i3 = 0; i3 < BK / 24; i3++) {
+          const j = i1 * (BK / 3) + i3 * 8;
+          for (let b = 0; b < 16; b++, o += 2) {
             const word = bytes[o]! | (bytes[o + 1]! << 8);
-            o += 2;
-            // bit 15 - a is triplet a >> 1 of row b (a even) or row b + 16 (a odd)
-            const j = i1 * (BK / 3) + i3 * 8;
             const even = (i0 * BM + i2 * 32 + b) * tripletsPerRow + j;
             const odd = even + 16 * tripletsPerRow;
             for (let t = 0; t < 8; t++) {
@@ -173,26 +155,58 @@ export function unpackTl2(bytes: Uint8Array, M: number, K: number, tiling: Tilin
               negative[odd + t] = (word >>> (14 - 2 * t)) & 1;
             }
           }
+        }
+  // A: two triplets' magnitudes per byte, 32 (permuted) rows per column pair
   const codes = new Int8Array(M * K);
+  const rows = Int32Array.from({ length: 32 }, (_, q) => permutedRow(q));
   let signedZero = 0;
-  for (let m = 0; m < M; m++)
-    for (let j = 0; j < tripletsPerRow; j++) {
-      const t = m * tripletsPerRow + j;
-      signedZero |= negative[t]! & (magnitudes[t] === 0 ? 1 : 0);
-      writeTriplet(codes, m * K + 3 * j, magnitudes[t]!, negative[t] === 1);
-    }
+  o = 0;
+  for (let i0 = 0; i0 < M / BM; i0++)
+    for (let i1 = 0; i1 < K3 / BK; i1++)
+      for (let i2 = 0; i2 < BM / 32; i2++)
+        for (let i3 = 0; i3 < BK / 6; i3++) {
+          const j = i1 * (BK / 3) + i3 * 2;
+          for (let q = 0; q < 32; q++, o++) {
+            const m = i0 * BM + i2 * 32 + rows[q]!;
+            const byte = bytes[o]!;
+            const high = byte >>> 4;
+            const low = byte & 15;
+            if (high > 13 || low > 13) {
+              throw packedCodeError("tl2", context, o, `the TL2 triplet magnitude ${high > 13 ? high : low} (magnitudes are 0..13) in byte 0x${byte.toString(16).padStart(2, "0")}`);
+            }
+            const t = m * tripletsPerRow + j;
+            const n0 = negative[t]!;
+            const n1 = negative[t + 1]!;
+            signedZero |= (n0 & (high === 0 ? 1 : 0)) | (n1 & (low === 0 ? 1 : 0));
+            const k0 = (n0 << 4) | high;
+            const k1 = (n1 << 4) | low;
+            const i = m * K + 3 * j;
+            codes[i] = DIGIT_A[k0]!;
+            codes[i + 1] = DIGIT_B[k0]!;
+            codes[i + 2] = DIGIT_C[k0]!;
+            codes[i + 3] = DIGIT_A[k1]!;
+            codes[i + 4] = DIGIT_B[k1]!;
+            codes[i + 5] = DIGIT_C[k1]!;
+          }
+        }
   if (signedZero !== 0) {
-    const t = negative.findIndex((n, i) => n === 1 && magnitudes[i] === 0);
+    // the first triplet (row by row) with a sign bit and all-zero codes
+    const t = negative.findIndex((n, index) => {
+      if (n !== 1) return false;
+      const i = Math.floor(index / tripletsPerRow) * K + 3 * (index % tripletsPerRow);
+      return codes[i] === 0 && codes[i + 1] === 0 && codes[i + 2] === 0;
+    });
     const at = signByte(Math.floor(t / tripletsPerRow), t % tripletsPerRow, M, K3, tiling);
     throw packedCodeError("tl2", context, at, `a TL2 sign bit on a zero magnitude (the packer signs only v < 0) in byte 0x${bytes[at]!.toString(16).padStart(2, "0")}`);
   }
+  o = (M * K3) / 6 + (M * K3) / 24;
   for (let i0 = 0; i0 < M / BM; i0++)
     for (let i1 = 0; i1 < K2 / 32; i1++)
       for (let i2 = 0; i2 < BM / 32; i2++)
         for (let i3 = 0; i3 < 8; i3++) {
           const column = K3 + 2 * (i1 * 16 + i3 * 2);
           for (let q = 0; q < 32; q++) {
-            const i = (i0 * BM + i2 * 32 + permutedRow(q)) * K + column;
+            const i = (i0 * BM + i2 * 32 + rows[q]!) * K + column;
             const byte = bytes[o]!;
             if (!writePair(codes, i, byte >>> 4) || !writePair(codes, i + 2, byte & 15)) throw pairIndexError("tl2", context, bytes, o);
             o++;
