@@ -28,7 +28,7 @@ import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import type { FloatLayout } from "./float-convert.js";
 import type { FloatTask } from "./float-task.js";
-import { JOBS_PER_WORKER, TaskPool } from "./pool.js";
+import { TaskPool } from "./pool.js";
 import type { TernaryTask } from "./task.js";
 import type { PayloadScan } from "./payload-scan.js";
 import { validateB158, type B158Validation, type PackedCheck } from "./validate-b158.js";
@@ -148,7 +148,9 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
   const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const checkpoint = await openCheckpoint(await resolveSource(spec, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onDownload === undefined ? {} : { onDownload: options.onDownload }) }));
   let writer: B158Writer | undefined;
-  const pool = new TaskPool(options.threads ?? availableParallelism());
+  // two jobs per worker overlap one's disk writes with the other's work; TL1/TL2 hold whole-tensor
+  // code arrays (not row ranges), so a second job there would cost a second one of those
+  const pool = new TaskPool(options.threads ?? availableParallelism(), options.layout === "tl1" || options.layout === "tl2" ? 1 : 2);
   let stopOnAbort: (() => void) | undefined;
   try {
     const plan = await planCheckpoint(checkpoint, {
@@ -242,7 +244,7 @@ async function writeJobs(
   const readBack = new Map<string, PayloadScan>();
   let failure: { error: unknown } | undefined;
   const inFlight = new Set<Promise<void>>();
-  const limit = Math.max(1, pool.threads * JOBS_PER_WORKER) + 1;
+  const limit = Math.max(1, pool.threads * pool.jobsPerWorker) + 1;
   let unflushed = 0;
   for (const job of [...jobs].sort((a, b) => b.planned.length - a.planned.length || a.index - b.index)) {
     if (failure !== undefined) break;

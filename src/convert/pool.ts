@@ -4,8 +4,6 @@ import { Worker } from "node:worker_threads";
 import { B158Error, type ErrorCode } from "../errors.js";
 import { runJob, type PoolJob, type WrittenPayload } from "./jobs.js";
 
-/** Jobs a worker holds at once (an arena each): see the constructor. */
-export const JOBS_PER_WORKER = 2;
 
 /**
  * A fixed pool of worker threads for tensor conversions.
@@ -22,7 +20,14 @@ export class TaskPool {
   private closedWith: { reason: unknown } | undefined;
   readonly threads: number;
 
-  constructor(threads: number) {
+  /**
+   * `jobsPerWorker`: jobs a worker holds at once, each with its own arena; with two, one computes
+   * while the other's payload goes to the disk.
+   */
+  constructor(
+    threads: number,
+    readonly jobsPerWorker = 1,
+  ) {
     const script = new URL("./worker.js", import.meta.url);
     const usable = threads > 0 && existsSync(fileURLToPath(script));
     this.threads = usable ? threads : 0;
@@ -44,8 +49,7 @@ export class TaskPool {
         this.pending.clear();
       });
       this.workers.push(worker);
-      // two jobs per worker: while one waits for its payload's disk writes, the other computes
-      for (let slot = 0; slot < JOBS_PER_WORKER; slot++) this.idle.push(worker);
+      for (let slot = 0; slot < jobsPerWorker; slot++) this.idle.push(worker);
     }
   }
 
