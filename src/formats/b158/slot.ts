@@ -74,14 +74,8 @@ export class SlotWriter {
   }
 
   write(bytes: Uint8Array): void {
-    const { slot } = this;
-    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" written after it was finished`);
-    if (this.written + bytes.byteLength > slot.length) {
-      throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
-    }
-    this.hash.update(bytes);
-    this.put(bytes, this.written);
-    this.written += bytes.byteLength;
+    this.accept(bytes);
+    for (const _ of this.stageBytes(bytes, this.written - bytes.byteLength)) this.flushStage();
   }
 
   /**
@@ -90,45 +84,49 @@ export class SlotWriter {
    * the I/O. The bytes must stay unchanged until the promise settles.
    */
   async writeAsync(bytes: Uint8Array): Promise<void> {
+    this.accept(bytes);
+    for (const _ of this.stageBytes(bytes, this.written - bytes.byteLength)) await this.flushStageAsync();
+  }
+
+  /** Zeroes the alignment gap (explicitly, not left as a file hole), reads it back, and returns the payload's sha256. */
+  finish(): string {
+    for (const _ of this.padding()) this.flushStage();
+    this.flushStage();
+    return this.complete();
+  }
+
+  /** finish(), waiting for the last stages' I/O instead of doing it in line. */
+  async finishAsync(): Promise<string> {
+    for (const _ of this.padding()) await this.flushStageAsync();
+    await this.flushStageAsync();
+    await this.inflight;
+    return this.complete();
+  }
+
+  /** Checks a write against the plan and hashes it (the payload's hash is of exactly these bytes). */
+  private accept(bytes: Uint8Array): void {
     const { slot } = this;
     if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" written after it was finished`);
     if (this.written + bytes.byteLength > slot.length) {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
     }
     this.hash.update(bytes);
-    const at = this.written;
     this.written += bytes.byteLength;
-    await this.put(bytes, at, true);
   }
 
-  /** finish(), waiting for the last stages' I/O instead of doing it in line. */
-  async finishAsync(): Promise<string> {
+  /** The zero padding after a complete payload, through stageBytes (yields when a stage is full). */
+  private *padding(): Generator<void> {
     const { slot } = this;
     if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" finished twice`);
     if (this.written !== slot.length) {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
     }
     for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
-      await this.put(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done, true);
+      yield* this.stageBytes(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done);
     }
-    await this.flushStageAsync();
-    await this.inflight;
-    this.releaseStages();
-    this.finished = true;
-    return this.hash.digest("hex");
   }
 
-  /** Zeroes the alignment gap (explicitly, not left as a file hole), reads it back, and returns the payload's sha256. */
-  finish(): string {
-    const { slot } = this;
-    if (this.finished) throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" finished twice`);
-    if (this.written !== slot.length) {
-      throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" is ${this.written} bytes, planned ${slot.length}`, { details: { tensor: slot.tensor } });
-    }
-    for (let done = 0; done < slot.padding; done += ZEROS.byteLength) {
-      this.put(ZEROS.subarray(0, Math.min(ZEROS.byteLength, slot.padding - done)), slot.length + done);
-    }
-    this.flushStage();
+  private complete(): string {
     this.releaseStages();
     this.finished = true;
     return this.hash.digest("hex");
@@ -151,13 +149,11 @@ export class SlotWriter {
   }
 
   /**
-   * Bytes at slot offset `offset` (payload then padding): the direct range staged, the rest written
-   * and read back through the cache. `wait`: full stages go out asynchronously (a promise).
+   * Bytes at slot offset `offset` (payload then padding): the pieces outside the direct range are
+   * written and read back through the cache here; the rest is copied into the stage, and this
+   * yields each time the stage is ready to go out (full, or at the direct range's end).
    */
-  private put(bytes: Uint8Array, offset: number): void;
-  private put(bytes: Uint8Array, offset: number, wait: true): Promise<void>;
-  private put(bytes: Uint8Array, offset: number, wait = false): void | Promise<void> {
-    if (wait) return this.putAsync(bytes, offset);
+  private *stageBytes(bytes: Uint8Array, offset: number): Generator<void> {
     let at = 0;
     while (at < bytes.byteLength) {
       const here = offset + at;
@@ -176,30 +172,7 @@ export class SlotWriter {
       this.stage.bytes.set(piece, this.staged);
       this.staged += piece.byteLength;
       at += piece.byteLength;
-      if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) this.flushStage();
-    }
-  }
-
-  private async putAsync(bytes: Uint8Array, offset: number): Promise<void> {
-    let at = 0;
-    while (at < bytes.byteLength) {
-      const here = offset + at;
-      if (here < this.directStart || here >= this.directEnd) {
-        // the cached pieces are at most a block at each end of the slot: written in line
-        const until = here < this.directStart ? this.directStart : this.slot.length + this.slot.padding;
-        const length = Math.min(bytes.byteLength - at, until - here);
-        this.put(bytes.subarray(at, at + length), here);
-        at += length;
-        continue;
-      }
-      this.stage ??= takeStage();
-      if (this.staged === 0) this.stageOffset = here;
-      const room = Math.min(this.stage.bytes.byteLength - this.staged, this.directEnd - here);
-      const piece = bytes.subarray(at, at + Math.min(room, bytes.byteLength - at));
-      this.stage.bytes.set(piece, this.staged);
-      this.staged += piece.byteLength;
-      at += piece.byteLength;
-      if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) await this.flushStageAsync();
+      if (this.staged === this.stage.bytes.byteLength || here + piece.byteLength === this.directEnd) yield;
     }
   }
 
