@@ -49,6 +49,17 @@ describe(".npy v1.0", () => {
     );
   });
 
+  it("reading a file closes it: no descriptor is left for the garbage collector (Linux: /proc/self/fd)", async () => {
+    const openDescriptors = async () => (await readdir("/proc/self/fd").catch(() => undefined))?.length;
+    if ((await openDescriptors()) === undefined) return; // no /proc here
+    const path = join(await mkdtemp(join(root, "close-")), "m.npy");
+    await writeNpy(path, Float32Array.of(1, 2, 3, 4), [2, 2]);
+    await readNpyFile(path); // whatever the first read opens for good (lazy handles) is opened here
+    const before = await openDescriptors();
+    for (let i = 0; i < 20; i++) await readNpyFile(path);
+    expect(await openDescriptors()).toBe(before);
+  });
+
   it("streams rows, and an aborted writer leaves nothing behind", async () => {
     const dir = await mkdtemp(join(root, "stream-"));
     const writer = await NpyWriter.create(join(dir, "s.npy"), [3, 2]);

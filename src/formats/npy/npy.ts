@@ -1,6 +1,6 @@
 import { B158Error } from "../../errors.js";
 import { AtomicFile } from "../../io/atomic-file.js";
-import { openFileWith, type ByteSource } from "../../io/byte-source.js";
+import { fileSource, type ByteSource } from "../../io/byte-source.js";
 
 /**
  * NumPy's .npy format, version 1.0, for float32 matrices (logits that anyone can load with
@@ -107,8 +107,14 @@ export interface NpyMatrix {
   readonly values: Float32Array;
 }
 
-export function readNpyFile(path: string): Promise<NpyMatrix> {
-  return openFileWith(path, readNpy);
+/** Reads the whole matrix and closes the file (the matrix keeps nothing of it). */
+export async function readNpyFile(path: string): Promise<NpyMatrix> {
+  const source = await fileSource(path);
+  try {
+    return await readNpy(source);
+  } finally {
+    await source.close();
+  }
 }
 
 export async function readNpy(source: ByteSource): Promise<NpyMatrix> {
