@@ -12,6 +12,7 @@ import { packTl2, unpackTl2 } from "./tl2.js";
 import { packQ2_0, unpackQ2_0 } from "./q2_0.js";
 import type { GroupScales } from "./scales.js";
 import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
+import { lcgTernary } from "../../test/support/vector-lcg.js";
 
 /**
  * Byte-exact agreement with the upstream implementations' own outputs (test/vectors: bitnet.cpp's
@@ -20,18 +21,6 @@ import { packTq1_0, packTq2_0, unpackTq1_0, unpackTq2_0 } from "./tq.js";
 const VECTORS = fileURLToPath(new URL("../../test/vectors/", import.meta.url));
 const vector = (path: string): Uint8Array => new Uint8Array(readFileSync(VECTORS + path));
 const SCALE = 53 / 1024;
-
-/** The vectors' LCG, for the inputs not stored (seed 4242). */
-function lcgTernary(seed: number, M: number, K: number): Int8Array {
-  const out = new Int8Array(M * K);
-  let s = seed;
-  for (let i = 0; i < out.length; i++) {
-    // mod 2^31 keeps only low bits, so 32-bit multiplication is exact here (a float64 product is not)
-    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
-    out[i] = ((s >>> 16) % 3) - 1;
-  }
-  return out;
-}
 
 /** Fails with the first differing offset in hex, as gguf-py's compare_tensors does. */
 function expectSameBytes(actual: Uint8Array, expected: Uint8Array): void {

@@ -13,6 +13,7 @@ import { checkEligibility, type LayoutId, type LayoutParams } from "../layouts.j
 import { readStored } from "../stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../ternarize.js";
 import { Arena, convertKernelsKind, type WasmKernels } from "./kernels.js";
+import { lcgTernary } from "../../../test/support/vector-lcg.js";
 
 /**
  * The converter's WebAssembly kernels (gen-convert.ts) against the TypeScript packers and passes
@@ -124,7 +125,7 @@ describe("converter kernels in WebAssembly", () => {
     });
 
     it("q2_0 64x320 (K not a multiple of 256)", () => {
-      const stored = readStored(new Uint8Array(Float32Array.from(lcgFromVectors(320, 64, 320), (c) => c * SCALE).buffer), "F32", [64, 320]);
+      const stored = readStored(new Uint8Array(Float32Array.from(lcgTernary(320, 64, 320), (c) => c * SCALE).buffer), "F32", [64, 320]);
       const { payload } = packByRanges({ layout: "q2_0", blockSize: 64 }, stored.codes, [64, 320], stored.scale as number, 7 * 320, wasmArena());
       expectSameBytes(payload, vector("q2_0/q2_0_64x320.bin"));
     });
@@ -323,17 +324,6 @@ function catchCode(run: () => unknown): string | undefined {
   } catch (error) {
     return error instanceof B158Error ? error.code : String(error);
   }
-}
-
-/** golden.spec.ts's LCG (mod 2^31), for q2_0_64x320's input. */
-function lcgFromVectors(seed: number, M: number, K: number): Int8Array {
-  const out = new Int8Array(M * K);
-  let s = seed;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
-    out[i] = ((s >>> 16) % 3) - 1;
-  }
-  return out;
 }
 
 describe("NaN/Inf count in WebAssembly", () => {
