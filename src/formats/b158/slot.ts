@@ -202,14 +202,13 @@ export class SlotWriter {
       let read = 0;
       while (read < staged) {
         const n = (await fsRead(slot.directFd!, back, read, staged - read, slot.position + offset + read)).bytesRead;
-        if (n === 0) throw new B158Error("E_IO", `${slot.output}: the file being written is shorter than "${slot.tensor}"`);
+        if (n === 0) throw this.shortFile();
         read += n;
       }
-      if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+      this.verify(bytes, back, offset);
       this.directWritten += staged;
     } catch (cause) {
-      if (!isInvalid(cause)) throw cause instanceof B158Error ? cause : ioError(slot.output, "write", cause);
-      directRefused = true;
+      this.refuseDirect(cause);
       this.writeStageCached(stage, offset, staged);
     }
   }
@@ -219,7 +218,7 @@ export class SlotWriter {
     const bytes = stage.bytes.subarray(0, staged);
     writeFully(this.slot, bytes, this.slot.position + offset);
     const back = readSlot(this.slot, offset, staged, stage.back);
-    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+    this.verify(bytes, back, offset);
   }
 
   /** Writes the staged whole blocks directly and compares them with what the file then holds. */
@@ -234,14 +233,12 @@ export class SlotWriter {
       try {
         writeDirect(slot.directFd!, bytes, slot.position + offset);
         const back = stage.back.subarray(0, staged);
-        if (readDirect(slot.directFd!, back, slot.position + offset) !== staged) throw new B158Error("E_IO", `${slot.output}: the file being written is shorter than "${slot.tensor}"`);
-        if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, staged), Buffer.from(bytes.buffer, bytes.byteOffset, staged)) !== 0) this.compareBytes(bytes, back, offset);
+        if (readDirect(slot.directFd!, back, slot.position + offset) !== staged) throw this.shortFile();
+        this.verify(bytes, back, offset);
         this.directWritten += staged;
         return;
       } catch (cause) {
-        // a filesystem that opens O_DIRECT but refuses these writes (EINVAL): the cache for the rest of this process
-        if (!isInvalid(cause)) throw cause instanceof B158Error ? cause : ioError(slot.output, "write", cause);
-        directRefused = true;
+        this.refuseDirect(cause);
       }
     }
     this.writeStageCached(stage, offset, staged);
@@ -252,9 +249,23 @@ export class SlotWriter {
     return this.directWritten;
   }
 
-  /** Which part differed: the payload's bytes, or its zero padding. */
-  private compareBytes(wrote: Uint8Array, back: Uint8Array, offset: number): void {
+  /** Compares a stage with what the file gave back and, where they differ, which part did: the payload's bytes, or its zero padding. */
+  private verify(wrote: Uint8Array, back: Uint8Array, offset: number): void {
+    if (Buffer.compare(Buffer.from(back.buffer, back.byteOffset, back.byteLength), Buffer.from(wrote.buffer, wrote.byteOffset, wrote.byteLength)) === 0) return;
     for (let i = 0; i < wrote.byteLength; i++) if (wrote[i] !== back[i]) this.mismatch(offset + i, 1);
+  }
+
+  /**
+   * A failed direct write or read: a filesystem that opens O_DIRECT but refuses these writes
+   * (EINVAL) sends this thread through the cache from then on; anything else is an I/O error.
+   */
+  private refuseDirect(cause: unknown): void {
+    if (!isInvalid(cause)) throw cause instanceof B158Error ? cause : ioError(this.slot.output, "write", cause);
+    directRefused = true;
+  }
+
+  private shortFile(): B158Error {
+    return new B158Error("E_IO", `${this.slot.output}: the file being written is shorter than "${this.slot.tensor}"`);
   }
 
   private mismatch(offset: number, length: number): void {
