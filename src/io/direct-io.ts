@@ -3,8 +3,9 @@ import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
 /**
  * Direct I/O (O_DIRECT, Linux): whole blocks between the file and our memory, no page cache. A
  * converter's output is written once and not read again soon, and on the machines we measured,
- * putting 1 GiB through the page cache cost 2.6-2.8 CPU-seconds of kernel time (filling fresh
- * cache pages), against 0.13 with O_DIRECT and a faster wall time (`npm run bench`). The rules
+ * putting 1 GiB through the page cache cost 2.4-2.8 CPU-seconds of kernel time (filling fresh
+ * cache pages), against 0.06-0.16 with O_DIRECT and a faster wall time (`npm run bench`'s write
+ * floors). The rules
  * O_DIRECT imposes: file offset, length and memory address all multiples of the device's logical
  * block; DIRECT_BLOCK (4096) covers every block size in use and is one page on x86-64, so a block
  * written directly shares no cache page with bytes written through the cache (with larger pages the
