@@ -11,7 +11,7 @@ import { checkPacked, runTernaryTask, type TaskLimits, type TernaryTask } from "
 
 /**
  * A tensor task streamed through small limits (many pieces, ranges and carried-over codes), in
- * the WebAssembly arena and in plain memory, read once or twice: the payload, scale and check of
+ * the WebAssembly arena and in plain memory: the payload, scale and check of
  * ternarizing (or unpacking) the whole tensor and packing it at once.
  */
 const LAYOUTS: LayoutId[] = ["i2_s", "tq2_0", "tq1_0", "q2_0", "tl1", "tl2"];
@@ -38,7 +38,7 @@ describe("ternary tasks through small limits", () => {
         fc.constantFrom<LatentDtype>("BF16", "F16", "F32"),
         fc.constantFrom(64, 128, 256, 320),
         fc.constantFrom(256, 512, 768),
-        fc.record({ rangeCodes: fc.integer({ min: 1, max: 70_000 }), holdBytes: fc.constantFrom(0, 1 << 30), pieceBytes: fc.integer({ min: 1, max: 9000 }).map((n) => 16 * n) }),
+        fc.record({ rangeCodes: fc.integer({ min: 1, max: 70_000 }), pieceBytes: fc.integer({ min: 1, max: 9000 }).map((n) => 16 * n) }),
         fc.integer({ min: 1, max: 40_000 }).map((n) => 4 * n),
         fc.boolean(),
         fc.integer(),
@@ -75,7 +75,7 @@ describe("ternary tasks through small limits", () => {
           return b;
         });
         const t = task({ shape: [M, K], byteLength: packed.byteLength, sourceDtype: "U8", action: "repack", packedShape: [M / 4, K], repackScale: 0.75, encoding: { kind: "layout", params }, chunkBytes: 1 << 20 });
-        const result = await runTernaryTask(t, memorySource("t", packed), inWasm ? wasm : Arena.plain(), { rangeCodes, holdBytes: 0, pieceBytes: 1 << 20 });
+        const result = await runTernaryTask(t, memorySource("t", packed), inWasm ? wasm : Arena.plain(), { rangeCodes, pieceBytes: 1 << 20 });
         const codes = unpackHfPacked(packed, M / 4, K, M);
         const whole = packLayout(params, codes, [M, K], 0.75);
         expect(Buffer.from(result.payload).equals(Buffer.from(whole))).toBe(true);

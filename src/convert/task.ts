@@ -77,18 +77,12 @@ function runWith(task: TernaryTask, source: ByteSource, lease: Lease, arena: Are
 export interface TaskLimits {
   /** About this many codes per range: codes, packed bytes and decoded codes stay in a core's L2. */
   readonly rangeCodes: number;
-  /**
-   * Latent tensors up to this size are read once: pass 1 reads them piece by piece into one buffer
-   * that pass 2 then codes from memory, instead of reading the file again (a copy out of the page
-   * cache for every byte). Larger ones are read twice, so memory stays bounded by this.
-   */
-  readonly holdBytes: number;
   /** Bytes read at a time within a chunk: small enough to be processed while still in this core's cache. */
   readonly pieceBytes: number;
 }
 
 /** The converter's (tests pass small ones, to cross many range and piece boundaries). */
-export const TASK_LIMITS: TaskLimits = { rangeCodes: 128 * 1024, holdBytes: 64 * 1024 * 1024, pieceBytes: 1024 * 1024 };
+export const TASK_LIMITS: TaskLimits = { rangeCodes: 128 * 1024, pieceBytes: 1024 * 1024 };
 
 /** A fallback encoding's repack: the whole codes, dequantized. */
 async function repackTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
@@ -139,7 +133,7 @@ function int8(bytes: Uint8Array): Int8Array {
 async function ternarizeTensor(task: TernaryTask, source: ByteSource, lease: Lease): Promise<TernaryResult> {
   const { step, pieceBytes } = pieceSizes(task, TASK_LIMITS);
   const buffer = lease.bytes(pieceBytes);
-  const coder = await absmeanPass(task, source, step, pieceBytes, (_, length) => buffer.subarray(0, length));
+  const coder = await absmeanPass(task, source, step, buffer);
   const codes = lease.codes(task.shape[0] * task.shape[1]);
   let written = 0;
   for (const { offset, length } of pieces(task.byteLength, step, buffer.byteLength)) {
@@ -153,16 +147,14 @@ async function ternarizeByRanges(task: TernaryTask, params: LayoutParams, source
   const [M, K] = task.shape;
   const { step, pieceBytes, elementBytes } = pieceSizes(task, limits);
   const rangeCodes = Math.min(M, rangeRows(params, K, limits.rangeCodes)) * K;
-  const hold = task.byteLength <= limits.holdBytes;
-  // the codes of a range not yet whole, and a piece's
-  const [raw, codeBytes, payload, decoded] = arena.carve(hold ? task.byteLength : pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
-  const into = (offset: number, length: number) => (hold ? raw!.subarray(offset, offset + length) : raw!.subarray(0, length));
-  const coder = await absmeanPass(task, source, step, pieceBytes, into, arena);
+  // a piece's bytes, the codes of a range not yet whole and a piece's, the payload, a range decoded
+  const [raw, codeBytes, payload, decoded] = arena.carve(pieceBytes, rangeCodes + Math.ceil(pieceBytes / elementBytes), payloadBytesOf(params, task.shape), rangeCodes);
+  const coder = await absmeanPass(task, source, step, raw!, arena);
   const codes = int8(codeBytes!);
   const packer = new RangePacker(params, task.shape, coder.result().scale, payload!, int8(decoded!), arena.kernels);
   let filled = 0;
   for (const { offset, length } of pieces(task.byteLength, step, pieceBytes)) {
-    const piece = hold ? into(offset, length) : await readInto(source, task.fileOffset + offset, into(offset, length));
+    const piece = await readInto(source, task.fileOffset + offset, raw!.subarray(0, length));
     filled += coder.encode(piece, codes, filled);
     let start = 0;
     for (; filled - start >= rangeCodes; start += rangeCodes) packer.packRows(codes.subarray(start, start + rangeCodes));
@@ -179,11 +171,11 @@ function pieceSizes(task: TernaryTask, limits: TaskLimits): { step: number; piec
   return { step, pieceBytes: Math.min(step, limits.pieceBytes, task.byteLength), elementBytes };
 }
 
-/** Pass 1 (the absmean), each piece read into the view `into` gives for it; the coder for pass 2. */
-async function absmeanPass(task: TernaryTask, source: ByteSource, step: number, pieceBytes: number, into: (offset: number, length: number) => Uint8Array, arena?: Arena): Promise<TernaryCoder> {
+/** Pass 1 (the absmean), each piece read into `buffer` (a piece's size); the coder for pass 2. */
+async function absmeanPass(task: TernaryTask, source: ByteSource, step: number, buffer: Uint8Array, arena?: Arena): Promise<TernaryCoder> {
   const accumulator = new AbsmeanAccumulator(task.sourceDtype as LatentDtype, task.name, arena?.kernels);
-  for (const { offset, length, last } of pieces(task.byteLength, step, pieceBytes)) {
-    accumulator.addPiece(await readInto(source, task.fileOffset + offset, into(offset, length)), last);
+  for (const { offset, length, last } of pieces(task.byteLength, step, buffer.byteLength)) {
+    accumulator.addPiece(await readInto(source, task.fileOffset + offset, buffer.subarray(0, length)), last);
   }
   return accumulator.coder(arena?.kernels);
 }
