@@ -37,7 +37,8 @@ export function retryingFetch(options: RetryOptions = {}): typeof fetch {
         const response = await inner(input, signal ? { ...init, signal } : init);
         if (!RETRY_STATUS.has(response.status) || attempt >= attempts) return response;
         reason = `HTTP ${response.status}`;
-        const header = Number(response.headers.get("retry-after"));
+        // no header is no hint (Number(null) would be 0: an immediate retry)
+        const header = Number(response.headers.get("retry-after") ?? Number.NaN);
         if (Number.isFinite(header) && header >= 0) retryAfter = header * 1000;
         await response.body?.cancel().catch(() => undefined);
       } catch (error) {
