@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   E_SOURCE_UNRECOGNIZED: { exit: "badInput", summary: "The source is not a checkpoint directory or a .safetensors file." },
   E_SOURCE_AMBIGUOUS: { exit: "badInput", summary: "The directory holds more than one candidate set of weights." },
   E_IO: { exit: "io", summary: "Reading or writing a file failed." },
+  E_SOURCE_CHANGED: { exit: "io", summary: "A source file changed while it was being converted." },
 
   // safetensors
   E_SAFETENSORS_TRUNCATED: { exit: "badInput", summary: "The file is shorter than its header says." },

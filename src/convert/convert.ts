@@ -10,10 +10,10 @@ import { TERNARY_TYPE } from "../export/gguf.js";
 import { modelActivationDiagnostics } from "../model/activation.js";
 import { DTYPE_BYTES, isFloatDtype } from "../formats/safetensors/dtypes.js";
 import { readTensorBytes } from "../formats/safetensors/read.js";
-import type { B158Header, B158Options } from "../formats/b158/header.js";
+import type { B158Options, EmbeddedFile } from "../formats/b158/header.js";
 import { headerParams } from "../formats/b158/params.js";
 import { PLAIN_LAYOUT_BYTES, type PlainLayout } from "../formats/b158/spec.js";
-import { B158Writer, type PlannedTensor } from "../formats/b158/write.js";
+import { B158Writer, type PlannedTensor, type WriterDraft } from "../formats/b158/write.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import type { WeightsOverride } from "../model/family.js";
 import { planCheckpoint, type PlanEntry, type TensorPlan } from "../model/plan.js";
@@ -24,6 +24,7 @@ import { parseLayoutId, SCALE_BLOCK, type LayoutId } from "../pack/layouts.js";
 import { scaleFromWeightScale } from "../pack/repack.js";
 import { prepareOutput } from "../io/atomic-file.js";
 import { fileSha256 } from "../io/file-hash.js";
+import { readAhead } from "../io/byte-source.js";
 import { bitsPerWeightByRole } from "../report/bits-per-weight.js";
 import { TOOL } from "../version.js";
 import type { FloatLayout } from "./float-convert.js";
@@ -396,16 +397,10 @@ function readScalar(bytes: Uint8Array, dtype: string): number {
   return fromF16Bits(view.getUint16(0, true));
 }
 
-async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: ConvertOptions): Promise<Omit<B158Header, "tensors">> {
-  const files: Record<string, Uint8Array> = {};
+async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: ConvertOptions): Promise<WriterDraft> {
+  const files: Record<string, EmbeddedFile> = {};
   for (const name of [CONFIG_FILE, ...checkpoint.auxiliaryFiles]) {
-    if (!(await checkpoint.files.has(name))) continue;
-    const source = await checkpoint.files.open(name);
-    try {
-      files[name] = await source.read(0, source.size);
-    } finally {
-      await source.close();
-    }
+    if (await checkpoint.files.has(name)) files[name] = await embeddedSource(checkpoint, name);
   }
   const origin = checkpoint.files.origin;
   const opts: B158Options = {
@@ -430,6 +425,27 @@ async function headerDraft(checkpoint: Checkpoint, plan: TensorPlan, options: Co
     tool: TOOL,
   };
 }
+
+/** A file the header embeds, read from the checkpoint when the header is written (and hashed now, so a change in between is caught). */
+async function embeddedSource(checkpoint: Checkpoint, name: string): Promise<EmbeddedFile> {
+  const chunks = async function* () {
+    const source = await checkpoint.files.open(name);
+    try {
+      yield* readAhead(source, 0, source.size, EMBEDDED_CHUNK_BYTES, true);
+    } finally {
+      await source.close();
+    }
+  };
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of chunks()) {
+    hash.update(chunk);
+    size += chunk.byteLength;
+  }
+  return { size, sha256: hash.digest("hex"), chunks };
+}
+
+const EMBEDDED_CHUNK_BYTES = 1024 * 1024;
 
 function summarize(options: ConvertOptions, checkpoint: Checkpoint, plan: TensorPlan, jobs: readonly Job[], fallbacks: ConvertSummary["fallbacks"], size: number, sha256: string, threads: number, started: bigint, validated: boolean, directIoBytes: number): ConvertSummary {
   const byLayout: Record<string, number> = {};

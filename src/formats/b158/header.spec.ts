@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { B158Error } from "../../errors.js";
-import { decodeHeader, encodeHeader, HeaderSyntaxError, MAX_HEADER_DEPTH, type B158Header } from "./header.js";
+import fc from "fast-check";
+import { decodeHeader, encodeHeader, encodeHeaderParts, HeaderSyntaxError, MAX_HEADER_DEPTH, type B158Header } from "./header.js";
 
 const bytes = (...parts: (number | string)[]): Uint8Array =>
   Uint8Array.from(parts.flatMap((p) => (typeof p === "number" ? [p] : [...Buffer.from(p, "utf8")])));
@@ -81,5 +82,47 @@ describe("encodeHeader", () => {
     expect(caught).toBeInstanceOf(B158Error);
     expect((caught as B158Error).code).toBe("E_MODEL_UNSUPPORTED");
     expect((caught as B158Error).message).toContain("header.tensors[0].name");
+  });
+});
+
+describe("encodeHeaderParts: the header around its embedded files' bytes", () => {
+  const rest = { format: "b158", model: { family: "bitnet", architecture: null, config: { vocab_size: 128256 } }, provenance: { source: { kind: "local" }, files: [], options: {} }, tensors: [{ name: "w", scale: 0.5 }], tool: { name: "b158", version: "1" } };
+  const bytesOf = (size: number, seed: number) => Uint8Array.from({ length: size }, (_, i) => (i * 31 + seed) & 0xff);
+
+  /** The parts joined with the files' bytes, as a writer streams them. */
+  const joined = (files: Record<string, Uint8Array>) => {
+    const parts = encodeHeaderParts(rest as unknown as Omit<B158Header, "files">, Object.entries(files).map(([name, b]) => ({ name, size: b.byteLength })));
+    const out = Buffer.concat([parts.head, ...parts.files.flatMap((f) => [f.prefix, files[f.name]!]), parts.tail]);
+    expect(out.byteLength).toBe(parts.length);
+    return out;
+  };
+  const whole = (files: Record<string, Uint8Array>) => Buffer.from(encodeHeader({ ...rest, files } as unknown as B158Header));
+
+  it("gives encodeHeader's bytes at every MessagePack length boundary (map, str and bin prefixes)", () => {
+    for (const count of [0, 1, 15, 16, 17]) {
+      const files = Object.fromEntries(Array.from({ length: count }, (_, i) => [`f${i}.json`, bytesOf(i * 3, i)]));
+      expect(joined(files)).toEqual(whole(files));
+    }
+    for (const size of [0, 1, 255, 256, 65535, 65536, 70000]) expect(joined({ "tokenizer.json": bytesOf(size, size) })).toEqual(whole({ "tokenizer.json": bytesOf(size, size) }));
+    for (const length of [31, 32, 255, 256]) {
+      const name = "n".repeat(length);
+      expect(joined({ [name]: bytesOf(3, 1) })).toEqual(whole({ [name]: bytesOf(3, 1) }));
+    }
+  });
+
+  it("gives encodeHeader's bytes for random names (sorted by UTF-8 bytes, not UTF-16 units) and sizes", () => {
+    const name = fc.stringMatching(/^[a-z0-9./_-]{1,40}$/).chain((ascii) => fc.constantFrom(ascii, `${ascii}\uFF5E`, `${ascii}\u{1F600}`, `é${ascii}`));
+    fc.assert(
+      fc.property(fc.dictionary(name, fc.integer({ min: 0, max: 300 }), { maxKeys: 20 }), (sizes) => {
+        const files = Object.fromEntries(Object.entries(sizes).map(([n, size], i) => [n, bytesOf(size, i)]));
+        expect(joined(files)).toEqual(whole(files));
+      }),
+    );
+  });
+
+  it("refuses a file name UTF-8 cannot encode, as encodeHeader does", () => {
+    const parts = () => encodeHeaderParts(rest as unknown as Omit<B158Header, "files">, [{ name: "bad\uD800.json", size: 1 }]);
+    expect(parts).toThrow(B158Error);
+    expect(parts).toThrow(/lone surrogate/);
   });
 });

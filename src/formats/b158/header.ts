@@ -81,6 +81,82 @@ export function encodeHeader(header: B158Header): Uint8Array {
   return packr.pack(canonical(header));
 }
 
+/** A file the header embeds, by size and sha256; its bytes are read when the header is written. */
+export interface EmbeddedFile {
+  readonly size: number;
+  readonly sha256: string;
+  /** The file's bytes, in order (a writer checks their count and hash against the two above). */
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
+/**
+ * A header's bytes around its embedded files' (docs/FORMAT.md §1.2): `head`, then per file in key
+ * order its `prefix` (key and bin length) and its `size` bytes, then `tail` make exactly
+ * encodeHeader's bytes for the same header with those files. A writer streams the files' bytes
+ * from their sources rather than holding them (an 18 MB tokenizer.json, twice over in msgpackr's
+ * buffer, was most of what a conversion's memory grew by with the model).
+ */
+export interface HeaderParts {
+  readonly head: Uint8Array;
+  readonly files: readonly { readonly name: string; readonly prefix: Uint8Array; readonly size: number }[];
+  readonly tail: Uint8Array;
+  /** Bytes of the whole header. */
+  readonly length: number;
+}
+
+/** "files" is the first key in canonical order ("files" < "format" < "model" < ...): fixmap, fixstr "files", then its map. */
+const FILES_KEY = Uint8Array.of(0xa5, 0x66, 0x69, 0x6c, 0x65, 0x73);
+
+export function encodeHeaderParts(header: Omit<B158Header, "files">, files: readonly { readonly name: string; readonly size: number }[]): HeaderParts {
+  const names = Object.keys(canonical(Object.fromEntries(files.map((f) => [f.name, null])), "header.files") as object);
+  if (names.length !== files.length) throw new B158Error("E_INTERNAL", "an embedded file is named twice");
+  const sizes = new Map(files.map((f) => [f.name, f.size]));
+  const empty = encodeHeader({ ...header, files: {} });
+  const at = 1 + FILES_KEY.byteLength;
+  if (empty[0]! >>> 4 !== 0x8 || !FILES_KEY.every((b, i) => empty[1 + i] === b) || empty[at] !== 0x80) {
+    throw new B158Error("E_INTERNAL", "the header's encoding does not start with its files map");
+  }
+  const head = concat(empty.subarray(0, at), lengthPrefix(names.length, [0x80, 0xde, 0xdf], 16));
+  const utf8Encoder = new TextEncoder();
+  const parts = names.map((name) => {
+    const key = utf8Encoder.encode(name);
+    const size = sizes.get(name)!;
+    return { name, size, prefix: concat(lengthPrefix(key.byteLength, [0xa0, 0xd9, 0xda, 0xdb], 32), key, lengthPrefix(size, [-1, 0xc4, 0xc5, 0xc6], 0)) };
+  });
+  const tail = empty.slice(at + 1);
+  const length = head.byteLength + tail.byteLength + parts.reduce((sum, p) => sum + p.prefix.byteLength + p.size, 0);
+  return { head, files: parts, tail, length };
+}
+
+/**
+ * MessagePack's shortest length prefix: `codes` are [fix (ORed with n, below `fixLimit`; -1: none),
+ * 8-bit, 16-bit, 32-bit] (maps have no 8-bit form: pass three codes), big-endian as the format has it.
+ */
+function lengthPrefix(n: number, codes: readonly number[], fixLimit: number): Uint8Array {
+  const [fix, ...sized] = codes as [number, ...number[]];
+  if (n < fixLimit) return Uint8Array.of(fix | n);
+  const widths = sized.length === 3 ? [1, 2, 4] : [2, 4];
+  for (const [i, width] of widths.entries()) {
+    if (n < 2 ** (8 * width)) {
+      const out = new Uint8Array(1 + width);
+      out[0] = sized[i]!;
+      for (let b = 0; b < width; b++) out[width - b] = Math.floor(n / 2 ** (8 * b)) & 0xff;
+      return out;
+    }
+  }
+  throw new B158Error("E_INTERNAL", `a header length of ${n} is beyond MessagePack's`);
+}
+
+function concat(...arrays: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(arrays.reduce((sum, a) => sum + a.byteLength, 0));
+  let at = 0;
+  for (const a of arrays) {
+    out.set(a, at);
+    at += a.byteLength;
+  }
+  return out;
+}
+
 /** Deep enough for any header (config.json nests 3-4 levels), as for JSON (strict-json.ts). */
 export const MAX_HEADER_DEPTH = 64;
 

@@ -7,11 +7,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { expectB158Error } from "../../../test/support/expect-error.js";
 import { validateB158 } from "../../convert/validate-b158.js";
 import { packLayout } from "../../pack/codec.js";
-import type { B158Header } from "./header.js";
+import { encodeHeader, type B158Header, type EmbeddedFile } from "./header.js";
 import { openB158File } from "./read.js";
 import { readSlot, SlotWriter, type PayloadSlot } from "./slot.js";
 import { DATA_ALIGNMENT, PAYLOAD_ALIGNMENT } from "./spec.js";
-import { B158Writer, type PlannedTensor } from "./write.js";
+import { B158Writer, embeddedBytes, type PlannedTensor } from "./write.js";
 
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const FILL = 0xaa;
@@ -342,6 +342,61 @@ describe("B158Writer slots", () => {
     expect(validation.diagnostics).toEqual([]);
     expect(validation.ok).toBe(true);
     expect(validation.sha256).toBe(sha(new Uint8Array(await readFile(path))));
+  });
+
+  /** Every payload written and recorded, then finish() (which writes the header). */
+  const writeAll = async (writer: B158Writer) => {
+    for (const [i, bytes] of payloads.entries()) {
+      const sink = new SlotWriter(writer.slot(i));
+      sink.write(bytes);
+      writer.record(i, sink.finish(), planned[i]!.ternary ? SCALE : undefined);
+    }
+    return writer.finish();
+  };
+  /** An embedded file read from a source in 1000-byte chunks, as convert streams tokenizer.json. */
+  const streamed = (bytes: Uint8Array, now: () => Uint8Array = () => bytes): EmbeddedFile => ({
+    ...embeddedBytes(bytes),
+    async *chunks() {
+      const current = now();
+      for (let at = 0; at < current.byteLength; at += 1000) yield current.subarray(at, at + 1000);
+    },
+  });
+  const tokenizer = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 13) & 0xff);
+
+  it("streams embedded files into the header: the same bytes as encoding them in memory", async () => {
+    const path = join(dir, "streamed.b158");
+    const writer = await B158Writer.create(path, { ...draft, files: { ...draft.files, "tokenizer.json": streamed(tokenizer) } }, planned);
+    try {
+      const done = await writeAll(writer);
+      await writer.publish();
+      const file = new Uint8Array(await readFile(path));
+      const header = file.subarray(64, 64 + done.headerLength);
+      const read = await openB158File(path);
+      try {
+        expect(Buffer.from(read.header.files["tokenizer.json"]!)).toEqual(Buffer.from(tokenizer));
+        expect(Buffer.from(encodeHeader(read.header))).toEqual(Buffer.from(header));
+      } finally {
+        await read.close();
+      }
+      expect((await validateB158(path)).ok).toBe(true);
+    } finally {
+      await writer.abort();
+    }
+  });
+
+  it("an embedded file that changed after create() is E_SOURCE_CHANGED naming it, and nothing is published", async () => {
+    const changed = tokenizer.slice();
+    changed[65_000] = changed[65_000]! ^ 1;
+    for (const now of [() => changed, () => tokenizer.subarray(0, 69_999), () => Uint8Array.from([...tokenizer, 0])]) {
+      const path = join(dir, "changed.b158");
+      const writer = await B158Writer.create(path, { ...draft, files: { "tokenizer.json": streamed(tokenizer, now) } }, planned);
+      try {
+        await expectB158Error(writeAll(writer), "E_SOURCE_CHANGED", "tokenizer.json");
+      } finally {
+        await writer.abort();
+      }
+      await expect(readFile(path)).rejects.toThrow(/ENOENT/);
+    }
   });
 
   it("finish() before every payload is recorded is E_INTERNAL", async () => {

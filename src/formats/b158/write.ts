@@ -3,7 +3,7 @@ import { B158Error } from "../../errors.js";
 import { AtomicFile } from "../../io/atomic-file.js";
 import type { TensorScale } from "../../pack/scales.js";
 import type { PayloadSlot } from "./slot.js";
-import { encodeHeader, type B158Header, type B158TensorEntry } from "./header.js";
+import { encodeHeaderParts, type B158Header, type B158TensorEntry, type EmbeddedFile, type HeaderParts } from "./header.js";
 import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTES } from "./spec.js";
 
 /**
@@ -11,6 +11,7 @@ import { alignUp, DATA_ALIGNMENT, MAGIC, MAJOR, PAYLOAD_ALIGNMENT, PREAMBLE_BYTE
  * packed, so every offset is fixed up front and payloads can be written in any order, by
  * position, by the threads that make them (slot.ts). The header goes in last: its region is sized from the same header
  * with placeholder hashes and scales (the largest encodings), which keeps output deterministic.
+ * The files it embeds (tokenizer.json...) are streamed into it from their sources, never held.
  * Everything goes to a temp file beside the target, renamed into place only by publish().
  */
 
@@ -37,6 +38,9 @@ export const DIRECT_MIN_BYTES = 64 * 1024 * 1024;
 
 const PLACEHOLDER_SHA = "0".repeat(64);
 
+/** The header without its tensors, its embedded files as bytes or as sources read when the header is written. */
+export type WriterDraft = Omit<B158Header, "tensors" | "files"> & { readonly files: Readonly<Record<string, Uint8Array | EmbeddedFile>> };
+
 export class B158Writer {
   private readonly offsets: number[];
   private readonly hashes: (string | undefined)[];
@@ -44,7 +48,8 @@ export class B158Writer {
 
   private constructor(
     private readonly file: AtomicFile,
-    private readonly draft: Omit<B158Header, "tensors">,
+    private readonly draft: Omit<B158Header, "tensors" | "files">,
+    private readonly files: ReadonlyMap<string, EmbeddedFile>,
     private readonly planned: readonly PlannedTensor[],
     readonly dataOffset: number,
     readonly fileSize: number,
@@ -55,7 +60,8 @@ export class B158Writer {
     this.scales = planned.map(() => undefined);
   }
 
-  static async create(path: string, draft: Omit<B158Header, "tensors">, planned: readonly PlannedTensor[], options: WriterOptions = {}): Promise<B158Writer> {
+  static async create(path: string, { files: given, ...draft }: WriterDraft, planned: readonly PlannedTensor[], options: WriterOptions = {}): Promise<B158Writer> {
+    const files = new Map(Object.entries(given).map(([name, file]) => [name, file instanceof Uint8Array ? embeddedBytes(file) : file]));
     const offsets: number[] = [];
     let end = 0;
     for (const tensor of planned) {
@@ -64,16 +70,13 @@ export class B158Writer {
       end = offset + tensor.length;
     }
     // the largest encodings of what record() may bring: a float64 scale, and a u64 group size where one may come
-    const placeholder = encodeHeader({
-      ...draft,
-      tensors: planned.map((t, i) => ({ ...entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined), ...(t.mayGroup ? { group_size: Number.MAX_SAFE_INTEGER } : {}) })),
-    });
-    const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.byteLength, DATA_ALIGNMENT);
+    const placeholder = headerParts(draft, files, planned.map((t, i) => ({ ...entry(t, offsets[i]!, PLACEHOLDER_SHA, t.ternary ? Number.NaN : undefined), ...(t.mayGroup ? { group_size: Number.MAX_SAFE_INTEGER } : {}) })));
+    const dataOffset = alignUp(PREAMBLE_BYTES + placeholder.length, DATA_ALIGNMENT);
     const mode = options.directIo ?? "auto";
     const env = process.env.B158_DIRECT_IO;
     const direct = mode === "on" || (mode === "auto" && env !== "0" && (env === "1" || dataOffset + end >= DIRECT_MIN_BYTES));
     const file = await AtomicFile.create(path, options.force ?? false, direct);
-    return new B158Writer(file, draft, planned, dataOffset, dataOffset + end, offsets);
+    return new B158Writer(file, draft, files, planned, dataOffset, dataOffset + end, offsets);
   }
 
   get path(): string {
@@ -112,23 +115,34 @@ export class B158Writer {
     const missing = this.hashes.findIndex((h) => h === undefined);
     if (missing !== -1) throw new B158Error("E_INTERNAL", `payload ${missing} (${this.planned[missing]!.name}) was never written`);
     const tensors = this.planned.map((t, i) => entry(t, this.offsets[i]!, this.hashes[i]!, this.scales[i]));
-    const header = encodeHeader({ ...this.draft, tensors });
-    if (PREAMBLE_BYTES + header.byteLength > this.dataOffset) throw new B158Error("E_INTERNAL", "the header outgrew its reserved region");
+    const header = headerParts(this.draft, this.files, tensors);
+    if (PREAMBLE_BYTES + header.length > this.dataOffset) throw new B158Error("E_INTERNAL", "the header outgrew its reserved region");
+    const hash = createHash("sha256");
+    let at = PREAMBLE_BYTES;
+    const put = async (bytes: Uint8Array) => {
+      hash.update(bytes);
+      await this.file.write(bytes, at);
+      at += bytes.byteLength;
+    };
+    await put(header.head);
+    for (const { name, prefix } of header.files) {
+      await put(prefix);
+      await streamEmbedded(name, this.files.get(name)!, put);
+    }
+    await put(header.tail);
+    await this.file.write(new Uint8Array(this.dataOffset - at), at);
     const preamble = new Uint8Array(PREAMBLE_BYTES);
     const view = new DataView(preamble.buffer);
     preamble.set(MAGIC, 0);
     view.setUint16(8, MAJOR, true);
-    view.setUint16(10, minorVersion(this.draft, tensors), true);
+    view.setUint16(10, minorVersion({ ...this.draft, files: Object.fromEntries(this.files) }, tensors), true);
     view.setUint32(12, 0, true);
-    view.setBigUint64(16, BigInt(header.byteLength), true);
+    view.setBigUint64(16, BigInt(header.length), true);
     view.setBigUint64(24, BigInt(this.dataOffset), true);
-    preamble.set(createHash("sha256").update(header).digest(), 32);
-    const padding = this.dataOffset - PREAMBLE_BYTES - header.byteLength;
+    preamble.set(hash.digest(), 32);
     await this.file.write(preamble, 0);
-    await this.file.write(header, PREAMBLE_BYTES);
-    await this.file.write(new Uint8Array(padding), PREAMBLE_BYTES + header.byteLength);
     await this.file.finish(this.fileSize);
-    return { tempPath: this.file.tempPath, size: this.fileSize, headerLength: header.byteLength, dataOffset: this.dataOffset };
+    return { tempPath: this.file.tempPath, size: this.fileSize, headerLength: header.length, dataOffset: this.dataOffset };
   }
 
   /** Waits for the flush, then renames the finished temp file onto the target: the only moment the target changes. */
@@ -146,6 +160,39 @@ export class B158Writer {
   }
 }
 
+function headerParts(draft: Omit<B158Header, "tensors" | "files">, files: ReadonlyMap<string, EmbeddedFile>, tensors: readonly B158TensorEntry[]): HeaderParts {
+  return encodeHeaderParts({ ...draft, tensors }, [...files].map(([name, file]) => ({ name, size: file.size })));
+}
+
+/** Writes an embedded file's bytes through `put`, refusing them unless they are the ones the header was sized and planned for. */
+async function streamEmbedded(name: string, file: EmbeddedFile, put: (bytes: Uint8Array) => Promise<void>): Promise<void> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of file.chunks()) {
+    size += chunk.byteLength;
+    if (size > file.size) break;
+    hash.update(chunk);
+    await put(chunk);
+  }
+  if (size !== file.size || hash.digest("hex") !== file.sha256) {
+    throw new B158Error("E_SOURCE_CHANGED", `${name}: the file changed while b158 was converting (${file.size} bytes when it started)`, {
+      details: { file: name },
+      hint: "Let whatever writes into the source finish, then convert again.",
+    });
+  }
+}
+
+/** An embedded file already in memory. */
+export function embeddedBytes(bytes: Uint8Array): EmbeddedFile {
+  return {
+    size: bytes.byteLength,
+    sha256: createHash("sha256").update(bytes).digest("hex"),
+    async *chunks() {
+      yield bytes;
+    },
+  };
+}
+
 function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: TensorScale | undefined): B158TensorEntry {
   const { ternary: _ternary, mayGroup: _mayGroup, ...rest } = tensor;
   const scaleFields = scale === undefined ? {} : typeof scale === "number" ? { scale } : { group_size: scale.groupSize };
@@ -153,7 +200,7 @@ function entry(tensor: PlannedTensor, offset: number, sha256: string, scale: Ten
 }
 
 /** The smallest minor whose features the header uses (docs/FORMAT.md §1.8): 1.0 files stay byte for byte what 1.0 writers made. */
-export function minorVersion(draft: Omit<B158Header, "tensors">, tensors: readonly B158TensorEntry[]): 0 | 1 {
+export function minorVersion(draft: Omit<B158Header, "tensors" | "files"> & { readonly files: object }, tensors: readonly B158TensorEntry[]): 0 | 1 {
   const uses11 =
     draft.model.family === "fake-quantized" ||
     draft.model.family === "bitnet-embedding" ||
