@@ -183,6 +183,8 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
     stopOnAbort = () => void pool.close(interrupted());
     options.signal?.addEventListener("abort", stopOnAbort, { once: true });
     const written = await writeJobs(jobs, writer, pool, report, checkAbort);
+    // the workers' memory (their heaps and arenas) is not needed to finish and validate the file
+    await pool.close();
     checkAbort();
     const finished = await writer.finish();
     let validation: B158Validation | undefined;
