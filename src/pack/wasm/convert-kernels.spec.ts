@@ -9,10 +9,10 @@ import { decodeWritten, payloadBytesOf, RangePacker, rangeRows, sameBytes } from
 import { packLayout } from "../codec.js";
 import { toBf16Bits, toF16Bits } from "../float16.js";
 import { unpackHfPacked, unpackHfRows } from "../hf-packed.js";
-import { checkEligibility, type LayoutId, type LayoutParams } from "../layouts.js";
+import { checkEligibility, tl1TilingProblem, tl2TilingProblem, type LayoutId, type LayoutParams } from "../layouts.js";
 import { readStored } from "../stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../ternarize.js";
-import { Arena, convertKernelsKind, type WasmKernels } from "./kernels.js";
+import { Arena, convertKernelsKind, tl2RegionBytes, type Tl2Regions, type WasmKernels } from "./kernels.js";
 import { lcgTernary } from "../../../test/support/vector-lcg.js";
 
 /**
@@ -223,6 +223,156 @@ describe("converter kernels in WebAssembly", () => {
     });
   });
 
+  describe("TL1 and TL2: every tiling, and the decode check on damaged regions", () => {
+    type TlParams = Extract<LayoutParams, { layout: "tl1" | "tl2" }>;
+    interface TlCase {
+      readonly params: TlParams;
+      readonly shape: [number, number];
+    }
+    /** A TL1 tiling (bm 32 or 64, BM up to 5 bm, BK up to 128) and a shape of 1-2 row tiles by 1-3 column tiles. */
+    const tl1Cases = fc
+      .record({ bm: fc.constantFrom(32, 64), bmSteps: fc.integer({ min: 1, max: 5 }), bkSteps: fc.integer({ min: 1, max: 32 }), rowTiles: fc.integer({ min: 1, max: 2 }), colTiles: fc.integer({ min: 1, max: 3 }) })
+      .map(({ bm, bmSteps, bkSteps, rowTiles, colTiles }): TlCase => {
+        const by = 256 / bm;
+        const [BM, BK] = [bm * bmSteps, by * Math.min(bkSteps, 128 / by)];
+        return { params: { layout: "tl1", tilingSource: "kernel-config", BM, BK, bm }, shape: [BM * rowTiles, BK * colTiles] };
+      });
+    /** A TL2 tiling (BM up to 128, BK any multiple of 24 up to 264) and a shape with a tail of 0..256 columns (under BK), K >= 256. */
+    const tl2Cases = fc
+      .record({ bmSteps: fc.integer({ min: 1, max: 4 }), bkSteps: fc.integer({ min: 1, max: 11 }), tailSteps: fc.integer({ min: 0, max: 8 }), rowTiles: fc.integer({ min: 1, max: 2 }), colTiles: fc.integer({ min: 1, max: 3 }) })
+      .map(({ bmSteps, bkSteps, tailSteps, rowTiles, colTiles }): TlCase => {
+        const [BM, BK] = [32 * bmSteps, 24 * bkSteps];
+        const tail = 32 * (tailSteps % (Math.floor((BK - 1) / 32) + 1));
+        const K = BK * Math.max(colTiles, Math.ceil((256 - tail) / BK)) + tail;
+        return { params: { layout: "tl2", tilingSource: "kernel-config", BM, BK, bm: 32 }, shape: [BM * rowTiles, K] };
+      });
+    const casesOf = (layout: "tl1" | "tl2") => (layout === "tl1" ? tl1Cases : tl2Cases);
+    const tensors = fc.constantFrom("random", "zero", "plus", "minus", "zero rows");
+
+    function tensor(kind: string, [M, K]: readonly [number, number], seed: number): Int8Array {
+      if (kind === "random" || kind === "zero rows") return lcgCodes(M * K, seed, kind === "zero rows" ? (seed >>> 3) % M : 0, K);
+      return new Int8Array(M * K).fill(kind === "plus" ? 1 : kind === "minus" ? -1 : 0);
+    }
+
+    /** TL's regions of a whole-tensor payload: TL1's one, TL2's A, S and B (not its padding). */
+    function regionsOf({ params, shape: [M, K] }: TlCase, payload: Uint8Array): Uint8Array[] {
+      if (params.layout === "tl1") return [payload.subarray(0, (M * K) / 4)];
+      let at = 0;
+      return tl2RegionBytes(M, K, params).map((length) => payload.subarray(at, (at += length)));
+    }
+
+    /** The kernels' check of `payload` (a whole tensor's) against `codes`, from views of the arena. */
+    function wasmCheck(arena: Arena, kernels: WasmKernels, c: TlCase, payload: Uint8Array, codes: Int8Array) {
+      const [codeView, ...regions] = place(arena, [u8(codes), ...regionsOf(c, payload)]);
+      const K = c.shape[1];
+      return c.params.layout === "tl1" ? kernels.checkTl1(regions[0]!, i8(codeView!), K, c.params) : kernels.checkTl2(regions as unknown as Tl2Regions, i8(codeView!), K, c.params);
+    }
+
+    /** What the TypeScript check finds: invalid (E_PACKED_CODE), round-trips, nonzero. */
+    function tsCheck(c: TlCase, payload: Uint8Array, codes: Int8Array) {
+      const decoded = decodeWritten(c.params, payload, c.shape);
+      return { invalid: decoded === undefined, roundTrips: decoded !== undefined && sameBytes(decoded.codes, codes), nonzero: codes.some((v) => v !== 0) };
+    }
+
+    function expectSameCheck(flags: { invalid: boolean; differs: boolean; nonzero: boolean }, expected: ReturnType<typeof tsCheck>): void {
+      expect({ invalid: flags.invalid, roundTrips: !flags.invalid && !flags.differs, nonzero: flags.nonzero }).toEqual(expected);
+    }
+
+    it.each(["tl1", "tl2"] as const)("%s: the TypeScript packer's bytes and check, on every tiling, for random, zero, all +1 and all -1 tensors", (layout) => {
+      const { arena, kernels } = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), (c, kind, seed) => {
+          const { params, shape } = c;
+          const [M, K] = shape;
+          expect((layout === "tl1" ? tl1TilingProblem : tl2TilingProblem)(M, K, params)).toBeUndefined();
+          const codes = tensor(kind, shape, seed);
+          const whole = packLayout(params, codes, shape, SCALE);
+          const expected = regionsOf(c, whole);
+          const [codeView, ...out] = place(arena, [u8(codes)], expected.map((r) => r.byteLength));
+          out.forEach((o) => o!.fill(0xa5)); // every byte must be written
+          const ternary = params.layout === "tl1" ? kernels.packTl1(i8(codeView!), K, params, out[0]!) : kernels.packTl2(i8(codeView!), K, params, out as unknown as Tl2Regions);
+          expect(ternary).toBe(true);
+          out.forEach((o, i) => expectSameBytes(o!, expected[i]!));
+          const flags = params.layout === "tl1" ? kernels.checkTl1(out[0]!, i8(codeView!), K, params) : kernels.checkTl2(out as unknown as Tl2Regions, i8(codeView!), K, params);
+          expectSameCheck(flags, tsCheck(c, whole, codes));
+        }),
+        { numRuns: 60 },
+      );
+    });
+
+    it.each(["tl1", "tl2"] as const)("%s: any damaged byte of any region, the TypeScript decoder's verdict", (layout) => {
+      const { arena, kernels } = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), fc.nat(), fc.integer({ min: 1, max: 255 }), (c, kind, seed, at, flip) => {
+          const codes = tensor(kind, c.shape, seed);
+          const damaged = packLayout(c.params, codes, c.shape, SCALE);
+          const body = regionsOf(c, damaged).reduce((sum, r) => sum + r.byteLength, 0);
+          damaged[at % body]! ^= flip;
+          expectSameCheck(wasmCheck(arena, kernels, c, damaged, codes), tsCheck(c, damaged, codes));
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    describe("each region's damage, as TypeScript decoding finds it", () => {
+      const tl1: TlCase = { params: { layout: "tl1", tilingSource: "kernel-config", BM: 64, BK: 64, bm: 64 }, shape: [128, 128] };
+      // K3 = 192 (A: 32 x 192 / 6 = 1024 bytes, S: 256 bytes), K2 = 64 (B: 512 bytes)
+      const tl2: TlCase = { params: { layout: "tl2", tilingSource: "kernel-config", BM: 32, BK: 96, bm: 32 }, shape: [32, 256] };
+      const [A, S, B] = [0, 1024, 1280];
+      /** Packs `kind`, damages byte `at` of the payload with `change`, and checks in both languages. */
+      function damage(c: TlCase, kind: string, at: number, change: (byte: number) => number) {
+        const { arena, kernels } = wasmArena();
+        const codes = tensor(kind, c.shape, 7);
+        const payload = packLayout(c.params, codes, c.shape, SCALE);
+        payload[at] = change(payload[at]!);
+        const flags = wasmCheck(arena, kernels, c, payload, codes);
+        expectSameCheck(flags, tsCheck(c, payload, codes));
+        return flags;
+      }
+      /** The high nibble's pair index moved to the next one in 0..8: still valid, other codes. */
+      const nextPairIndex = (b: number) => ((((b >>> 4) + 1) % 9) << 4) | (b & 15);
+      const invalid = { invalid: true, differs: expect.any(Boolean) as boolean, nonzero: true };
+      const differs = { invalid: false, differs: true, nonzero: true };
+
+      it("TL1: a nibble over 8 is invalid; another pair index differs", () => {
+        for (const at of [0, 17, 4095]) {
+          expect(damage(tl1, "random", at, (b) => (b & 0x0f) | 0x90)).toEqual(invalid);
+          expect(damage(tl1, "random", at, (b) => (b & 0xf0) | 0x0f)).toEqual(invalid);
+          expect(damage(tl1, "random", at, nextPairIndex)).toEqual(differs);
+        }
+        expect(damage(tl1, "zero", 100, () => 0x45)).toEqual({ invalid: false, differs: true, nonzero: false });
+      });
+
+      it("TL2's A: a magnitude over 13 is invalid; another magnitude differs", () => {
+        for (const at of [A, A + 9, S - 1]) {
+          expect(damage(tl2, "random", at, (b) => (b & 0x0f) | 0xe0)).toEqual(invalid);
+          expect(damage(tl2, "random", at, (b) => (b & 0xf0) | 0x0f)).toEqual(invalid);
+          // all +1: every triplet is v = 13, positive (no sign bits)
+          expect(damage(tl2, "plus", at, () => 0xdc)).toEqual(differs);
+          expect(damage(tl2, "plus", at, () => 0x0d)).toEqual(differs);
+        }
+      });
+
+      it("TL2's S: a flipped sign differs; a sign on a zero magnitude is invalid", () => {
+        for (const at of [S, S + 1, S + 100, B - 1]) {
+          for (const bit of [0, 3, 7]) {
+            expect(damage(tl2, "plus", at, (b) => b ^ (1 << bit))).toEqual(differs);
+            expect(damage(tl2, "minus", at, (b) => b ^ (1 << bit))).toEqual(differs);
+            expect(damage(tl2, "zero", at, (b) => b ^ (1 << bit))).toEqual({ invalid: true, differs: false, nonzero: false });
+          }
+        }
+      });
+
+      it("TL2's B (the tail): a nibble over 8 is invalid; another pair index differs", () => {
+        for (const at of [B, B + 33, B + 511]) {
+          expect(damage(tl2, "random", at, (b) => (b & 0x0f) | 0x90)).toEqual(invalid);
+          expect(damage(tl2, "random", at, (b) => (b & 0xf0) | 0x0c)).toEqual(invalid);
+          expect(damage(tl2, "random", at, nextPairIndex)).toEqual(differs);
+        }
+      });
+    });
+  });
+
   describe("ternarization passes", () => {
     /** 16-bit weights of random magnitude around `mean`, with special patterns (Inf, NaN, subnormals, +-0) where asked. */
     const halves = (dtype: "BF16" | "F16", n: number, seed: number, specials: boolean): Uint8Array => {
@@ -316,6 +466,16 @@ describe("converter kernels in WebAssembly", () => {
     );
   });
 });
+
+/** "code: message" of the B158Error `run` throws. */
+function catchError(run: () => unknown): string | undefined {
+  try {
+    run();
+    return undefined;
+  } catch (error) {
+    return error instanceof B158Error ? `${error.code}: ${error.message}` : String(error);
+  }
+}
 
 function catchCode(run: () => unknown): string | undefined {
   try {
