@@ -124,6 +124,22 @@ describe("converter kernels in WebAssembly", () => {
       expect(wasm.calls.get(method)).toBe(Math.ceil(M / 48));
     });
 
+    it.each([
+      ["bitnet/tl1_256x256_BM128_BK64_bm32.bin", "tl1", 256, 256, { BM: 128, BK: 64, bm: 32 }, () => codes256],
+      ["bitnet/tl1_256x256_BM256_BK128_bm64.bin", "tl1", 256, 256, { BM: 256, BK: 128, bm: 64 }, () => codes256],
+      ["bitnet/tl1_1536x1536_BM128_BK64_bm64_seed4242.bin", "tl1", 1536, 1536, { BM: 128, BK: 64, bm: 64 }, () => lcgTernary(4242, 1536, 1536)],
+      ["bitnet/tl2_256x256_BM128_BK96_bm32.bin", "tl2", 256, 256, { BM: 128, BK: 96, bm: 32 }, () => codes256],
+      ["bitnet/tl2_128x384_BM64_BK96_bm32.bin", "tl2", 128, 384, { BM: 64, BK: 96, bm: 32 }, () => i8(vector("bitnet/ternary_128x384_seed777.i8"))],
+      ["bitnet/tl2_3200x3200_BM320_BK96_bm32_seed4242.bin", "tl2", 3200, 3200, { BM: 320, BK: 96, bm: 32 }, () => lcgTernary(4242, 3200, 3200)],
+    ] as const)("%s", (file, layout, M, K, tiling, codes) => {
+      const wasm = wasmArena();
+      const { payload, check } = packByRanges({ layout, tilingSource: "preset", ...tiling }, codes(), [M, K], SCALE, 1, wasm);
+      expectSameBytes(payload, vector(file));
+      expect(check).toEqual({ nonzero: true, roundTrips: true, embeddedScale: undefined });
+      const method = layout === "tl1" ? "packTl1" : "packTl2";
+      expect(wasm.calls.get(method)).toBe(M / tiling.BM);
+    });
+
     it("q2_0 64x320 (K not a multiple of 256)", () => {
       const stored = readStored(new Uint8Array(Float32Array.from(lcgTernary(320, 64, 320), (c) => c * SCALE).buffer), "F32", [64, 320]);
       const { payload } = packByRanges({ layout: "q2_0", blockSize: 64 }, stored.codes, [64, 320], stored.scale as number, 7 * 320, wasmArena());
@@ -175,16 +191,25 @@ describe("converter kernels in WebAssembly", () => {
         ),
         { numRuns: 30 },
       );
-      if (layout === "i2_s" || layout === "tq2_0" || layout === "tq1_0" || layout === "q2_0") expect(wasm.calls.size).toBeGreaterThan(0);
+      expect(wasm.calls.size).toBeGreaterThan(0);
     });
 
-    it("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY", () => {
-      for (const params of [{ layout: "i2_s", blockSize: 128, variant: "x86" }, { layout: "tq2_0", blockSize: 256 }, { layout: "tq1_0", blockSize: 256 }, { layout: "q2_0", blockSize: 64 }] as LayoutParams[]) {
-        const codes = lcgCodes(4 * 256, 9);
-        codes[700] = 2;
-        const ts = catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024));
-        expect(ts).toBe("E_NOT_TERNARY");
-        expect(catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024, wasmArena()))).toBe(ts);
+    it.each([
+      [{ layout: "i2_s", blockSize: 128, variant: "x86" }, 4, 256, 700],
+      [{ layout: "tq2_0", blockSize: 256 }, 4, 256, 700],
+      [{ layout: "tq1_0", blockSize: 256 }, 4, 256, 700],
+      [{ layout: "q2_0", blockSize: 64 }, 4, 256, 700],
+      [{ layout: "tl1", tilingSource: "computed", BM: 64, BK: 64, bm: 64 }, 128, 256, 40 * 256 + 77],
+      [{ layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 }, 64, 256, 40 * 256 + 77], // a triplet column
+      [{ layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 }, 64, 256, 40 * 256 + 200], // the tail
+    ] as const)("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY: %o [%i, %i]", (params, M, K, at) => {
+      for (const bad of [2, -2, 127, -128]) {
+        const codes = lcgCodes(M * K, 9);
+        codes[at] = bad;
+        codes[at + 3 * K] = 5; // a later one: the error names the first
+        const ts = catchError(() => packByRanges(params, codes, [M, K], 0.5, 1024));
+        expect(ts).toMatch(/^E_NOT_TERNARY: value -?\d+ at \[\d+, \d+\]/);
+        expect(catchError(() => packByRanges(params, codes, [M, K], 0.5, 1024, wasmArena()))).toBe(ts);
       }
     });
   });
@@ -298,6 +323,35 @@ describe("converter kernels in WebAssembly", () => {
         }),
         { numRuns: 60 },
       );
+    });
+
+    it.each(["tl1", "tl2"] as const)("%s: range by range through RangePacker, the whole tensor's payload and check, on every tiling", (layout) => {
+      const wasm = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), fc.integer({ min: 1, max: 100_000 }), (c, kind, seed, rangeCodes) => {
+          const codes = tensor(kind, c.shape, seed);
+          const whole = packLayout(c.params, codes, c.shape, SCALE);
+          const ranges = c.shape[0] / Math.min(c.shape[0], rangeRows(c.params, c.shape[1], rangeCodes));
+          const before = wasm.calls.get(layout === "tl1" ? "packTl1" : "packTl2") ?? 0;
+          const inWasm = packByRanges(c.params, codes, c.shape, SCALE, rangeCodes, wasm);
+          expectSameBytes(inWasm.payload, whole);
+          expect(inWasm.check).toEqual(checkPacked(c.params, whole, codes, c.shape));
+          expect(wasm.calls.get(layout === "tl1" ? "packTl1" : "packTl2")! - before).toBe(ranges);
+        }),
+        { numRuns: 40 },
+      );
+    });
+
+    it.each([
+      [{ layout: "tl1", tilingSource: "kernel-config", BM: 64, BK: 48, bm: 32 }, [128, 256]], // K % BK != 0
+      [{ layout: "tl2", tilingSource: "kernel-config", BM: 32, BK: 72, bm: 32 }, [64, 256]], // a 40-column tail
+    ] as const)("a tiling that does not fit the shape: the TypeScript packer's E_TILING (%o)", (params, shape) => {
+      const codes = lcgCodes(shape[0] * shape[1], 3);
+      const ts = catchError(() => packByRanges(params, codes, shape, SCALE, 1));
+      expect(ts).toMatch(/^E_TILING: /);
+      const wasm = wasmArena();
+      expect(catchError(() => packByRanges(params, codes, shape, SCALE, 1, wasm))).toBe(ts);
+      expect(wasm.calls.size).toBe(0);
     });
 
     it.each(["tl1", "tl2"] as const)("%s: any damaged byte of any region, the TypeScript decoder's verdict", (layout) => {
