@@ -149,9 +149,9 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
   const outputNotes = await prepareOutput(options.output, options.force ?? false);
   const checkpoint = await openCheckpoint(await resolveSource(spec, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onDownload === undefined ? {} : { onDownload: options.onDownload }) }));
   let writer: B158Writer | undefined;
-  // two jobs per worker overlap one's disk writes with the other's work; TL1/TL2 hold whole-tensor
-  // code arrays (not row ranges), so a second job there would cost a second one of those
-  const pool = new TaskPool(options.threads ?? availableParallelism(), options.layout === "tl1" || options.layout === "tl2" ? 1 : 2);
+  // two jobs per worker overlap one's disk writes with the other's work; every layout packs by row
+  // ranges in its job's arena, so a second job costs a second arena, never a tensor's codes
+  const pool = new TaskPool(options.threads ?? availableParallelism(), 2);
   let stopOnAbort: (() => void) | undefined;
   try {
     const plan = await planCheckpoint(checkpoint, {

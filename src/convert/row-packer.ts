@@ -1,9 +1,9 @@
 import { B158Error } from "../errors.js";
 import { packLayout, unpackLayout, type Unpacked } from "../pack/codec.js";
 import { fromF16Bits } from "../pack/float16.js";
-import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, tl2PayloadBytes, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
+import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
 import { scaleBitsOf } from "../pack/tq.js";
-import type { CheckFlags, WasmKernels } from "../pack/wasm/kernels.js";
+import type { CheckFlags, Tl2Regions, WasmKernels } from "../pack/wasm/kernels.js";
 import type { PackedCheck } from "./validate-b158.js";
 
 /**
@@ -14,8 +14,9 @@ import type { PackedCheck } from "./validate-b158.js";
  * at a time, and their tile order puts a BM-row group's bytes in one slice (TL1) or one slice of
  * each of its three regions (TL2). Packing ranges with the layout's own packer therefore gives the
  * bytes of packing the tensor at once (row-packer.spec.ts). I2_S's tail (the f32 scale) and TL2's
- * zero padding are written once. With WebAssembly kernels and views in their memory, I2_S, TQ1_0,
- * TQ2_0 and Q2_0 pack and check in WebAssembly, with the same bytes and the same check.
+ * zero padding are written once. With WebAssembly kernels and views in their memory, every layout
+ * packs and checks in WebAssembly (TL2 into its three regions' slices at once), with the same
+ * bytes and the same check.
  */
 
 /** Rows a layout packs on its own: TL1/TL2 tile BM rows at once, the others any rows. */
@@ -131,40 +132,66 @@ export class RangePacker {
   }
 
   /**
-   * I2_S, TQ1_0, TQ2_0 and Q2_0 packed and checked in WebAssembly when the views lie in the
-   * kernels' memory; false when not done.
+   * Packed and checked in WebAssembly when the views lie in the kernels' memory; false when not
+   * done (nothing written): TQ / Q2_0 with a scale the packer refuses, or a TL tiling that does not
+   * fit, are left to the TypeScript packer, which raises their errors.
    */
   private packInWasm(codes: Int8Array, row: number, rows: number): boolean {
     const { kernels, params } = this;
     if (kernels === undefined || !kernels.holds(codes, this.payload)) return false;
-    if (params.layout !== "i2_s" && (this.d === undefined || (params.layout !== "tq2_0" && params.layout !== "q2_0" && params.layout !== "tq1_0"))) return false;
-    const [[, to, length]] = rangeSlices(params, this.shape, row, rows) as [[number, number, number]];
-    const out = this.payload.subarray(to, to + length);
+    const K = this.shape[1];
+    const regions = rangeSlices(params, this.shape, row, rows).map(([, to, length]) => this.payload.subarray(to, to + length));
+    const out = regions[0]!;
     let ternary: boolean;
     let flags: CheckFlags;
-    if (params.layout === "i2_s") {
-      ternary = kernels.packI2s(codes, params.blockSize, out);
-      flags = kernels.checkI2s(out, codes, params.blockSize);
-    } else if (params.layout === "tq2_0") {
-      ternary = kernels.packTq2_0(codes, this.d!, out);
-      flags = kernels.checkTq2_0(out, codes);
-    } else if (params.layout === "q2_0") {
-      ternary = kernels.packQ2_0(codes, this.d!, out);
-      flags = kernels.checkQ2_0(out, codes);
-    } else {
-      ternary = kernels.packTq1_0(codes, this.d!, out);
-      flags = kernels.checkTq1_0(out, codes);
+    switch (params.layout) {
+      case "i2_s":
+        ternary = kernels.packI2s(codes, params.blockSize, out);
+        flags = kernels.checkI2s(out, codes, params.blockSize);
+        break;
+      case "tq2_0":
+        if (this.d === undefined) return false;
+        ternary = kernels.packTq2_0(codes, this.d, out);
+        flags = kernels.checkTq2_0(out, codes);
+        break;
+      case "tq1_0":
+        if (this.d === undefined) return false;
+        ternary = kernels.packTq1_0(codes, this.d, out);
+        flags = kernels.checkTq1_0(out, codes);
+        break;
+      case "q2_0":
+        if (this.d === undefined) return false;
+        ternary = kernels.packQ2_0(codes, this.d, out);
+        flags = kernels.checkQ2_0(out, codes);
+        break;
+      case "tl1":
+        if (tl1TilingProblem(rows, K, params) !== undefined) return false;
+        ternary = kernels.packTl1(codes, K, params, out);
+        flags = kernels.checkTl1(out, codes, K, params);
+        break;
+      case "tl2": {
+        if (tl2TilingProblem(rows, K, params) !== undefined) return false;
+        const [magnitudes, signs, tail] = regions;
+        const tl2: Tl2Regions = [magnitudes!, signs!, tail!];
+        ternary = kernels.packTl2(codes, K, params, tl2);
+        flags = kernels.checkTl2(tl2, codes, K, params);
+        break;
+      }
     }
     // codes outside -1..1: the TypeScript packer raises E_NOT_TERNARY naming the first
-    if (!ternary) packLayout(params, codes, [rows, this.shape[1]], this.scale);
+    if (!ternary) packLayout(params, codes, [rows, K], this.scale);
     const { invalid, differs, nonzero } = flags;
     this.record(!invalid && !differs, nonzero, () => (invalid ? undefined : this.embeddedIn(out)));
     return true;
   }
 
-  /** The scale a decoder reads from a range just packed in WebAssembly: I2_S's tail, else the d of its first nonzero block (0 if none). */
-  private embeddedIn(out: Uint8Array): number {
+  /**
+   * The scale a decoder reads from a range just packed in WebAssembly: I2_S's tail, TQ's / Q2_0's
+   * d of the first nonzero block (0 if none); none for TL1/TL2, whose scale is not in the payload.
+   */
+  private embeddedIn(out: Uint8Array): number | undefined {
     const { params, payload } = this;
+    if (params.layout === "tl1" || params.layout === "tl2") return undefined;
     if (params.layout === "i2_s") return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getFloat32(payload.byteLength - I2_S_TAIL_BYTES, true);
     const [blockBytes, at] = params.layout === "tq2_0" ? [TQ2_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES - 2] : params.layout === "tq1_0" ? [TQ1_0_BLOCK_BYTES, TQ1_0_BLOCK_BYTES - 2] : [Q2_0_BLOCK_BYTES, 0];
     for (let o = at; o < out.byteLength; o += blockBytes) {

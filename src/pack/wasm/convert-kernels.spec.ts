@@ -9,10 +9,10 @@ import { decodeWritten, payloadBytesOf, RangePacker, rangeRows, sameBytes } from
 import { packLayout } from "../codec.js";
 import { toBf16Bits, toF16Bits } from "../float16.js";
 import { unpackHfPacked, unpackHfRows } from "../hf-packed.js";
-import { checkEligibility, type LayoutId, type LayoutParams } from "../layouts.js";
+import { checkEligibility, tl1TilingProblem, tl2TilingProblem, type LayoutId, type LayoutParams } from "../layouts.js";
 import { readStored } from "../stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../ternarize.js";
-import { Arena, convertKernelsKind, type WasmKernels } from "./kernels.js";
+import { Arena, convertKernelsKind, tl2RegionBytes, type Tl2Regions, type WasmKernels } from "./kernels.js";
 import { lcgTernary } from "../../../test/support/vector-lcg.js";
 
 /**
@@ -124,6 +124,22 @@ describe("converter kernels in WebAssembly", () => {
       expect(wasm.calls.get(method)).toBe(Math.ceil(M / 48));
     });
 
+    it.each([
+      ["bitnet/tl1_256x256_BM128_BK64_bm32.bin", "tl1", 256, 256, { BM: 128, BK: 64, bm: 32 }, () => codes256],
+      ["bitnet/tl1_256x256_BM256_BK128_bm64.bin", "tl1", 256, 256, { BM: 256, BK: 128, bm: 64 }, () => codes256],
+      ["bitnet/tl1_1536x1536_BM128_BK64_bm64_seed4242.bin", "tl1", 1536, 1536, { BM: 128, BK: 64, bm: 64 }, () => lcgTernary(4242, 1536, 1536)],
+      ["bitnet/tl2_256x256_BM128_BK96_bm32.bin", "tl2", 256, 256, { BM: 128, BK: 96, bm: 32 }, () => codes256],
+      ["bitnet/tl2_128x384_BM64_BK96_bm32.bin", "tl2", 128, 384, { BM: 64, BK: 96, bm: 32 }, () => i8(vector("bitnet/ternary_128x384_seed777.i8"))],
+      ["bitnet/tl2_3200x3200_BM320_BK96_bm32_seed4242.bin", "tl2", 3200, 3200, { BM: 320, BK: 96, bm: 32 }, () => lcgTernary(4242, 3200, 3200)],
+    ] as const)("%s", (file, layout, M, K, tiling, codes) => {
+      const wasm = wasmArena();
+      const { payload, check } = packByRanges({ layout, tilingSource: "preset", ...tiling }, codes(), [M, K], SCALE, 1, wasm);
+      expectSameBytes(payload, vector(file));
+      expect(check).toEqual({ nonzero: true, roundTrips: true, embeddedScale: undefined });
+      const method = layout === "tl1" ? "packTl1" : "packTl2";
+      expect(wasm.calls.get(method)).toBe(M / tiling.BM);
+    });
+
     it("q2_0 64x320 (K not a multiple of 256)", () => {
       const stored = readStored(new Uint8Array(Float32Array.from(lcgTernary(320, 64, 320), (c) => c * SCALE).buffer), "F32", [64, 320]);
       const { payload } = packByRanges({ layout: "q2_0", blockSize: 64 }, stored.codes, [64, 320], stored.scale as number, 7 * 320, wasmArena());
@@ -175,16 +191,25 @@ describe("converter kernels in WebAssembly", () => {
         ),
         { numRuns: 30 },
       );
-      if (layout === "i2_s" || layout === "tq2_0" || layout === "tq1_0" || layout === "q2_0") expect(wasm.calls.size).toBeGreaterThan(0);
+      expect(wasm.calls.size).toBeGreaterThan(0);
     });
 
-    it("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY", () => {
-      for (const params of [{ layout: "i2_s", blockSize: 128, variant: "x86" }, { layout: "tq2_0", blockSize: 256 }, { layout: "tq1_0", blockSize: 256 }, { layout: "q2_0", blockSize: 64 }] as LayoutParams[]) {
-        const codes = lcgCodes(4 * 256, 9);
-        codes[700] = 2;
-        const ts = catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024));
-        expect(ts).toBe("E_NOT_TERNARY");
-        expect(catchCode(() => packByRanges(params, codes, [4, 256], 0.5, 1024, wasmArena()))).toBe(ts);
+    it.each([
+      [{ layout: "i2_s", blockSize: 128, variant: "x86" }, 4, 256, 700],
+      [{ layout: "tq2_0", blockSize: 256 }, 4, 256, 700],
+      [{ layout: "tq1_0", blockSize: 256 }, 4, 256, 700],
+      [{ layout: "q2_0", blockSize: 64 }, 4, 256, 700],
+      [{ layout: "tl1", tilingSource: "computed", BM: 64, BK: 64, bm: 64 }, 128, 256, 40 * 256 + 77],
+      [{ layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 }, 64, 256, 40 * 256 + 77], // a triplet column
+      [{ layout: "tl2", tilingSource: "computed", BM: 32, BK: 96, bm: 32 }, 64, 256, 40 * 256 + 200], // the tail
+    ] as const)("a code outside -1..1 raises the TypeScript packer's E_NOT_TERNARY: %o [%i, %i]", (params, M, K, at) => {
+      for (const bad of [2, -2, 127, -128]) {
+        const codes = lcgCodes(M * K, 9);
+        codes[at] = bad;
+        codes[at + 3 * K] = 5; // a later one: the error names the first
+        const ts = catchError(() => packByRanges(params, codes, [M, K], 0.5, 1024));
+        expect(ts).toMatch(/^E_NOT_TERNARY: value -?\d+ at \[\d+, \d+\]/);
+        expect(catchError(() => packByRanges(params, codes, [M, K], 0.5, 1024, wasmArena()))).toBe(ts);
       }
     });
   });
@@ -220,6 +245,185 @@ describe("converter kernels in WebAssembly", () => {
         }),
         { numRuns: 200 },
       );
+    });
+  });
+
+  describe("TL1 and TL2: every tiling, and the decode check on damaged regions", () => {
+    type TlParams = Extract<LayoutParams, { layout: "tl1" | "tl2" }>;
+    interface TlCase {
+      readonly params: TlParams;
+      readonly shape: [number, number];
+    }
+    /** A TL1 tiling (bm 32 or 64, BM up to 5 bm, BK up to 128) and a shape of 1-2 row tiles by 1-3 column tiles. */
+    const tl1Cases = fc
+      .record({ bm: fc.constantFrom(32, 64), bmSteps: fc.integer({ min: 1, max: 5 }), bkSteps: fc.integer({ min: 1, max: 32 }), rowTiles: fc.integer({ min: 1, max: 2 }), colTiles: fc.integer({ min: 1, max: 3 }) })
+      .map(({ bm, bmSteps, bkSteps, rowTiles, colTiles }): TlCase => {
+        const by = 256 / bm;
+        const [BM, BK] = [bm * bmSteps, by * Math.min(bkSteps, 128 / by)];
+        return { params: { layout: "tl1", tilingSource: "kernel-config", BM, BK, bm }, shape: [BM * rowTiles, BK * colTiles] };
+      });
+    /** A TL2 tiling (BM up to 128, BK any multiple of 24 up to 264) and a shape with a tail of 0..256 columns (under BK), K >= 256. */
+    const tl2Cases = fc
+      .record({ bmSteps: fc.integer({ min: 1, max: 4 }), bkSteps: fc.integer({ min: 1, max: 11 }), tailSteps: fc.integer({ min: 0, max: 8 }), rowTiles: fc.integer({ min: 1, max: 2 }), colTiles: fc.integer({ min: 1, max: 3 }) })
+      .map(({ bmSteps, bkSteps, tailSteps, rowTiles, colTiles }): TlCase => {
+        const [BM, BK] = [32 * bmSteps, 24 * bkSteps];
+        const tail = 32 * (tailSteps % (Math.floor((BK - 1) / 32) + 1));
+        const K = BK * Math.max(colTiles, Math.ceil((256 - tail) / BK)) + tail;
+        return { params: { layout: "tl2", tilingSource: "kernel-config", BM, BK, bm: 32 }, shape: [BM * rowTiles, K] };
+      });
+    const casesOf = (layout: "tl1" | "tl2") => (layout === "tl1" ? tl1Cases : tl2Cases);
+    const tensors = fc.constantFrom("random", "zero", "plus", "minus", "zero rows");
+
+    function tensor(kind: string, [M, K]: readonly [number, number], seed: number): Int8Array {
+      if (kind === "random" || kind === "zero rows") return lcgCodes(M * K, seed, kind === "zero rows" ? (seed >>> 3) % M : 0, K);
+      return new Int8Array(M * K).fill(kind === "plus" ? 1 : kind === "minus" ? -1 : 0);
+    }
+
+    /** TL's regions of a whole-tensor payload: TL1's one, TL2's A, S and B (not its padding). */
+    function regionsOf({ params, shape: [M, K] }: TlCase, payload: Uint8Array): Uint8Array[] {
+      if (params.layout === "tl1") return [payload.subarray(0, (M * K) / 4)];
+      let at = 0;
+      return tl2RegionBytes(M, K, params).map((length) => payload.subarray(at, (at += length)));
+    }
+
+    /** The kernels' check of `payload` (a whole tensor's) against `codes`, from views of the arena. */
+    function wasmCheck(arena: Arena, kernels: WasmKernels, c: TlCase, payload: Uint8Array, codes: Int8Array) {
+      const [codeView, ...regions] = place(arena, [u8(codes), ...regionsOf(c, payload)]);
+      const K = c.shape[1];
+      return c.params.layout === "tl1" ? kernels.checkTl1(regions[0]!, i8(codeView!), K, c.params) : kernels.checkTl2(regions as unknown as Tl2Regions, i8(codeView!), K, c.params);
+    }
+
+    /** What the TypeScript check finds: invalid (E_PACKED_CODE), round-trips, nonzero. */
+    function tsCheck(c: TlCase, payload: Uint8Array, codes: Int8Array) {
+      const decoded = decodeWritten(c.params, payload, c.shape);
+      return { invalid: decoded === undefined, roundTrips: decoded !== undefined && sameBytes(decoded.codes, codes), nonzero: codes.some((v) => v !== 0) };
+    }
+
+    function expectSameCheck(flags: { invalid: boolean; differs: boolean; nonzero: boolean }, expected: ReturnType<typeof tsCheck>): void {
+      expect({ invalid: flags.invalid, roundTrips: !flags.invalid && !flags.differs, nonzero: flags.nonzero }).toEqual(expected);
+    }
+
+    it.each(["tl1", "tl2"] as const)("%s: the TypeScript packer's bytes and check, on every tiling, for random, zero, all +1 and all -1 tensors", (layout) => {
+      const { arena, kernels } = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), (c, kind, seed) => {
+          const { params, shape } = c;
+          const [M, K] = shape;
+          expect((layout === "tl1" ? tl1TilingProblem : tl2TilingProblem)(M, K, params)).toBeUndefined();
+          const codes = tensor(kind, shape, seed);
+          const whole = packLayout(params, codes, shape, SCALE);
+          const expected = regionsOf(c, whole);
+          const [codeView, ...out] = place(arena, [u8(codes)], expected.map((r) => r.byteLength));
+          out.forEach((o) => o!.fill(0xa5)); // every byte must be written
+          const ternary = params.layout === "tl1" ? kernels.packTl1(i8(codeView!), K, params, out[0]!) : kernels.packTl2(i8(codeView!), K, params, out as unknown as Tl2Regions);
+          expect(ternary).toBe(true);
+          out.forEach((o, i) => expectSameBytes(o!, expected[i]!));
+          const flags = params.layout === "tl1" ? kernels.checkTl1(out[0]!, i8(codeView!), K, params) : kernels.checkTl2(out as unknown as Tl2Regions, i8(codeView!), K, params);
+          expectSameCheck(flags, tsCheck(c, whole, codes));
+        }),
+        { numRuns: 60 },
+      );
+    });
+
+    it.each(["tl1", "tl2"] as const)("%s: range by range through RangePacker, the whole tensor's payload and check, on every tiling", (layout) => {
+      const wasm = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), fc.integer({ min: 1, max: 100_000 }), (c, kind, seed, rangeCodes) => {
+          const codes = tensor(kind, c.shape, seed);
+          const whole = packLayout(c.params, codes, c.shape, SCALE);
+          const ranges = c.shape[0] / Math.min(c.shape[0], rangeRows(c.params, c.shape[1], rangeCodes));
+          const before = wasm.calls.get(layout === "tl1" ? "packTl1" : "packTl2") ?? 0;
+          const inWasm = packByRanges(c.params, codes, c.shape, SCALE, rangeCodes, wasm);
+          expectSameBytes(inWasm.payload, whole);
+          expect(inWasm.check).toEqual(checkPacked(c.params, whole, codes, c.shape));
+          expect(wasm.calls.get(layout === "tl1" ? "packTl1" : "packTl2")! - before).toBe(ranges);
+        }),
+        { numRuns: 40 },
+      );
+    });
+
+    it.each([
+      [{ layout: "tl1", tilingSource: "kernel-config", BM: 64, BK: 48, bm: 32 }, [128, 256]], // K % BK != 0
+      [{ layout: "tl2", tilingSource: "kernel-config", BM: 32, BK: 72, bm: 32 }, [64, 256]], // a 40-column tail
+    ] as const)("a tiling that does not fit the shape: the TypeScript packer's E_TILING (%o)", (params, shape) => {
+      const codes = lcgCodes(shape[0] * shape[1], 3);
+      const ts = catchError(() => packByRanges(params, codes, shape, SCALE, 1));
+      expect(ts).toMatch(/^E_TILING: /);
+      const wasm = wasmArena();
+      expect(catchError(() => packByRanges(params, codes, shape, SCALE, 1, wasm))).toBe(ts);
+      expect(wasm.calls.size).toBe(0);
+    });
+
+    it.each(["tl1", "tl2"] as const)("%s: any damaged byte of any region, the TypeScript decoder's verdict", (layout) => {
+      const { arena, kernels } = wasmArena();
+      fc.assert(
+        fc.property(casesOf(layout), tensors, fc.integer(), fc.nat(), fc.integer({ min: 1, max: 255 }), (c, kind, seed, at, flip) => {
+          const codes = tensor(kind, c.shape, seed);
+          const damaged = packLayout(c.params, codes, c.shape, SCALE);
+          const body = regionsOf(c, damaged).reduce((sum, r) => sum + r.byteLength, 0);
+          damaged[at % body]! ^= flip;
+          expectSameCheck(wasmCheck(arena, kernels, c, damaged, codes), tsCheck(c, damaged, codes));
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    describe("each region's damage, as TypeScript decoding finds it", () => {
+      const tl1: TlCase = { params: { layout: "tl1", tilingSource: "kernel-config", BM: 64, BK: 64, bm: 64 }, shape: [128, 128] };
+      // K3 = 192 (A: 32 x 192 / 6 = 1024 bytes, S: 256 bytes), K2 = 64 (B: 512 bytes)
+      const tl2: TlCase = { params: { layout: "tl2", tilingSource: "kernel-config", BM: 32, BK: 96, bm: 32 }, shape: [32, 256] };
+      const [A, S, B] = [0, 1024, 1280];
+      /** Packs `kind`, damages byte `at` of the payload with `change`, and checks in both languages. */
+      function damage(c: TlCase, kind: string, at: number, change: (byte: number) => number) {
+        const { arena, kernels } = wasmArena();
+        const codes = tensor(kind, c.shape, 7);
+        const payload = packLayout(c.params, codes, c.shape, SCALE);
+        payload[at] = change(payload[at]!);
+        const flags = wasmCheck(arena, kernels, c, payload, codes);
+        expectSameCheck(flags, tsCheck(c, payload, codes));
+        return flags;
+      }
+      /** The high nibble's pair index moved to the next one in 0..8: still valid, other codes. */
+      const nextPairIndex = (b: number) => ((((b >>> 4) + 1) % 9) << 4) | (b & 15);
+      const invalid = { invalid: true, differs: expect.any(Boolean) as boolean, nonzero: true };
+      const differs = { invalid: false, differs: true, nonzero: true };
+
+      it("TL1: a nibble over 8 is invalid; another pair index differs", () => {
+        for (const at of [0, 17, 4095]) {
+          expect(damage(tl1, "random", at, (b) => (b & 0x0f) | 0x90)).toEqual(invalid);
+          expect(damage(tl1, "random", at, (b) => (b & 0xf0) | 0x0f)).toEqual(invalid);
+          expect(damage(tl1, "random", at, nextPairIndex)).toEqual(differs);
+        }
+        expect(damage(tl1, "zero", 100, () => 0x45)).toEqual({ invalid: false, differs: true, nonzero: false });
+      });
+
+      it("TL2's A: a magnitude over 13 is invalid; another magnitude differs", () => {
+        for (const at of [A, A + 9, S - 1]) {
+          expect(damage(tl2, "random", at, (b) => (b & 0x0f) | 0xe0)).toEqual(invalid);
+          expect(damage(tl2, "random", at, (b) => (b & 0xf0) | 0x0f)).toEqual(invalid);
+          // all +1: every triplet is v = 13, positive (no sign bits)
+          expect(damage(tl2, "plus", at, () => 0xdc)).toEqual(differs);
+          expect(damage(tl2, "plus", at, () => 0x0d)).toEqual(differs);
+        }
+      });
+
+      it("TL2's S: a flipped sign differs; a sign on a zero magnitude is invalid", () => {
+        for (const at of [S, S + 1, S + 100, B - 1]) {
+          for (const bit of [0, 3, 7]) {
+            expect(damage(tl2, "plus", at, (b) => b ^ (1 << bit))).toEqual(differs);
+            expect(damage(tl2, "minus", at, (b) => b ^ (1 << bit))).toEqual(differs);
+            expect(damage(tl2, "zero", at, (b) => b ^ (1 << bit))).toEqual({ invalid: true, differs: false, nonzero: false });
+          }
+        }
+      });
+
+      it("TL2's B (the tail): a nibble over 8 is invalid; another pair index differs", () => {
+        for (const at of [B, B + 33, B + 511]) {
+          expect(damage(tl2, "random", at, (b) => (b & 0x0f) | 0x90)).toEqual(invalid);
+          expect(damage(tl2, "random", at, (b) => (b & 0xf0) | 0x0c)).toEqual(invalid);
+          expect(damage(tl2, "random", at, nextPairIndex)).toEqual(differs);
+        }
+      });
     });
   });
 
@@ -316,6 +520,16 @@ describe("converter kernels in WebAssembly", () => {
     );
   });
 });
+
+/** "code: message" of the B158Error `run` throws. */
+function catchError(run: () => unknown): string | undefined {
+  try {
+    run();
+    return undefined;
+  } catch (error) {
+    return error instanceof B158Error ? `${error.code}: ${error.message}` : String(error);
+  }
+}
 
 function catchCode(run: () => unknown): string | undefined {
   try {

@@ -379,6 +379,322 @@ const checkQ2_0 = `(func (export "check_q2_0") (param $payload i32) (param $code
   )}
   ${CHECK_RESULT})`;
 
+/** 16 byte lanes from a table (lane i = table(i)). */
+const bytes16 = (table: (lane: number) => number): string => `(v128.const i8x16 ${Array.from({ length: 16 }, (_, i) => table(i) & 0xff).join(" ")})`;
+const shuffle = (lanes: readonly number[], a: string, b: string): string => `(i8x16.shuffle ${lanes.join(" ")} ${a} ${b})`;
+const ZERO = "(v128.const i64x2 0 0)";
+/** Bit 0: an index outside the alphabet (lanes of `bad`); bit 1: it decodes to other codes; bit 2: some code is nonzero. */
+const CHECK_FLAGS = `(i32.or (i32.or (v128.any_true ${get("bad")}) (i32.shl (v128.any_true ${get("diff")}) (i32.const 1))) (i32.shl (v128.any_true ${get("nonzero")}) (i32.const 2)))`;
+
+/**
+ * TL1 and TL2's tail (tl1.ts, tl2.ts): a byte is the pair indices 3a + b + 4 of four codes of one
+ * row (at a column multiple of 4), and 16 consecutive payload bytes are 16 rows at one column. So
+ * 16 bytes are made from, and checked against, the words of 16 rows: lane loads gather them, four
+ * rows to a vector (q0..q3), from `p` + row x K, `rows` listing the 16 rows in payload order.
+ */
+function gatherRowWords(rows: readonly number[]): string {
+  let at = 0;
+  const steps = [set("r", get("p"))];
+  rows.forEach((row, i) => {
+    if (row !== at) steps.push(set("r", add(get("r"), row - at === 1 ? get("K") : `(i32.mul ${get("K")} ${i32(row - at)})`)));
+    at = row;
+    const q = `q${i >> 2}`;
+    steps.push(set(q, `(v128.load32_lane ${i & 3} ${get("r")} ${i & 3 ? get(q) : ZERO})`));
+  });
+  return steps.join(" ");
+}
+const QUADS = ["q0", "q1", "q2", "q3"];
+
+/** (x << 4 | x >> 8) & 0xff of u16 lanes x = hi | lo << 8: the byte hi << 4 | lo (both under 16). */
+const nibblePairs = (x: string): string => `(v128.and (v128.or (i16x8.shl ${get(x)} (i32.const 4)) (i16x8.shr_u ${get(x)} (i32.const 8))) ${splat16(0xff)})`;
+
+/**
+ * Packs the 16 rows' words to 16 pair bytes at `o` + `offset`. With v = t + 1, the u16 lane
+ * v0 | v1 << 8 times 0x0301 has 3 v0 + v1 in its high byte; the high bytes of two vectors (8 rows)
+ * make u16 lanes P01 | P23 << 8 (P = 3 v0 + v1 = 3a + b + 4), then the byte P01 << 4 | P23.
+ */
+function packPairs(rows: readonly number[], offset: number): string {
+  const indices = (x: string, y: string) => shuffle([1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31], `(i16x8.mul ${get(x)} ${splat16(0x0301)})`, `(i16x8.mul ${get(y)} ${splat16(0x0301)})`);
+  return `${gatherRowWords(rows)}
+    ${QUADS.map((q) => `${set(q, plusOne(get(q)))} ${set("high", `(i8x16.max_u ${get("high")} ${get(q)})`)}`).join(" ")}
+    ${set("pairs01", indices("q0", "q1"))} ${set("pairs23", indices("q2", "q3"))}
+    ${store(get("o"), `(i8x16.narrow_i16x8_u ${nibblePairs("pairs01")} ${nibblePairs("pairs23")})`, offset)}`;
+}
+const PAIR_PACK_LOCALS = locals("v128", "q0", "q1", "q2", "q3", "pairs01", "pairs23", "high");
+
+/** First and second code of pair index 0..8 (9..15, outside the alphabet, give 0 and are flagged). */
+const PAIR_FIRST = bytes16((i) => (i <= 8 ? Math.floor(i / 3) - 1 : 0));
+const PAIR_SECOND = bytes16((i) => (i <= 8 ? (i % 3) - 1 : 0));
+/** Lanes 0..7 (or 8..15) of two vectors interleaved: a0 b0 a1 b1 .. */
+const INTERLEAVE_LOW = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+const INTERLEAVE_HIGH = INTERLEAVE_LOW.map((i) => i + 8);
+/** u16 lanes 0..3 (or 4..7) of two vectors interleaved. */
+const INTERLEAVE_LOW16 = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23];
+const INTERLEAVE_HIGH16 = INTERLEAVE_LOW16.map((i) => i + 8);
+
+/**
+ * Decodes the 16 pair bytes at `o` + `offset` (a nibble over 8 is invalid) and compares them with
+ * the 16 rows' words: each byte's four codes, looked up by nibble, are interleaved back into row
+ * words (t0 t1 t2 t3 of a row in one u32 lane).
+ */
+function checkPairs(rows: readonly number[], offset: number): string {
+  return `${set("bytes", load(get("o"), offset))}
+    ${set("h", `(i8x16.shr_u ${get("bytes")} (i32.const 4))`)} ${set("l", `(v128.and ${get("bytes")} ${splat8(15)})`)}
+    ${set("bad", `(v128.or ${get("bad")} (i8x16.gt_u (i8x16.max_u ${get("h")} ${get("l")}) ${splat8(8)}))`)}
+    ${set("t0", `(i8x16.swizzle ${PAIR_FIRST} ${get("h")})`)} ${set("t1", `(i8x16.swizzle ${PAIR_SECOND} ${get("h")})`)}
+    ${set("t2", `(i8x16.swizzle ${PAIR_FIRST} ${get("l")})`)} ${set("t3", `(i8x16.swizzle ${PAIR_SECOND} ${get("l")})`)}
+    ${set("lo01", shuffle(INTERLEAVE_LOW, get("t0"), get("t1")))} ${set("hi01", shuffle(INTERLEAVE_HIGH, get("t0"), get("t1")))}
+    ${set("lo23", shuffle(INTERLEAVE_LOW, get("t2"), get("t3")))} ${set("hi23", shuffle(INTERLEAVE_HIGH, get("t2"), get("t3")))}
+    ${gatherRowWords(rows)}
+    ${set("nonzero", or(get("nonzero"), ...QUADS.map(get)))}
+    ${set(
+      "diff",
+      or(
+        get("diff"),
+        `(v128.xor ${shuffle(INTERLEAVE_LOW16, get("lo01"), get("lo23"))} ${get("q0")})`,
+        `(v128.xor ${shuffle(INTERLEAVE_HIGH16, get("lo01"), get("lo23"))} ${get("q1")})`,
+        `(v128.xor ${shuffle(INTERLEAVE_LOW16, get("hi01"), get("hi23"))} ${get("q2")})`,
+        `(v128.xor ${shuffle(INTERLEAVE_HIGH16, get("hi01"), get("hi23"))} ${get("q3")})`,
+      ),
+    )}`;
+}
+const PAIR_CHECK_LOCALS = locals("v128", "q0", "q1", "q2", "q3", "bytes", "h", "l", "t0", "t1", "t2", "t3", "lo01", "hi01", "lo23", "hi23", "bad", "diff", "nonzero");
+
+const ROWS_16 = Array.from({ length: 16 }, (_, i) => i);
+
+/**
+ * TL1's tile loops (tl1.ts; by = 256 / bm): `body` for each 16 rows (their codes from `p`) and 16
+ * payload bytes at `o`, in payload order. m0, c0, m1, c1, m2, c2 are the first row or column of
+ * tl1.ts's i0 .. i5. `rows` (whole BM-row tiles) and K must fit the tiling.
+ */
+const tl1Tiles = (body: string): string => `${set("by", `(i32.div_u (i32.const 256) ${get("bm")})`)}
+  ${forLoop(
+    "m0",
+    i32(0),
+    get("rows"),
+    get("BM"),
+    forLoop(
+      "c0",
+      i32(0),
+      get("K"),
+      get("BK"),
+      forLoop(
+        "m1",
+        get("m0"),
+        add(get("m0"), get("BM")),
+        get("bm"),
+        forLoop(
+          "c1",
+          get("c0"),
+          add(get("c0"), get("BK")),
+          get("by"),
+          forLoop(
+            "m2",
+            get("m1"),
+            add(get("m1"), get("bm")),
+            16,
+            forLoop(
+              "c2",
+              get("c1"),
+              add(get("c1"), get("by")),
+              4,
+              `${set("p", add(get("codes"), add(`(i32.mul ${get("m2")} ${get("K")})`, get("c2"))))}
+    ${body}
+    ${set("o", add(get("o"), i32(16)))}`,
+            ),
+          ),
+        ),
+      ),
+    ),
+  )}`;
+const TL1_LOOP_LOCALS = locals("i32", "m0", "c0", "m1", "c1", "m2", "c2", "by", "p", "r", "o");
+
+/** TL1 (tl1.ts): the codes of `rows` rows (whole BM-row tiles) to rows x K / 4 bytes at `out`. Returns 1 when a code is not ternary. */
+const packTl1 = `(func (export "pack_tl1") (param $codes i32) (param $rows i32) (param $K i32) (param $BM i32) (param $BK i32) (param $bm i32) (param $out i32) (result i32)
+  ${TL1_LOOP_LOCALS} ${PAIR_PACK_LOCALS}
+  ${set("o", get("out"))}
+  ${tl1Tiles(packPairs(ROWS_16, 0))}
+  (v128.any_true ${highAbove2}))`;
+
+/** Decodes the TL1 bytes at `payload` of `rows` rows and compares them with `codes` (CHECK_FLAGS; a nibble over 8 is invalid). */
+const checkTl1 = `(func (export "check_tl1") (param $payload i32) (param $codes i32) (param $rows i32) (param $K i32) (param $BM i32) (param $BK i32) (param $bm i32) (result i32)
+  ${TL1_LOOP_LOCALS} ${PAIR_CHECK_LOCALS}
+  ${set("o", get("payload"))}
+  ${tl1Tiles(checkPairs(ROWS_16, 0))}
+  ${CHECK_FLAGS})`;
+
+/**
+ * TL2's three-weight columns (tl2.ts), region A (|v| pairs) and S (sign words) at once: rows b and
+ * b + 16 of each 32-row group go together, 24 codes (8 triplets) of each at a time, since one S
+ * word holds those 16 signs. Each row's 4 A bytes go to its position q in successive 32-byte lines
+ * of its column tile: the group swap puts row b at q = b or b + 8, and row b + 16 always 8 after
+ * it. `body` sees the rows' codes at `atB` and `atC` (and in `lb`, `lc`, `x`), their A bytes at `a` + 32k (+ 8) and their S
+ * word at `s`. `rows` (whole BM-row tiles) and K must fit the tiling.
+ */
+const tl2Triplets = (body: string): string => `${set("K3", `(i32.sub ${get("K")} (i32.rem_u ${get("K")} ${get("BK")}))`)}
+  ${set("aTile", `(i32.div_u (i32.mul ${get("BM")} ${get("BK")}) (i32.const 6))`)}
+  ${set("sTile", `(i32.div_u (i32.mul ${get("BM")} ${get("BK")}) (i32.const 24))`)}
+  ${forLoop(
+    "m0",
+    i32(0),
+    get("rows"),
+    get("BM"),
+    forLoop(
+      "g",
+      get("m0"),
+      add(get("m0"), get("BM")),
+      32,
+      forLoop(
+        "b",
+        i32(0),
+        i32(16),
+        1,
+        `${set("rb", add(get("codes"), `(i32.mul ${add(get("g"), get("b"))} ${get("K")})`))}
+    ${set("rc", add(get("rb"), `(i32.shl ${get("K")} (i32.const 4))`))}
+    ${set("aRow", add(add(get("regionA"), `(i32.mul ${get("m0")} (i32.div_u ${get("K3")} (i32.const 6)))`), add(`(i32.mul (i32.sub ${get("g")} ${get("m0")}) (i32.div_u ${get("BK")} (i32.const 6)))`, add(get("b"), `(i32.and ${get("b")} (i32.const 8))`))))}
+    ${set("sRow", add(add(get("regionS"), `(i32.mul ${get("m0")} (i32.div_u ${get("K3")} (i32.const 24)))`), add(`(i32.mul (i32.sub ${get("g")} ${get("m0")}) (i32.div_u ${get("BK")} (i32.const 24)))`, `(i32.shl ${get("b")} (i32.const 1))`)))}
+    ${forLoop(
+      "c0",
+      i32(0),
+      get("K3"),
+      get("BK"),
+      `${set("a", get("aRow"))} ${set("s", get("sRow"))}
+      ${forLoop(
+        "c",
+        get("c0"),
+        add(get("c0"), get("BK")),
+        24,
+        `${set("atB", add(get("rb"), get("c")))} ${set("atC", add(get("rc"), get("c")))}
+        ${set("lb", load(get("atB")))} ${set("lc", load(get("atC")))}
+        ${set("x", `(v128.load64_lane offset=16 1 ${get("atC")} (v128.load64_zero offset=16 ${get("atB")}))`)}
+        ${body}
+        ${set("a", add(get("a"), i32(128)))} ${set("s", add(get("s"), i32(32)))}`,
+      )}
+      ${set("aRow", add(get("aRow"), get("aTile")))} ${set("sRow", add(get("sRow"), get("sTile")))}`,
+    )}`,
+      ),
+    ),
+  )}`;
+
+/** TL2's tail (region B): TL1-style pair bytes, 32 rows (swapped as in A) per 4 columns, `o` walking the region. */
+const tl2Tail = (unit: (rows: readonly number[], offset: number) => string): string => `${set("o", get("regionB"))}
+  ${forLoop(
+    "m0",
+    i32(0),
+    get("rows"),
+    get("BM"),
+    forLoop(
+      "c0",
+      get("K3"),
+      get("K"),
+      32,
+      forLoop(
+        "g",
+        get("m0"),
+        add(get("m0"), get("BM")),
+        32,
+        forLoop(
+          "c",
+          get("c0"),
+          add(get("c0"), i32(32)),
+          4,
+          `${set("p", add(get("codes"), add(`(i32.mul ${get("g")} ${get("K")})`, get("c"))))}
+    ${unit(TAIL_FIRST, 0)}
+    ${unit(TAIL_SECOND, 16)}
+    ${set("o", add(get("o"), i32(32)))}`,
+        ),
+      ),
+    ),
+  )}`;
+/** A 32-row group in TL2's payload order (positions 8-15 are rows 16-23 and 16-23 rows 8-15), 16 rows at a time. */
+const TAIL_FIRST = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const TAIL_SECOND = TAIL_FIRST.map((r) => r + 8);
+const TL2_LOOP_LOCALS = `${locals("i32", "K3", "aTile", "sTile", "m0", "g", "b", "rb", "rc", "aRow", "sRow", "c0", "c", "a", "s", "atB", "atC", "p", "r", "o")} ${locals("v128", "lb", "lc", "x")}`;
+
+/**
+ * Digit d (0: a, 1: b, 2: c) of the 8 triplets of rows b (lanes 0..7) and b + 16 (lanes 8..15):
+ * code 3t + d of a row is in `lb` / `lc` (codes 0..15) or `x` (codes 16..23 of b, then of b + 16).
+ */
+function tripletDigits(d: number): string {
+  const code = (lane: number) => 3 * (lane & 7) + d;
+  const fromRows = Array.from({ length: 16 }, (_, lane) => (code(lane) < 16 ? code(lane) + (lane & 8 ? 16 : 0) : 0));
+  const withTail = Array.from({ length: 16 }, (_, lane) => (code(lane) < 16 ? lane : 16 + (lane & 8) + code(lane) - 16));
+  return shuffle(withTail, shuffle(fromRows, get("lb"), get("lc")), get("x"));
+}
+
+/**
+ * The other way: the codes of `lb`, `lc` or `x` (`which`) from digit vectors `da`, `db`, `dc`
+ * (lanes as tripletDigits gives them).
+ */
+function tripletCodes(which: "lb" | "lc" | "x"): string {
+  // lane i of the result is code n of row b + 16 (when `second`), from triplet t = n / 3, digit n % 3
+  const source = (i: number) => {
+    const [second, n] = which === "lb" ? [false, i] : which === "lc" ? [true, i] : [i >= 8, 16 + (i & 7)];
+    return { lane: Math.floor(n / 3) + (second ? 8 : 0), digit: n % 3 };
+  };
+  const ab = Array.from({ length: 16 }, (_, i) => {
+    const { lane, digit } = source(i);
+    return digit === 0 ? lane : digit === 1 ? 16 + lane : 0;
+  });
+  const abc = Array.from({ length: 16 }, (_, i) => {
+    const { lane, digit } = source(i);
+    return digit === 2 ? 16 + lane : i;
+  });
+  return shuffle(abc, shuffle(ab, get("da"), get("db")), get("dc"));
+}
+
+/** Lanes of the signed triplets (row b's 0..7, row b + 16's 8..15) in the order that puts their sign bits at 15 - 2t and 14 - 2t of i8x16.bitmask. */
+const SIGN_ORDER = [15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0];
+
+/**
+ * TL2 (tl2.ts): the codes of `rows` rows (whole BM-row tiles) to the range's three regions at
+ * `regionA` (|v| of triplet pairs), `regionS` (sign words) and `regionB` (the tail). v = 9a + 3b + c in
+ * int8 lanes; pairs of |v| become bytes as pair indices do in TL1; the signs, reordered, are one
+ * bitmask. Returns 1 when a code is not ternary.
+ */
+const packTl2 = `(func (export "pack_tl2") (param $codes i32) (param $rows i32) (param $K i32) (param $BM i32) (param $BK i32) (param $regionA i32) (param $regionS i32) (param $regionB i32) (result i32)
+  ${TL2_LOOP_LOCALS} ${PAIR_PACK_LOCALS} ${locals("v128", "da", "db", "v", "m")}
+  ${tl2Triplets(`${set("high", `(i8x16.max_u (i8x16.max_u ${get("high")} ${plusOne(get("lb"))}) (i8x16.max_u ${plusOne(get("lc"))} ${plusOne(get("x"))}))`)}
+        ${set("da", tripletDigits(0))} ${set("db", tripletDigits(1))}
+        ${set("v", `(i8x16.add (i8x16.add (i8x16.add (i8x16.shl ${get("da")} (i32.const 3)) ${get("da")}) (i8x16.add (i8x16.shl ${get("db")} (i32.const 1)) ${get("db")})) ${tripletDigits(2)})`)}
+        (i32.store16 ${get("s")} (i8x16.bitmask ${shuffle(SIGN_ORDER, get("v"), get("v"))}))
+        ${set("m", `(i8x16.abs ${get("v")})`)}
+        ${set("m", `(i8x16.narrow_i16x8_u ${nibblePairs("m")} ${nibblePairs("m")})`)}
+        ${[0, 1, 2, 3].map((k) => `(v128.store8_lane offset=${32 * k} ${k} ${get("a")} ${get("m")}) (v128.store8_lane offset=${32 * k + 8} ${4 + k} ${get("a")} ${get("m")})`).join(" ")}`)}
+  ${tl2Tail(packPairs)}
+  (v128.any_true ${highAbove2}))`;
+
+/** Digit d of the balanced-ternary triplet of magnitude 0..13 (v = 9a + 3b + c; 14, 15 are invalid and give 0). */
+const MAGNITUDE_DIGIT = (d: number) =>
+  bytes16((v) => {
+    if (v > 13) return 0;
+    const a = Math.round(v / 9);
+    const b = Math.round((v - 9 * a) / 3);
+    return [a, b, v - 9 * a - 3 * b][d]!;
+  });
+/** The byte of the S word (0 low, 1 high) and the bit in it of each triplet's sign (row b's 0..7: bit 15 - 2t, row b + 16's: 14 - 2t). */
+const SIGN_BYTE = Array.from({ length: 16 }, (_, lane) => ((lane & 7) < 4 ? 1 : 0));
+const SIGN_BIT = bytes16((lane) => 1 << ((lane < 8 ? 15 - 2 * lane : 14 - 2 * (lane - 8)) & 7));
+
+/**
+ * Decodes TL2's regions at `regionA`, `regionS`, `regionB` of `rows` rows and compares them with
+ * `codes` (CHECK_FLAGS). Invalid, as unpackTl2 refuses them: a magnitude over 13, a sign bit on a
+ * zero magnitude, a tail nibble over 8. A signed triplet's digits are its magnitude's, negated.
+ */
+const checkTl2 = `(func (export "check_tl2") (param $regionA i32) (param $regionS i32) (param $regionB i32) (param $codes i32) (param $rows i32) (param $K i32) (param $BM i32) (param $BK i32) (result i32)
+  ${TL2_LOOP_LOCALS} ${PAIR_CHECK_LOCALS} ${locals("v128", "m", "neg", "da", "db", "dc")}
+  ${tl2Triplets(`${set("m", ZERO)}
+        ${[0, 1, 2, 3].map((k) => `${set("m", `(v128.load8_lane offset=${32 * k} ${k} ${get("a")} ${get("m")})`)} ${set("m", `(v128.load8_lane offset=${32 * k + 8} ${4 + k} ${get("a")} ${get("m")})`)}`).join(" ")}
+        ${set("m", shuffle(INTERLEAVE_LOW, `(i8x16.shr_u ${get("m")} (i32.const 4))`, `(v128.and ${get("m")} ${splat8(15)})`))}
+        ${set("neg", `(i16x8.splat (i32.load16_u ${get("s")}))`)}
+        ${set("neg", `(i8x16.eq (v128.and ${shuffle(SIGN_BYTE, get("neg"), get("neg"))} ${SIGN_BIT}) ${SIGN_BIT})`)}
+        ${set("bad", or(get("bad"), `(i8x16.gt_u ${get("m")} ${splat8(13)})`, `(v128.and ${get("neg")} (i8x16.eq ${get("m")} ${ZERO}))`))}
+        ${["da", "db", "dc"].map((d, i) => set(d, `(i8x16.sub (v128.xor (i8x16.swizzle ${MAGNITUDE_DIGIT(i)} ${get("m")}) ${get("neg")}) ${get("neg")})`)).join(" ")}
+        ${set("nonzero", or(get("nonzero"), get("lb"), get("lc"), get("x")))}
+        ${set("diff", or(get("diff"), `(v128.xor ${tripletCodes("lb")} ${get("lb")})`, `(v128.xor ${tripletCodes("lc")} ${get("lc")})`, `(v128.xor ${tripletCodes("x")} ${get("x")})`))}`)}
+  ${tl2Tail(checkPairs)}
+  ${CHECK_FLAGS})`;
+
 /**
  * NaN/Inf count (payload-scan.ts, countNonFinite) of `n` 16-bit floats whose exponent field is
  * `mask` (0x7f80 bf16, 0x7c00 f16): a value is Inf or NaN when its exponent bits are all set.
@@ -436,6 +752,6 @@ const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i
 export function generateConvertModule(): string {
   return `(module
 (memory (export "memory") 1 65536)
-${[absmeanHalves("bf16"), absmeanHalves("f16"), thresholdCodes, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+${[absmeanHalves("bf16"), absmeanHalves("f16"), thresholdCodes, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, packTl1, checkTl1, packTl2, checkTl2, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
 )`;
 }

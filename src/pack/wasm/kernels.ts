@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { B158Error } from "../../errors.js";
+import { tl1TilingProblem, tl2TilingProblem, type Tiling } from "../layouts.js";
 
 /**
  * The converter's WebAssembly kernels (gen-convert.ts, built to dist/pack/wasm/convert-simd128.wasm
@@ -54,6 +56,10 @@ interface Exports {
   check_tq1_0(payload: number, codes: number, blocks: number): number;
   pack_q2_0(codes: number, blocks: number, dst: number, d: number): number;
   check_q2_0(payload: number, codes: number, blocks: number): number;
+  pack_tl1(codes: number, rows: number, K: number, BM: number, BK: number, bm: number, out: number): number;
+  check_tl1(payload: number, codes: number, rows: number, K: number, BM: number, BK: number, bm: number): number;
+  pack_tl2(codes: number, rows: number, K: number, BM: number, BK: number, regionA: number, regionS: number, regionB: number): number;
+  check_tl2(regionA: number, regionS: number, regionB: number, codes: number, rows: number, K: number, BM: number, BK: number): number;
   nonfinite_halves(src: number, n: number, mask: number): number;
   nonfinite_f32(src: number, n: number): number;
   unpack_hf_row(src: number, n: number, shift: number, dst: number): number;
@@ -142,6 +148,31 @@ export class WasmKernels {
     return flags(this.x.check_q2_0(payload.byteOffset, codes.byteOffset, codes.length >>> 6));
   }
 
+  /**
+   * TL1 of whole BM-row tiles: `codes` ([rows, K]) to `out`, rows x K / 4 bytes. The tiling must fit
+   * [rows, K] (tl1TilingProblem): the kernel trusts it, so a misfit is refused here.
+   */
+  packTl1(codes: Int8Array, K: number, tiling: Tiling, out: Uint8Array): boolean {
+    const rows = fitTiles("tl1", codes, K, tiling, [out], [codes.length / 4]);
+    return this.x.pack_tl1(codes.byteOffset, rows, K, tiling.BM, tiling.BK, tiling.bm, out.byteOffset) === 0;
+  }
+
+  checkTl1(payload: Uint8Array, codes: Int8Array, K: number, tiling: Tiling): CheckFlags {
+    const rows = fitTiles("tl1", codes, K, tiling, [payload], [codes.length / 4]);
+    return flags(this.x.check_tl1(payload.byteOffset, codes.byteOffset, rows, K, tiling.BM, tiling.BK, tiling.bm));
+  }
+
+  /** TL2 of whole BM-row tiles into its three regions for those rows (the magnitudes, the signs, the tail: each a slice of the payload). */
+  packTl2(codes: Int8Array, K: number, tiling: Tiling, out: Tl2Regions): boolean {
+    const rows = fitTiles("tl2", codes, K, tiling, out, tl2RegionBytes(codes.length / K, K, tiling));
+    return this.x.pack_tl2(codes.byteOffset, rows, K, tiling.BM, tiling.BK, out[0].byteOffset, out[1].byteOffset, out[2].byteOffset) === 0;
+  }
+
+  checkTl2(payload: Tl2Regions, codes: Int8Array, K: number, tiling: Tiling): CheckFlags {
+    const rows = fitTiles("tl2", codes, K, tiling, payload, tl2RegionBytes(codes.length / K, K, tiling));
+    return flags(this.x.check_tl2(payload[0].byteOffset, payload[1].byteOffset, payload[2].byteOffset, codes.byteOffset, rows, K, tiling.BM, tiling.BK));
+  }
+
   /** NaN/Inf among whole elements of `bytes`. */
   nonFinite(bytes: Uint8Array, layout: "f32" | "f16" | "bf16"): number {
     if (layout === "f32") return this.x.nonfinite_f32(bytes.byteOffset, bytes.byteLength >>> 2);
@@ -152,6 +183,23 @@ export class WasmKernels {
   unpackHfRow(row: Uint8Array, shift: number, out: Int8Array): boolean {
     return this.x.unpack_hf_row(row.byteOffset, row.byteLength, shift, out.byteOffset) === 0;
   }
+}
+
+/** TL2's regions of a range of rows: the triplet magnitudes (A), the sign words (S), the tail (B). */
+export type Tl2Regions = readonly [magnitudes: Uint8Array, signs: Uint8Array, tail: Uint8Array];
+
+/** Bytes of TL2's three regions for `rows` rows. */
+export function tl2RegionBytes(rows: number, K: number, { BK }: Tiling): [number, number, number] {
+  const K3 = Math.floor(K / BK) * BK;
+  return [(rows * K3) / 6, (rows * K3) / 24, (rows * (K - K3)) / 4];
+}
+
+/** The rows of `codes` when the tiling fits them and the views have the sizes given; else E_INTERNAL (a kernel would write elsewhere). */
+function fitTiles(layout: "tl1" | "tl2", codes: Int8Array, K: number, tiling: Tiling, views: readonly Uint8Array[], sizes: readonly number[]): number {
+  const rows = codes.length / K;
+  const problem = Number.isInteger(rows) ? (layout === "tl1" ? tl1TilingProblem : tl2TilingProblem)(rows, K, tiling) : `${codes.length} codes are not rows of ${K}`;
+  if (problem === undefined && views.every((v, i) => v.byteLength === sizes[i])) return rows;
+  throw new B158Error("E_INTERNAL", `${layout} kernel: ${problem ?? `views of ${views.map((v) => v.byteLength).join(", ")} bytes for ${sizes.join(", ")}`}`, { details: { layout, rows, K, ...tiling } });
 }
 
 function flags(bits: number): CheckFlags {
