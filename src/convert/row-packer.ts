@@ -1,7 +1,7 @@
 import { B158Error } from "../errors.js";
 import { packLayout, unpackLayout, type Unpacked } from "../pack/codec.js";
 import { fromF16Bits } from "../pack/float16.js";
-import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, tl1TilingProblem, tl2PayloadBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
+import { I2_S_TAIL_BYTES, Q2_0_BLOCK, Q2_0_BLOCK_BYTES, tl1TilingProblem, tl2PayloadBytes, tl2RegionBytes, tl2TilingProblem, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES, TQ_BLOCK, type LayoutParams } from "../pack/layouts.js";
 import { scaleBitsOf } from "../pack/tq.js";
 import type { CheckFlags, Tl2Regions, WasmKernels } from "../pack/wasm/kernels.js";
 import type { PackedCheck } from "./validate-b158.js";
@@ -34,13 +34,13 @@ export function rangeRows(params: LayoutParams, K: number, codes: number): numbe
 function rangeSlices(params: LayoutParams, shape: readonly [number, number], row: number, rows: number): [number, number, number][] {
   const [M, K] = shape;
   if (params.layout === "tl2") {
-    const K3 = Math.floor(K / params.BK) * params.BK;
-    const K2 = K - K3;
-    const [a, s, b] = [(rows * K3) / 6, (rows * K3) / 24, (rows * K2) / 4];
+    const [a, s, b] = tl2RegionBytes(rows, K, params);
+    const [before, beforeS, beforeB] = tl2RegionBytes(row, K, params);
+    const [wholeA, wholeS] = tl2RegionBytes(M, K, params);
     return [
-      [0, (row * K3) / 6, a],
-      [a, (M * K3) / 6 + (row * K3) / 24, s],
-      [a + s, (M * K3) / 6 + (M * K3) / 24 + (row * K2) / 4, b],
+      [0, before, a],
+      [a, wholeA + beforeS, s],
+      [a + s, wholeA + wholeS + beforeB, b],
     ];
   }
   const rowBytes = rowBytesOf(params, K);
@@ -71,10 +71,7 @@ export function payloadBytesOf(params: LayoutParams, shape: readonly [number, nu
 /** The payload's bytes after the rows': I2_S's tail, TL2's zero padding (none for the others). */
 function rowsEnd(params: LayoutParams, shape: readonly [number, number]): number {
   const [M, K] = shape;
-  if (params.layout === "tl2") {
-    const K3 = Math.floor(K / params.BK) * params.BK;
-    return (M * K3) / 6 + (M * K3) / 24 + (M * (K - K3)) / 4;
-  }
+  if (params.layout === "tl2") return tl2RegionBytes(M, K, params).reduce((sum, bytes) => sum + bytes, 0);
   return M * rowBytesOf(params, K);
 }
 

@@ -225,6 +225,12 @@ function tl2Eligibility(M: number, K: number, explicit: Tiling | undefined): Eli
   return yes({ layout: "tl2", tilingSource: source, ...tiling }, tl2PayloadBytes(M, K), M * K);
 }
 
+/** Bytes of TL2's three regions for `rows` rows: the triplet magnitudes (A), the sign words (S), the tail's pairs (B). */
+export function tl2RegionBytes(rows: number, K: number, { BK }: { readonly BK: number }): [number, number, number] {
+  const K3 = Math.floor(K / BK) * BK;
+  return [(rows * K3) / 6, (rows * K3) / 24, (rows * (K - K3)) / 4];
+}
+
 /**
  * TL2 weight bytes as bitnet.cpp sizes them (ggml_nbytes before its roundup to 32):
  * ((K - 256) * M / 3 * 5 / 8) + (256 * M / 2 * 4 / 8), integer ops left to right. K >= 256, so no

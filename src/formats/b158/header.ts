@@ -116,12 +116,12 @@ export function encodeHeaderParts(header: Omit<B158Header, "files">, files: read
   if (empty[0]! >>> 4 !== 0x8 || !FILES_KEY.every((b, i) => empty[1 + i] === b) || empty[at] !== 0x80) {
     throw new B158Error("E_INTERNAL", "the header's encoding does not start with its files map");
   }
-  const head = concat(empty.subarray(0, at), lengthPrefix(names.length, [0x80, 0xde, 0xdf], 16));
+  const head = Buffer.concat([empty.subarray(0, at), lengthPrefix(names.length, [0x80, 0xde, 0xdf], 16)]);
   const utf8Encoder = new TextEncoder();
   const parts = names.map((name) => {
     const key = utf8Encoder.encode(name);
     const size = sizes.get(name)!;
-    return { name, size, prefix: concat(lengthPrefix(key.byteLength, [0xa0, 0xd9, 0xda, 0xdb], 32), key, lengthPrefix(size, [-1, 0xc4, 0xc5, 0xc6], 0)) };
+    return { name, size, prefix: Buffer.concat([lengthPrefix(key.byteLength, [0xa0, 0xd9, 0xda, 0xdb], 32), key, lengthPrefix(size, [-1, 0xc4, 0xc5, 0xc6], 0)]) };
   });
   const tail = empty.slice(at + 1);
   const length = head.byteLength + tail.byteLength + parts.reduce((sum, p) => sum + p.prefix.byteLength + p.size, 0);
@@ -147,15 +147,6 @@ function lengthPrefix(n: number, codes: readonly number[], fixLimit: number): Ui
   throw new B158Error("E_INTERNAL", `a header length of ${n} is beyond MessagePack's`);
 }
 
-function concat(...arrays: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(arrays.reduce((sum, a) => sum + a.byteLength, 0));
-  let at = 0;
-  for (const a of arrays) {
-    out.set(a, at);
-    at += a.byteLength;
-  }
-  return out;
-}
 
 /** Deep enough for any header (config.json nests 3-4 levels), as for JSON (strict-json.ts). */
 export const MAX_HEADER_DEPTH = 64;

@@ -12,7 +12,8 @@ import { unpackHfPacked, unpackHfRows } from "../hf-packed.js";
 import { checkEligibility, tl1TilingProblem, tl2TilingProblem, type LayoutId, type LayoutParams } from "../layouts.js";
 import { readStored } from "../stored.js";
 import { AbsmeanAccumulator, type LatentDtype } from "../ternarize.js";
-import { Arena, convertKernelsKind, tl2RegionBytes, type Tl2Regions, type WasmKernels } from "./kernels.js";
+import { tl2RegionBytes } from "../layouts.js";
+import { Arena, convertKernelsKind, type Tl2Regions, type WasmKernels } from "./kernels.js";
 import { lcgTernary } from "../../../test/support/vector-lcg.js";
 
 /**

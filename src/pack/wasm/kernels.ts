@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { B158Error } from "../../errors.js";
-import { tl1TilingProblem, tl2TilingProblem, type Tiling } from "../layouts.js";
+import { tl1TilingProblem, tl2RegionBytes, tl2TilingProblem, type Tiling } from "../layouts.js";
 
 /**
  * The converter's WebAssembly kernels (gen-convert.ts, built to dist/pack/wasm/convert-simd128.wasm
@@ -187,12 +187,6 @@ export class WasmKernels {
 
 /** TL2's regions of a range of rows: the triplet magnitudes (A), the sign words (S), the tail (B). */
 export type Tl2Regions = readonly [magnitudes: Uint8Array, signs: Uint8Array, tail: Uint8Array];
-
-/** Bytes of TL2's three regions for `rows` rows. */
-export function tl2RegionBytes(rows: number, K: number, { BK }: Tiling): [number, number, number] {
-  const K3 = Math.floor(K / BK) * BK;
-  return [(rows * K3) / 6, (rows * K3) / 24, (rows * (K - K3)) / 4];
-}
 
 /** The rows of `codes` when the tiling fits them and the views have the sizes given; else E_INTERNAL (a kernel would write elsewhere). */
 function fitTiles(layout: "tl1" | "tl2", codes: Int8Array, K: number, tiling: Tiling, views: readonly Uint8Array[], sizes: readonly number[]): number {
