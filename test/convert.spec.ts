@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { appendFileSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -167,6 +168,28 @@ describe("convert: atomic output", () => {
     expect(error).toBeInstanceOf(B158Error);
     expect((error as B158Error).code).toBe("E_IO");
     await expect(readdir(dir)).rejects.toThrow();
+  });
+
+  it("a tokenizer.json changed mid-run is E_SOURCE_CHANGED naming it, and leaves no file (embedded files stream into the header at the end)", async () => {
+    const fixture = await generateCheckpoint({ family: "bitnet-2b4t-bf16", dir: join(root, "changing-src"), dims: { layers: 1 } });
+    const tokenizer = join(fixture.dir, "tokenizer.json");
+    await writeFile(tokenizer, JSON.stringify({ version: "1.0", model: { type: "BPE", vocab: {}, merges: [] } }));
+    const dir = join(root, "changing-out");
+    await mkdir(dir);
+    const error = await convertCheckpoint(fixture.dir, { layout: "tq2_0", output: join(dir, "x.b158"), threads: 0, onPhase: ({ phase }) => phase === "converting" && appendFileSync(tokenizer, " ") }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(B158Error);
+    expect((error as B158Error).code).toBe("E_SOURCE_CHANGED");
+    expect((error as B158Error).message).toContain("tokenizer.json");
+    expect(await readdir(dir)).toEqual([]);
+    // unchanged, the same file converts, and the header holds its bytes
+    const output = join(dir, "y.b158");
+    await convertCheckpoint(fixture.dir, { layout: "tq2_0", output, threads: 0 });
+    const file = await openB158File(output);
+    try {
+      expect(Buffer.from(file.header.files["tokenizer.json"]!)).toEqual(await readFile(tokenizer));
+    } finally {
+      await file.close();
+    }
   });
 
   it("the header validates against its schema, and records the options without times or paths", async () => {
