@@ -178,23 +178,28 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     }
   });
 
-  it("the i16 sums at their limit: all codes +1 or -1 against int8 activations of 127", () => {
-    const cols = 64 * 67; // more than one 64-step widening, and a ragged last run
-    const codes = new Int8Array(2 * cols);
-    codes.fill(1, 0, cols);
-    codes.fill(-1, cols);
-    const source: TernaryWeightSource = { kind: "codes", rows: 2, cols, codes, scales: { granularity: "row", scales: Float32Array.of(1, 1) } };
-    const x = new Float32Array(5 * cols).fill(3);
-    for (const tokens of [1, 5]) {
-      expectSameAsReference((k) => {
-        const out = new Float32Array(tokens * 2);
-        k.linear([k.ternary(source)], x, tokens, [out], "int8");
-        return [out];
-      }, `saturating sums, ${tokens} tokens`);
+  it("the partial sums at their limit: all codes +1 or -1 against int8 activations of +-127", () => {
+    // more than one 64-step i16 widening (relaxed GEMV) and one 31-step run of the GEMM's row pairs,
+    // ragged last runs; four rows so that both halves of both pairs reach +-127 per product
+    const cols = 64 * 67;
+    const signs = [1, -1, -1, 1, 1];
+    const codes = new Int8Array(signs.length * cols);
+    signs.forEach((sign, r) => codes.fill(sign, r * cols, (r + 1) * cols));
+    const source: TernaryWeightSource = { kind: "codes", rows: signs.length, cols, codes, scales: { granularity: "row", scales: new Float32Array(signs.length).fill(1) } };
+    for (const value of [3, -3]) {
+      const x = new Float32Array(5 * cols).fill(value);
+      for (const tokens of [1, 5]) {
+        expectSameAsReference((k) => {
+          const out = new Float32Array(tokens * signs.length);
+          k.linear([k.ternary(source)], x, tokens, [out], "int8");
+          return [out];
+        }, `saturating sums, x = ${value}, ${tokens} tokens`);
+      }
+      const out = new Float32Array(5 * signs.length);
+      backends[0]!.kernels.linear([backends[0]!.kernels.ternary(source)], x, 5, [out], "int8");
+      const row = signs.map((sign) => Math.fround(sign * Math.sign(value) * 127 * cols * (3 / 127)));
+      expect([...out]).toEqual([0, 1, 2, 3, 4].flatMap(() => row));
     }
-    const out = new Float32Array(2);
-    backends[0]!.kernels.linear([backends[0]!.kernels.ternary(source)], x, 1, [out], "int8");
-    expect([...out]).toEqual([127 * cols * (3 / 127), -127 * cols * (3 / 127)].map(Math.fround));
   });
 
   it("activation edge cases: NaN, infinities, zeros, -0, subnormals, ties", () => {

@@ -116,7 +116,8 @@ interface LinearPlan {
   readonly K: number;
   readonly Kq: number;
   readonly float: boolean;
-  readonly relaxed: boolean;
+  /** The relaxed GEMV reads the int8 activations as bytes; every other int8 kernel reads them split into i16. */
+  readonly byteActs: boolean;
   readonly gemm: boolean;
   readonly frameBytes: number;
   readonly x: number;
@@ -331,10 +332,10 @@ export class WasmKernels implements KernelContext {
       }
       const qp = base + geo.qp;
       if (geo.padded) for (let t = 0; t < T; t++) ex.act_pad(qAt + t * plan.Kq, K, geo.g, geo.gp, qp + t * geo.qpStride);
-      if (!plan.relaxed) for (let t = 0; t < T; t++) ex.act_split16(qp + t * geo.qpStride, geo.kp, base + geo.split + t * geo.kp * 2);
+      if (!plan.byteActs) for (let t = 0; t < T; t++) ex.act_split16(qp + t * geo.qpStride, geo.kp, base + geo.split + t * geo.kp * 2);
       if (plan.gemm) {
-        const from = base + (plan.relaxed ? geo.qp : geo.split);
-        const stride = plan.relaxed ? geo.qpStride : geo.kp * 2;
+        const from = base + geo.split;
+        const stride = geo.kp * 2;
         for (let g = 0; g * 4 < T; g++) ex.act_interleave4(from + 4 * g * stride, stride, geo.vectors, Math.min(4, T - 4 * g), base + geo.act + g * geo.vectors * 64);
       }
     }
@@ -371,6 +372,7 @@ export class WasmKernels implements KernelContext {
     const float = mode === "float";
     const relaxed = this.backend === "wasm-relaxed";
     const gemm = T >= this.gemmMinTokens;
+    const byteActs = relaxed && !gemm;
     let frameBytes = 0;
     const take = (bytes: number): number => {
       const at = frameBytes;
@@ -394,15 +396,16 @@ export class WasmKernels implements KernelContext {
       const padded = g !== gp;
       const qp = padded ? take(T * kp) : q;
       const qpStride = padded ? kp : Kq;
-      const split = relaxed ? 0 : take(T * kp * 2);
-      const vectors = kp / (relaxed ? 16 : 8);
-      const interleaved = gemm ? take(Math.ceil(T / 4) * 4 * kp * (relaxed ? 1 : 2)) : 0;
-      const [act, stride] = gemm ? [interleaved, vectors * 64] : relaxed ? [qp, qpStride] : [split, kp * 2];
+      const split = byteActs ? 0 : take(T * kp * 2);
+      const vectors = kp / 8;
+      const interleaved = gemm ? take(Math.ceil(T / 4) * 4 * kp * 2) : 0;
+      const [act, stride] = gemm ? [interleaved, vectors * 64] : byteActs ? [qp, qpStride] : [split, kp * 2];
       geometries.push({ g, gp, kp, padded, qp, qpStride, split, act, stride, vectors });
     }
     const blockSums: LinearPlan["blockSums"][number][] = [];
     const sumsOf = new Map<string, number>();
-    if (!float) {
+    // the GEMM sums t * q directly; the GEMVs sum c * q and subtract the block sums of q
+    if (!float && !gemm) {
       for (const w of list) {
         const key = `${geometryKey(w)}:${w.paddedGroup}`;
         if (sumsOf.has(key)) continue;
@@ -423,13 +426,14 @@ export class WasmKernels implements KernelContext {
         kernel = KERNEL.ternaryFloat + w.layout;
         scratchBytes = Math.max(scratchBytes, w.paddedCols * 8);
       } else if (gemm) {
-        kernel = (relaxed ? KERNEL.ternaryGemmRelaxed : KERNEL.ternaryGemm) + w.layout;
-        scratchBytes = Math.max(scratchBytes, w.paddedCols * (relaxed ? 2 : 4) + blocks * 128);
+        kernel = KERNEL.ternaryGemm + w.layout;
+        scratchBytes = Math.max(scratchBytes, w.paddedCols * 8 + blocks * 256);
+        tile = 4;
       } else {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
         if (relaxed) tile = RELAXED_GEMV_ROWS;
       }
-      const sums = float ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
+      const sums = float || gemm ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
       tasks.push({
         kernel,
         matrix: w.record,
@@ -438,13 +442,14 @@ export class WasmKernels implements KernelContext {
         tokens: T,
         act: geo.act,
         actStride: geo.stride,
-        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4, actScale: s }),
+        ...(float ? {} : { actScale: s }),
+        ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4 }),
         out: outs[i]!,
         outStride: w.rows * 4,
       });
     });
     const words = taskWords(tasks, ["act", "qsum", "actScale", "out"]);
-    const plan: LinearPlan = { K, Kq, float, relaxed, gemm, frameBytes, x, q, s, geometries, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
+    const plan: LinearPlan = { K, Kq, float, byteActs, gemm, frameBytes, x, q, s, geometries, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
     byCall.set(key, plan);
     return plan;
   }

@@ -10,8 +10,10 @@ import { add, f16ToF64, field, forLoop, get, hsumI32, i32, locals, mul, set } fr
  * Portable SIMD128: the int8 activations are split once per token into i16 vectors (even bytes
  * of each 16-byte chunk, then odd bytes), so that `(w >> 2p + 8e) & 3` on i16 lanes gives 8 codes
  * that line up with one of them, and i32x4.dot_i16x8_s (pmaddwd) multiplies and adds pairs.
- * Relaxed SIMD: the same byte-lane codes meet the int8 activations themselves in
+ * Relaxed SIMD (GEMV): the same byte-lane codes meet the int8 activations themselves in
  * i16x8.relaxed_dot_i8x16_i7x16_s (the codes are the 7-bit operand), 16 weights per instruction.
+ * The GEMM (both modules) unpacks tiles once and packs two rows into each i16 lane, which gives
+ * pmaddwd the same 16 weights per instruction (ternaryGemm).
  */
 export interface TernaryVariant {
   readonly layout: TernaryLayoutId;
@@ -201,12 +203,6 @@ export function unpackCodes16(v: TernaryVariant): string {
   return unpackFunction(v, "unpack16", ["m3"], set("m3", M3), perVector, v.unit * 4);
 }
 
-/** Writes the codes of one row as bytes (0..2) in element order, 16 at a time every other 16 bytes (relaxed GEMM). */
-export function unpackCodes8(v: TernaryVariant): string {
-  const perVector = (h: number): string => [0, 1, 2, 3].map((p) => `(v128.store offset=${32 * v.chunkOf(h, p)} ${get("dst")} ${codes8("w0", p)})`).join("");
-  return unpackFunction(v, "unpack8", ["m3b"], set("m3b", M3B), perVector, v.unit * 2);
-}
-
 /** Writes the ternary values t = c - 1 of one row as f64, in element order (float mode). */
 export function unpackCodesF64(v: TernaryVariant): string {
   const perVector = (h: number): string => {
@@ -231,29 +227,31 @@ export function unpackCodesF64(v: TernaryVariant): string {
 }
 
 /**
- * The last step of the int8 GEMMs: for 2 rows x 4 tokens, the i32x4 partial sums each block left
- * in $isum ([block][row * 4 + token]) become y = f32(sum_b d_b * (dot_b - qsum_b) / s).
+ * The last step of the int8 GEMMs: for R rows x 4 tokens, the i32x4 partial sums each block left in
+ * $isum ([block][row * 4 + token]) become y = f32(sum_b d_b * (dot_b - qsum_b) / s), where dot_b is
+ * sum(c * q) (codes, `centered` false) or already sum(t * q) (`centered`: no qsum term).
  */
-function finishInt8Tile(v: TernaryVariant): string {
+function finishInt8Tile(v: TernaryVariant, rows: number, centered: boolean): string {
+  const dot = hsumI32(`(v128.load ${get("ip")})`);
   return `${forLoop(
     "i",
     i32(0),
-    i32(8),
+    i32(4 * rows),
     1,
     `${set("rr", `(i32.shr_u ${get("i")} (i32.const 2))`)}
     ${set("tt", add(get("t"), `(i32.and ${get("i")} (i32.const 3))`))}
-    (if (i32.and (i32.or (i32.eqz ${get("rr")}) ${get("two")}) (i32.lt_u ${get("tt")} ${get("tokens")})) (then
+    (if (i32.and (i32.lt_u ${get("rr")} ${get("nrows")}) (i32.lt_u ${get("tt")} ${get("tokens")})) (then
       ${set("sum", "(f64.const 0)")}
       ${set("sp", add(get("sPtr"), mul(add(get("r"), get("rr")), get("sRow"))))}
       ${set("ip", add(get("isum"), `(i32.shl ${get("i")} (i32.const 4))`))}
-      ${set("qs", add(get("qsum"), mul(get("tt"), get("qsumStride"))))}
+      ${centered ? "" : set("qs", add(get("qsum"), mul(get("tt"), get("qsumStride"))))}
       ${forLoop(
         "b",
         i32(0),
         get("blocks"),
         1,
-        `${set("sum", `(f64.add ${get("sum")} (f64.mul ${blockScale(v, "sp")} (f64.convert_i32_s (i32.sub ${hsumI32(`(v128.load ${get("ip")})`)} (i32.load ${get("qs")})))))`)}
-        ${set("sp", add(get("sp"), get("sBlk")))} ${set("ip", add(get("ip"), i32(128)))} ${set("qs", add(get("qs"), i32(4)))}`,
+        `${set("sum", `(f64.add ${get("sum")} (f64.mul ${blockScale(v, "sp")} (f64.convert_i32_s ${centered ? dot : `(i32.sub ${dot} (i32.load ${get("qs")}))`})))`)}
+        ${set("sp", add(get("sp"), get("sBlk")))} ${set("ip", add(get("ip"), i32(64 * rows)))} ${centered ? "" : set("qs", add(get("qs"), i32(4)))}`,
       )}
       (f32.store ${add(add(get("out"), mul(get("tt"), get("outStride"))), `(i32.shl ${add(get("r"), get("rr"))} (i32.const 2))`)}
         (f32.demote_f64 (f64.div ${get("sum")} (f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("tt")} (i32.const 2))`)})))))))`,
@@ -261,19 +259,23 @@ function finishInt8Tile(v: TernaryVariant): string {
 }
 
 /**
- * The int8 GEMMs: each pair of rows is unpacked once into thread scratch (the two rows' 16-byte
- * vectors interleaved), then a 2-row x 4-token micro-kernel runs over every token, four tokens'
- * activations interleaved too, so that one step reads through two pointers. One step is one code
- * vector per row (unrolling further makes V8 hoist the loads and spill). The i32x4 sums of each
- * block go to $isum, which finishInt8Tile turns into outputs.
+ * The int8 GEMMs: each tile of R rows is unpacked once into thread scratch (by `prepare`, as two
+ * 16-byte code vectors per step), then a 2-vector x 4-token micro-kernel runs over every token,
+ * four tokens' activations interleaved too, so that one step reads through two pointers. One step
+ * is one code vector per register (unrolling further makes V8 hoist the loads and spill). The
+ * i32x4 sums of each block go to $isum (R x 4 slots), which finishInt8Tile turns into outputs.
  */
 function gemmSkeleton(
   v: TernaryVariant,
   kernel: {
     name: string;
-    unpack: string;
-    /** Code bytes per weight in scratch (2: i16, 1: bytes). */
-    codeBytes: number;
+    /** Rows per tile (the row loop's step; the last tile repeats its last row). */
+    rows: 2 | 4;
+    /** Code to unpack the tile's rows (locals $row0..$row{R-1}) into $scratch, and the bytes it needs before $isum. */
+    prepare: string;
+    scratchBytes: string;
+    /** The block sums hold sum(t * q) already. */
+    centered: boolean;
     /** acc{r}{t} += codes c{r} x activations a, per kind. */
     product: (acc: string, codes: string) => string;
     /** Weights per step: 8 (i16 vectors) or 16 (bytes). */
@@ -290,23 +292,24 @@ function gemmSkeleton(
     step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
     step += set(`acc0${tt}`, kernel.product(`acc0${tt}`, "c0")) + set(`acc1${tt}`, kernel.product(`acc1${tt}`, "c1"));
   }
-  const unpack = (row: string, dst: string) => `(call $${kernel.unpack}_${v.name} ${add(get("w"), mul(row, get("rowBytes")))} ${dst} ${get("blocks")} ${get("units")} ${get("blockBytes")})`;
+  const R = kernel.rows;
+  const rowLocals = Array.from({ length: R }, (_, i) => `row${i}`);
   return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "two", "isum", "up", "ap", "ip", "sp", "qs", "h")}
+  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "nrows", "isum", "up", "ap", "ip", "sp", "qs", "h", "j", "x", "y", ...rowLocals)}
   ${locals("f64", "sum")}
-  ${locals("v128", "c0", "c1", "a", ...GEMM_ACCS)}
+  ${locals("v128", "c0", "c1", "a", "v", "lo", ...GEMM_ACCS)}
   ${readMatrix()}
   ${readTask()}
-  ${set("isum", add(get("scratch"), mul(get("paddedCols"), i32(2 * kernel.codeBytes))))}
+  ${set("isum", add(get("scratch"), kernel.scratchBytes))}
   ${forLoop(
     "r",
     get("r0"),
     get("r1"),
-    2,
-    `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
-    ${unpack(get("r"), get("scratch"))}
-    ${unpack(`(select ${add(get("r"), i32(1))} ${get("r")} ${get("two")})`, add(get("scratch"), i32(16)))}
+    R,
+    `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
+    ${rowLocals.map((name, i) => set(name, i === 0 ? get("r") : `(select ${add(get("r"), i32(i))} ${get(`row${i - 1}`)} (i32.gt_u ${get("nrows")} ${i32(i)}))`)).join(" ")}
+    ${kernel.prepare}
     ${forLoop(
       "t",
       i32(0),
@@ -319,10 +322,10 @@ function gemmSkeleton(
         i32(0),
         get("blocks"),
         1,
-        `${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
-        ${kernel.blockStart}
+        `${kernel.blockStart}
         ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const ${Math.log2(kernel.stepWeights)}))`)}
         (loop $run
+          ${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
           ${set("k", `(select (i32.const ${kernel.runSteps}) ${get("n")} (i32.gt_u ${get("n")} (i32.const ${kernel.runSteps})))`)}
           ${set("n", `(i32.sub ${get("n")} ${get("k")})`)}
           (loop $step
@@ -332,47 +335,63 @@ function gemmSkeleton(
           ${kernel.afterRun}
           (br_if $run ${get("n")}))
         ${kernel.blockEnd}
-        ${set("ip", add(get("ip"), i32(128)))}`,
+        ${set("ip", add(get("ip"), i32(64 * R)))}`,
       )}
-      ${finishInt8Tile(v)}`,
+      ${finishInt8Tile(v, R, kernel.centered)}`,
     )}`,
   )})`;
 }
 
 const GEMM_ACCS = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
+const ZERO_SLOTS = (slots: number): string => Array.from({ length: slots }, (_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ");
+/** $isum slot += value (slot offsets are from $ip). */
+const addToSlot = (slot: number, value: string): string => `(v128.store offset=${16 * slot} ${get("ip")} (i32x4.add (v128.load offset=${16 * slot} ${get("ip")}) ${value}))`;
 
-/** GEMM, portable: i16 codes and pmaddwd (the pre-unpack takes shift/and work out of the inner loop). */
-export function ternaryGemm(v: TernaryVariant): string {
-  return gemmSkeleton(v, {
-    name: "ternary_gemm",
-    unpack: "unpack16",
-    codeBytes: 2,
-    stepWeights: 8,
-    product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
-    runSteps: 1 << 30,
-    blockStart: "",
-    afterRun: "",
-    blockEnd: GEMM_ACCS.map((n, i) => `(v128.store offset=${16 * i} ${get("ip")} ${get(n)})`).join(" "),
-  });
-}
+/** Steps of one run of the packed GEMM: |sum(t * q)| per lane stays <= 31 * 256 < 2^13. */
+const PACKED_RUN_STEPS = 31;
 
 /**
- * GEMM, relaxed SIMD: code bytes and relaxed dots; the i16 sums are widened into the block's
- * $isum slots after every run of at most 64 steps (|sum| <= 32512).
+ * GEMM, portable: two rows per i16 lane. A tile of four rows is unpacked once into scratch as
+ * t_r + 2^14 * t_{r+1} (t = c - 1 in -1..1, so the lane fits i16), and i32x4.dot_i16x8_s
+ * (pmaddwd) then does 16 ternary multiply-adds per instruction instead of 8: each i32 lane of a
+ * step's product is L + 2^14 * H with L, H in [-256, 256]. After a run of at most 31 steps,
+ * |L| <= 7936 < 2^13, so L is the low 14 bits sign-extended and H = (v - L) >> 14, both exact.
  */
-export function ternaryGemmRelaxed(v: TernaryVariant): string {
-  const widen = GEMM_ACCS.map(
-    (n, i) => `(v128.store offset=${16 * i} ${get("ip")} (i32x4.add (v128.load offset=${16 * i} ${get("ip")}) (i32x4.extadd_pairwise_i16x8_s ${get(n)}))) ${set(n, "(v128.const i64x2 0 0)")}`,
-  ).join("\n          ");
+export function ternaryGemm(v: TernaryVariant): string {
+  // rows 0, 1 unpacked interleaved at $scratch, rows 2, 3 at $scratch + 4 * paddedCols; then per
+  // step the pair vectors (rows 0|1, rows 2|3) replace the four code vectors at $scratch
+  const unpack = (row: string, dst: string) => `(call $unpack16_${v.name} ${add(get("w"), mul(get(row), get("rowBytes")))} ${dst} ${get("blocks")} ${get("units")} ${get("blockBytes")})`;
+  const second = add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 2))`);
+  const pair = (from: string) =>
+    `(i16x8.sub (i16x8.add (v128.load ${from}) (i16x8.shl (v128.load offset=16 ${from}) (i32.const 14))) (v128.const i16x8 16385 16385 16385 16385 16385 16385 16385 16385))`;
+  const prepare = `${unpack("row0", get("scratch"))} ${unpack("row1", add(get("scratch"), i32(16)))}
+    ${unpack("row2", second)} ${unpack("row3", add(second, i32(16)))}
+    ${set("x", get("scratch"))} ${set("y", second)}
+    ${forLoop(
+      "j",
+      i32(0),
+      `(i32.shr_u ${get("paddedCols")} (i32.const 3))`,
+      1,
+      `(v128.store ${get("x")} ${pair(get("x"))}) (v128.store offset=16 ${get("x")} ${pair(get("y"))})
+      ${set("x", add(get("x"), i32(32)))} ${set("y", add(get("y"), i32(32)))}`,
+    )}`;
+  const separate = GEMM_ACCS.map((acc, i) => {
+    const [pairIndex, token] = [Math.floor(i / 4), i % 4];
+    return `${set("v", get(acc))} ${set("lo", "(i32x4.shr_s (i32x4.shl " + get("v") + " (i32.const 18)) (i32.const 18))")}
+          ${addToSlot(2 * pairIndex * 4 + token, get("lo"))}
+          ${addToSlot((2 * pairIndex + 1) * 4 + token, `(i32x4.shr_s (i32x4.sub ${get("v")} ${get("lo")}) (i32.const 14))`)}`;
+  }).join("\n          ");
   return gemmSkeleton(v, {
-    name: "ternary_gemm_relaxed",
-    unpack: "unpack8",
-    codeBytes: 1,
-    stepWeights: 16,
-    product: (acc, codes) => `(i16x8.add ${get(acc)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${get(codes)}))`,
-    runSteps: 64,
-    blockStart: GEMM_ACCS.map((_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" "),
-    afterRun: widen,
+    name: "ternary_gemm",
+    rows: 4,
+    prepare,
+    scratchBytes: `(i32.shl ${get("paddedCols")} (i32.const 3))`,
+    centered: true,
+    stepWeights: 8,
+    product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
+    runSteps: PACKED_RUN_STEPS,
+    blockStart: ZERO_SLOTS(16),
+    afterRun: separate,
     blockEnd: "",
   });
 }

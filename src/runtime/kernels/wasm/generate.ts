@@ -2,7 +2,7 @@ import { attentionKernel } from "./gen-attention.js";
 import { denseGemmKernel, denseKernel } from "./gen-dense.js";
 import { relu2GateKernel, rmsNormKernel } from "./gen-elementwise.js";
 import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
-import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemmRelaxed, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodes8, unpackCodesF64 } from "./gen-ternary.js";
+import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodesF64 } from "./gen-ternary.js";
 import { DenseLayout, KERNEL } from "./layout.js";
 
 /**
@@ -24,9 +24,8 @@ export function generateKernelModule(kind: KernelModuleKind): string {
     table[KERNEL.ternaryGemm + v.layout] = `$ternary_gemm_${v.name}`;
     table[KERNEL.ternaryFloat + v.layout] = `$ternary_float_${v.name}`;
     if (relaxed) {
-      funcs.push(unpackCodes8(v), ternaryGemvRelaxed(v), ternaryGemmRelaxed(v));
+      funcs.push(ternaryGemvRelaxed(v));
       table[KERNEL.ternaryGemvRelaxed + v.layout] = `$ternary_gemv_relaxed_${v.name}`;
-      table[KERNEL.ternaryGemmRelaxed + v.layout] = `$ternary_gemm_relaxed_${v.name}`;
     }
   }
   for (const [name, layout] of Object.entries(DenseLayout)) {

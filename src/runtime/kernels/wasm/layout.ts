@@ -153,15 +153,14 @@ export const KERNEL = {
   ternaryGemm: 3,
   ternaryFloat: 6,
   ternaryGemvRelaxed: 9,
-  ternaryGemmRelaxed: 12,
   /** + DenseLayoutId */
-  dense: 15,
+  dense: 12,
   /** Traps: tests that a failing kernel reaches the caller as an error. */
-  fault: 19,
-  attention: 20,
-  rmsNorm: 21,
-  relu2Gate: 22,
+  fault: 16,
+  attention: 17,
+  rmsNorm: 18,
+  relu2Gate: 19,
   /** + DenseLayoutId (f32, f16, bf16): many tokens through dense rows. */
-  denseGemm: 23,
-  count: 27,
+  denseGemm: 20,
+  count: 24,
 } as const;
