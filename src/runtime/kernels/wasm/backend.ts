@@ -1,6 +1,6 @@
 import { B158Error } from "../../../errors.js";
 import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, DenseWeightSource, KernelContext, PayloadReader, ScaleSpec, TernaryMatrix, TernaryWeightInput, TernaryWeightSource } from "../api.js";
-import { fromF16Bits } from "../../../pack/float16.js";
+import { halfBitsToFloat32 } from "../../../pack/float16.js";
 import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
 import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
 import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
@@ -299,7 +299,7 @@ export class WasmKernels implements KernelContext {
       // Inf or NaN in f16: kept as exact f32 (the SIMD f16 trick covers finite values only)
       const f32 = this.f32;
       for (let r = 0; r < rows; r++) {
-        for (let k = 0; k < cols; k++) f32[(weights + r * rowBytes) / 4 + k] = fromF16Bits(source.bits[r * cols + k]!);
+        halfBitsToFloat32(source.bits.subarray(r * cols, (r + 1) * cols), "f16", f32.subarray((weights + r * rowBytes) / 4, (weights + r * rowBytes) / 4 + cols));
       }
     } else if (source.kind === "f32") {
       this.copyRows(new Uint8Array(source.values.buffer, source.values.byteOffset, n * 4), rows, cols * 4, weights, rowBytes);
@@ -518,17 +518,10 @@ export class WasmKernels implements KernelContext {
       case DenseLayout.f32:
         out.set(this.f32.subarray(base / 4, base / 4 + K));
         return;
-      case DenseLayout.f16: {
-        const bits = new Uint16Array(this.buffer, base, K);
-        for (let k = 0; k < K; k++) out[k] = fromF16Bits(bits[k]!);
+      case DenseLayout.f16:
+      case DenseLayout.bf16:
+        halfBitsToFloat32(new Uint16Array(this.buffer, base, K), w.layout === DenseLayout.f16 ? "f16" : "bf16", out.subarray(0, K));
         return;
-      }
-      case DenseLayout.bf16: {
-        const bits = new Uint16Array(this.buffer, base, K);
-        const words = new Uint32Array(out.buffer, out.byteOffset, K);
-        for (let k = 0; k < K; k++) words[k] = bits[k]! << 16;
-        return;
-      }
       case DenseLayout.int8Rows: {
         const ws = this.f32[(w.scales >>> 2) + row]!;
         const q = new Int8Array(this.buffer, base, K);
@@ -584,6 +577,8 @@ export class WasmKernels implements KernelContext {
     const paddedDim = roundUp(headDim, 4);
     const half = kvHeads * paddedDim * stride * 4;
     const at = this.alloc(layers * 2 * half);
+    // touched now, at load: first touches of fresh pages made a prompt's attention 3-4x slower
+    this.u8.fill(0, at, at + layers * 2 * half);
     const record = this.alloc(ATTENTION.size);
     const cache: WasmCache = { layers, positions, kvHeads, headDim, bytes: layers * 2 * half, at, half, stride, paddedDim, record };
     this.caches.add(cache);
