@@ -3,7 +3,7 @@ import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, Den
 import { halfBitsToFloat32 } from "../../../pack/float16.js";
 import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
 import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
-import { RELAXED_GEMV_ROWS } from "./gen-ternary.js";
+import { RELAXED_GEMV_ROWS, TERNARY_VARIANTS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
 /**
@@ -17,6 +17,8 @@ interface KernelExports {
   act_pad(src: number, k: number, g: number, gp: number, dst: number): void;
   act_pad_f64(x: number, k: number, g: number, gp: number, dst: number): void;
   act_split16(q: number, kp: number, dst: number): void;
+  /** Per TernaryVariant name (act_telescope_i2s128, ...): the portable GEMV's activations. */
+  [telescope: `act_telescope_${string}`]: (src: number, kp: number, dst: number) => void;
   act_interleave4(src: number, stride: number, vectors: number, count: number, dst: number): void;
   act_widen16(q: number, kp: number, dst: number): void;
   act_block_sums(q: number, blocks: number, gp: number, dst: number): void;
@@ -51,6 +53,8 @@ const PARALLEL_MACS = 1 << 17;
 const STAGE_BYTES = 1 << 22;
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
+
+const VARIANT_NAME = Object.fromEntries(TERNARY_VARIANTS.map((v) => [v.layout, v.name])) as Record<TernaryLayoutId, string>;
 
 /**
  * Matrices whose blocks need no padding share one activation layout ("natural": the int8
@@ -125,6 +129,8 @@ interface LinearPlan {
   readonly s: number;
   /** Per block geometry: g/gp/kp, padded q (or q), split i16, and what the kernels read (act, stride). */
   readonly geometries: readonly { g: number; gp: number; kp: number; padded: boolean; qp: number; qpStride: number; split: number; act: number; stride: number; vectors: number }[];
+  /** The portable GEMV's telescoped activations, per geometry and layout (their own unit order). */
+  readonly telescoped: readonly { geometry: number; name: string; at: number }[];
   readonly blockSums: readonly { geometry: number; blocks: number; gp: number; at: number }[];
   readonly outs: readonly number[];
   readonly tasks: TaskWords;
@@ -333,6 +339,11 @@ export class WasmKernels implements KernelContext {
       const qp = base + geo.qp;
       if (geo.padded) for (let t = 0; t < T; t++) ex.act_pad(qAt + t * plan.Kq, K, geo.g, geo.gp, qp + t * geo.qpStride);
       if (!plan.byteActs) for (let t = 0; t < T; t++) ex.act_split16(qp + t * geo.qpStride, geo.kp, base + geo.split + t * geo.kp * 2);
+      for (const tele of plan.telescoped) {
+        if (plan.geometries[tele.geometry] !== geo) continue;
+        const telescope = ex[`act_telescope_${tele.name}`]!;
+        for (let t = 0; t < T; t++) telescope(base + geo.split + t * geo.kp * 2, geo.kp, base + tele.at + t * geo.kp * 2);
+      }
       if (plan.gemm) {
         const from = base + geo.split;
         const stride = geo.kp * 2;
@@ -414,6 +425,17 @@ export class WasmKernels implements KernelContext {
         blockSums.push({ geometry: geometryOf.get(geometryKey(w))!, blocks, gp: w.paddedGroup, at: take(T * blocks * 4) });
       }
     }
+    const telescoped: LinearPlan["telescoped"][number][] = [];
+    const telescopedOf = new Map<string, number>();
+    if (!float && !gemm && !relaxed) {
+      for (const w of list) {
+        const key = `${geometryKey(w)}|${w.layout}`;
+        if (telescopedOf.has(key)) continue;
+        telescopedOf.set(key, telescoped.length);
+        const geometry = geometryOf.get(geometryKey(w))!;
+        telescoped.push({ geometry, name: VARIANT_NAME[w.layout], at: take(T * geometries[geometry]!.kp * 2) });
+      }
+    }
     const outs = list.map((w) => take(T * w.rows * 4));
     const tasks: Task[] = [];
     let scratchBytes = 0;
@@ -440,7 +462,7 @@ export class WasmKernels implements KernelContext {
         rows: w.rows,
         rowsPerChunk: this.rowsPerChunk(w.rows, w.paddedCols * T, tile),
         tokens: T,
-        act: geo.act,
+        act: telescopedOf.has(`${geometryKey(w)}|${w.layout}`) ? telescoped[telescopedOf.get(`${geometryKey(w)}|${w.layout}`)!]!.at : geo.act,
         actStride: geo.stride,
         ...(float ? {} : { actScale: s }),
         ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4 }),
@@ -449,7 +471,7 @@ export class WasmKernels implements KernelContext {
       });
     });
     const words = taskWords(tasks, ["act", "qsum", "actScale", "out"]);
-    const plan: LinearPlan = { K, Kq, float, byteActs, gemm, frameBytes, x, q, s, geometries, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
+    const plan: LinearPlan = { K, Kq, float, byteActs, gemm, frameBytes, x, q, s, geometries, telescoped, blockSums, outs, tasks: words, chunks: words.chunks, scratchBytes, macs: list.reduce((n, w) => n + w.rows * w.paddedCols * T, 0) };
     byCall.set(key, plan);
     return plan;
   }

@@ -79,6 +79,43 @@ function codes16(w: string, sh: number): string {
   return `(v128.and ${shifted} ${get("m3")})`;
 }
 
+/**
+ * What the portable GEMV multiplies with telescoped activations: for the i16 lane's bit pair k (sh =
+ * 2k), the code itself when k = 0 and r_k = w >>> 2k otherwise (the codes of pairs k..7).
+ */
+function telescopedCodes(w: string, sh: number): string {
+  return sh === 0 ? `(v128.and ${get(w)} ${get("m3")})` : `(i16x8.shr_u ${get(w)} (i32.const ${sh}))`;
+}
+
+/**
+ * The portable GEMV's activations, per token: with c_k = r_k - 4 r_(k+1) (r_8 = 0) for the code in
+ * bit pair k of an i16 lane, sum_k c_k x_k = c_0 x_0 + r_1 x_1 + sum_(k>=2) r_k (x_k - 4 x_(k-1)).
+ * So x'_k = x_k - 4 x_(k-1) for k >= 2 (|x'| <= 640, an i16) spares the GEMV its masks. Products
+ * r_k x'_k reach 2^14 * 640 and the i32 sums may wrap, but only the total matters, and it fits:
+ * wrapping adds are exact modulo 2^32. Vector (h, k) of a unit's split activations is the one the
+ * GEMV loads for code vector h and bit pair k.
+ */
+export function actTelescope(v: TernaryVariant): string {
+  const at = (h: number, k: number) => 16 * (2 * v.chunkOf(h, k & 3) + (k >> 2));
+  let unit = "";
+  for (let h = 0; h < vectorsPerUnit(v); h++) {
+    for (let k = 7; k >= 0; k--) {
+      const value = k < 2 ? `(v128.load offset=${at(h, k)} ${get("src")})` : `(i16x8.sub (v128.load offset=${at(h, k)} ${get("src")}) (i16x8.shl (v128.load offset=${at(h, k - 1)} ${get("src")}) (i32.const 2)))`;
+      unit += `(v128.store offset=${at(h, k)} ${get("dst")} ${value})\n    `;
+    }
+  }
+  return `(func (export "act_telescope_${v.name}") (param $src i32) (param $kp i32) (param $dst i32)
+  ${locals("i32", "u")}
+  ${forLoop(
+    "u",
+    i32(0),
+    get("kp"),
+    v.unit,
+    `${unit}
+    ${set("src", add(get("src"), i32(v.unit * 2)))} ${set("dst", add(get("dst"), i32(v.unit * 2)))}`,
+  )})`;
+}
+
 /** 16 codes (0..2) in byte lanes from bit pair p of local `w` (m3b: 0x03 bytes). */
 function codes8(w: string, p: number): string {
   const shifted = p === 0 ? get(w) : `(i16x8.shr_u ${get(w)} (i32.const ${2 * p}))`;
@@ -96,13 +133,14 @@ const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
  */
 export function ternaryGemv(v: TernaryVariant): string {
   // one 16-byte vector per row and step (a whole 128-unit per step made V8 hoist 16 loads and
-  // spill); in a 128-unit the second vector's activations sit 32 bytes after the first's
+  // spill); in a 128-unit the second vector's activations sit 32 bytes after the first's. The
+  // activations are telescoped (actTelescope), so the codes need a shift but no mask.
   let step = set("w0", `(v128.load align=1 ${get("p0")})`) + set("w1", `(v128.load align=1 ${get("p1")})`);
   for (let p = 0; p < 4; p++) {
     for (let e = 0; e < 2; e++) {
       const sh = 8 * e + 2 * p;
       step += set("a", `(v128.load offset=${16 * (2 * v.chunkOf(0, p) + e)} ${get("ap")})`);
-      for (const r of [0, 1]) step += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${codes16(`w${r}`, sh)} ${get("a")}))`);
+      for (const r of [0, 1]) step += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${telescopedCodes(`w${r}`, sh)} ${get("a")}))`);
       step += "\n";
     }
   }

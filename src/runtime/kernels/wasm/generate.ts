@@ -2,7 +2,7 @@ import { attentionKernel } from "./gen-attention.js";
 import { denseGemmKernel, denseKernel } from "./gen-dense.js";
 import { relu2GateKernel, rmsNormKernel } from "./gen-elementwise.js";
 import { actBlockSums, actInterleave4, actPad, actPadF64, actQuantize, actSplit16, actWiden16, denseQuantRows, dispatcher, f16NonFinite, hasCode3, relayCodes, thresholdCodes } from "./gen-support.js";
-import { TERNARY_VARIANTS, ternaryFloat, ternaryGemm, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodesF64 } from "./gen-ternary.js";
+import { TERNARY_VARIANTS, actTelescope, ternaryFloat, ternaryGemm, ternaryGemv, ternaryGemvRelaxed, unpackCodes16, unpackCodesF64 } from "./gen-ternary.js";
 import { DenseLayout, KERNEL } from "./layout.js";
 
 /**
@@ -19,7 +19,7 @@ export function generateKernelModule(kind: KernelModuleKind): string {
   const funcs: string[] = [];
   const table: string[] = new Array<string>(KERNEL.count).fill("$fault");
   for (const v of TERNARY_VARIANTS) {
-    funcs.push(unpackCodes16(v), unpackCodesF64(v), ternaryGemv(v), ternaryGemm(v), ternaryFloat(v));
+    funcs.push(actTelescope(v), unpackCodes16(v), unpackCodesF64(v), ternaryGemv(v), ternaryGemm(v), ternaryFloat(v));
     table[KERNEL.ternaryGemv + v.layout] = `$ternary_gemv_${v.name}`;
     table[KERNEL.ternaryGemm + v.layout] = `$ternary_gemm_${v.name}`;
     table[KERNEL.ternaryFloat + v.layout] = `$ternary_float_${v.name}`;
