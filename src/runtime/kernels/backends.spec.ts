@@ -255,6 +255,26 @@ describe("WebAssembly kernels = the reference, bit for bit", () => {
     );
   });
 
+  it("f16 rows with subnormal weights of both signs, beside zeros of both signs, x prescaled or not", () => {
+    const rows = 9; // two groups of four rows and a partial one
+    const cols = 40; // five 8-value steps, padded to six
+    const bits = new Uint16Array(rows * cols);
+    for (let i = 0; i < bits.length; i++) bits[i] = toF16Bits(((i * 37) % 23) / 7 - 1.5);
+    // subnormals of both signs in the first, a middle and the last step, beside zeros of both signs
+    for (const [r, k, b] of [[0, 0, 0x0001], [1, 3, 0x83ff], [2, 17, 0x0200], [3, 39, 0x8001], [4, 20, 0x0000], [5, 21, 0x8000], [8, 33, 0x0155], [8, 34, 0x8155]] as const) bits[r * cols + k] = b;
+    for (const big of [false, true]) {
+      for (const tokens of [1, 2]) {
+        const x = activations(tokens * cols, tokens + (big ? 40 : 0), big ? 4e4 : 3); // |x| >= 2^15: x is not prescaled
+        expectSameAsReference((k) => {
+          const matrix = k.dense({ kind: "f16", rows, cols, bits });
+          const out = new Float32Array(tokens * rows);
+          k.denseLinear(matrix, x, tokens, out);
+          return [out];
+        }, `f16 subnormals, ${tokens} tokens, ${big ? "unscaled" : "prescaled"} x`);
+      }
+    }
+  });
+
   it("attention: random head sizes, groups, context lengths and steps through one cache", () => {
     fc.assert(
       fc.property(
