@@ -456,13 +456,14 @@ export class WasmKernels implements KernelContext {
         if (relaxed) tile = RELAXED_GEMV_ROWS;
       }
       const sums = float || gemm ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
+      const tele = telescopedOf.get(`${geometryKey(w)}|${w.layout}`);
       tasks.push({
         kernel,
         matrix: w.record,
         rows: w.rows,
         rowsPerChunk: this.rowsPerChunk(w.rows, w.paddedCols * T, tile),
         tokens: T,
-        act: telescopedOf.has(`${geometryKey(w)}|${w.layout}`) ? telescoped[telescopedOf.get(`${geometryKey(w)}|${w.layout}`)!]!.at : geo.act,
+        act: tele === undefined ? geo.act : telescoped[tele]!.at,
         actStride: geo.stride,
         ...(float ? {} : { actScale: s }),
         ...(sums === undefined ? {} : { qsum: sums.at, qsumStride: blocks * 4 }),
