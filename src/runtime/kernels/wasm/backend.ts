@@ -3,7 +3,7 @@ import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, Den
 import { halfBitsToFloat32 } from "../../../pack/float16.js";
 import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
 import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
-import { RELAXED_GEMV_ROWS, TERNARY_VARIANTS } from "./gen-ternary.js";
+import { PORTABLE_GEMV_ROWS, RELAXED_GEMV_ROWS, TERNARY_VARIANTS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
 /**
@@ -453,7 +453,7 @@ export class WasmKernels implements KernelContext {
         tile = 4;
       } else {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;
-        if (relaxed) tile = RELAXED_GEMV_ROWS;
+        tile = relaxed ? RELAXED_GEMV_ROWS : PORTABLE_GEMV_ROWS;
       }
       const sums = float || gemm ? undefined : blockSums[sumsOf.get(`${geometryKey(w)}:${w.paddedGroup}`)!]!;
       const tele = telescopedOf.get(`${geometryKey(w)}|${w.layout}`);

@@ -127,29 +127,32 @@ const M3 = `(v128.const i16x8 3 3 3 3 3 3 3 3)`;
 export const RELAXED_GEMV_ROWS = 4;
 const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
 
+/** Rows per pass of the portable GEMV (the backend rounds chunks to it). */
+export const PORTABLE_GEMV_ROWS = 4;
+
 /**
- * GEMV, portable: two rows per pass share each activation load (the best tile with 16 xmm
- * registers), tokens one after the other.
+ * GEMV, portable: R rows per pass share each activation load, tokens one after the other. One
+ * 16-byte vector per row and step (a whole 128-unit per step made V8 hoist 16 loads and spill); in
+ * a 128-unit the second vector's activations sit 32 bytes after the first's. The activations are
+ * telescoped (actTelescope), so the codes need a shift but no mask; one i32 accumulator per row.
  */
-export function ternaryGemv(v: TernaryVariant): string {
-  // one 16-byte vector per row and step (a whole 128-unit per step made V8 hoist 16 loads and
-  // spill); in a 128-unit the second vector's activations sit 32 bytes after the first's. The
-  // activations are telescoped (actTelescope), so the codes need a shift but no mask.
-  let step = set("w0", `(v128.load align=1 ${get("p0")})`) + set("w1", `(v128.load align=1 ${get("p1")})`);
+export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
+  const rows = Array.from({ length: R }, (_, r) => r);
+  let step = rows.map((r) => set(`w${r}`, `(v128.load align=1 ${get(`p${r}`)})`)).join("");
   for (let p = 0; p < 4; p++) {
     for (let e = 0; e < 2; e++) {
       const sh = 8 * e + 2 * p;
       step += set("a", `(v128.load offset=${16 * (2 * v.chunkOf(0, p) + e)} ${get("ap")})`);
-      for (const r of [0, 1]) step += set(`acc${r}${e}`, `(i32x4.add ${get(`acc${r}${e}`)} (i32x4.dot_i16x8_s ${telescopedCodes(`w${r}`, sh)} ${get("a")}))`);
+      for (const r of rows) step += set(`acc${r}`, `(i32x4.add ${get(`acc${r}`)} (i32x4.dot_i16x8_s ${telescopedCodes(`w${r}`, sh)} ${get("a")}))`);
       step += "\n";
     }
   }
   const apStep = v.unit === 128 ? `(select (i32.const 224) (i32.const 32) ${get("odd")})` : i32(128);
   return `(func $ternary_gemv_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "odd", "p0", "p1", "blk0", "blk1", "sp0", "sp1", "ap", "ap0", "qs", "q", "out0", "h", "two")}
-  ${locals("f64", "s", "sum0", "sum1")}
-  ${locals("v128", "m3", "w0", "w1", "a", "acc00", "acc01", "acc10", "acc11")}
+  ${locals("i32", "t", "r", "b", "u", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
+  ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
+  ${locals("v128", "m3", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`))}
   ${readMatrix()}
   ${readTask()}
   ${set("m3", M3)}
@@ -165,13 +168,14 @@ export function ternaryGemv(v: TernaryVariant): string {
       "r",
       get("r0"),
       get("r1"),
-      2,
-      `${set("two", `(i32.lt_u ${add(get("r"), i32(1))} ${get("r1")})`)}
-      ${set("p0", add(get("w"), mul(get("r"), get("rowBytes"))))}
-      ${set("p1", `(select ${add(get("p0"), get("rowBytes"))} ${get("p0")} ${get("two")})`)}
-      ${set("sp0", add(get("sPtr"), mul(get("r"), get("sRow"))))}
-      ${set("sp1", `(select ${add(get("sp0"), get("sRow"))} ${get("sp0")} ${get("two")})`)}
-      ${set("sum0", "(f64.const 0)")} ${set("sum1", "(f64.const 0)")}
+      R,
+      `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
+      ${rows
+        .map((r) => {
+          const row = r === 0 ? get("r") : `(select ${add(get("r"), i32(r))} ${get("r")} (i32.gt_u ${get("nrows")} ${i32(r)}))`;
+          return `${set(`p${r}`, add(get("w"), mul(row, get("rowBytes"))))} ${set(`sp${r}`, add(get("sPtr"), mul(row, get("sRow"))))} ${set(`sum${r}`, "(f64.const 0)")}`;
+        })
+        .join("\n      ")}
       ${set("ap", get("ap0"))}
       ${set("qs", add(get("qsum"), mul(get("t"), get("qsumStride"))))}
       ${forLoop(
@@ -179,24 +183,29 @@ export function ternaryGemv(v: TernaryVariant): string {
         i32(0),
         get("blocks"),
         1,
-        `${set("blk0", get("p0"))} ${set("blk1", get("p1"))}
-        ${["acc00", "acc01", "acc10", "acc11"].map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
+        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
         ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
         (loop $step
           ${step}
-          ${set("p0", add(get("p0"), i32(16)))} ${set("p1", add(get("p1"), i32(16)))}
+          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
           ${set("ap", add(get("ap"), apStep))}
           ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
           (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
         ${set("q", `(i32.load ${get("qs")})`)}
         ${set("qs", add(get("qs"), i32(4)))}
-        ${set("sum0", `(f64.add ${get("sum0")} (f64.mul ${blockScale(v, "sp0")} (f64.convert_i32_s (i32.sub ${hsumI32(`(i32x4.add ${get("acc00")} ${get("acc01")})`)} ${get("q")}))))`)}
-        ${set("sum1", `(f64.add ${get("sum1")} (f64.mul ${blockScale(v, "sp1")} (f64.convert_i32_s (i32.sub ${hsumI32(`(i32x4.add ${get("acc10")} ${get("acc11")})`)} ${get("q")}))))`)}
-        ${set("sp0", add(get("sp0"), get("sBlk")))} ${set("sp1", add(get("sp1"), get("sBlk")))}
-        ${set("p0", add(get("blk0"), get("blockBytes")))} ${set("p1", add(get("blk1"), get("blockBytes")))}`,
+        ${rows
+          .map(
+            (r) =>
+              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${hsumI32(get(`acc${r}`))} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
+          )
+          .join("\n        ")}`,
       )}
-      (f32.store ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get("sum0")} ${get("s")})))
-      (if ${get("two")} (then (f32.store offset=4 ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get("sum1")} ${get("s")})))))`,
+      ${rows
+        .map(
+          (r) =>
+            `(if (i32.gt_u ${get("nrows")} ${i32(r)}) (then (f32.store offset=${4 * r} ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get(`sum${r}`)} ${get("s")})))))`,
+        )
+        .join("\n      ")}`,
     )}`,
   )})`;
 }
