@@ -147,15 +147,55 @@ export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
       step += "\n";
     }
   }
-  const apStep = v.unit === 128 ? `(select (i32.const 224) (i32.const 32) ${get("odd")})` : i32(128);
-  return `(func $ternary_gemv_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  return gemvSkeleton(v, {
+    name: "ternary_gemv",
+    rows: R,
+    mask: ["m3", M3],
+    // i16 activations: a unit's second vector is 32 bytes on
+    apStep: v.unit === 128 ? `(select (i32.const 224) (i32.const 32) ${get("odd")})` : i32(128),
+    step,
+    runSteps: undefined,
+    sums: "acc",
+  });
+}
+
+/**
+ * The GEMVs' frame: R rows per pass (the last pass repeats its last row), each token in turn; per
+ * scale block, the steps (one 16-byte vector per row: a longer body makes V8 hoist every load and
+ * spill), then sum_b d_b * (dot_b - qsum_b) / s per row. With `runSteps`, the i16 accumulators acc{r}
+ * are widened into i32 ones (dv{r}) after each run of that many steps.
+ */
+function gemvSkeleton(
+  v: TernaryVariant,
+  kernel: { name: string; rows: number; mask: [string, string]; apStep: string; step: string; runSteps: number | undefined; sums: "acc" | "dv" },
+): string {
+  const rows = Array.from({ length: kernel.rows }, (_, r) => r);
+  const widened = kernel.runSteps !== undefined;
+  const advance = `${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
+          ${set("ap", add(get("ap"), kernel.apStep))}
+          ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}`;
+  const steps = widened
+    ? `(loop $run
+          ${set("k", `(select (i32.const ${kernel.runSteps}) ${get("u")} (i32.gt_u ${get("u")} (i32.const ${kernel.runSteps})))`)}
+          ${set("u", `(i32.sub ${get("u")} ${get("k")})`)}
+          (loop $step
+            ${kernel.step}
+            ${advance}
+            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
+          ${rows.map((r) => `${set(`dv${r}`, `(i32x4.add ${get(`dv${r}`)} (i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)}))`)} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
+          (br_if $run ${get("u")}))`
+    : `(loop $step
+          ${kernel.step}
+          ${advance}
+          (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))`;
+  return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
+  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
   ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
-  ${locals("v128", "m3", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`))}
+  ${locals("v128", kernel.mask[0], "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`), ...(widened ? rows.map((r) => `dv${r}`) : []))}
   ${readMatrix()}
   ${readTask()}
-  ${set("m3", M3)}
+  ${set(kernel.mask[0], kernel.mask[1])}
   ${forLoop(
     "t",
     i32(0),
@@ -168,7 +208,7 @@ export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
       "r",
       get("r0"),
       get("r1"),
-      R,
+      kernel.rows,
       `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
       ${rows
         .map((r) => {
@@ -183,20 +223,15 @@ export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
         i32(0),
         get("blocks"),
         1,
-        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
+        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${widened ? set(`dv${r}`, "(v128.const i64x2 0 0)") : ""}`).join(" ")}
         ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
-        (loop $step
-          ${step}
-          ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
-          ${set("ap", add(get("ap"), apStep))}
-          ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
-          (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))
+        ${steps}
         ${set("q", `(i32.load ${get("qs")})`)}
         ${set("qs", add(get("qs"), i32(4)))}
         ${rows
           .map(
             (r) =>
-              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${hsumI32(get(`acc${r}`))} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
+              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${hsumI32(get(`${kernel.sums}${r}`))} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
           )
           .join("\n        ")}`,
       )}
@@ -517,73 +552,14 @@ export function ternaryGemvRelaxed(v: TernaryVariant, R = RELAXED_GEMV_ROWS): st
     for (let r = 0; r < R; r++) step += set(`acc${r}`, `(i16x8.add ${get(`acc${r}`)} (i16x8.relaxed_dot_i8x16_i7x16_s ${get("a")} ${codes8(`w${r}`, p)}))`);
     step += "\n";
   }
-  const apStep = v.unit === 128 ? `(select (i32.const 112) (i32.const 16) ${get("odd")})` : i32(64);
-  const rows = Array.from({ length: R }, (_, r) => r);
-  // widened into i32 lanes after each run; one horizontal sum per block
-  const widen = (r: number) => set(`dv${r}`, `(i32x4.add ${get(`dv${r}`)} (i32x4.extadd_pairwise_i16x8_s ${get(`acc${r}`)}))`);
-  return `(func $ternary_gemv_relaxed_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
-  ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
-  ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
-  ${locals("v128", "m3b", "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`), ...rows.map((r) => `dv${r}`))}
-  ${readMatrix()}
-  ${readTask()}
-  ${set("m3b", M3B)}
-  ${forLoop(
-    "t",
-    i32(0),
-    get("tokens"),
-    1,
-    `${set("ap0", add(get("act"), mul(get("t"), get("actStride"))))}
-    ${set("out0", add(get("out"), mul(get("t"), get("outStride"))))}
-    ${set("s", `(f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("t")} (i32.const 2))`)}))`)}
-    ${forLoop(
-      "r",
-      get("r0"),
-      get("r1"),
-      R,
-      `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
-      ${rows
-        .map((r) => {
-          const row = r === 0 ? get("r") : `(select ${add(get("r"), i32(r))} ${get("r")} (i32.gt_u ${get("nrows")} ${i32(r)}))`;
-          return `${set(`p${r}`, add(get("w"), mul(row, get("rowBytes"))))} ${set(`sp${r}`, add(get("sPtr"), mul(row, get("sRow"))))} ${set(`sum${r}`, "(f64.const 0)")}`;
-        })
-        .join("\n      ")}
-      ${set("ap", get("ap0"))}
-      ${set("qs", add(get("qsum"), mul(get("t"), get("qsumStride"))))}
-      ${forLoop(
-        "b",
-        i32(0),
-        get("blocks"),
-        1,
-        `${rows.map((r) => `${set(`blk${r}`, get(`p${r}`))} ${set(`acc${r}`, "(v128.const i64x2 0 0)")} ${set(`dv${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
-        ${set("u", mul(get("units"), i32(vectorsPerUnit(v))))} ${set("odd", i32(0))}
-        (loop $run
-          ${set("k", `(select (i32.const 16) ${get("u")} (i32.gt_u ${get("u")} (i32.const 16)))`)}
-          ${set("u", `(i32.sub ${get("u")} ${get("k")})`)}
-          (loop $step
-            ${step}
-            ${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
-            ${set("ap", add(get("ap"), apStep))}
-            ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}
-            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
-          ${rows.map((r) => `${widen(r)} ${set(`acc${r}`, "(v128.const i64x2 0 0)")}`).join(" ")}
-          (br_if $run ${get("u")}))
-        ${set("q", `(i32.load ${get("qs")})`)}
-        ${set("qs", add(get("qs"), i32(4)))}
-        ${rows
-          .map(
-            (r) =>
-              `${set(`sum${r}`, `(f64.add ${get(`sum${r}`)} (f64.mul ${blockScale(v, `sp${r}`)} (f64.convert_i32_s (i32.sub ${hsumI32(get(`dv${r}`))} ${get("q")}))))`)} ${set(`sp${r}`, add(get(`sp${r}`), get("sBlk")))} ${set(`p${r}`, add(get(`blk${r}`), get("blockBytes")))}`,
-          )
-          .join("\n        ")}`,
-      )}
-      ${rows
-        .map(
-          (r) =>
-            `(if (i32.gt_u ${get("nrows")} ${i32(r)}) (then (f32.store offset=${4 * r} ${add(get("out0"), `(i32.shl ${get("r")} (i32.const 2))`)} (f32.demote_f64 (f64.div ${get(`sum${r}`)} ${get("s")})))))`,
-        )
-        .join("\n      ")}`,
-    )}`,
-  )})`;
+  return gemvSkeleton(v, {
+    name: "ternary_gemv_relaxed",
+    rows: R,
+    mask: ["m3b", M3B],
+    // byte activations: a unit's second vector is 16 bytes on
+    apStep: v.unit === 128 ? `(select (i32.const 112) (i32.const 16) ${get("odd")})` : i32(64),
+    step,
+    runSteps: 16,
+    sums: "dv",
+  });
 }
