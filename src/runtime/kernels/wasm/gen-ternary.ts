@@ -9,7 +9,8 @@ import { add, f16ToF64, field, forLoop, get, hsumI32, i32, locals, mul, set } fr
  *
  * Portable SIMD128: the int8 activations are split once per token into i16 vectors (even bytes
  * of each 16-byte chunk, then odd bytes), so that `(w >> 2p + 8e) & 3` on i16 lanes gives 8 codes
- * that line up with one of them, and i32x4.dot_i16x8_s (pmaddwd) multiplies and adds pairs.
+ * that line up with one of them, and i32x4.dot_i16x8_s (pmaddwd) multiplies and adds pairs (the
+ * GEMV telescopes the activations instead of masking the codes: actTelescope).
  * Relaxed SIMD (GEMV): the same byte-lane codes meet the int8 activations themselves in
  * i16x8.relaxed_dot_i8x16_i7x16_s (the codes are the 7-bit operand), 16 weights per instruction.
  * The GEMM (both modules) unpacks tiles once and packs two rows into each i16 lane, which gives
@@ -309,16 +310,14 @@ export function unpackCodesF64(v: TernaryVariant): string {
 }
 
 /**
- * The last step of the int8 GEMMs: for R rows x 4 tokens, the i32x4 partial sums each block left in
- * $isum ([block][row * 4 + token]) become y = f32(sum_b d_b * (dot_b - qsum_b) / s), where dot_b is
- * sum(c * q) (codes, `centered` false) or already sum(t * q) (`centered`: no qsum term).
+ * The GEMM's last step for a tile: for 4 rows x 4 tokens, the i32x4 partial sums sum(t * q) each
+ * block left in $isum ([block][row * 4 + token]) become y = f32(sum_b d_b * dot_b / s).
  */
-function finishInt8Tile(v: TernaryVariant, rows: number, centered: boolean): string {
-  const dot = hsumI32(`(v128.load ${get("ip")})`);
+function finishGemmTile(v: TernaryVariant): string {
   return `${forLoop(
     "i",
     i32(0),
-    i32(4 * rows),
+    i32(16),
     1,
     `${set("rr", `(i32.shr_u ${get("i")} (i32.const 2))`)}
     ${set("tt", add(get("t"), `(i32.and ${get("i")} (i32.const 3))`))}
@@ -326,118 +325,38 @@ function finishInt8Tile(v: TernaryVariant, rows: number, centered: boolean): str
       ${set("sum", "(f64.const 0)")}
       ${set("sp", add(get("sPtr"), mul(add(get("r"), get("rr")), get("sRow"))))}
       ${set("ip", add(get("isum"), `(i32.shl ${get("i")} (i32.const 4))`))}
-      ${centered ? "" : set("qs", add(get("qsum"), mul(get("tt"), get("qsumStride"))))}
       ${forLoop(
         "b",
         i32(0),
         get("blocks"),
         1,
-        `${set("sum", `(f64.add ${get("sum")} (f64.mul ${blockScale(v, "sp")} (f64.convert_i32_s ${centered ? dot : `(i32.sub ${dot} (i32.load ${get("qs")}))`})))`)}
-        ${set("sp", add(get("sp"), get("sBlk")))} ${set("ip", add(get("ip"), i32(64 * rows)))} ${centered ? "" : set("qs", add(get("qs"), i32(4)))}`,
+        `${set("sum", `(f64.add ${get("sum")} (f64.mul ${blockScale(v, "sp")} (f64.convert_i32_s ${hsumI32(`(v128.load ${get("ip")})`)})))`)}
+        ${set("sp", add(get("sp"), get("sBlk")))} ${set("ip", add(get("ip"), i32(GEMM_TILE_BYTES)))}`,
       )}
       (f32.store ${add(add(get("out"), mul(get("tt"), get("outStride"))), `(i32.shl ${add(get("r"), get("rr"))} (i32.const 2))`)}
         (f32.demote_f64 (f64.div ${get("sum")} (f64.promote_f32 (f32.load ${add(get("actScale"), `(i32.shl ${get("tt")} (i32.const 2))`)})))))))`,
   )}`;
 }
 
-/**
- * The int8 GEMMs: each tile of R rows is unpacked once into thread scratch (by `prepare`, as two
- * 16-byte code vectors per step), then a 2-vector x 4-token micro-kernel runs over every token,
- * four tokens' activations interleaved too, so that one step reads through two pointers. One step
- * is one code vector per register (unrolling further makes V8 hoist the loads and spill). The
- * i32x4 sums of each block go to $isum (R x 4 slots), which finishInt8Tile turns into outputs.
- */
-function gemmSkeleton(
-  v: TernaryVariant,
-  kernel: {
-    name: string;
-    /** Rows per tile (the row loop's step; the last tile repeats its last row). */
-    rows: 2 | 4;
-    /** Code to unpack the tile's rows (locals $row0..$row{R-1}) into $scratch, and the bytes it needs before $isum. */
-    prepare: string;
-    scratchBytes: string;
-    /** The block sums hold sum(t * q) already. */
-    centered: boolean;
-    /** acc{r}{t} += codes c{r} x activations a, per kind. */
-    product: (acc: string, codes: string) => string;
-    /** Weights per step: 8 (i16 vectors) or 16 (bytes). */
-    stepWeights: number;
-    /** Steps per run (the accumulators' range), extra code at block start, after each run, and at block end. */
-    runSteps: number;
-    blockStart: string;
-    afterRun: string;
-    blockEnd: string;
-  },
-): string {
-  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
-  for (let tt = 0; tt < 4; tt++) {
-    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
-    step += set(`acc0${tt}`, kernel.product(`acc0${tt}`, "c0")) + set(`acc1${tt}`, kernel.product(`acc1${tt}`, "c1"));
-  }
-  const R = kernel.rows;
-  const rowLocals = Array.from({ length: R }, (_, i) => `row${i}`);
-  return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
-  ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "nrows", "isum", "up", "ap", "ip", "sp", "qs", "h", "j", "x", "y", ...rowLocals)}
-  ${locals("f64", "sum")}
-  ${locals("v128", "c0", "c1", "a", "v", "lo", ...GEMM_ACCS)}
-  ${readMatrix()}
-  ${readTask()}
-  ${set("isum", add(get("scratch"), kernel.scratchBytes))}
-  ${forLoop(
-    "r",
-    get("r0"),
-    get("r1"),
-    R,
-    `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
-    ${rowLocals.map((name, i) => set(name, i === 0 ? get("r") : `(select ${add(get("r"), i32(i))} ${get(`row${i - 1}`)} (i32.gt_u ${get("nrows")} ${i32(i)}))`)).join(" ")}
-    ${kernel.prepare}
-    ${forLoop(
-      "t",
-      i32(0),
-      get("tokens"),
-      4,
-      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
-      ${set("up", get("scratch"))} ${set("ip", get("isum"))}
-      ${forLoop(
-        "b",
-        i32(0),
-        get("blocks"),
-        1,
-        `${kernel.blockStart}
-        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const ${Math.log2(kernel.stepWeights)}))`)}
-        (loop $run
-          ${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
-          ${set("k", `(select (i32.const ${kernel.runSteps}) ${get("n")} (i32.gt_u ${get("n")} (i32.const ${kernel.runSteps})))`)}
-          ${set("n", `(i32.sub ${get("n")} ${get("k")})`)}
-          (loop $step
-            ${step}
-            ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
-            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
-          ${kernel.afterRun}
-          (br_if $run ${get("n")}))
-        ${kernel.blockEnd}
-        ${set("ip", add(get("ip"), i32(64 * R)))}`,
-      )}
-      ${finishInt8Tile(v, R, kernel.centered)}`,
-    )}`,
-  )})`;
-}
-
 const GEMM_ACCS = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
-const ZERO_SLOTS = (slots: number): string => Array.from({ length: slots }, (_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ");
+/** $isum bytes per block: an i32x4 per row and token of the 4 x 4 tile. */
+const GEMM_TILE_BYTES = 16 * 16;
 /** $isum slot += value (slot offsets are from $ip). */
 const addToSlot = (slot: number, value: string): string => `(v128.store offset=${16 * slot} ${get("ip")} (i32x4.add (v128.load offset=${16 * slot} ${get("ip")}) ${value}))`;
 
-/** Steps of one run of the packed GEMM: |sum(t * q)| per lane stays <= 31 * 256 < 2^13. */
+/** Steps of one run of the GEMM: |sum(t * q)| per lane stays <= 31 * 256 < 2^13. */
 const PACKED_RUN_STEPS = 31;
 
 /**
- * GEMM, portable: two rows per i16 lane. A tile of four rows is unpacked once into scratch as
- * t_r + 2^14 * t_{r+1} (t = c - 1 in -1..1, so the lane fits i16), and i32x4.dot_i16x8_s
- * (pmaddwd) then does 16 ternary multiply-adds per instruction instead of 8: each i32 lane of a
- * step's product is L + 2^14 * H with L, H in [-256, 256]. After a run of at most 31 steps,
- * |L| <= 7936 < 2^13, so L is the low 14 bits sign-extended and H = (v - L) >> 14, both exact.
+ * GEMM (both modules): two rows per i16 lane. A tile of four rows is unpacked once into thread
+ * scratch as t_r + 2^14 * t_{r+1} (t = c - 1 in -1..1, so the lane fits i16), and
+ * i32x4.dot_i16x8_s (pmaddwd) then does 16 ternary multiply-adds per instruction instead of 8:
+ * each i32 lane of a step's product is L + 2^14 * H with L, H in [-256, 256]. After a run of at
+ * most 31 steps, |L| <= 7936 < 2^13, so L is the low 14 bits sign-extended and H = (v - L) >> 14,
+ * both exact, added to the block's slots in $isum. The micro-kernel is 2 pair vectors x 4 tokens,
+ * the four tokens' activations interleaved once per call, so one step reads through two pointers;
+ * one step is one code vector per register (unrolling further makes V8 hoist the loads and spill).
+ * The last tile repeats its last row; finishGemmTile stores only the real ones.
  */
 export function ternaryGemm(v: TernaryVariant): string {
   // rows 0, 1 unpacked interleaved at $scratch, rows 2, 3 at $scratch + 4 * paddedCols; then per
@@ -459,23 +378,62 @@ export function ternaryGemm(v: TernaryVariant): string {
     )}`;
   const separate = GEMM_ACCS.map((acc, i) => {
     const [pairIndex, token] = [Math.floor(i / 4), i % 4];
-    return `${set("v", get(acc))} ${set("lo", "(i32x4.shr_s (i32x4.shl " + get("v") + " (i32.const 18)) (i32.const 18))")}
+    return `${set("v", get(acc))} ${set("lo", `(i32x4.shr_s (i32x4.shl ${get("v")} (i32.const 18)) (i32.const 18))`)}
           ${addToSlot(2 * pairIndex * 4 + token, get("lo"))}
           ${addToSlot((2 * pairIndex + 1) * 4 + token, `(i32x4.shr_s (i32x4.sub ${get("v")} ${get("lo")}) (i32.const 14))`)}`;
   }).join("\n          ");
-  return gemmSkeleton(v, {
-    name: "ternary_gemm",
-    rows: 4,
-    prepare,
-    scratchBytes: `(i32.shl ${get("paddedCols")} (i32.const 3))`,
-    centered: true,
-    stepWeights: 8,
-    product: (acc, codes) => `(i32x4.add ${get(acc)} (i32x4.dot_i16x8_s ${get(codes)} ${get("a")}))`,
-    runSteps: PACKED_RUN_STEPS,
-    blockStart: ZERO_SLOTS(16),
-    afterRun: separate,
-    blockEnd: "",
-  });
+  let step = set("c0", `(v128.load ${get("up")})`) + set("c1", `(v128.load offset=16 ${get("up")})`);
+  for (let tt = 0; tt < 4; tt++) {
+    step += set("a", `(v128.load offset=${16 * tt} ${get("ap")})`);
+    for (const c of [0, 1]) step += set(`acc${c}${tt}`, `(i32x4.add ${get(`acc${c}${tt}`)} (i32x4.dot_i16x8_s ${get(`c${c}`)} ${get("a")}))`);
+  }
+  const rowLocals = [0, 1, 2, 3].map((i) => `row${i}`);
+  return `(func $ternary_gemm_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
+  ${MATRIX_LOCALS} ${TASK_LOCALS}
+  ${locals("i32", "t", "r", "b", "n", "k", "i", "rr", "tt", "nrows", "isum", "up", "ap", "ip", "sp", "h", "j", "x", "y", ...rowLocals)}
+  ${locals("f64", "sum")}
+  ${locals("v128", "c0", "c1", "a", "v", "lo", ...GEMM_ACCS)}
+  ${readMatrix()}
+  ${readTask()}
+  ;; scratch: the tile's codes (8 bytes per column: four unpacked rows, then their pairs), then $isum
+  ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 3))`))}
+  ${forLoop(
+    "r",
+    get("r0"),
+    get("r1"),
+    4,
+    `${set("nrows", `(i32.sub ${get("r1")} ${get("r")})`)}
+    ${rowLocals.map((name, i) => set(name, i === 0 ? get("r") : `(select ${add(get("r"), i32(i))} ${get(`row${i - 1}`)} (i32.gt_u ${get("nrows")} ${i32(i)}))`)).join(" ")}
+    ${prepare}
+    ${forLoop(
+      "t",
+      i32(0),
+      get("tokens"),
+      4,
+      `${set("ap", add(get("act"), mul(`(i32.shr_u ${get("t")} (i32.const 2))`, get("actStride"))))}
+      ${set("up", get("scratch"))} ${set("ip", get("isum"))}
+      ${forLoop(
+        "b",
+        i32(0),
+        get("blocks"),
+        1,
+        `${Array.from({ length: 16 }, (_, i) => `(v128.store offset=${16 * i} ${get("ip")} (v128.const i64x2 0 0))`).join(" ")}
+        ${set("n", `(i32.shr_u ${get("paddedBlock")} (i32.const 3))`)}
+        (loop $run
+          ${GEMM_ACCS.map((n) => set(n, "(v128.const i64x2 0 0)")).join(" ")}
+          ${set("k", `(select (i32.const ${PACKED_RUN_STEPS}) ${get("n")} (i32.gt_u ${get("n")} (i32.const ${PACKED_RUN_STEPS})))`)}
+          ${set("n", `(i32.sub ${get("n")} ${get("k")})`)}
+          (loop $step
+            ${step}
+            ${set("up", add(get("up"), i32(32)))} ${set("ap", add(get("ap"), i32(64)))}
+            (br_if $step (local.tee $k (i32.sub ${get("k")} (i32.const 1)))))
+          ${separate}
+          (br_if $run ${get("n")}))
+        ${set("ip", add(get("ip"), i32(GEMM_TILE_BYTES)))}`,
+      )}
+      ${finishGemmTile(v)}`,
+    )}`,
+  )})`;
 }
 
 /**
