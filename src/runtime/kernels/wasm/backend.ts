@@ -3,7 +3,7 @@ import type { ActivationMode, AttentionCache, DenseMatrix, DenseWeightInput, Den
 import { halfBitsToFloat32 } from "../../../pack/float16.js";
 import { checkAttention, checkCacheShape, checkGate, checkRows, decodeTernary, denseInMemory, ternaryInMemory } from "../reference.js";
 import { ATTENTION, ROWS, DENSE, DENSE_PRESCALED, DISPATCH, DenseLayout, KERNEL, TASK, TERNARY, TernaryLayout, type DenseLayoutId, type TernaryLayoutId } from "./layout.js";
-import { PORTABLE_GEMV_ROWS, RELAXED_GEMV_ROWS, TERNARY_VARIANTS } from "./gen-ternary.js";
+import { gemmScratchBytes, PORTABLE_GEMV_ROWS, RELAXED_GEMV_ROWS, TERNARY_VARIANTS } from "./gen-ternary.js";
 import { Dispatcher, type ThreadOptions } from "./threads.js";
 
 /**
@@ -449,7 +449,7 @@ export class WasmKernels implements KernelContext {
         scratchBytes = Math.max(scratchBytes, w.paddedCols * 8);
       } else if (gemm) {
         kernel = KERNEL.ternaryGemm + w.layout;
-        scratchBytes = Math.max(scratchBytes, w.paddedCols * 8 + blocks * 256);
+        scratchBytes = Math.max(scratchBytes, gemmScratchBytes(w.paddedCols, blocks));
         tile = 4;
       } else {
         kernel = (relaxed ? KERNEL.ternaryGemvRelaxed : KERNEL.ternaryGemv) + w.layout;

@@ -124,12 +124,10 @@ function codes8(w: string, p: number): string {
 }
 
 const M3 = `(v128.const i16x8 3 3 3 3 3 3 3 3)`;
-/** Rows per pass of the relaxed GEMV (the backend rounds chunks to it). */
-export const RELAXED_GEMV_ROWS = 4;
 const M3B = `(v128.const i8x16 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3)`;
-
-/** Rows per pass of the portable GEMV (the backend rounds chunks to it). */
+/** Rows per pass of the portable and the relaxed GEMV (the backend rounds chunks to them). */
 export const PORTABLE_GEMV_ROWS = 4;
+export const RELAXED_GEMV_ROWS = 4;
 
 /**
  * GEMV, portable: R rows per pass share each activation load, tokens one after the other. One
@@ -341,6 +339,13 @@ function finishGemmTile(v: TernaryVariant): string {
 const GEMM_ACCS = [0, 1].flatMap((r) => [0, 1, 2, 3].map((t) => `acc${r}${t}`));
 /** $isum bytes per block: an i32x4 per row and token of the 4 x 4 tile. */
 const GEMM_TILE_BYTES = 16 * 16;
+/** Scratch bytes per column of a tile's codes: four rows unpacked to i16, whose pairs then replace the first two. */
+const GEMM_CODE_BYTES_PER_COLUMN = 8;
+
+/** Thread scratch the GEMM needs for a matrix: a tile's codes, then its block sums ($isum). */
+export function gemmScratchBytes(paddedCols: number, blocks: number): number {
+  return paddedCols * GEMM_CODE_BYTES_PER_COLUMN + blocks * GEMM_TILE_BYTES;
+}
 /** $isum slot += value (slot offsets are from $ip). */
 const addToSlot = (slot: number, value: string): string => `(v128.store offset=${16 * slot} ${get("ip")} (i32x4.add (v128.load offset=${16 * slot} ${get("ip")}) ${value}))`;
 
@@ -395,8 +400,8 @@ export function ternaryGemm(v: TernaryVariant): string {
   ${locals("v128", "c0", "c1", "a", "v", "lo", ...GEMM_ACCS)}
   ${readMatrix()}
   ${readTask()}
-  ;; scratch: the tile's codes (8 bytes per column: four unpacked rows, then their pairs), then $isum
-  ${set("isum", add(get("scratch"), `(i32.shl ${get("paddedCols")} (i32.const 3))`))}
+  ;; scratch (gemmScratchBytes): the tile's codes, then $isum
+  ${set("isum", add(get("scratch"), mul(get("paddedCols"), i32(GEMM_CODE_BYTES_PER_COLUMN))))}
   ${forLoop(
     "r",
     get("r0"),
