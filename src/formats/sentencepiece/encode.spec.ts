@@ -56,7 +56,9 @@ describe("SentencePiece BPE encoding", () => {
   it("decode(encode(text)) is the text, for any text, with the fixtures' byte-fallback model", () => {
     const encoder = new SentencePieceEncoder(decodeSentencePieceModel(sentencePieceModel(318)));
     fc.assert(
-      fc.property(fc.string({ unit: "grapheme", maxLength: 40 }), (text) => {
+      // not U+2581 itself: SentencePiece's meta symbol stands for a space, and a literal one decodes as
+      // a space too (below); fast-check draws it about once in a few hundred runs
+      fc.property(fc.string({ unit: "grapheme", maxLength: 40 }).filter((text) => !text.includes("\u2581")), (text) => {
         // the dummy prefix space is added on encode and removed on decode
         const ids = encoder.encode(text);
         expect(ids.every((i) => i >= 0 && i < 318)).toBe(true);
@@ -64,6 +66,8 @@ describe("SentencePiece BPE encoding", () => {
       }),
       { numRuns: 200 },
     );
+    // a literal meta symbol is a space to SentencePiece: it comes back as one
+    expect(encoder.decode(encoder.encode("a\u2581b"))).toBe("a b");
   });
 
   it("refuses a unigram model: the runtime encodes BPE only", () => {
