@@ -108,6 +108,68 @@ describe("validating a file convert wrote", () => {
     }
   });
 
+  it("payloads not read back (written with O_DIRECT) are hashed in the whole-file pass, at any chunking; the read-back ones are trusted", async () => {
+    const { writeFile } = await import("node:fs/promises");
+    const file = await openB158File(path);
+    const names = file.tensors.map((t) => t.name);
+    const target = file.tensors.find((t) => t.name === ternary[1]!.name)!;
+    await file.close();
+    // a padded tensor whose padding's last byte is not zero
+    const padded = file.tensors.find((t, i) => i + 1 < file.tensors.length && file.tensors[i + 1]!.fileOffset > t.fileOffset + t.length + 1)!;
+    const bytes = new Uint8Array(await readFile(path));
+    bytes[target.fileOffset + target.length - 1] = bytes[target.fileOffset + target.length - 1]! ^ 0x01;
+    const damaged = join(root, "damaged-direct.b158");
+    const badPadding = join(root, "bad-padding.b158");
+    const paddingBytes = new Uint8Array(await readFile(path));
+    paddingBytes[file.tensors[file.tensors.indexOf(padded) + 1]!.fileOffset - 1] = 1;
+    await writeFile(badPadding, paddingBytes);
+    await writeFile(damaged, bytes);
+    const without = (map: Map<string, PayloadScan>, ...drop: string[]) => new Map([...map].filter(([name]) => !drop.includes(name)));
+    const asWritten = await readBackAll(damaged, path);
+    const independent = await validateB158(path);
+    // 4 KiB reads: chunk edges fall inside payloads, paddings and the header
+    for (const chunkBytes of [undefined, 4096, 3 * 4096]) {
+      const chunking = chunkBytes === undefined ? {} : { chunkBytes };
+      // the damaged payload was written directly: hashed here, and found
+      const found = await validateB158(damaged, { packed: goodChecks(), readBack: without(asWritten, target.name), ...chunking });
+      expect(codes(found)).toEqual([["E_B158_HASH", target.name]]);
+      expect(found.sha256).toBe(await fileSha256(damaged));
+      // every other payload direct too, the damaged one said to have read back as written: a worker's word is taken
+      const trusted = await validateB158(damaged, { packed: goodChecks(), readBack: without(await readBackAll(path), ...names.filter((n) => n !== target.name)), ...chunking });
+      expect(codes(trusted)).toEqual([]);
+      // the good file, nothing read back and nothing known: the same verdict, sha256 and counts as by default
+      const scanned = await validateB158(path, chunking);
+      expect(scanned.ok).toBe(true);
+      expect(scanned.sha256).toBe(independent.sha256);
+      expect(scanned.tensors).toEqual(independent.tensors);
+      expect(codes(await validateB158(badPadding, { packed: goodChecks(), readBack: without(await readBackAll(path), padded.name), ...chunking }))).toEqual([["E_B158_PADDING", padded.name]]);
+    }
+  });
+
+  it("on a second thread (the compiled helper), the scans and verdicts are the same as on one, at any chunking", async () => {
+    // npm test builds dist/ first; from the TypeScript sources the helper is not there and the scan stays on this thread
+    const compiled = fileURLToPath(new URL("../dist/convert/validate-b158.js", import.meta.url));
+    const built = (await import(compiled)) as typeof import("../src/convert/validate-b158.js");
+    const { writeFile } = await import("node:fs/promises");
+    const bytes = new Uint8Array(await readFile(path));
+    const target = ternary[0]!.name;
+    const file = await openB158File(path);
+    const at = file.tensors.find((t) => t.name === target)!.fileOffset;
+    await file.close();
+    bytes[at] = bytes[at]! ^ 0x80;
+    const damaged = join(root, "damaged-threaded.b158");
+    await writeFile(damaged, bytes);
+    for (const chunkBytes of [4096, 2 * 4096, undefined]) {
+      const chunking = chunkBytes === undefined ? {} : { chunkBytes };
+      for (const [input, options] of [[path, {}], [damaged, {}], [damaged, { packed: goodChecks() }]] as const) {
+        const one = await validateB158(input, { ...options, ...chunking, scanThread: false });
+        const two = await built.validateB158(input, { ...options, ...chunking, scanThread: true });
+        expect(two).toEqual(one);
+      }
+      expect(codes(await built.validateB158(damaged, { ...chunking, scanThread: true }))).toContainEqual(["E_B158_HASH", target]);
+    }
+  });
+
   it("a payload read back as other bytes than the header's hash names fails, even if they matched what was written", async () => {
     // the worker hashed X on the way out and read X back, but the header says otherwise
     const name = ternary[2]!.name;

@@ -257,7 +257,7 @@ async function writeJobs(
       const result = job.task !== undefined ? await pool.write({ kind: "ternary", task: job.task, slot }) : await pool.write({ kind: "float", task: job.floatTask!, slot });
       if (result.check !== undefined) checks.set(job.entry.name, result.check);
       if (result.nonFinite !== undefined) nonFinite.set(job.entry.name, result.nonFinite);
-      readBack.set(job.entry.name, result.readBack);
+      if (result.readBack !== undefined) readBack.set(job.entry.name, result.readBack);
       directBytes += result.directBytes;
       writer.record(job.index, result.sha256, job.planned.ternary ? result.scale : undefined);
       unflushed += job.planned.length;

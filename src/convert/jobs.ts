@@ -9,8 +9,9 @@ import type { PackedCheck } from "./validate-b158.js";
 
 /**
  * What the pool runs (pool.ts): one tensor's conversion. The thread that makes the payload writes
- * it into its slot of the output, hashing it on the way and reading each write back from the file
- * to compare it (slot.ts), so validation of the finished file need not read any payload again.
+ * it into its slot of the output, hashing it on the way; writes through the page cache are read
+ * back at once and compared (slot.ts), so validation need not read those payloads again, and
+ * direct writes are hashed by validation's one pass over the finished file.
  */
 export type PoolJob = { readonly kind: "ternary"; readonly task: TernaryTask; readonly slot: PayloadSlot } | { readonly kind: "float"; readonly task: FloatTask; readonly slot: PayloadSlot };
 
@@ -19,10 +20,11 @@ export interface WrittenPayload {
   /** sha256 of the bytes written: the header's entry. */
   readonly sha256: string;
   /**
-   * The payload as read back from the file: damaged unless every byte, padding included, read back
+   * The payload as read back from the file, when all of it was (written through the cache; direct
+   * writes are checked by validation instead, slot.ts): damaged unless every byte, padding included, read back
    * as written (then it hashes to `sha256`); NaN/Inf of a fallback payload, counted before writing.
    */
-  readonly readBack: PayloadScan;
+  readonly readBack?: PayloadScan;
   /** Ternary tensors: the scale, one value or per group (also for a fallback payload, which does not store it). */
   readonly scale?: TensorScale;
   /** Layout payloads: what decoding the packed bytes gave. */
@@ -44,7 +46,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
         const sha256 = await sink.finishAsync();
-        return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite: 0 }, directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
+        return { sha256, ...readBackOf(sink, sha256, 0), directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
       }
       const { encoding } = job.task;
       const result = await runTernaryTask(job.task, source, arena);
@@ -53,11 +55,16 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
       await sink.writeAsync(result.payload);
       const sha256 = await sink.finishAsync();
-      return { sha256, readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite }, directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+      return { sha256, ...readBackOf(sink, sha256, nonFinite), directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
     } finally {
       returnArena(arena);
     }
   } finally {
     await source.close();
   }
+}
+
+/** The read-back's findings, for a payload that was read back whole. */
+function readBackOf(sink: SlotWriter, sha256: string, nonFinite: number): { readBack?: PayloadScan } {
+  return sink.verified ? { readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite } } : {};
 }

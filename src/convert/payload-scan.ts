@@ -94,3 +94,53 @@ export function countNonFinite(chunk: Uint8Array, layout: FloatLayout, kernels?:
   }
   return count;
 }
+
+/** A payload's stretch of a file, then its alignment padding. */
+export interface WalkRange {
+  readonly fileOffset: number;
+  readonly length: number;
+  readonly padding: number;
+}
+
+/** What a walk does with each range's bytes (`index` into its ranges), and when a range is complete. */
+export interface WalkVisitor {
+  payload(index: number, bytes: Uint8Array): void;
+  padding(index: number, bytes: Uint8Array): void;
+  end(index: number): void;
+}
+
+/**
+ * Hands a file's chunks, fed in file order, to the ranges they hold: each range's payload bytes
+ * and padding bytes in order, then its end. The ranges are in file order and do not overlap; bytes
+ * between them (the header, payloads handled elsewhere) are passed over.
+ */
+export class PayloadWalk {
+  private index = 0;
+
+  constructor(
+    private readonly ranges: readonly WalkRange[],
+    private readonly visitor: WalkVisitor,
+  ) {}
+
+  /** Ranges completed so far. */
+  get ended(): number {
+    return this.index;
+  }
+
+  /** The file's bytes from `position`; each call continues where the last one's chunk ended. */
+  feed(chunk: Uint8Array, position: number): void {
+    const chunkEnd = position + chunk.byteLength;
+    const at = (offset: number) => Math.min(chunk.byteLength, Math.max(0, offset - position));
+    while (this.index < this.ranges.length) {
+      const range = this.ranges[this.index]!;
+      const payloadEnd = range.fileOffset + range.length;
+      const slotEnd = payloadEnd + range.padding;
+      const payload = chunk.subarray(at(range.fileOffset), at(payloadEnd));
+      if (payload.byteLength > 0) this.visitor.payload(this.index, payload);
+      const padding = chunk.subarray(at(payloadEnd), at(slotEnd));
+      if (padding.byteLength > 0) this.visitor.padding(this.index, padding);
+      if (slotEnd > chunkEnd) return;
+      this.visitor.end(this.index++);
+    }
+  }
+}

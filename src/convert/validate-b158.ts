@@ -1,15 +1,15 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
-import { fileSource, readAhead } from "../io/byte-source.js";
-import { fileSha256 } from "../io/file-hash.js";
+import { DEFAULT_CHUNK_BYTES, fileChunks, fileSha256 } from "../io/file-hash.js";
 import { unpackLayout, type Unpacked } from "../pack/codec.js";
 import { blockScaleMismatch, groupScalesFromBlocks, invalidGroupScale } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
 import { SCALE_BLOCK } from "../pack/layouts.js";
 import { countCodes } from "../pack/swar.js";
 import type { Diagnostic } from "../model/diagnostics.js";
-import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-scan.js";
+import { PayloadScanner, PayloadWalk, type PayloadRange, type PayloadScan } from "./payload-scan.js";
+import { ScanHelper } from "./scan-helper.js";
 
 /**
  * What convert checks before it reports success, and `b158 validate <file.b158>` on any file:
@@ -19,10 +19,11 @@ import { PayloadScanner, type PayloadRange, type PayloadScan } from "./payload-s
  *
  * One sequential pass over the file hashes it whole and per payload and scans float payloads.
  * Convert passes what its workers learned: the checks made on each ternary payload in memory
- * (`PackedCheck`), so the file's ternary payloads need no second decode, and whether each payload
- * read back from the file right after writing it as written (its slot is its own: no later write
- * can touch it), so this pass only hashes the whole file. A file of unknown origin has its ternary
- * payloads decoded here.
+ * (`PackedCheck`), so the file's ternary payloads need no second decode, and, for the payloads
+ * written through the page cache, whether each read back from the file right after writing it as
+ * written (its slot is its own: no later write can touch it), so this pass only adds them to the
+ * whole-file hash. Payloads written with O_DIRECT were not read back: this pass, which reads every
+ * byte from the disk anyway, hashes them. A file of unknown origin has its ternary payloads decoded here.
  */
 export interface TensorFacts {
   readonly name: string;
@@ -66,13 +67,20 @@ export interface ValidateOptions {
   /**
    * Every payload as the converter's workers read it back from the file right after writing it:
    * damaged unless it read back byte for byte as written, padding included (slot.ts), with the
-   * sha256 of what was written, which must be the header's. Payloads are then not read again here;
-   * a map that lacks some is not used.
+   * sha256 of what was written, which must be the header's. The payloads it has are only added to
+   * the whole-file hash here; the others are hashed and scanned.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
   /** The file was written with O_DIRECT: hash it the same way (file-hash.ts), not through the page cache. */
   readonly directRead?: boolean;
-  /** After each payload is read and hashed (not called when readBack covers every payload). */
+  /** Bytes per read of the file (default 8 MiB): whole 4096-byte blocks. */
+  readonly chunkBytes?: number;
+  /**
+   * Scan payloads on a second thread while this one hashes the whole file (scan-helper.ts; only
+   * where the compiled worker is there). Default: when at least 64 MiB of payloads are to be scanned.
+   */
+  readonly scanThread?: boolean;
+  /** After each payload is read (not called when readBack covers every payload: only the whole file is hashed then). */
   readonly onProgress?: (progress: FileScanProgress) => void;
 }
 
@@ -103,7 +111,7 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
   const { packed } = options;
   const decode = (t: B158Tensor) => t.layoutParams !== undefined && !packed?.has(t.name);
   const ranges = payloadRanges(file, options.nonFinite);
-  const scan = await scanFile(file, ranges, decode, options.readBack, options.onProgress, options.directRead);
+  const scan = await scanFile(file, ranges, decode, options);
   const diagnostics: Diagnostic[] = [];
   const facts: TensorFacts[] = [];
   const perTensor: Diagnostic[] = [];
@@ -233,49 +241,65 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
 }
 
 /**
- * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and every
- * payload's scan in the same pass, keeping whole the payloads `collect` names. Payloads are
- * contiguous and in file order (the reader checked), so walking them in order is walking the file.
- * When `readBack` has every payload (a converter's), only the whole-file hash is left to do.
+ * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and the
+ * scan of every payload `readBack` does not vouch for, in the same pass, keeping whole the payloads
+ * `collect` names. Payloads are contiguous and in file order (the reader checked), so walking the
+ * file's chunks walks them. When `readBack` has every payload, only the whole-file hash is left.
+ * Payloads to scan are scanned on a second thread (scan-helper.ts) when there are enough of them.
  */
-async function scanFile(
-  file: B158File,
-  ranges: readonly PayloadRange[],
-  collect: (t: B158Tensor) => boolean,
-  readBack?: ReadonlyMap<string, PayloadScan>,
-  onProgress?: (progress: FileScanProgress) => void,
-  directRead = false,
-): Promise<FileScan> {
-  if (readBack !== undefined && file.tensors.every((t) => readBack.has(t.name))) {
-    return { sha256: await fileSha256(file.name, { direct: directRead }), payloads: file.tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
+async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, options: ValidateOptions): Promise<FileScan> {
+  const { readBack, onProgress } = options;
+  const tensors = file.tensors;
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const reading = { direct: options.directRead === true, chunkBytes };
+  if (readBack !== undefined && tensors.every((t) => readBack.has(t.name))) {
+    return { sha256: await fileSha256(file.name, reading), payloads: tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
   }
-  const whole = createHash("sha256");
-  const payloads: PayloadScan[] = [];
-  const collected = new Map<string, Uint8Array>();
-  const source = await fileSource(file.name);
+  const scanned = tensors.flatMap((t, i) => (readBack?.has(t.name) === true ? [] : [i]));
+  const scannedBytes = scanned.reduce((sum, i) => sum + tensors[i]!.length, 0);
+  const helper = (options.scanThread ?? scannedBytes >= SCAN_THREAD_BYTES) ? ScanHelper.start(scanned.map((i) => ranges[i]!), chunkBytes, file.name) : undefined;
   try {
-    const dataStart = file.tensors.length > 0 ? file.tensors[0]!.fileOffset : file.size;
-    for await (const chunk of readAhead(source, 0, dataStart)) whole.update(chunk);
-    for (const [i, t] of file.tensors.entries()) {
-      const scanner = new PayloadScanner(ranges[i]!);
-      const chunks: Uint8Array[] = [];
-      for await (const chunk of readAhead(source, t.fileOffset, t.length)) {
-        whole.update(chunk);
-        scanner.update(chunk);
-        if (collect(t)) chunks.push(chunk);
-      }
-      const padding = await source.read(t.fileOffset + t.length, ranges[i]!.padding);
-      whole.update(padding);
-      scanner.padding(padding);
-      payloads.push(scanner.finish());
-      if (collect(t)) collected.set(t.name, concat(chunks, t.length));
-      onProgress?.({ tensor: t.name, done: i + 1, total: file.tensors.length, layout: t.layout, shape: t.shape, bytes: t.length, doneBytes: t.fileOffset + t.length, totalBytes: file.size });
+    // without a helper, this thread scans
+    const scanners = new Map(helper === undefined ? scanned.map((i) => [i, new PayloadScanner(ranges[i]!)]) : []);
+    const collected = new Map<string, Uint8Array>();
+    let pieces: Uint8Array[] = [];
+    const walk = new PayloadWalk(ranges, {
+      payload(i, bytes) {
+        scanners.get(i)?.update(bytes);
+        // chunks are reused: a kept piece is a copy
+        if (collect(tensors[i]!)) pieces.push(bytes.slice());
+      },
+      padding: (i, bytes) => scanners.get(i)?.padding(bytes),
+      end(i) {
+        const t = tensors[i]!;
+        if (collect(t)) collected.set(t.name, concat(pieces, t.length));
+        pieces = [];
+        onProgress?.({ tensor: t.name, done: i + 1, total: tensors.length, layout: t.layout, shape: t.shape, bytes: t.length, doneBytes: t.fileOffset + t.length, totalBytes: file.size });
+      },
+    });
+    const whole = createHash("sha256");
+    let position = 0;
+    for await (const chunk of fileChunks(file.name, { ...reading, ...(helper === undefined ? {} : { buffers: helper }) })) {
+      // the helper scans this chunk while this thread hashes it
+      helper?.send(chunk, position);
+      whole.update(chunk);
+      walk.feed(chunk, position);
+      position += chunk.byteLength;
     }
+    if (walk.ended < tensors.length) {
+      const t = tensors[walk.ended]!;
+      throw new B158Error("E_IO", `${file.name}: the file ended at ${position} bytes, inside the payload of "${t.name}" (it changed while being read)`, { details: { file: file.name, tensor: t.name } });
+    }
+    const helped = await helper?.finish();
+    const scans = new Map(scanned.map((i, k) => [i, helped?.[k] ?? scanners.get(i)!.finish()]));
+    return { sha256: whole.digest("hex"), payloads: tensors.map((t, i) => scans.get(i) ?? readBack!.get(t.name)!), collected };
   } finally {
-    await source.close();
+    await helper?.close();
   }
-  return { sha256: whole.digest("hex"), payloads, collected };
 }
+
+/** Bytes of payloads to scan from which a second thread does it (starting one costs tens of milliseconds). */
+const SCAN_THREAD_BYTES = 64 * 1024 * 1024;
 
 function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;

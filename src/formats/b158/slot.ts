@@ -1,18 +1,21 @@
 import { createHash } from "node:crypto";
-import { read, readSync, write, writeSync } from "node:fs";
+import { readSync, write, writeSync } from "node:fs";
 import { promisify } from "node:util";
 import { B158Error, ioError } from "../../errors.js";
-import { alignedBuffer, DIRECT_BLOCK, readDirect, writeDirect } from "../../io/direct-io.js";
+import { alignedBuffer, DIRECT_BLOCK, writeDirect } from "../../io/direct-io.js";
 import { alignUp } from "./spec.js";
 
 /**
  * Where one payload goes in a .b158 being written, in a form a worker thread can use: the temp
  * file's descriptor (shared by every thread of the process, open for reading and writing) and fixed
  * positions. The thread that made a payload writes and hashes it while its bytes are still in that
- * core's cache, and reads each write back from the file at once to compare it with what it wrote
- * (validate-b158.ts trusts the payload once that matched), so the writer's thread only collects
- * hashes (B158Writer.slot / record). Slots never overlap and a SlotWriter cannot write outside its
- * own, so what was read back right after writing is what the finished file holds.
+ * core's cache, so the writer's thread only collects hashes (B158Writer.slot / record). Writes
+ * through the page cache are read back from the file at once and compared with what was written
+ * (validate-b158.ts trusts such a payload once that matched): Slots never overlap and a SlotWriter
+ * cannot write outside its own, so what was read back right after writing is what the finished file
+ * holds. Direct writes are not read back: that would be a second trip to the disk for every byte,
+ * and validation reads the finished file from the disk once anyway (for its whole-file sha256), so
+ * it checks those payloads' hashes in the same pass.
  */
 export interface PayloadSlot {
   /** Descriptor of the open temp file. */
@@ -42,9 +45,11 @@ let readBackBuffer: Uint8Array | undefined;
 
 /**
  * Writes one payload into its slot in order, in any chunking, and hashes what it wrote. Each write
- * and the zero padding are read back from the file at once and compared byte for byte with what was
- * written (`damaged` tells whether any differed): equal bytes hash alike, so this is the check of
- * "the file holds what the header's sha256 says" without hashing the payload a second time.
+ * through the cache, and the zero padding there, is read back from the file at once and compared
+ * byte for byte with what was written (`damaged` tells whether any differed): equal bytes hash
+ * alike, so this is the check of "the file holds what the header's sha256 says" without hashing the
+ * payload a second time. Direct writes are not read back (`verified` is then false): validation
+ * hashes those payloads from the finished file.
  */
 export class SlotWriter {
   private readonly hash = createHash("sha256");
@@ -79,16 +84,16 @@ export class SlotWriter {
   }
 
   /**
-   * write(), for a caller that can wait: in direct mode a full stage goes to the disk (write, read
-   * back, compare) on libuv's threads while the next one fills, so hashing and copying overlap
-   * the I/O. The bytes must stay unchanged until the promise settles.
+   * write(), for a caller that can wait: in direct mode a full stage goes to the disk on libuv's
+   * threads while the next one fills, so hashing and copying overlap the I/O. The bytes must stay
+   * unchanged until the promise settles.
    */
   async writeAsync(bytes: Uint8Array): Promise<void> {
     this.accept(bytes);
     for (const _ of this.stageBytes(bytes, this.written - bytes.byteLength)) await this.flushStageAsync();
   }
 
-  /** Zeroes the alignment gap (explicitly, not left as a file hole), reads it back, and returns the payload's sha256. */
+  /** Zeroes the alignment gap (explicitly, not left as a file hole) and returns the payload's sha256. */
   finish(): string {
     for (const _ of this.padding()) this.flushStage();
     this.flushStage();
@@ -141,6 +146,11 @@ export class SlotWriter {
   /** Some write of the payload read back from the file differently from what was written. */
   get damaged(): boolean {
     return this.differs;
+  }
+
+  /** Every byte of the slot, padding included, was read back (none went direct): `damaged` and `badPadding` then cover all of it. */
+  get verified(): boolean {
+    return this.directWritten === 0;
   }
 
   /** The zero padding after the payload read back as something else (E_B158_PADDING, not the payload's hash). */
@@ -198,14 +208,6 @@ export class SlotWriter {
     const bytes = stage.bytes.subarray(0, staged);
     try {
       for (let done = 0; done < staged; ) done += (await fsWrite(slot.directFd!, bytes, done, staged - done, slot.position + offset + done)).bytesWritten;
-      const back = stage.back.subarray(0, staged);
-      let read = 0;
-      while (read < staged) {
-        const n = (await fsRead(slot.directFd!, back, read, staged - read, slot.position + offset + read)).bytesRead;
-        if (n === 0) throw this.shortFile();
-        read += n;
-      }
-      this.verify(bytes, back, offset);
       this.directWritten += staged;
     } catch (cause) {
       this.refuseDirect(cause);
@@ -232,9 +234,6 @@ export class SlotWriter {
     if (!directRefused) {
       try {
         writeDirect(slot.directFd!, bytes, slot.position + offset);
-        const back = stage.back.subarray(0, staged);
-        if (readDirect(slot.directFd!, back, slot.position + offset) !== staged) throw this.shortFile();
-        this.verify(bytes, back, offset);
         this.directWritten += staged;
         return;
       } catch (cause) {
@@ -264,10 +263,6 @@ export class SlotWriter {
     directRefused = true;
   }
 
-  private shortFile(): B158Error {
-    return new B158Error("E_IO", `${this.slot.output}: the file being written is shorter than "${this.slot.tensor}"`);
-  }
-
   private mismatch(offset: number, length: number): void {
     if (offset < this.slot.length) this.differs = true;
     if (offset + length > this.slot.length) this.paddingDiffers = true;
@@ -278,7 +273,6 @@ export class SlotWriter {
 let directRefused = false;
 
 const fsWrite = promisify(write);
-const fsRead = promisify(read);
 const isInvalid = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === "EINVAL";
 
 /** A block-aligned staging buffer and its read-back twin; each thread keeps the ones it made. */
