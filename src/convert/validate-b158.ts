@@ -131,19 +131,14 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       let check = packed?.get(t.name);
       let counts: [number, number, number] | undefined;
       if (check === undefined) {
-        const payload = scan.collected.get(t.name) ?? (await file.readPayload(t.name));
-        let unpacked: Unpacked;
-        try {
-          unpacked = unpackLayout(t.layoutParams, payload, t.shape as [number, number], undefined, { file: file.name, tensor: t.name });
-        } catch (error) {
+        const decoded = scan.decoded.get(t.name) ?? decodePayload(file, t, await file.readPayload(t.name));
+        if ("refused" in decoded) {
           // a damaged tensor (a code outside the ternary alphabet) is reported, and the others are still checked
-          if (!(error instanceof B158Error)) throw error;
-          perTensor.push({ severity: "error", code: error.code, tensor: t.name, message: error.message });
+          perTensor.push({ severity: "error", code: decoded.refused.code, tensor: t.name, message: decoded.refused.message });
           facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length });
           continue;
         }
-        counts = countCodes(unpacked.codes);
-        check = { nonzero: counts[0] + counts[2] > 0, embeddedScale: unpacked.scale, scaleProblems: scaleProblems(t, unpacked) };
+        ({ counts, check } = decoded);
       }
       facts.push({ name: t.name, layout: t.layout, parameters, bytes: t.length, ...(counts === undefined ? {} : { counts }) });
       perTensor.push(...ternaryDiagnostics(t, check));
@@ -162,6 +157,21 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
     tensors: facts,
     diagnostics,
   };
+}
+
+/** What decoding a ternary payload found, or the error that refused its bytes. */
+type Decoded = { readonly counts: [number, number, number]; readonly check: PackedCheck } | { readonly refused: B158Error };
+
+function decodePayload(file: B158File, t: B158Tensor, payload: Uint8Array): Decoded {
+  let unpacked: Unpacked;
+  try {
+    unpacked = unpackLayout(t.layoutParams!, payload, t.shape as [number, number], undefined, { file: file.name, tensor: t.name });
+  } catch (error) {
+    if (!(error instanceof B158Error)) throw error;
+    return { refused: error };
+  }
+  const counts = countCodes(unpacked.codes);
+  return { counts, check: { nonzero: counts[0] + counts[2] > 0, embeddedScale: unpacked.scale, scaleProblems: scaleProblems(t, unpacked) } };
 }
 
 /**
@@ -226,8 +236,8 @@ interface FileScan {
   readonly sha256: string;
   /** One per tensor, in file order. */
   readonly payloads: readonly PayloadScan[];
-  /** Payloads read whole during the scan, for decoding. */
-  readonly collected: ReadonlyMap<string, Uint8Array>;
+  /** The ternary payloads decoded as the scan completed each (one payload whole at a time). */
+  readonly decoded: ReadonlyMap<string, Decoded>;
 }
 
 /** Each payload's stretch of the file, with the padding up to the next; floats whose count is `known` are not scanned again. */
@@ -242,18 +252,18 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
 
 /**
  * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and the
- * scan of every payload `readBack` does not vouch for, in the same pass, keeping whole the payloads
- * `collect` names. Payloads are contiguous and in file order (the reader checked), so walking the
+ * scan of every payload `readBack` does not vouch for, in the same pass, decoding the payloads
+ * `decode` names as each is complete (then dropped: memory holds one payload, not the model). Payloads are contiguous and in file order (the reader checked), so walking the
  * file's chunks walks them. When `readBack` has every payload, only the whole-file hash is left.
  * Payloads to scan are scanned on a second thread (scan-helper.ts) when there are enough of them.
  */
-async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect: (t: B158Tensor) => boolean, options: ValidateOptions): Promise<FileScan> {
+async function scanFile(file: B158File, ranges: readonly PayloadRange[], decode: (t: B158Tensor) => boolean, options: ValidateOptions): Promise<FileScan> {
   const { readBack, onProgress } = options;
   const tensors = file.tensors;
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const reading = { direct: options.directRead === true, chunkBytes };
   if (readBack !== undefined && tensors.every((t) => readBack.has(t.name))) {
-    return { sha256: await fileSha256(file.name, reading), payloads: tensors.map((t) => readBack.get(t.name)!), collected: new Map() };
+    return { sha256: await fileSha256(file.name, reading), payloads: tensors.map((t) => readBack.get(t.name)!), decoded: new Map() };
   }
   const scanned = tensors.flatMap((t, i) => (readBack?.has(t.name) === true ? [] : [i]));
   const scannedBytes = scanned.reduce((sum, i) => sum + tensors[i]!.length, 0);
@@ -261,18 +271,18 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
   try {
     // without a helper, this thread scans
     const scanners = new Map(helper === undefined ? scanned.map((i) => [i, new PayloadScanner(ranges[i]!)]) : []);
-    const collected = new Map<string, Uint8Array>();
+    const decoded = new Map<string, Decoded>();
     let pieces: Uint8Array[] = [];
     const walk = new PayloadWalk(ranges, {
       payload(i, bytes) {
         scanners.get(i)?.update(bytes);
         // chunks are reused: a kept piece is a copy
-        if (collect(tensors[i]!)) pieces.push(bytes.slice());
+        if (decode(tensors[i]!)) pieces.push(bytes.slice());
       },
       padding: (i, bytes) => scanners.get(i)?.padding(bytes),
       end(i) {
         const t = tensors[i]!;
-        if (collect(t)) collected.set(t.name, concat(pieces, t.length));
+        if (decode(t)) decoded.set(t.name, decodePayload(file, t, concat(pieces, t.length)));
         pieces = [];
         onProgress?.({ tensor: t.name, done: i + 1, total: tensors.length, layout: t.layout, shape: t.shape, bytes: t.length, doneBytes: t.fileOffset + t.length, totalBytes: file.size });
       },
@@ -292,7 +302,7 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], collect
     }
     const helped = await helper?.finish();
     const scans = new Map(scanned.map((i, k) => [i, helped?.[k] ?? scanners.get(i)!.finish()]));
-    return { sha256: whole.digest("hex"), payloads: tensors.map((t, i) => scans.get(i) ?? readBack!.get(t.name)!), collected };
+    return { sha256: whole.digest("hex"), payloads: tensors.map((t, i) => scans.get(i) ?? readBack!.get(t.name)!), decoded };
   } finally {
     await helper?.close();
   }
