@@ -164,6 +164,24 @@ export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
  * spill), then sum_b d_b * (dot_b - qsum_b) / s per row. With `runSteps`, the i16 accumulators acc{r}
  * are widened into i32 ones (dv{r}) after each run of that many steps.
  */
+/**
+ * The GEMV's software prefetch (wasm has no prefetch instruction): each step loads, and drops, one
+ * cache line of the rows TOUCH_AHEAD_ROWS ahead of this pass, so that by the time a pass starts its
+ * rows are on their way from DRAM. A pass reads its rows as short interleaved streams (K/4 bytes
+ * each for I2_S), which the hardware prefetcher does not follow far enough: in a stream of 60
+ * distinct 6912x2560 matrices this took SIMD128 from 21-25 to 31-48 GMAC/s (medians) on two
+ * threads; 4 rows ahead did 32-37, 16 rows 28-39 (docs/runtime-kernels.md). Steps read 16 bytes of each row, so
+ * a pass's steps touch, 64 bytes apiece, at most the 4 x rowBytes of the rows ahead. Where those
+ * rows are past this thread's range the touch stays on the pass's first row (tstep 0): never
+ * outside the matrix.
+ */
+const TOUCH_AHEAD_ROWS = 8;
+
+function touchAhead(rowsPerPass: number): string {
+  const ahead = `(i32.le_u ${add(get("r"), i32(TOUCH_AHEAD_ROWS + rowsPerPass))} ${get("r1")})`;
+  return `${set("tp", `(select ${add(get("p0"), mul(get("rowBytes"), i32(TOUCH_AHEAD_ROWS)))} ${get("p0")} ${ahead})`)} ${set("tstep", `(select (i32.const 64) (i32.const 0) ${ahead})`)}`;
+}
+
 function gemvSkeleton(
   v: TernaryVariant,
   kernel: { name: string; rows: number; mask: [string, string]; apStep: string; step: string; runSteps: number | undefined; sums: "acc" | "dv" },
@@ -171,6 +189,7 @@ function gemvSkeleton(
   const rows = Array.from({ length: kernel.rows }, (_, r) => r);
   const widened = kernel.runSteps !== undefined;
   const advance = `${rows.map((r) => set(`p${r}`, add(get(`p${r}`), i32(16)))).join(" ")}
+          (drop (i32.load ${get("tp")})) ${set("tp", add(get("tp"), get("tstep")))}
           ${set("ap", add(get("ap"), kernel.apStep))}
           ${v.unit === 128 ? set("odd", `(i32.xor ${get("odd")} (i32.const 1))`) : ""}`;
   const steps = widened
@@ -189,7 +208,7 @@ function gemvSkeleton(
           (br_if $step (local.tee $u (i32.sub ${get("u")} (i32.const 1)))))`;
   return `(func $${kernel.name}_${v.name} (type $kernel) (param $task i32) (param $r0 i32) (param $r1 i32) (param $scratch i32)
   ${MATRIX_LOCALS} ${TASK_LOCALS}
-  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
+  ${locals("i32", "t", "r", "b", "u", "k", "odd", "ap", "ap0", "qs", "q", "out0", "h", "nrows", "tp", "tstep", ...rows.map((r) => `p${r}`), ...rows.map((r) => `blk${r}`), ...rows.map((r) => `sp${r}`))}
   ${locals("f64", "s", ...rows.map((r) => `sum${r}`))}
   ${locals("v128", kernel.mask[0], "a", ...rows.map((r) => `w${r}`), ...rows.map((r) => `acc${r}`), ...(widened ? rows.map((r) => `dv${r}`) : []))}
   ${readMatrix()}
@@ -216,6 +235,7 @@ function gemvSkeleton(
         })
         .join("\n      ")}
       ${set("ap", get("ap0"))}
+      ${touchAhead(kernel.rows)}
       ${set("qs", add(get("qsum"), mul(get("t"), get("qsumStride"))))}
       ${forLoop(
         "b",
