@@ -30,6 +30,7 @@ export class ScanHelper implements ChunkBuffers {
   private readonly waiting: { resolve: (buffer: Uint8Array) => void; reject: (error: unknown) => void }[] = [];
   private finished: { resolve: (payloads: readonly PayloadScan[]) => void; reject: (error: unknown) => void } | undefined;
   private failure: { error: unknown } | undefined;
+  private closing = false;
 
   /** A helper scanning `ranges` (in file order), or undefined where the compiled worker is not there (TypeScript sources). */
   static start(ranges: readonly PayloadRange[], chunkBytes: number, file: string): ScanHelper | undefined {
@@ -53,6 +54,10 @@ export class ScanHelper implements ChunkBuffers {
     }
     worker.on("message", (reply: ScanReply) => this.receive(reply));
     worker.on("error", (error) => this.fail(new B158Error("E_INTERNAL", `${file}: the validation thread failed: ${error.message}`, { cause: error })));
+    // a thread that ends without an error (or before it answered) must not leave the reader waiting for buffers
+    worker.on("exit", (code) => {
+      if (!this.closing) this.fail(new B158Error("E_INTERNAL", `${file}: the validation thread exited (code ${code}) before the pass ended`));
+    });
     worker.postMessage({ kind: "start", ranges, memory, chunkBytes } satisfies ScanMessage);
   }
 
@@ -81,6 +86,7 @@ export class ScanHelper implements ChunkBuffers {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.worker.terminate();
   }
 
