@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
-import { DEFAULT_CHUNK_BYTES, fileChunks, fileSha256 } from "../io/file-hash.js";
+import { DEFAULT_CHUNK_BYTES, fileChunks } from "../io/file-hash.js";
 import { unpackLayout, type Unpacked } from "../pack/codec.js";
 import { blockScaleMismatch, groupScalesFromBlocks, invalidGroupScale } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
@@ -80,7 +80,7 @@ export interface ValidateOptions {
    * where the compiled worker is there). Default: when at least 64 MiB of payloads are to be scanned.
    */
   readonly scanThread?: boolean;
-  /** After each payload is read (not called when readBack covers every payload: only the whole file is hashed then). */
+  /** After each payload is read. */
   readonly onProgress?: (progress: FileScanProgress) => void;
 }
 
@@ -131,7 +131,8 @@ export async function validateOpen(file: B158File, options: ValidateOptions = {}
       let check = packed?.get(t.name);
       let counts: [number, number, number] | undefined;
       if (check === undefined) {
-        const decoded = scan.decoded.get(t.name) ?? decodePayload(file, t, await file.readPayload(t.name));
+        // the pass decoded every payload the converter had no check for
+        const decoded = scan.decoded.get(t.name)!;
         if ("refused" in decoded) {
           // a damaged tensor (a code outside the ternary alphabet) is reported, and the others are still checked
           perTensor.push({ severity: "error", code: decoded.refused.code, tensor: t.name, message: decoded.refused.message });
@@ -253,18 +254,16 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
 /**
  * One sequential read of the whole file, a chunk ahead of the hashing: the file's sha256 and the
  * scan of every payload `readBack` does not vouch for, in the same pass, decoding the payloads
- * `decode` names as each is complete (then dropped: memory holds one payload, not the model). Payloads are contiguous and in file order (the reader checked), so walking the
- * file's chunks walks them. When `readBack` has every payload, only the whole-file hash is left.
- * Payloads to scan are scanned on a second thread (scan-helper.ts) when there are enough of them.
+ * `decode` names as each is complete (then dropped: memory holds one payload, not the model).
+ * Payloads are contiguous and in file order (the reader checked), so walking the file's chunks
+ * walks them. Payloads to scan are scanned on a second thread (scan-helper.ts) when there are
+ * enough of them.
  */
 async function scanFile(file: B158File, ranges: readonly PayloadRange[], decode: (t: B158Tensor) => boolean, options: ValidateOptions): Promise<FileScan> {
   const { readBack, onProgress } = options;
   const tensors = file.tensors;
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const reading = { direct: options.directRead === true, chunkBytes };
-  if (readBack !== undefined && tensors.every((t) => readBack.has(t.name))) {
-    return { sha256: await fileSha256(file.name, reading), payloads: tensors.map((t) => readBack.get(t.name)!), decoded: new Map() };
-  }
   const scanned = tensors.flatMap((t, i) => (readBack?.has(t.name) === true ? [] : [i]));
   const scannedBytes = scanned.reduce((sum, i) => sum + tensors[i]!.length, 0);
   const helper = (options.scanThread ?? scannedBytes >= SCAN_THREAD_BYTES) ? ScanHelper.start(scanned.map((i) => ranges[i]!), chunkBytes, file.name) : undefined;

@@ -219,7 +219,7 @@ export class SlotWriter {
   private writeStageCached(stage: DirectStage, offset: number, staged: number): void {
     const bytes = stage.bytes.subarray(0, staged);
     writeFully(this.slot, bytes, this.slot.position + offset);
-    const back = readSlot(this.slot, offset, staged, stage.back);
+    const back = readSlot(this.slot, offset, staged, threadReadBackBuffer());
     this.verify(bytes, back, offset);
   }
 
@@ -275,29 +275,34 @@ let directRefused = false;
 const fsWrite = promisify(write);
 const isInvalid = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === "EINVAL";
 
-/** A block-aligned staging buffer and its read-back twin; each thread keeps the ones it made. */
+/**
+ * A block-aligned staging buffer; each thread keeps the ones it made. Direct stages are not read
+ * back; a stage sent through the cache instead is read back into the thread's read-back buffer,
+ * which holds a whole stage.
+ */
 interface DirectStage {
   readonly bytes: Uint8Array;
-  readonly back: Uint8Array;
 }
-const STAGE_BYTES = 1 << 20;
+const STAGE_BYTES = READ_BACK_BYTES;
 const freeStages: DirectStage[] = [];
 
 function takeStage(): DirectStage {
   const stage = freeStages.pop();
   if (stage !== undefined) return stage;
-  const both = alignedBuffer(2 * STAGE_BYTES);
-  return { bytes: both.subarray(0, STAGE_BYTES), back: both.subarray(STAGE_BYTES) };
+  return { bytes: alignedBuffer(STAGE_BYTES) };
 }
 
 function releaseStage(stage: DirectStage): void {
   if (freeStages.length < 4) freeStages.push(stage);
 }
 
+function threadReadBackBuffer(): Uint8Array {
+  return (readBackBuffer ??= new Uint8Array(READ_BACK_BYTES));
+}
+
 /** Whether the slot holds `expected` at `offset` (payload then padding), read back from the file. */
 function readsBack(slot: PayloadSlot, offset: number, expected: Uint8Array): boolean {
-  readBackBuffer ??= new Uint8Array(READ_BACK_BYTES);
-  const buffer = readBackBuffer;
+  const buffer = threadReadBackBuffer();
   for (let at = 0; at < expected.byteLength; at += READ_BACK_BYTES) {
     const length = Math.min(READ_BACK_BYTES, expected.byteLength - at);
     const back = readSlot(slot, offset + at, length, buffer);
