@@ -36,7 +36,7 @@ function child(script: string, args: string[]): Promise<ChildResult> {
 
 export const exporting: BenchSection = {
   name: "export",
-  description: "GGUF export of the packed 2B-4T model (TQ2_0 .b158 -> GGUF) and validate of the result, one process per run",
+  description: "GGUF export of the packed 2B-4T model (TQ2_0 .b158 -> GGUF), validate of the .b158 and of each result, one process per run",
   async run() {
     await mkdir(ROOT, { recursive: true });
     const model = bitnet2B4T(true);
@@ -49,6 +49,9 @@ export const exporting: BenchSection = {
     await child(CONVERT, [dir, source, "tq2_0", "0"]);
     const rows: Record<string, unknown>[] = [];
     try {
+      // validate of a .b158 of unknown origin decodes every ternary payload: memory must hold one, not the model's
+      const vs = await child(VALIDATE, [source]);
+      rows.push({ model: model.id, step: "validate .b158", embeddings: "bf16", wallS: vs.wallSeconds, cpuS: vs.cpuSeconds, peakRssMiB: vs.peakRssBytes / 2 ** 20, ok: vs.ok });
       for (const embeddings of ["f16", "q8_0"]) {
         const output = join(ROOT, `${model.id}-${embeddings}.gguf`);
         const r = await child(EXPORT, [source, output, embeddings]);
