@@ -9,6 +9,8 @@ import type { PayloadScan } from "../src/convert/payload-scan.js";
 import { validateB158, type PackedCheck } from "../src/convert/validate-b158.js";
 import { openB158File } from "../src/formats/b158/read.js";
 import { fileSha256 } from "../src/io/file-hash.js";
+import type { WrittenChecksum } from "../src/convert/checksum.js";
+import { xxh64 } from "../src/pack/xxh64.js";
 
 /**
  * Validation of a file convert just wrote: the checks its workers made in memory stand in for
@@ -144,6 +146,46 @@ describe("validating a file convert wrote", () => {
       expect(scanned.tensors).toEqual(independent.tensors);
       expect(codes(await validateB158(badPadding, { packed: goodChecks(), readBack: without(await readBackAll(path), padded.name), ...chunking }))).toEqual([["E_B158_PADDING", padded.name]]);
     }
+  });
+
+  it("payloads written direct are checked against the XXH64 the converter took of them, at any chunking, beside a helper or not", async () => {
+    const compiled = fileURLToPath(new URL("../dist/convert/validate-b158.js", import.meta.url));
+    const built = (await import(compiled)) as typeof import("../src/convert/validate-b158.js");
+    const { writeFile } = await import("node:fs/promises");
+    const good = new Uint8Array(await readFile(path));
+    const file = await openB158File(path);
+    const tensors = file.tensors;
+    await file.close();
+    // what the workers report for payloads they wrote direct: the sha256 and XXH64 of the bytes sent
+    const written = new Map<string, WrittenChecksum>(tensors.map((t) => [t.name, { sha256: t.sha256, xxh64: xxh64(good.subarray(t.fileOffset, t.fileOffset + t.length)).toString(16).padStart(16, "0") }]));
+    const target = tensors.find((t) => t.name === ternary[1]!.name)!;
+    const padded = tensors.find((t, i) => i + 1 < tensors.length && tensors[i + 1]!.fileOffset > t.fileOffset + t.length + 1)!;
+    const damaged = join(root, "damaged-checksum.b158");
+    const flipped = good.slice();
+    flipped[target.fileOffset + 5] = flipped[target.fileOffset + 5]! ^ 0x04;
+    await writeFile(damaged, flipped);
+    const badPadding = join(root, "bad-padding-checksum.b158");
+    const dirty = good.slice();
+    dirty[tensors[tensors.indexOf(padded) + 1]!.fileOffset - 1] = 9;
+    await writeFile(badPadding, dirty);
+    // half the payloads with a checksum, the others left to sha256 (on the helper thread when asked)
+    const some = new Map([...written].filter((_, i) => i % 2 === 0).concat([[target.name, written.get(target.name)!], [padded.name, written.get(padded.name)!]]));
+    for (const chunkBytes of [4096, 3 * 4096, undefined]) {
+      const chunking = chunkBytes === undefined ? {} : { chunkBytes };
+      for (const [checksums, scanThread] of [[written, false], [some, false], [some, true]] as const) {
+        const options = { packed: goodChecks(), checksums, ...chunking, scanThread };
+        const ok = await built.validateB158(path, options);
+        expect(codes(ok)).toEqual([]);
+        expect(ok.sha256).toBe(await fileSha256(path));
+        expect(codes(await built.validateB158(damaged, options))).toEqual([["E_B158_HASH", target.name]]);
+        expect(codes(await built.validateB158(badPadding, options))).toEqual([["E_B158_PADDING", padded.name]]);
+      }
+    }
+    // the bytes are as written, but the worker hashed other bytes than the header names
+    const misnamed = new Map(written).set(target.name, { ...written.get(target.name)!, sha256: "cd".repeat(32) });
+    expect(codes(await validateB158(path, { packed: goodChecks(), checksums: misnamed }))).toEqual([["E_B158_HASH", target.name]]);
+    // a read-back stands for its payload: its checksum is not consulted
+    expect(codes(await validateB158(damaged, { packed: goodChecks(), checksums: written, readBack: await readBackAll(path) }))).toEqual([]);
   });
 
   it("on a second thread (the compiled helper), the scans and verdicts are the same as on one, at any chunking", async () => {

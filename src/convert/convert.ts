@@ -33,6 +33,7 @@ import { TaskPool } from "./pool.js";
 import type { TernaryTask } from "./task.js";
 import type { PayloadScan } from "./payload-scan.js";
 import { validateB158, type B158Validation, type PackedCheck } from "./validate-b158.js";
+import type { WrittenChecksum } from "./checksum.js";
 
 /**
  * `b158 convert`: a checkpoint to a .b158, tensor by tensor, driven by the plan. Every tensor is a
@@ -194,6 +195,7 @@ export async function convertCheckpoint(spec: string, convertOptions: ConvertOpt
         packed: written.checks,
         nonFinite: written.nonFinite,
         readBack: written.readBack,
+        checksums: written.checksums,
         directRead: written.directBytes > 0,
       });
       if (!validation.ok) {
@@ -230,7 +232,8 @@ const FLUSH_EVERY = 256 * 1024 * 1024;
  * its slot of the file, so this thread only schedules and collects hashes. Jobs go largest first
  * (the embedding does not become the tail), at most two per worker in flight (pool.ts) plus one queued, so
  * memory stays bounded. Returns what was checked on the way (ternary decodes, NaN/Inf counts of
- * floats, each payload as read back from the file), which validation trusts once hashes match.
+ * floats, each payload as read back from the file, or the checksum of one written direct), which
+ * validation trusts once hashes match.
  * After a failure nothing new starts, what is running settles, and the first error is thrown.
  */
 
@@ -240,11 +243,12 @@ async function writeJobs(
   pool: TaskPool,
   report: (job: Job) => void,
   checkAbort: () => void,
-): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan>; directBytes: number }> {
+): Promise<{ checks: Map<string, PackedCheck>; nonFinite: Map<string, number>; readBack: Map<string, PayloadScan>; checksums: Map<string, WrittenChecksum>; directBytes: number }> {
   let directBytes = 0;
   const checks = new Map<string, PackedCheck>();
   const nonFinite = new Map<string, number>();
   const readBack = new Map<string, PayloadScan>();
+  const checksums = new Map<string, WrittenChecksum>();
   let failure: { error: unknown } | undefined;
   const inFlight = new Set<Promise<void>>();
   const limit = Math.max(1, pool.threads * pool.jobsPerWorker) + 1;
@@ -258,6 +262,7 @@ async function writeJobs(
       if (result.check !== undefined) checks.set(job.entry.name, result.check);
       if (result.nonFinite !== undefined) nonFinite.set(job.entry.name, result.nonFinite);
       if (result.readBack !== undefined) readBack.set(job.entry.name, result.readBack);
+      if (result.checksum !== undefined) checksums.set(job.entry.name, { sha256: result.sha256, xxh64: result.checksum });
       directBytes += result.directBytes;
       writer.record(job.index, result.sha256, job.planned.ternary ? result.scale : undefined);
       unflushed += job.planned.length;
@@ -273,7 +278,7 @@ async function writeJobs(
   }
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure.error;
-  return { checks, nonFinite, readBack, directBytes };
+  return { checks, nonFinite, readBack, checksums, directBytes };
 }
 
 function refuseBrokenPlans(spec: string, plan: TensorPlan): void {

@@ -1,7 +1,8 @@
 import { fileSource } from "../io/byte-source.js";
-import { SlotWriter, type PayloadSlot } from "../formats/b158/slot.js";
+import { directRange, SlotWriter, type PayloadSlot } from "../formats/b158/slot.js";
 import { runFloatTask, type FloatTask } from "./float-task.js";
 import type { TensorScale } from "../pack/scales.js";
+import { PayloadChecksum } from "./checksum.js";
 import { countNonFinite, isFloatLayout, type PayloadScan } from "./payload-scan.js";
 import { returnArena, takeArena } from "../pack/wasm/kernels.js";
 import { runTernaryTask, type TernaryTask } from "./task.js";
@@ -11,7 +12,8 @@ import type { PackedCheck } from "./validate-b158.js";
  * What the pool runs (pool.ts): one tensor's conversion. The thread that makes the payload writes
  * it into its slot of the output, hashing it on the way; writes through the page cache are read
  * back at once and compared (slot.ts), so validation need not read those payloads again, and
- * direct writes are hashed by validation's one pass over the finished file.
+ * direct writes are checked by validation's one pass over the finished file, against the XXH64
+ * taken here of the bytes written (checksum.ts).
  */
 export type PoolJob = { readonly kind: "ternary"; readonly task: TernaryTask; readonly slot: PayloadSlot } | { readonly kind: "float"; readonly task: FloatTask; readonly slot: PayloadSlot };
 
@@ -25,6 +27,11 @@ export interface WrittenPayload {
    * as written (then it hashes to `sha256`); NaN/Inf of a fallback payload, counted before writing.
    */
   readonly readBack?: PayloadScan;
+  /**
+   * XXH64 of the payload as written (checksum.ts), when some of it went direct and so was not read
+   * back: validation checks the disk's bytes against it rather than hashing them with sha256.
+   */
+  readonly checksum?: string;
   /** Ternary tensors: the scale, one value or per group (also for a fallback payload, which does not store it). */
   readonly scale?: TensorScale;
   /** Layout payloads: what decoding the packed bytes gave. */
@@ -39,14 +46,16 @@ export interface WrittenPayload {
 export async function runJob(job: PoolJob): Promise<WrittenPayload> {
   const source = await fileSource(job.task.path);
   try {
-    const sink = new SlotWriter(job.slot);
     // payloads are made in this thread's arena and written from it before the arena is reused
     const arena = takeArena();
     try {
+      const direct = directRange(job.slot);
+      const checksum = arena.kernels !== undefined && direct.end > direct.start ? new PayloadChecksum(arena.kernels) : undefined;
+      const sink = new SlotWriter(job.slot, checksum === undefined ? undefined : (bytes) => checksum.update(bytes));
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
         const sha256 = await sink.finishAsync();
-        return { sha256, ...readBackOf(sink, sha256, 0), directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
+        return { sha256, ...readBackOf(sink, sha256, 0, checksum), directBytes: sink.directBytes, ...(nonFinite === undefined ? {} : { nonFinite }) };
       }
       const { encoding } = job.task;
       const result = await runTernaryTask(job.task, source, arena);
@@ -55,7 +64,7 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
       const nonFinite = isFloatLayout(layout) ? countNonFinite(result.payload, layout, arena.kernels) : 0;
       await sink.writeAsync(result.payload);
       const sha256 = await sink.finishAsync();
-      return { sha256, ...readBackOf(sink, sha256, nonFinite), directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
+      return { sha256, ...readBackOf(sink, sha256, nonFinite, checksum), directBytes: sink.directBytes, scale: result.scale, ...(result.check === undefined ? {} : { check: result.check }) };
     } finally {
       returnArena(arena);
     }
@@ -64,7 +73,8 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
   }
 }
 
-/** The read-back's findings, for a payload that was read back whole. */
-function readBackOf(sink: SlotWriter, sha256: string, nonFinite: number): { readBack?: PayloadScan } {
-  return sink.verified ? { readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite } } : {};
+/** The read-back's findings, for a payload that was read back whole; else its checksum, if taken. */
+function readBackOf(sink: SlotWriter, sha256: string, nonFinite: number, checksum: PayloadChecksum | undefined): { readBack?: PayloadScan; checksum?: string } {
+  if (sink.verified) return { readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite } };
+  return checksum === undefined ? {} : { checksum: checksum.digest() };
 }

@@ -1,7 +1,10 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
-import { DEFAULT_CHUNK_BYTES, fileChunks } from "../io/file-hash.js";
+import { DEFAULT_CHUNK_BYTES, fileChunks, type ChunkBuffers } from "../io/file-hash.js";
+import { DIRECT_BLOCK } from "../io/direct-io.js";
+import { alignUp } from "../formats/b158/spec.js";
+import { Arena, type WasmKernels } from "../pack/wasm/kernels.js";
 import { unpackLayout, type Unpacked } from "../pack/codec.js";
 import { blockScaleMismatch, groupScalesFromBlocks, invalidGroupScale } from "../pack/scales.js";
 import { fromF16Bits, toF16Bits } from "../pack/float16.js";
@@ -10,6 +13,7 @@ import { countCodes } from "../pack/swar.js";
 import type { Diagnostic } from "../model/diagnostics.js";
 import { PayloadScanner, PayloadWalk, type PayloadRange, type PayloadScan } from "./payload-scan.js";
 import { ScanHelper } from "./scan-helper.js";
+import { ChecksumScanner, PayloadChecksum, type WrittenChecksum } from "./checksum.js";
 
 /**
  * What convert checks before it reports success, and `b158 validate <file.b158>` on any file:
@@ -71,6 +75,11 @@ export interface ValidateOptions {
    * the whole-file hash here; the others are hashed and scanned.
    */
   readonly readBack?: ReadonlyMap<string, PayloadScan>;
+  /**
+   * Payloads the converter wrote past the page cache (not read back), with the XXH64 it took of
+   * them (checksum.ts): read from the file and checked against it, not hashed with sha256 again.
+   */
+  readonly checksums?: ReadonlyMap<string, WrittenChecksum>;
   /** The file was written with O_DIRECT: hash it the same way (file-hash.ts), not through the page cache. */
   readonly directRead?: boolean;
   /** Bytes per read of the file (default 8 MiB): whole 4096-byte blocks. */
@@ -256,20 +265,23 @@ function payloadRanges(file: B158File, known: ReadonlyMap<string, number> | unde
  * scan of every payload `readBack` does not vouch for, in the same pass, decoding the payloads
  * `decode` names as each is complete (then dropped: memory holds one payload, not the model).
  * Payloads are contiguous and in file order (the reader checked), so walking the file's chunks
- * walks them. Payloads to scan are scanned on a second thread (scan-helper.ts) when there are
- * enough of them.
+ * walks them. Payloads with the converter's checksum are checked against it here; the others are
+ * scanned, on a second thread (scan-helper.ts) when there are enough of them.
  */
 async function scanFile(file: B158File, ranges: readonly PayloadRange[], decode: (t: B158Tensor) => boolean, options: ValidateOptions): Promise<FileScan> {
-  const { readBack, onProgress } = options;
+  const { readBack, checksums, onProgress } = options;
   const tensors = file.tensors;
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const reading = { direct: options.directRead === true, chunkBytes };
-  const scanned = tensors.flatMap((t, i) => (readBack?.has(t.name) === true ? [] : [i]));
+  const checked = tensors.flatMap((t, i) => (readBack?.has(t.name) !== true && checksums?.has(t.name) === true ? [i] : []));
+  const scanned = tensors.flatMap((t, i) => (readBack?.has(t.name) === true || checksums?.has(t.name) === true ? [] : [i]));
   const scannedBytes = scanned.reduce((sum, i) => sum + tensors[i]!.length, 0);
   const helper = (options.scanThread ?? scannedBytes >= SCAN_THREAD_BYTES) ? ScanHelper.start(scanned.map((i) => ranges[i]!), chunkBytes, file.name) : undefined;
   try {
-    // without a helper, this thread scans
-    const scanners = new Map(helper === undefined ? scanned.map((i) => [i, new PayloadScanner(ranges[i]!)]) : []);
+    const checking = checked.length > 0 ? checksumMemory(chunkBytes, helper === undefined) : undefined;
+    // without a helper, this thread scans; checksums are always checked here
+    const scanners = new Map<number, PayloadScanner | ChecksumScanner>(helper === undefined ? scanned.map((i) => [i, new PayloadScanner(ranges[i]!)]) : []);
+    for (const i of checked) scanners.set(i, new ChecksumScanner(checksums!.get(tensors[i]!.name)!, new PayloadChecksum(checking?.kernels, checking?.scratch)));
     const decoded = new Map<string, Decoded>();
     let pieces: Uint8Array[] = [];
     const walk = new PayloadWalk(ranges, {
@@ -288,7 +300,8 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], decode:
     });
     const whole = createHash("sha256");
     let position = 0;
-    for await (const chunk of fileChunks(file.name, { ...reading, ...(helper === undefined ? {} : { buffers: helper }) })) {
+    const buffers = helper ?? checking?.buffers;
+    for await (const chunk of fileChunks(file.name, { ...reading, ...(buffers === undefined ? {} : { buffers }) })) {
       // the helper scans this chunk while this thread hashes it
       helper?.send(chunk, position);
       whole.update(chunk);
@@ -301,11 +314,38 @@ async function scanFile(file: B158File, ranges: readonly PayloadRange[], decode:
     }
     const helped = await helper?.finish();
     const scans = new Map(scanned.map((i, k) => [i, helped?.[k] ?? scanners.get(i)!.finish()]));
+    for (const i of checked) scans.set(i, scanners.get(i)!.finish());
     return { sha256: whole.digest("hex"), payloads: tensors.map((t, i) => scans.get(i) ?? readBack!.get(t.name)!), decoded };
   } finally {
     await helper?.close();
   }
 }
+
+/**
+ * Where checksums run in WebAssembly (checksum.ts): the two chunk buffers the file is read into,
+ * block-aligned in the kernels' memory (its base is page-aligned), when this thread owns the
+ * chunks; else a scratch the helper's chunks are copied through. No kernels: TypeScript.
+ */
+function checksumMemory(chunkBytes: number, ownChunks: boolean): { kernels?: WasmKernels; scratch?: Uint8Array; buffers?: ChunkBuffers } {
+  const arena = Arena.create();
+  const kernels = arena.kernels;
+  if (kernels === undefined) return {};
+  if (!ownChunks) return { kernels, scratch: arena.carve(CHECKSUM_SCRATCH)[0]! };
+  const [space] = arena.carve(2 * chunkBytes + DIRECT_BLOCK);
+  const start = alignUp(space!.byteOffset, DIRECT_BLOCK) - space!.byteOffset;
+  const both = space!.subarray(start, start + 2 * chunkBytes);
+  let turn = 0;
+  // fileChunks holds at most two: the one consumed and the next being read
+  const buffers: ChunkBuffers = {
+    take: async () => {
+      const at = (turn++ % 2) * chunkBytes;
+      return both.subarray(at, at + chunkBytes);
+    },
+  };
+  return { kernels, buffers };
+}
+
+const CHECKSUM_SCRATCH = 1024 * 1024;
 
 /** Bytes of payloads to scan from which a second thread does it (starting one costs tens of milliseconds). */
 const SCAN_THREAD_BYTES = 64 * 1024 * 1024;

@@ -139,6 +139,39 @@ describe("direct I/O (O_DIRECT) payload writes", () => {
     }
   });
 
+  it("a job whose payload goes direct reports the XXH64 of what it wrote instead of a read-back; one through the cache, a read-back", async () => {
+    const { runJob } = await import("../convert/jobs.js");
+    const { convertKernelsKind } = await import("../pack/wasm/kernels.js");
+    const { xxh64 } = await import("../pack/xxh64.js");
+    const supported = directHere();
+    const bytes = Uint8Array.from({ length: 5 * DIRECT_BLOCK + 100 }, (_, i) => Math.imul(i, 2654435761) >>> 24);
+    const source = join(dir, "source.bin");
+    writeFileSync(source, bytes);
+    const path = join(dir, "job.out");
+    writeFileSync(path, new Uint8Array(8 * DIRECT_BLOCK));
+    const fd = openSync(path, "r+");
+    const directFd = openDirect(path) ?? -1;
+    try {
+      const task = { name: "t", path: source, fileOffset: 0, byteLength: bytes.byteLength, sourceDtype: "U8", elementBytes: 1, target: "u8", chunkBytes: 3000 } as const;
+      const slot = { fd, output: path, tensor: "t", position: DIRECT_BLOCK + 60, length: bytes.byteLength, padding: 40 };
+      const direct = await runJob({ kind: "float", task, slot: { ...slot, directFd } });
+      const cached = await runJob({ kind: "float", task, slot });
+      expect(readFileSync(path).subarray(slot.position, slot.position + bytes.byteLength)).toEqual(Buffer.from(bytes));
+      expect([direct.sha256, cached.sha256]).toEqual([sha(bytes), sha(bytes)]);
+      expect(cached.readBack).toMatchObject({ damaged: false, sha256: sha(bytes) });
+      expect(cached.checksum).toBeUndefined();
+      if (supported && convertKernelsKind() === "wasm-simd128") {
+        expect(direct.readBack).toBeUndefined();
+        expect(direct.checksum).toBe(xxh64(bytes).toString(16).padStart(16, "0"));
+      } else {
+        expect(direct.checksum).toBeUndefined();
+      }
+    } finally {
+      closeSync(fd);
+      if (directFd >= 0) closeDirect(directFd);
+    }
+  });
+
   it("hashes a file through direct reads exactly as through the cache, at every size around the block and chunk edges", async () => {
     for (const size of [0, 1, DIRECT_BLOCK - 1, DIRECT_BLOCK, DIRECT_BLOCK + 1, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (16 << 20) + DIRECT_BLOCK + 3]) {
       const path = join(dir, `hash-${size}`);

@@ -15,7 +15,7 @@ import { alignUp } from "./spec.js";
  * cannot write outside its own, so what was read back right after writing is what the finished file
  * holds. Direct writes are not read back: that would be a second trip to the disk for every byte,
  * and validation reads the finished file from the disk once anyway (for its whole-file sha256), so
- * it checks those payloads' hashes in the same pass.
+ * it checks those payloads in the same pass, against a checksum of what was written (`observe`).
  */
 export interface PayloadSlot {
   /** Descriptor of the open temp file. */
@@ -49,7 +49,7 @@ let readBackBuffer: Uint8Array | undefined;
  * byte for byte with what was written (`damaged` tells whether any differed): equal bytes hash
  * alike, so this is the check of "the file holds what the header's sha256 says" without hashing the
  * payload a second time. Direct writes are not read back (`verified` is then false): validation
- * hashes those payloads from the finished file.
+ * checks those payloads in the finished file (convert/checksum.ts).
  */
 export class SlotWriter {
   private readonly hash = createHash("sha256");
@@ -69,13 +69,17 @@ export class SlotWriter {
   private staged = 0;
   private directWritten = 0;
 
-  constructor(readonly slot: PayloadSlot) {
-    const end = slot.length + slot.padding;
-    const first = alignUp(slot.position, DIRECT_BLOCK) - slot.position;
-    const last = Math.floor((slot.position + end) / DIRECT_BLOCK) * DIRECT_BLOCK - slot.position;
-    const direct = slot.directFd !== undefined && slot.directFd >= 0 && !directRefused && last > first;
-    this.directStart = direct ? first : end;
-    this.directEnd = direct ? last : end;
+  /**
+   * `observe` sees every payload byte as it is accepted, in order (convert/checksum.ts takes the
+   * XXH64 of a payload that goes direct, for validation to check the disk against).
+   */
+  constructor(
+    readonly slot: PayloadSlot,
+    private readonly observe?: (bytes: Uint8Array) => void,
+  ) {
+    const range = directRange(slot);
+    this.directStart = range.start;
+    this.directEnd = range.end;
   }
 
   write(bytes: Uint8Array): void {
@@ -116,6 +120,7 @@ export class SlotWriter {
       throw new B158Error("E_INTERNAL", `payload of "${slot.tensor}" overflows its ${slot.length} planned bytes`, { details: { tensor: slot.tensor } });
     }
     this.hash.update(bytes);
+    this.observe?.(bytes);
     this.written += bytes.byteLength;
   }
 
@@ -267,6 +272,18 @@ export class SlotWriter {
     if (offset < this.slot.length) this.differs = true;
     if (offset + length > this.slot.length) this.paddingDiffers = true;
   }
+}
+
+/**
+ * The slot offsets [start, end) a SlotWriter sends past the page cache: the slot's whole blocks, when
+ * it has a direct descriptor and this thread's filesystem has not refused direct writes; else empty.
+ */
+export function directRange(slot: PayloadSlot): { readonly start: number; readonly end: number } {
+  const end = slot.length + slot.padding;
+  const first = alignUp(slot.position, DIRECT_BLOCK) - slot.position;
+  const last = Math.floor((slot.position + end) / DIRECT_BLOCK) * DIRECT_BLOCK - slot.position;
+  const direct = slot.directFd !== undefined && slot.directFd >= 0 && !directRefused && last > first;
+  return direct ? { start: first, end: last } : { start: end, end };
 }
 
 /** Set once a filesystem refused a direct write: this thread writes through the cache from then on. */

@@ -748,10 +748,29 @@ const unpackHfRow = `(func (export "unpack_hf_row") (param $src i32) (param $n i
   )}
   ${get("bad")})`;
 
+/**
+ * XXH64's stripe loop (xxh64.ts, xxh64Stripes): `stripes` runs of 32 bytes at `src` into the four
+ * accumulators at `state` (four little-endian u64), four independent multiply chains.
+ */
+const xxhRound = (lane: number) =>
+  set(`v${lane}`, `(i64.mul (i64.rotl (i64.add ${get(`v${lane}`)} (i64.mul (i64.load offset=${8 * (lane - 1)} align=1 ${get("src")}) (i64.const 0xc2b2ae3d27d4eb4f))) (i64.const 31)) (i64.const 0x9e3779b185ebca87))`);
+const xxh64Stripes = `(func (export "xxh64_stripes") (param $state i32) (param $src i32) (param $stripes i32)
+  ${locals("i32", "end")} ${locals("i64", "v1", "v2", "v3", "v4")}
+  ${set("v1", `(i64.load ${get("state")})`)} ${set("v2", `(i64.load offset=8 ${get("state")})`)}
+  ${set("v3", `(i64.load offset=16 ${get("state")})`)} ${set("v4", `(i64.load offset=24 ${get("state")})`)}
+  ${set("end", add(get("src"), `(i32.shl ${get("stripes")} (i32.const 5))`))}
+  (block $done (loop $next
+    (br_if $done (i32.ge_u ${get("src")} ${get("end")}))
+    ${xxhRound(1)} ${xxhRound(2)} ${xxhRound(3)} ${xxhRound(4)}
+    ${set("src", add(get("src"), i32(32)))}
+    (br $next)))
+  (i64.store ${get("state")} ${get("v1")}) (i64.store offset=8 ${get("state")} ${get("v2")})
+  (i64.store offset=16 ${get("state")} ${get("v3")}) (i64.store offset=24 ${get("state")} ${get("v4")}))`;
+
 /** The conversion module: its own memory (each thread instantiates it), grown by the caller. */
 export function generateConvertModule(): string {
   return `(module
 (memory (export "memory") 1 65536)
-${[absmeanHalves("bf16"), absmeanHalves("f16"), thresholdCodes, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, packTl1, checkTl1, packTl2, checkTl2, nonFiniteHalves, nonFiniteF32, unpackHfRow].join("\n")}
+${[absmeanHalves("bf16"), absmeanHalves("f16"), thresholdCodes, codeF32, packI2s(128), packI2s(64), checkI2s(128), checkI2s(64), packTq2_0, checkTq2_0, packTq1_0, checkTq1_0, packQ2_0, checkQ2_0, packTl1, checkTl1, packTl2, checkTl2, nonFiniteHalves, nonFiniteF32, unpackHfRow, xxh64Stripes].join("\n")}
 )`;
 }

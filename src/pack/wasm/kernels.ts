@@ -63,6 +63,7 @@ interface Exports {
   nonfinite_halves(src: number, n: number, mask: number): number;
   nonfinite_f32(src: number, n: number): number;
   unpack_hf_row(src: number, n: number, shift: number, dst: number): number;
+  xxh64_stripes(state: number, src: number, stripes: number): void;
 }
 
 /** What a decode-check kernel found (kernels return them as bits 0, 1, 2). */
@@ -78,6 +79,8 @@ export interface CheckFlags {
 const ALIGN = 64;
 /** Bytes at the start of every arena for the kernels' small results (absmean partial sums). */
 const HEAD = 64;
+/** Where in the head XXH64's accumulators go during a call (absmean's sums use the first 32 bytes). */
+const XXH64_STATE = 32;
 const PAGE = 65536;
 
 /** The WebAssembly kernels bound to one instance's memory; every method wants views of that memory. */
@@ -177,6 +180,14 @@ export class WasmKernels {
   nonFinite(bytes: Uint8Array, layout: "f32" | "f16" | "bf16"): number {
     if (layout === "f32") return this.x.nonfinite_f32(bytes.byteOffset, bytes.byteLength >>> 2);
     return this.x.nonfinite_halves(bytes.byteOffset, bytes.byteLength >>> 1, layout === "bf16" ? 0x7f80 : 0x7c00);
+  }
+
+  /** Adds the whole 32-byte stripes of `bytes` to XXH64's accumulators `acc` (xxh64.ts, xxh64Stripes). */
+  xxh64Stripes(acc: BigUint64Array, bytes: Uint8Array): void {
+    const state = new BigUint64Array(this.x.memory.buffer, XXH64_STATE, 4);
+    state.set(acc);
+    this.x.xxh64_stripes(XXH64_STATE, bytes.byteOffset, bytes.byteLength >>> 5);
+    acc.set(new BigUint64Array(this.x.memory.buffer, XXH64_STATE, 4));
   }
 
   /** Field `shift` of each byte of one packed row as codes; false when one is 3. */
