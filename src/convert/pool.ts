@@ -13,7 +13,9 @@ import { runJob, type PoolJob, type WrittenPayload } from "./jobs.js";
 export class TaskPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { id: number; job: PoolJob }[] = [];
+  private readonly queue: { id: number; job: PoolJob; exclusive: boolean }[] = [];
+  /** Slots held back from `idle` while a worker runs an exclusive job. */
+  private readonly held = new Map<Worker, number>();
   private readonly pending = new Map<number, { resolve: (r: WrittenPayload) => void; reject: (e: unknown) => void }>();
   private nextId = 0;
   /** Why the pool was closed: later jobs fail with it. */
@@ -37,6 +39,11 @@ export class TaskPool {
         const waiter = this.pending.get(message.id);
         this.pending.delete(message.id);
         this.idle.push(worker);
+        const held = this.held.get(worker);
+        if (held !== undefined) {
+          for (let slot = 0; slot < held; slot++) this.idle.push(worker);
+          this.held.delete(worker);
+        }
         this.dispatch();
         if (waiter === undefined) return;
         if (message.error) {
@@ -53,20 +60,36 @@ export class TaskPool {
     }
   }
 
-  /** Converts one tensor into its slot of the output (jobs.ts). */
-  write(job: PoolJob): Promise<WrittenPayload> {
+  /**
+   * Converts one tensor into its slot of the output (jobs.ts). An `exclusive` job has a worker to
+   * itself: a job that long would otherwise share its thread with a stream of others and finish
+   * last, alone (the embedding, whose payload is hashed in one sequence).
+   */
+  write(job: PoolJob, options: { exclusive?: boolean } = {}): Promise<WrittenPayload> {
     if (this.closedWith !== undefined) return Promise.reject(this.closedWith.reason);
     if (this.threads === 0) return runJob(job);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
-      this.queue.push({ id, job });
+      this.queue.push({ id, job, exclusive: options.exclusive === true && this.jobsPerWorker > 1 });
       this.dispatch();
     });
   }
 
+  /** Jobs in order; an exclusive one waits for a worker with every slot free. */
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) this.idle.pop()!.postMessage(this.queue.shift());
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const { id, job, exclusive } = this.queue[0]!;
+      const worker = exclusive ? this.idle.find((w) => this.idle.filter((v) => v === w).length === this.jobsPerWorker) : this.idle[this.idle.length - 1];
+      if (worker === undefined) return;
+      this.queue.shift();
+      if (exclusive) {
+        for (let slot = 1; slot < this.jobsPerWorker; slot++) this.idle.splice(this.idle.indexOf(worker), 1);
+        this.held.set(worker, this.jobsPerWorker - 1);
+      }
+      this.idle.splice(this.idle.lastIndexOf(worker), 1);
+      worker.postMessage({ id, job });
+    }
   }
 
   /**
