@@ -20,7 +20,7 @@ describe("payload scans", () => {
   ] as const)("%s NaN/Inf count equals the checkpoint scan's, at any offset and length", (layout, dtype) => {
     const size = layout === "f32" ? 4 : 2;
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 300 }), fc.integer({ min: 0, max: 3 }), (halves, offset) => {
+      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 300, size: "max" }), fc.integer({ min: 0, max: 3 }), (halves, offset) => {
         // bias towards all-ones exponents so non-finite values are common
         const raw = Uint16Array.from(halves, (h, i) => (i % 3 === 0 ? h | (layout === "f16" ? 0x7c00 : 0x7f80) : h));
         const bytes = new Uint8Array(raw.buffer, 0, Math.floor(raw.byteLength / size) * size);

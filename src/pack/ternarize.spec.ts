@@ -26,7 +26,7 @@ function reference(values: number[]): { codes: number[]; scale: number } {
 describe("absmean ternarization", () => {
   it.each(["F32", "F16", "BF16"] as const)("%s: matches the rule written naively, for random latent weights", (dtype) => {
     fc.assert(
-      fc.property(fc.array(fc.float({ min: -1, max: 1, noNaN: true }), { minLength: 2, maxLength: 200 }), (raw) => {
+      fc.property(fc.array(fc.float({ min: -1, max: 1, noNaN: true }), { minLength: 2, maxLength: 200, size: "max" }), (raw) => {
         const values = raw.map((v) => decoded(v, dtype));
         const { codes, scale } = ternarize(encode(values, dtype), dtype);
         const want = reference(values);
@@ -39,7 +39,7 @@ describe("absmean ternarization", () => {
 
   it.each(["F32", "F16", "BF16"] as const)("%s: exact ternary x c input gets scale c x p (online semantics: what the framework computes)", (dtype) => {
     fc.assert(
-      fc.property(fc.array(fc.constantFrom(-1, 0, 1), { minLength: 1, maxLength: 300 }), fc.integer({ min: 64, max: 4000 }), (codes, k) => {
+      fc.property(fc.array(fc.constantFrom(-1, 0, 1), { minLength: 1, maxLength: 300, size: "max" }), fc.integer({ min: 64, max: 4000 }), (codes, k) => {
         if (!codes.some((c) => c !== 0)) codes.push(1);
         const c = decoded(k / 4096, dtype);
         const values = codes.map((t) => t * c);
