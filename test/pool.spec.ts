@@ -44,37 +44,41 @@ describe("the conversion worker pool (real worker threads)", () => {
     }
   });
 
-  it("an exclusive job has its worker to itself: a job queued after it waits for it rather than sharing the thread", async () => {
+  it("an exclusive job has a worker to itself when there are two: a short job waits for a free slot rather than share its thread", async () => {
     const path = join(root, "exclusive.out");
     const fd = openSync(path, "w+");
-    // the long job's stages go to the disk past the page cache, so it waits on I/O (where a job sharing its thread runs)
+    // long jobs' stages go to the disk past the page cache, so they wait on I/O (where a job sharing their thread runs)
     const directFd = openDirect(path);
     if (directFd === undefined) {
       closeSync(fd);
       return; // tmpfs: writes through the cache never wait, so jobs on one thread do not interleave
     }
-    // one worker with two slots; a long job then a short one
-    const long = await floatJob("long", fd, 32 << 20, 0, directFd);
-    const short = await floatJob("short", fd, 4096, 32 << 20);
-    const order = async (exclusive: boolean) => {
-      const pool = new TaskPool(1, 2);
+    const MiB = 1 << 20;
+    const longs = await Promise.all(["long-a", "long-b", "long-c"].map((name, i) => floatJob(name, fd, 32 * MiB, i * 32 * MiB, directFd)));
+    const short = await floatJob("short", fd, 4096, 96 * MiB);
+    const order = async (threads: number, exclusive: boolean) => {
+      const pool = new TaskPool(threads, 2);
       try {
         const finished: string[] = [];
-        await Promise.all([pool.write(long, { exclusive }).then(() => finished.push("long")), pool.write(short).then(() => finished.push("short"))]);
+        const jobs = [pool.write(longs[0]!, { exclusive }), ...longs.slice(1, 1 + (threads - 1) * 2).map((job) => pool.write(job)), pool.write(short)];
+        await Promise.all(jobs.map((job, i) => job.then(() => finished.push(i === jobs.length - 1 ? "short" : "long"))));
         return finished;
       } finally {
         await pool.close();
       }
     };
     try {
-      // sharing, the short job slips in between the long one's writes and ends first
-      expect(await order(false)).toEqual(["short", "long"]);
-      expect(await order(true)).toEqual(["long", "short"]);
+      // two workers, the first long job exclusive: the other two take the second worker's slots, so the short one waits for one to end
+      expect((await order(2, true))[0]).toBe("long");
+      // not exclusive: the short job shares a thread with a long one and slips in between its writes
+      expect((await order(2, false))[0]).toBe("short");
+      // one worker: nothing else would take the rest, so an exclusive job shares its thread all the same
+      expect((await order(1, true))[0]).toBe("short");
     } finally {
       closeSync(fd);
       closeDirect(directFd);
     }
-  }, 20_000);
+  }, 30_000);
 
   it("close(reason) fails the jobs not done and every later one with that reason, and waits for the threads", async () => {
     const fd = openSync(join(root, "stop.out"), "w+");

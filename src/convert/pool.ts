@@ -62,8 +62,9 @@ export class TaskPool {
 
   /**
    * Converts one tensor into its slot of the output (jobs.ts). An `exclusive` job has a worker to
-   * itself: a job that long would otherwise share its thread with a stream of others and finish
-   * last, alone (the embedding, whose payload is hashed in one sequence).
+   * itself when there are others for the rest: a job that long would otherwise share its thread
+   * with a stream of others and finish last, alone (the embedding, whose payload is hashed in one
+   * sequence).
    */
   write(job: PoolJob, options: { exclusive?: boolean } = {}): Promise<WrittenPayload> {
     if (this.closedWith !== undefined) return Promise.reject(this.closedWith.reason);
@@ -71,7 +72,8 @@ export class TaskPool {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
-      this.queue.push({ id, job, exclusive: options.exclusive === true && this.jobsPerWorker > 1 });
+      // with one worker there is no other to take the rest: sharing it at least overlaps their I/O
+      this.queue.push({ id, job, exclusive: options.exclusive === true && this.jobsPerWorker > 1 && this.threads > 1 });
       this.dispatch();
     });
   }
