@@ -10,20 +10,34 @@ import type { PayloadScan } from "./payload-scan.js";
  * payloads (slot.ts), which cost about 0.6 CPU-seconds per GB (docs/ternarization.md).
  *
  * Whole stripes run in WebAssembly: in place when `kernels` holds the bytes, else copied through
- * `scratch` (a view of the kernels' memory, its length a multiple of 32), else in TypeScript.
+ * `scratch` (a view of the kernels' memory, its length a multiple of 32), else in TypeScript,
+ * which is slow (BigInt): with `inPlaceOnly`, bytes outside the kernels' memory make the checksum
+ * `lost` instead, and the caller leaves that payload to sha256.
  */
 export class PayloadChecksum {
   private readonly acc = xxh64Initial();
   private readonly tail = new Uint8Array(XXH64_STRIPE);
   private tailBytes = 0;
   private total = 0;
+  private gaveUp = false;
 
   constructor(
     private readonly kernels?: WasmKernels,
     private readonly scratch?: Uint8Array,
+    private readonly inPlaceOnly = false,
   ) {}
 
+  /** Some bytes were outside the kernels' memory (`inPlaceOnly`): there is no digest. */
+  get lost(): boolean {
+    return this.gaveUp;
+  }
+
   update(bytes: Uint8Array): void {
+    if (this.gaveUp) return;
+    if (this.inPlaceOnly && bytes.byteLength > 0 && this.kernels?.holds(bytes) !== true) {
+      this.gaveUp = true;
+      return;
+    }
     this.total += bytes.byteLength;
     let at = 0;
     if (this.tailBytes > 0) {

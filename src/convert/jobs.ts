@@ -50,7 +50,8 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
     const arena = takeArena();
     try {
       const direct = directRange(job.slot);
-      const checksum = arena.kernels !== undefined && direct.end > direct.start ? new PayloadChecksum(arena.kernels) : undefined;
+      // payloads made outside the arena (a float conversion's output) are left to validation's sha256
+      const checksum = arena.kernels !== undefined && direct.end > direct.start ? new PayloadChecksum(arena.kernels, undefined, true) : undefined;
       const sink = new SlotWriter(job.slot, checksum === undefined ? undefined : (bytes) => checksum.update(bytes));
       if (job.kind === "float") {
         const nonFinite = await runFloatTask(job.task, source, sink, arena);
@@ -76,5 +77,5 @@ export async function runJob(job: PoolJob): Promise<WrittenPayload> {
 /** The read-back's findings, for a payload that was read back whole; else its checksum, if taken. */
 function readBackOf(sink: SlotWriter, sha256: string, nonFinite: number, checksum: PayloadChecksum | undefined): { readBack?: PayloadScan; checksum?: string } {
   if (sink.verified) return { readBack: { damaged: sink.damaged, badPadding: sink.badPadding, sha256, nonFinite } };
-  return checksum === undefined ? {} : { checksum: checksum.digest() };
+  return checksum === undefined || checksum.lost ? {} : { checksum: checksum.digest() };
 }
