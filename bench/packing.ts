@@ -2,6 +2,9 @@ import { packLayout, unpackLayout } from "../src/pack/codec.js";
 import { checkEligibility, LAYOUT_IDS, type LayoutId } from "../src/pack/layouts.js";
 import { AbsmeanAccumulator } from "../src/pack/ternarize.js";
 import { toBf16Bits } from "../src/pack/float16.js";
+import { createHash } from "node:crypto";
+import { PayloadChecksum } from "../src/convert/checksum.js";
+import { Arena } from "../src/pack/wasm/kernels.js";
 import type { BenchSection } from "./types.js";
 
 /** The 2B-4T MLP shapes ([out, in]): gate/up and down. */
@@ -44,7 +47,7 @@ function latentBf16(n: number): Uint8Array {
 
 export const packing: BenchSection = {
   name: "packing",
-  description: "single-thread weights per second on the 2B-4T MLP shapes (best of 3)",
+  description: "single-thread weights per second on the 2B-4T MLP shapes (best of 3); verify_*: bytes per second of the hash validation checks a direct-written payload with, and the sha256 it replaced (best of 5)",
   async run() {
     const rows: Record<string, unknown>[] = [];
     for (const [M, K] of SHAPES) {
@@ -71,6 +74,16 @@ export const packing: BenchSection = {
         rows.push({ shape: `${M}x${K}`, step: `unpack_${layout}`, seconds: unpackSeconds, weightsPerSecond: n / unpackSeconds });
       }
       codes = new Int8Array(0);
+    }
+    // how a direct-written payload is verified (checksum.ts): XXH64 in the kernels' memory, against the sha256 it replaced
+    const arena = Arena.create();
+    const [payload] = arena.carve(64 * 1024 * 1024);
+    for (let i = 0; i < payload!.length; i++) payload![i] = Math.imul(i, 2654435761) >>> 24;
+    const bytes = payload!.byteLength;
+    const verify = { xxh64: () => void new PayloadChecksum(arena.kernels, undefined, true).update(payload!), sha256: () => void createHash("sha256").update(payload!).digest() };
+    for (const [name, work] of Object.entries(verify)) {
+      const seconds = best(5, work);
+      rows.push({ shape: "64 MiB", step: `verify_${name}${name === "xxh64" && arena.kernels === undefined ? " (no WebAssembly module)" : ""}`, seconds, bytesPerSecond: bytes / seconds });
     }
     return rows;
   },

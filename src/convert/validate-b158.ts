@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { B158Error } from "../errors.js";
 import { openB158File, type B158File, type B158Tensor } from "../formats/b158/read.js";
-import { DEFAULT_CHUNK_BYTES, fileChunks, type ChunkBuffers } from "../io/file-hash.js";
+import { DEFAULT_CHUNK_BYTES, fileChunks, takingTurns, type ChunkBuffers } from "../io/file-hash.js";
 import { DIRECT_BLOCK } from "../io/direct-io.js";
 import { alignUp } from "../formats/b158/spec.js";
 import { Arena, type WasmKernels } from "../pack/wasm/kernels.js";
@@ -333,16 +333,7 @@ function checksumMemory(chunkBytes: number, ownChunks: boolean): { kernels?: Was
   if (!ownChunks) return { kernels, scratch: arena.carve(CHECKSUM_SCRATCH)[0]! };
   const [space] = arena.carve(2 * chunkBytes + DIRECT_BLOCK);
   const start = alignUp(space!.byteOffset, DIRECT_BLOCK) - space!.byteOffset;
-  const both = space!.subarray(start, start + 2 * chunkBytes);
-  let turn = 0;
-  // fileChunks holds at most two: the one consumed and the next being read
-  const buffers: ChunkBuffers = {
-    take: async () => {
-      const at = (turn++ % 2) * chunkBytes;
-      return both.subarray(at, at + chunkBytes);
-    },
-  };
-  return { kernels, buffers };
+  return { kernels, buffers: takingTurns(chunkBytes, space!.subarray(start, start + 2 * chunkBytes)) };
 }
 
 const CHECKSUM_SCRATCH = 1024 * 1024;

@@ -69,9 +69,8 @@ export async function* fileChunks(path: string, options: FileHashOptions = {}): 
   }
 }
 
-/** Two buffers, handed out in turn. */
-function takingTurns(chunkBytes: number): ChunkBuffers {
-  const both = alignedBuffer(2 * chunkBytes);
+/** Two buffers of `chunkBytes` at the start of `both` (block-aligned), handed out in turn. */
+export function takingTurns(chunkBytes: number, both: Uint8Array = alignedBuffer(2 * chunkBytes)): ChunkBuffers {
   let turn = 0;
   return {
     take: async () => {

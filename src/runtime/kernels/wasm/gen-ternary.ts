@@ -159,12 +159,6 @@ export function ternaryGemv(v: TernaryVariant, R = PORTABLE_GEMV_ROWS): string {
 }
 
 /**
- * The GEMVs' frame: R rows per pass (the last pass repeats its last row), each token in turn; per
- * scale block, the steps (one 16-byte vector per row: a longer body makes V8 hoist every load and
- * spill), then sum_b d_b * (dot_b - qsum_b) / s per row. With `runSteps`, the i16 accumulators acc{r}
- * are widened into i32 ones (dv{r}) after each run of that many steps.
- */
-/**
  * The GEMV's software prefetch (wasm has no prefetch instruction): each step loads, and drops, one
  * cache line of the rows TOUCH_AHEAD_ROWS ahead of this pass, so that by the time a pass starts its
  * rows are on their way from DRAM. A pass reads its rows as short interleaved streams (K/4 bytes
@@ -182,6 +176,12 @@ function touchAhead(rowsPerPass: number): string {
   return `${set("tp", `(select ${add(get("p0"), mul(get("rowBytes"), i32(TOUCH_AHEAD_ROWS)))} ${get("p0")} ${ahead})`)} ${set("tstep", `(select (i32.const 64) (i32.const 0) ${ahead})`)}`;
 }
 
+/**
+ * The GEMVs' frame: R rows per pass (the last pass repeats its last row), each token in turn; per
+ * scale block, the steps (one 16-byte vector per row: a longer body makes V8 hoist every load and
+ * spill), then sum_b d_b * (dot_b - qsum_b) / s per row. With `runSteps`, the i16 accumulators acc{r}
+ * are widened into i32 ones (dv{r}) after each run of that many steps.
+ */
 function gemvSkeleton(
   v: TernaryVariant,
   kernel: { name: string; rows: number; mask: [string, string]; apStep: string; step: string; runSteps: number | undefined; sums: "acc" | "dv" },
