@@ -38,6 +38,8 @@ interface ChildResult {
   /** Wall seconds of the conversion phase (packing and writing every payload) and of the validation pass after it. */
   convertingS: number;
   validatingS: number;
+  /** CPU seconds (every thread) of the conversion phase. */
+  convertingCpuS: number;
 }
 
 interface Run {
@@ -202,6 +204,7 @@ export const conversion: BenchSection = {
           xFloor: result.wallSeconds / floor,
           convertingS: result.convertingS,
           validatingS: result.validatingS,
+          convertingCpuS: result.convertingCpuS,
           load: result.load,
           ...(all.length > 1 ? { wallRunsS: all.map((r) => r.wallSeconds.toFixed(2)).join(" / "), cpuRunsS: all.map((r) => r.cpuSeconds.toFixed(2)).join(" / ") } : {}),
         });
@@ -254,6 +257,7 @@ export function conversionVerdicts(rows: Record<string, unknown>[]): string[] {
     // the validation pass reads the finished file once (its sha256 covers the header, which needs every payload's hash): it does not scale with workers
     const phase = (one.convertingS as number) / (all.convertingS as number);
     verdicts.push(`conversion phase alone 1 -> ${all.threads} workers: ${(one.convertingS as number).toFixed(2)} s -> ${(all.convertingS as number).toFixed(2)} s = ${phase.toFixed(2)}x; validation pass ${(one.validatingS as number).toFixed(2)} s / ${(all.validatingS as number).toFixed(2)} s (information)`);
+    verdicts.push(scalingBound(one, all));
   }
   const oneCore = find(latent, "tq2_0", 1, 1);
   if (oneCore && all) {
@@ -266,6 +270,22 @@ export function conversionVerdicts(rows: Record<string, unknown>[]): string[] {
     verdicts.push(`packed 2B-4T ${(packed.wallS as number).toFixed(2)} s, ${(packed.cpuS as number).toFixed(2)} CPU-s vs latent ${(all.wallS as number).toFixed(2)} s, ${(all.cpuS as number).toFixed(2)} CPU-s (packed faster, wall and CPU): ${met(faster)}`);
   }
   return verdicts;
+}
+
+/**
+ * How far more workers could take the whole command on this machine. The main thread reads and
+ * hashes beside the workers, so even 1 worker keeps more than one core busy; with every core busy
+ * the conversion phase cannot take less than its CPU seconds over the cores, and the rest of the
+ * command (start-up, the validation pass's disk reads) does not shrink with workers. A bound under
+ * the target says only less CPU per weight can reach it.
+ */
+export function scalingBound(one: Record<string, unknown>, all: Record<string, unknown>): string {
+  const cores = all.cores as number;
+  const busy = (r: Record<string, unknown>) => (r.convertingCpuS as number) / (r.convertingS as number);
+  const rest = (all.wallS as number) - (all.convertingS as number);
+  const fastest = rest + (all.convertingCpuS as number) / cores;
+  const bound = (one.wallS as number) / fastest;
+  return `conversion phase CPU: 1 worker ${(one.convertingCpuS as number).toFixed(2)} CPU-s in ${(one.convertingS as number).toFixed(2)} s = ${busy(one).toFixed(2)} cores busy; ${all.threads} workers ${(all.convertingCpuS as number).toFixed(2)} CPU-s in ${(all.convertingS as number).toFixed(2)} s = ${busy(all).toFixed(2)} of ${cores} cores; with every core busy the whole command could scale at most ${(one.wallS as number).toFixed(2)} / (${rest.toFixed(2)} + ${(all.convertingCpuS as number).toFixed(2)} / ${cores}) = ${bound.toFixed(2)}x (information)`;
 }
 
 export async function fileBytes(path: string): Promise<number> {
