@@ -148,6 +148,34 @@ describe("tokenizers from the file", () => {
     }
   });
 
+  it("a streamed run of special tokens (skipped by decode) keeps every decode short", async () => {
+    const model = await loadModel(await convert("bitnet-2b4t-packed", "i2_s"));
+    try {
+      const tokenizer = model.requireTokenizer();
+      const ids = tokenizer.encode("The quick brown fox.");
+      const special = model.spec.bosTokenId!;
+      let longest = 0;
+      const counting = Object.assign(Object.create(tokenizer) as typeof tokenizer, {
+        decode: (window: readonly number[], options?: { readonly skipSpecialTokens?: boolean }) => {
+          longest = Math.max(longest, window.length);
+          return tokenizer.decode(window, options);
+        },
+      });
+      const stream = new TextStream(counting, ids.slice(0, 3));
+      let pieces = "";
+      for (const id of ids.slice(3)) {
+        pieces += stream.push(id);
+        for (let i = 0; i < 200; i++) pieces += stream.push(special);
+      }
+      pieces += stream.flush();
+      expect(tokenizer.decode(ids.slice(0, 3)) + pieces).toBe("The quick brown fox.");
+      // a window holds the anchor, the text not yet shown and the new token, never the specials
+      expect(longest).toBeLessThanOrEqual(4);
+    } finally {
+      await model.close();
+    }
+  });
+
   it("tokenizer.model (b158's SentencePiece encoder) adds BOS 1 and decodes back", async () => {
     const model = await loadModel(await convert("bitnet-1bitllm", "i2_s"));
     try {

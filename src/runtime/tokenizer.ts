@@ -71,7 +71,9 @@ function hfTokenizer(json: object, config: Record<string, unknown>, label: strin
 /**
  * Text as tokens arrive, for streaming: decodes a window that starts a token or more before the new
  * ones (so a leading space survives), and holds back text that ends inside a UTF-8 sequence
- * (U+FFFD) until the rest arrives.
+ * (U+FFFD) until the rest arrives. A token that adds nothing to the window's text (a special token
+ * the decode skips) leaves the window: a model that emits a run of them must not make every decode
+ * longer than the last.
  */
 export class TextStream {
   private readonly ids: number[];
@@ -93,6 +95,10 @@ export class TextStream {
     const window = this.ids.slice(this.prefix);
     const before = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
     const text = this.tokenizer.decode(window);
+    if (this.read === this.ids.length - 1 && text === before) {
+      this.ids.pop();
+      return "";
+    }
     if (text.length <= before.length || text.endsWith("\ufffd")) return "";
     this.prefix = this.read;
     this.read = this.ids.length;
