@@ -1,10 +1,9 @@
 import { execFile } from "node:child_process";
-import { access, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { llama3TokenizerJson } from "../fixtures/lib/tokenizers.js";
-import { bitnet2B4T, ensureModel } from "./models.js";
+import { bitnet2B4T, ensureModel, ensureTokenizer } from "./models.js";
 import type { BenchSection } from "./types.js";
 
 /**
@@ -41,10 +40,7 @@ export const exporting: BenchSection = {
     await mkdir(ROOT, { recursive: true });
     const model = bitnet2B4T(true);
     const { dir } = await ensureModel(model, join(ROOT, model.id));
-    const tokenizer = join(dir, "tokenizer.json");
-    if (!(await access(tokenizer).then(() => true, () => false))) {
-      await writeFile(tokenizer, JSON.stringify(llama3TokenizerJson(model.config.vocab_size as number).json));
-    }
+    await ensureTokenizer(model, dir);
     const source = join(ROOT, `${model.id}-export-source.b158`);
     await child(CONVERT, [dir, source, "tq2_0", "0"]);
     const rows: Record<string, unknown>[] = [];

@@ -4,6 +4,7 @@ import { encodeSafetensorsHeader, type TensorToWrite } from "../src/formats/safe
 import type { Dtype } from "../src/formats/safetensors/dtypes.js";
 import { DTYPE_BYTES } from "../src/formats/safetensors/dtypes.js";
 import { toBf16Bits } from "../src/pack/float16.js";
+import { llama3TokenizerJson } from "../fixtures/lib/tokenizers.js";
 
 /**
  * Synthetic checkpoints with the exact tensor names, shapes and dtypes of real models
@@ -154,6 +155,22 @@ export async function ensureModel(model: BenchModel, dir: string): Promise<{ dir
   }
   await writeFile(marker, String(position));
   return { dir, bytes: position, generatedSeconds: Number(process.hrtime.bigint() - started) / 1e9 };
+}
+
+/**
+ * The model's tokenizer.json (export and the runtime need one): Llama-3-style at the model's
+ * vocabulary size, with Llama-3's 256 special tokens and regular tokens below them, as the real
+ * 2B-4T's has. Rewritten when what is there differs (earlier benches wrote ~127k special tokens,
+ * which made each streamed token's decode take ~2 ms); returns whether it was, so that files made
+ * with the old one are made again.
+ */
+export async function ensureTokenizer(model: BenchModel, dir: string): Promise<boolean> {
+  const path = join(dir, "tokenizer.json");
+  const text = JSON.stringify(llama3TokenizerJson(model.config.vocab_size as number, { llama3Specials: true }).json);
+  const current = await readFile(path, "utf8").catch(() => undefined);
+  if (current === text) return false;
+  await writeFile(path, text);
+  return true;
 }
 
 /** The header only: the writer needs just each tensor's byte length. */

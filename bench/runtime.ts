@@ -1,11 +1,10 @@
 import { execFile } from "node:child_process";
-import { access, mkdir, writeFile } from "node:fs/promises";
+import { access, mkdir, rm } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { llama3TokenizerJson } from "../fixtures/lib/tokenizers.js";
 import { coresAvailable } from "./kernels.js";
-import { bitnet2B4T, ensureModel } from "./models.js";
+import { bitnet2B4T, ensureModel, ensureTokenizer } from "./models.js";
 import type { BenchSection } from "./types.js";
 
 /**
@@ -77,13 +76,12 @@ export const runtime: BenchSection = {
     await mkdir(ROOT, { recursive: true });
     const model = bitnet2B4T(false, layers);
     const { dir } = await ensureModel(model, join(ROOT, model.id));
-    // export needs a tokenizer: a Llama-3-style one of the real vocabulary size
-    const tokenizer = join(dir, "tokenizer.json");
-    if (!(await exists(tokenizer))) await writeFile(tokenizer, JSON.stringify(llama3TokenizerJson(model.config.vocab_size as number).json));
     const i2s = join(ROOT, `${model.id}-runtime-i2_s.b158`);
     const i2sF16 = join(ROOT, `${model.id}-runtime-i2_s-f16.b158`);
     const tq2 = join(ROOT, `${model.id}-runtime-tq2_0.b158`);
     const gguf = join(ROOT, `${model.id}-runtime-tq2_0-f16.gguf`);
+    // export needs a tokenizer, and the files embed it: made again when it changes
+    if (await ensureTokenizer(model, dir)) for (const made of [i2s, i2sF16, tq2, gguf]) await rm(made, { force: true });
     if (!(await exists(i2s))) await child(CONVERT, [dir, i2s, "i2_s", "0"]);
     if (!(await exists(i2sF16))) await child(CONVERT, [dir, i2sF16, "i2_s", "0", "f16"]);
     if (!(await exists(gguf))) {
